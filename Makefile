@@ -1,0 +1,52 @@
+# Lyra's bootstrap. The README's two commands are `make paper` (the main job) and `make test`.
+# Both create .venv and install what they need; a second run skips every finished step.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+CONSTRAINTS := requirements/constraints.txt
+PAPER_ARGS ?=
+
+.PHONY: paper test lint typecheck unit install freeze clean bench
+
+paper: $(VENV)/.stamp-lyra  ## Phase-3 paper run, offline, on the embedded defaults
+	$(VENV)/bin/lyra-governor paper $(PAPER_ARGS)
+
+test: $(VENV)/.stamp-lyra  ## ruff + mypy + the whole pytest suite (unit, hummingbot, services, e2e)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest
+
+unit: $(VENV)/.stamp-lyra
+	$(VENV)/bin/pytest -m unit
+
+bench: $(VENV)/.stamp-lyra
+	for b in bench/*.py; do $(PY) $$b --quick || exit 1; done
+
+install: $(VENV)/.stamp-lyra
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Cython, numpy and setuptools first: Hummingbot's extensions build against them.
+$(VENV)/.stamp-build: $(PY) requirements/build.txt $(CONSTRAINTS)
+	$(PIP) install -q -c $(CONSTRAINTS) -r requirements/build.txt
+	touch $@
+
+# Hummingbot: no wheel on PyPI, and `pip install hummingbot` fails on 3.11 (pandas-ta needs 3.12),
+# so: --no-deps --no-build-isolation, then its real runtime deps. pip caches the built wheel.
+$(VENV)/.stamp-hummingbot: $(VENV)/.stamp-build requirements/hummingbot.txt $(CONSTRAINTS)
+	$(PIP) install -q --no-deps --no-build-isolation -c $(CONSTRAINTS) hummingbot==20260922
+	$(PIP) install -q -c $(CONSTRAINTS) -r requirements/hummingbot.txt
+	touch $@
+
+$(VENV)/.stamp-lyra: $(VENV)/.stamp-hummingbot setup.cfg $(CONSTRAINTS)
+	$(PIP) install -q --no-build-isolation -c $(CONSTRAINTS) -e '.[dev]'
+	touch $@
+
+freeze:
+	$(PIP) freeze --exclude-editable | grep -vi '^lyra'
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,277 @@
+"""Settings: embedded defaults, merged with conf/lyra_governor.yml, then LYRA_* variables.
+
+Why it is built this way:
+- Every section forbids unknown keys: a typo such as ``max_order_notinal_usd`` must not leave
+  a limit at its default silently. The error names the file, the key and what is allowed.
+- Slugs, weights and prompts of the council live in YAML (``defaults.yml``), not in code.
+- Environment variables win over the file (``LYRA_DB_URL``, ``LYRA_RISK__PRICE_COLLAR_PCT``),
+  which is how headless and Docker bots are configured.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from lyra_governor.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("conf/lyra_governor.yml")
+PAPER_SUFFIX = "_paper_trade"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ExchangeSettings(_Section):
+    ccxt_id: str | None = None
+    hummingbot: bool = True
+    pairs: list[str] = Field(default_factory=list)
+
+    @field_validator("pairs")
+    @classmethod
+    def _pairs_are_base_quote(cls, pairs: list[str]) -> list[str]:
+        for pair in pairs:
+            parts = pair.split("-")
+            if len(parts) != 2 or not all(p.isalnum() and p.isupper() for p in parts):
+                raise ValueError(f"pair {pair!r} must look like BASE-QUOTE in capitals, e.g. BTC-USDT")
+        return pairs
+
+
+class LadderSettings(_Section):
+    paper_virtual_usd: Decimal = Field(default=Decimal("1000"), gt=0)
+    rungs_usd: list[Decimal] = Field(default_factory=lambda: [Decimal(x) for x in (100, 500, 1000, 2500)])
+    full_capital_usd: Decimal = Field(default=Decimal("13947.76"), gt=0)
+    phase5_exchange_share: float = Field(default=0.35, gt=0, le=1)
+    thresholds: dict[int, float] = Field(default_factory=lambda: {1: 0.70, 2: 0.75, 3: 0.80, 4: 0.85, 5: 0.90})
+    paper_success_rate_min: float = Field(default=0.95, ge=0, le=1)
+    rung_min_hours: float = Field(default=24, ge=0)
+
+    @field_validator("rungs_usd")
+    @classmethod
+    def _rungs_ascending(cls, rungs: list[Decimal]) -> list[Decimal]:
+        if not rungs or any(r <= 0 for r in rungs) or rungs != sorted(rungs):
+            raise ValueError("rungs_usd must be a non-empty ascending list of positive amounts")
+        return rungs
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_per_phase(cls, thresholds: dict[int, float]) -> dict[int, float]:
+        if sorted(thresholds) != [1, 2, 3, 4, 5]:
+            raise ValueError("thresholds needs exactly the phases 1, 2, 3, 4 and 5")
+        if any(not 0 < t <= 1 for t in thresholds.values()):
+            raise ValueError("each threshold must be a fraction in (0, 1], e.g. 0.8 for 80 %")
+        return thresholds
+
+
+class RiskSettings(_Section):
+    price_collar_pct: float = Field(default=3.0, gt=0, le=50)
+    max_order_notional_usd: Decimal = Field(default=Decimal("250"), gt=0)
+    order_rate_max: int = Field(default=20, ge=1)
+    order_rate_window_s: float = Field(default=1.0, gt=0)
+    max_open_orders: int = Field(default=40, ge=1)
+    stale_price_s: float = Field(default=30, gt=0)
+    reservation_ttl_s: float = Field(default=600, gt=0)
+    heartbeat_timeout_s: float = Field(default=120, gt=0)
+
+
+class RoleSettings(_Section):
+    name: str = Field(min_length=1, max_length=64)
+    model: str = Field(min_length=1)
+    weight: float = Field(default=1.0, gt=0)
+    response_format: Literal["json_schema", "json_object"] = "json_schema"
+    prompt: str = Field(min_length=1)
+
+
+class ConsensusSettings(_Section):
+    backend: Literal["local", "openrouter"] = "local"
+    per_order: bool = False
+    deadline_s: float = Field(default=8.0, gt=0, le=120)
+    mandate_ttl_s: float = Field(default=900, gt=0, le=900)
+    mandate_max_total_usd: Decimal = Field(default=Decimal("1000"), gt=0)
+    daily_budget_usd: float = Field(default=5.0, ge=0)
+    openrouter_base_url: str = "https://openrouter.ai/api/v1"
+    roles: list[RoleSettings] = Field(default_factory=list)
+
+    @field_validator("roles")
+    @classmethod
+    def _roles_unique(cls, roles: list[RoleSettings]) -> list[RoleSettings]:
+        names = [r.name for r in roles]
+        if len(set(names)) != len(names):
+            raise ValueError("role names must be unique")
+        if not 1 <= len(roles) <= 16:
+            raise ValueError("the council needs between 1 and 16 roles (8 by design)")
+        return roles
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8091, ge=1, le=65535)
+
+
+class MqttSettings(_Section):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    namespace: str = "hbot"
+
+
+class Settings(BaseSettings):
+    """All of Lyra's settings. Build it with `load_settings`, not directly."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LYRA_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    db_url: str = "sqlite:///data/lyra.db"
+    data_dir: Path = Path("data")
+    vault_path: Path = Path("data/vault/lyra.vault")
+    fx_usd: dict[str, Decimal] = Field(default_factory=dict)
+    exchanges: dict[str, ExchangeSettings] = Field(default_factory=dict)
+    ladder: LadderSettings = Field(default_factory=LadderSettings)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
+    consensus: ConsensusSettings = Field(default_factory=ConsensusSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+
+    # Not a setting: where these settings came from, for error messages and `status`.
+    source: str = Field(default="<embedded defaults>", exclude=True)
+
+    @field_validator("fx_usd")
+    @classmethod
+    def _fx_positive(cls, rates: dict[str, Decimal]) -> dict[str, Decimal]:
+        for currency, rate in rates.items():
+            if not rate.is_finite() or rate <= 0:
+                raise ValueError(f"fx_usd.{currency} must be a positive number of USD")
+        return rates
+
+    @model_validator(mode="after")
+    def _quotes_have_rates(self) -> Settings:
+        for name, exchange in self.exchanges.items():
+            for pair in exchange.pairs:
+                quote = pair.split("-")[1]
+                if quote not in self.fx_usd:
+                    raise ValueError(
+                        f"exchanges.{name} trades {pair} but fx_usd has no rate for {quote}; add fx_usd.{quote}"
+                    )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first: a LYRA_* variable overrides the YAML handed in as init kwargs.
+        return (env_settings, init_settings)
+
+    # --- derived helpers (pure) -------------------------------------------------------------
+
+    @staticmethod
+    def exchange_of(connector: str) -> str:
+        """``binance_paper_trade`` -> ``binance``; ``binance`` -> ``binance``."""
+        return connector[: -len(PAPER_SUFFIX)] if connector.endswith(PAPER_SUFFIX) else connector
+
+    @staticmethod
+    def is_paper(connector: str) -> bool:
+        return connector.endswith(PAPER_SUFFIX)
+
+    def threshold(self, phase: int) -> float:
+        return self.ladder.thresholds[phase]
+
+    @property
+    def db_path(self) -> Path | None:
+        """The SQLite file behind db_url, or None for another database."""
+        prefix = "sqlite:///"
+        return Path(self.db_url[len(prefix) :]) if self.db_url.startswith(prefix) else None
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "exchanges":
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path, label: str) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{label}: file not found; create it or point --config / LYRA_CONFIG elsewhere") from None
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot be read ({exc.strerror}); check its permissions") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{label}: malformed YAML{where}: {problem}; fix the file's syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{label}: the top level must be a mapping of settings, not {type(data).__name__}")
+    return data
+
+
+def _explain(exc: ValidationError, label: str) -> str:
+    """One line per problem: file, dotted key, what is wrong and what is allowed."""
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "<top level>"
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            lines.append(f"{label}: unknown key '{key}'; remove it or fix its spelling (see conf/lyra_governor.yml)")
+        else:
+            shown = err.get("input")
+            got = "" if isinstance(shown, dict | list) else f" (got {shown!r})"
+            lines.append(f"{label}: '{key}': {err['msg']}{got}")
+    return "\n".join(lines)
+
+
+def resolve_config_path(explicit: Path | str | None = None) -> Path | None:
+    """--config, else LYRA_CONFIG, else ./conf/lyra_governor.yml when present, else none."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("LYRA_CONFIG")
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
+def load_settings(path: Path | str | None = None, *, use_env: bool = True, **overrides: Any) -> Settings:
+    """Load and validate settings; raise `ConfigError` with a human message on any problem.
+
+    `overrides` (nested dicts allowed) are merged last, for tests and for commands such as
+    `paper` that run on their own store.
+    """
+    defaults = yaml.safe_load(resources.files("lyra_governor").joinpath("defaults.yml").read_text("utf-8"))
+    config_path = resolve_config_path(path)
+    data = defaults
+    label = "<embedded defaults>"
+    if config_path is not None:
+        label = str(config_path)
+        data = _deep_merge(defaults, _read_yaml(config_path, label))
+    if overrides:
+        data = _deep_merge(data, overrides)
+    try:
+        settings = Settings(**data) if use_env else Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, label + (" (or a LYRA_* variable)" if use_env else ""))) from None
+    return settings.model_copy(update={"source": label})
