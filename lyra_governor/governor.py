@@ -23,10 +23,44 @@ STORE_UNAVAILABLE: the governor fails closed.
 
 from __future__ import annotations
 
+import importlib
+import logging
+import statistics
+import time
+from collections import deque
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
-from lyra_governor.models import CouncilContext, Mandate, OrderProposal
+import sqlalchemy as sa
+
+from lyra_governor import audit, phases, risk
+from lyra_governor.config import Settings
+from lyra_governor.errors import StoreUnavailable
+from lyra_governor.ledger import LadderState, Ledger
+from lyra_governor.models import (
+    ConsensusResult,
+    CouncilContext,
+    Decision,
+    DecisionStatus,
+    DenialCode,
+    Mandate,
+    MarketSnapshot,
+    OrderEvent,
+    OrderEventKind,
+    OrderProposal,
+    TradingState,
+    Verdict,
+    new_id,
+)
+from lyra_governor.store import HotPath, reservations, to_musd, write_tx
+
+log = logging.getLogger(__name__)
+
+STATE_REFRESH_S = 0.25  # wall-clock: a halt written by another process is seen within this
+HEARTBEAT_EVERY_S = 5.0  # governor-clock seconds between heartbeat writes
+REFERENCE_WINDOW_S = 60.0  # the flash-move reference is the median mid over this window
+REFERENCE_MIN_SAMPLES = 5
 
 
 class MandateProvider(Protocol):
@@ -44,3 +78,517 @@ class MandateProvider(Protocol):
     def request(self, proposal: OrderProposal, context: CouncilContext) -> None:
         """Ask the council (in the background) for a mandate covering proposals like this one."""
         ...
+
+
+class NoCouncil:
+    """The provider used when no council can be built: nothing is ever covered (fail closed)."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def find(self, proposal: OrderProposal, notional_usd: Decimal, now: float) -> Mandate | None:
+        return None
+
+    def request(self, proposal: OrderProposal, context: CouncilContext) -> None:
+        return None
+
+
+def default_mandate_provider(settings: Settings) -> MandateProvider:
+    """The consensus package's provider (local voters by default), or `NoCouncil` without it."""
+    try:
+        # Imported by name so the core has no static dependency on the consensus package.
+        factory = importlib.import_module("lyra_governor.consensus").mandate_provider
+    except (ImportError, AttributeError) as exc:
+        log.error("no AI council available (%s); every order will wait for a mandate", exc)
+        return NoCouncil(f"the consensus package could not be loaded: {exc}")
+    provider: MandateProvider = factory(settings)
+    return provider
+
+
+class Governor:
+    """The one hook between a strategy and an exchange. See the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Ledger,
+        bot_id: str,
+        mandates: MandateProvider,
+        clock: Callable[[], float] = time.time,
+        strategy: str = "unknown",
+    ) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.bot_id = bot_id
+        self.strategy = strategy
+        self.mandates = mandates
+        self.clock = clock
+        self._state: LadderState | None = None
+        self._state_read_at = -1.0
+        self._rates: dict[str, risk.RateWindow] = {}
+        self._open: dict[str, set[str]] = {}  # exchange -> open reservation ids of this bot
+        self._reservation_exchange: dict[str, str] = {}
+        self._mandate_used: dict[str, Decimal] = {}
+        self._mids: dict[tuple[str, str], deque[tuple[float, Decimal]]] = {}
+        self._markets: dict[tuple[str, str], MarketSnapshot] = {}
+        self._fx_observed: dict[str, Decimal] = {}
+        self._last_heartbeat = float("-inf")
+        self._recent_denials: deque[float] = deque(maxlen=200)
+        self._recent_failures: deque[float] = deque(maxlen=200)
+        self._recent_decisions: deque[float] = deque(maxlen=200)
+        self.counts: dict[str, int] = {}
+        self.hot = HotPath(ledger.engine)
+        for row in ledger.open_reservations(bot_id):
+            self._open.setdefault(row["exchange"], set()).add(row["reservation_id"])
+            self._reservation_exchange[row["reservation_id"]] = row["exchange"]
+        subscribe = getattr(mandates, "subscribe", None)
+        if callable(subscribe):
+            subscribe(self.apply_verdict)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        bot_id: str,
+        mandates: MandateProvider | None = None,
+        clock: Callable[[], float] = time.time,
+        strategy: str = "unknown",
+        ledger: Ledger | None = None,
+    ) -> Governor:
+        """Open the store named by settings and attach the council.
+
+        With `mandates=None` the consensus package's provider is used (local deterministic
+        voters on the embedded defaults). If it cannot be loaded, every proposal stays
+        PENDING with NO_MANDATE: without a council nothing trades.
+        """
+        ledger = ledger or Ledger.open(settings, clock)
+        provider = mandates if mandates is not None else default_mandate_provider(settings)
+        governor = cls(settings, ledger, bot_id, provider, clock, strategy)
+        governor.heartbeat()
+        return governor
+
+    def close(self) -> None:
+        closer = getattr(self.mandates, "close", None)
+        if callable(closer):
+            closer()
+        self.hot.close()
+        self.ledger.close()
+
+    # --- state ------------------------------------------------------------------------------
+
+    def ladder_state(self, fresh: bool = False) -> LadderState:
+        wall = time.monotonic()
+        if fresh or self._state is None or wall - self._state_read_at > STATE_REFRESH_S:
+            self._state = self.ledger.state()
+            self._state_read_at = wall
+        return self._state
+
+    def trading_state(self) -> TradingState:
+        return self.ladder_state().trading_state
+
+    def capacity_usd(self, exchange: str) -> Decimal:
+        """USD that may still be reserved on `exchange` in the current phase's book."""
+        book = self.ladder_state().book
+        if book is None:
+            return Decimal(0)
+        try:
+            return self.ledger.capacity_usd(book, exchange)
+        except sa.exc.SQLAlchemyError:
+            return Decimal(0)
+
+    def apply_verdict(self, result: ConsensusResult) -> None:
+        """Council emergency rules: ABORT halts, GRADUAL_STOP goes reduce-only (both audited)."""
+        try:
+            if result.verdict is Verdict.ABORT:
+                self.ledger.halt(f"council ABORT ({'; '.join(result.reasons)[:300]})", "council", demote=False)
+            elif result.verdict is Verdict.GRADUAL_STOP:
+                self.ledger.reduce_only(f"council GRADUAL_STOP ({'; '.join(result.reasons)[:300]})", "council")
+            else:
+                return
+            self._state = None
+        except sa.exc.SQLAlchemyError:
+            log.exception("could not record the council's %s verdict", result.verdict)
+
+    # --- market facts -----------------------------------------------------------------------
+
+    def observe_market(self, snapshot: MarketSnapshot) -> None:
+        key = (snapshot.connector, snapshot.trading_pair)
+        self._markets[key] = snapshot
+        mid = snapshot.mid_price
+        if mid.is_finite() and mid > 0:
+            window = self._mids.setdefault(key, deque())
+            window.append((snapshot.timestamp, mid))
+            while window and window[0][0] < snapshot.timestamp - REFERENCE_WINDOW_S:
+                window.popleft()
+
+    def observe_fx(self, currency: str, usd_per_unit: Decimal) -> None:
+        """An observed USD rate (e.g. from an AUD-USDT book) that wins over the configured one."""
+        if usd_per_unit.is_finite() and usd_per_unit > 0:
+            self._fx_observed[currency] = usd_per_unit
+
+    def _reference_mid(self, connector: str, pair: str) -> Decimal | None:
+        window = self._mids.get((connector, pair))
+        if not window or len(window) < REFERENCE_MIN_SAMPLES:
+            return None
+        return statistics.median_low(m for _, m in window)
+
+    def usd_per_quote(self, quote: str) -> Decimal | None:
+        return self._fx_observed.get(quote) or self.settings.fx_usd.get(quote)
+
+    # --- the hook ---------------------------------------------------------------------------
+
+    def review(self, proposal: OrderProposal) -> Decision:
+        """Allow, deny or hold one proposed order. Never raises, never waits on the network."""
+        try:
+            return self._review(proposal)
+        except (sa.exc.SQLAlchemyError, StoreUnavailable) as exc:
+            log.error("store unavailable during review of %s: %s", proposal.proposal_id, exc)
+            return self._decision(
+                proposal,
+                DenialCode.STORE_UNAVAILABLE,
+                "the store is unavailable; no order is placed until it is back",
+                audit_it=False,
+            )
+        except Exception:
+            log.exception("internal error reviewing %s", proposal.proposal_id)
+            return self._decision(
+                proposal,
+                DenialCode.INTERNAL_ERROR,
+                "internal error in the governor; the order is refused (see the log)",
+                audit_it=False,
+            )
+
+    def _review(self, p: OrderProposal) -> Decision:
+        now = self.clock()
+        self._recent_decisions.append(now)
+        state = self.ladder_state()
+        exchange = Settings.exchange_of(p.connector)
+        # 1. halted / reducing
+        if state.trading_state is TradingState.HALTED:
+            return self._deny(p, DenialCode.HALTED, f"trading is halted ({state.reason}); an operator must resume")
+        if state.trading_state is TradingState.REDUCING and not p.reduce_only:
+            return self._deny(
+                p,
+                DenialCode.REDUCE_ONLY,
+                f"gradual stop in force ({state.reason}); only orders that reduce exposure pass",
+            )
+        # 2. phase permits this connector
+        denial = phases.connector_denial(state.phase, Settings.is_paper(p.connector))
+        if denial:
+            return self._deny(p, *denial)
+        # 3. input sanity
+        config = self.settings.exchanges.get(exchange)
+        failed = risk.check_inputs(p, config.pairs if config else None, now, self.settings.risk.stale_price_s)
+        if failed:
+            return self._deny(p, failed.code, failed.message)
+        rate = self.usd_per_quote(p.quote)
+        if rate is None:
+            return self._deny(
+                p, DenialCode.FX_RATE_MISSING, f"no USD rate for {p.quote}; add fx_usd.{p.quote} to the config"
+            )
+        notional_usd = p.amount * p.reference_price * rate
+        # 4. price collar (limit vs mid, mid vs recent reference)
+        failed = risk.check_collar(
+            p.reference_price,
+            p.mid_price,
+            self._reference_mid(p.connector, p.trading_pair),
+            self.settings.risk.price_collar_pct,
+        )
+        if failed:
+            return self._deny(p, failed.code, failed.message, notional_usd)
+        # 5. max order notional
+        failed = risk.check_notional(notional_usd, self.settings.risk.max_order_notional_usd)
+        if failed:
+            return self._deny(p, failed.code, failed.message, notional_usd)
+        # 6. order rate and open orders (per bot and exchange)
+        window = self._rates.setdefault(exchange, risk.RateWindow())
+        failed = risk.check_rate(window, now, self.settings.risk.order_rate_window_s, self.settings.risk.order_rate_max)
+        if failed is None:
+            failed = risk.check_open_orders(len(self._open.get(exchange, ())), self.settings.risk.max_open_orders)
+        if failed:
+            return self._deny(p, failed.code, failed.message, notional_usd)
+        book = state.book
+        assert book is not None  # phases 1-2 were refused above
+        # reduce-only orders must really reduce: never more than what is deployed there
+        if p.reduce_only:
+            deployed = self.ledger.exposure(book).exchanges.get(exchange)
+            if deployed is None or notional_usd > deployed.deployed_usd * Decimal("1.05") + Decimal("0.01"):
+                return self._deny(
+                    p,
+                    DenialCode.REDUCE_ONLY,
+                    f"reduce-only order of {notional_usd:.2f} USD is larger than the capital deployed on this exchange",
+                    notional_usd,
+                )
+            return self._reserve(p, book, exchange, notional_usd, rate, None, window, now, reserve=False)
+        # 7. mandate coverage
+        mandate = self.mandates.find(p, notional_usd, now)
+        if mandate is not None:
+            used = self._mandate_used.get(mandate.mandate_id, Decimal(0))
+            if used + notional_usd > mandate.max_total_notional_usd:
+                mandate = None
+        if mandate is None:
+            self.mandates.request(p, self._council_context(p, state, now))
+            return self._decision(
+                p,
+                DenialCode.NO_MANDATE,
+                "no council mandate covers this order yet; one has been requested, propose again on a later tick",
+                notional_usd,
+                DecisionStatus.PENDING,
+            )
+        # 8. atomic capital reservation
+        decision = self._reserve(p, book, exchange, notional_usd, rate, mandate, window, now, reserve=True)
+        if decision.allowed:
+            self._mandate_used[mandate.mandate_id] = (
+                self._mandate_used.get(mandate.mandate_id, Decimal(0)) + notional_usd
+            )
+        return decision
+
+    def _reserve(
+        self,
+        p: OrderProposal,
+        book: str,
+        exchange: str,
+        notional_usd: Decimal,
+        rate: Decimal,
+        mandate: Mandate | None,
+        window: risk.RateWindow,
+        now: float,
+        reserve: bool,
+    ) -> Decision:
+        reservation_id = new_id("res")
+        amount_musd = to_musd(notional_usd) if reserve else 0
+        decided = _decision_payload(p, DecisionStatus.ALLOWED, None, "", notional_usd, reservation_id, mandate)
+        row = (
+            reservation_id,
+            self.bot_id,
+            p.connector,
+            book,
+            exchange,
+            p.trading_pair,
+            p.side.value,
+            p.reduce_only,
+            str(p.amount),
+            str(p.reference_price),
+            str(rate),
+            amount_musd,
+            p.client_order_id,
+            mandate.mandate_id if mandate else None,
+            now,
+        )
+        seq = self.hot.reserve(
+            (f"{book}:{exchange}", f"{book}:TOTAL"), amount_musd, row, audit.canonical_json(decided), self.bot_id, now
+        )
+        ok = seq is not None
+        if not ok:
+            code, message = self._cap_denial(book, exchange, notional_usd)
+            return self._deny(p, code, message, notional_usd)
+        window.add(now)
+        self._open.setdefault(exchange, set()).add(reservation_id)
+        self._reservation_exchange[reservation_id] = exchange
+        self._count("ALLOWED")
+        return Decision(
+            proposal_id=p.proposal_id,
+            status=DecisionStatus.ALLOWED,
+            message="allowed",
+            notional_usd=notional_usd,
+            reservation_id=reservation_id,
+            mandate_id=mandate.mandate_id if mandate else None,
+            consensus_id=mandate.consensus_id if mandate else None,
+            size_scale=mandate.size_scale if mandate else 1.0,
+            audit_seq=seq,
+        )
+
+    def _cap_denial(self, book: str, exchange: str, notional_usd: Decimal) -> tuple[DenialCode, str]:
+        exposure = self.ledger.exposure(book)
+        ex = exposure.exchanges.get(exchange)
+        if ex is None or ex.used_usd + notional_usd > ex.cap_usd:
+            cap = ex.cap_usd if ex else Decimal(0)
+            used = ex.used_usd if ex else Decimal(0)
+            return DenialCode.EXCHANGE_CAP, (
+                f"{notional_usd:.2f} USD more would put {exchange} at {used + notional_usd:.2f} USD, over its "
+                f"{cap:.2f} USD cap for this phase"
+            )
+        total = exposure.total
+        return DenialCode.TOTAL_CAP, (
+            f"{notional_usd:.2f} USD more would put the total at {total.used_usd + notional_usd:.2f} USD, over the "
+            f"{total.cap_usd:.2f} USD cap for this phase"
+        )
+
+    def _council_context(self, p: OrderProposal, state: LadderState, now: float) -> CouncilContext:
+        exchange = Settings.exchange_of(p.connector)
+        book = state.book or phases.LIVE_BOOK
+        exposure = self.ledger.exposure(book)
+        ex = exposure.exchanges.get(exchange)
+        horizon = now - 300
+        decisions = sum(1 for t in self._recent_decisions if t >= horizon) or 1
+        return CouncilContext(
+            phase=state.phase,
+            question="mandate",
+            proposal=p,
+            market=self._markets.get((p.connector, p.trading_pair)),
+            cap_usd=ex.cap_usd if ex else Decimal(0),
+            deployed_usd=ex.deployed_usd if ex else Decimal(0),
+            reserved_usd=ex.reserved_usd if ex else Decimal(0),
+            error_rate=min(1.0, sum(1 for t in self._recent_failures if t >= horizon) / decisions),
+            reject_rate=min(1.0, sum(1 for t in self._recent_denials if t >= horizon) / decisions),
+            now=now,
+        )
+
+    def _deny(self, p: OrderProposal, code: DenialCode, message: str, notional: Decimal = Decimal(0)) -> Decision:
+        self._recent_denials.append(self.clock())
+        return self._decision(p, code, message, notional)
+
+    def _decision(
+        self,
+        p: OrderProposal,
+        code: DenialCode,
+        message: str,
+        notional: Decimal = Decimal(0),
+        status: DecisionStatus = DecisionStatus.DENIED,
+        audit_it: bool = True,
+    ) -> Decision:
+        seq: int | None = None
+        if audit_it:
+            try:
+                payload = _decision_payload(p, status, code, message, notional, None, None)
+                seq = self.hot.audit("decision", audit.canonical_json(payload), self.bot_id, self.clock())
+            except (sa.exc.SQLAlchemyError, StoreUnavailable) as exc:
+                log.error("could not audit the denial of %s: %s", p.proposal_id, exc)
+                code, message = DenialCode.STORE_UNAVAILABLE, f"{message} (and the store is unavailable)"
+        self._count(code.value if status is DecisionStatus.DENIED else status.value)
+        safe_notional = notional if notional.is_finite() else Decimal(0)
+        return Decision(
+            proposal_id=p.proposal_id,
+            status=status,
+            code=code,
+            message=message,
+            notional_usd=safe_notional,
+            audit_seq=seq,
+        )
+
+    def _count(self, key: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    # --- events -----------------------------------------------------------------------------
+
+    def on_order_event(self, event: OrderEvent) -> None:
+        """Fills become deployed capital; cancels and failures release the reservation."""
+        now = self.clock() if event.timestamp is None else event.timestamp
+        if event.kind in _RELEASES:
+            released = {
+                "kind": event.kind.value,
+                "reservation_id": event.reservation_id,
+                "client_order_id": event.client_order_id,
+            }
+            if self.hot.release(event.reservation_id, _RELEASES[event.kind], released, self.bot_id, now):
+                self._forget(event.reservation_id)
+                if event.kind is OrderEventKind.FAILED:
+                    self._recent_failures.append(now)
+                return
+        try:
+            with write_tx(self.ledger.engine) as conn:
+                row = conn.execute(
+                    sa.select(reservations).where(reservations.c.reservation_id == event.reservation_id)
+                ).first()
+                if row is None:
+                    audit.append(
+                        conn,
+                        "orphan_event",
+                        {
+                            "kind": event.kind.value,
+                            "reservation_id": event.reservation_id,
+                            "client_order_id": event.client_order_id,
+                        },
+                        self.bot_id,
+                        now,
+                    )
+                    return
+                mapping = row._mapping
+                payload: dict[str, Any] = {
+                    "kind": event.kind.value,
+                    "reservation_id": event.reservation_id,
+                    "client_order_id": event.client_order_id,
+                }
+                if event.kind is OrderEventKind.FILLED:
+                    payload |= self.ledger.fill_in_tx(
+                        conn, mapping, event.filled_amount, event.fill_price, event.fee_usd, now, complete=False
+                    )
+                    payload |= {"amount": str(event.filled_amount), "price": str(event.fill_price)}
+                    if payload["complete"]:
+                        self._forget(event.reservation_id)
+                elif event.kind is OrderEventKind.CREATED:
+                    return
+                elif mapping["status"] != "OPEN":
+                    payload["note"] = f"reservation already {mapping['status']}"
+                elif event.kind is OrderEventKind.COMPLETED:
+                    payload["released_usd"] = str(
+                        Decimal(self.ledger.release_in_tx(conn, mapping, "FILLED", now)) / Decimal(1_000_000)
+                    )
+                    self._forget(event.reservation_id)
+                else:
+                    status = {"CANCELLED": "CANCELLED", "FAILED": "FAILED", "EXPIRED": "EXPIRED"}[event.kind.value]
+                    payload["released_usd"] = str(
+                        Decimal(self.ledger.release_in_tx(conn, mapping, status, now)) / Decimal(1_000_000)
+                    )
+                    self._forget(event.reservation_id)
+                    if event.kind is OrderEventKind.FAILED:
+                        self._recent_failures.append(now)
+                audit.append(conn, "order_event", payload, self.bot_id, now)
+        except sa.exc.SQLAlchemyError:
+            log.exception(
+                "could not record %s for %s; it will be reconciled from the exchange", event.kind, event.reservation_id
+            )
+            raise
+
+    def _forget(self, reservation_id: str) -> None:
+        exchange = self._reservation_exchange.pop(reservation_id, None)
+        if exchange is not None:
+            self._open.get(exchange, set()).discard(reservation_id)
+
+    def heartbeat(self) -> None:
+        """Tell the store this bot is alive (throttled), and expire silent bots' reservations."""
+        now = self.clock()
+        if now - self._last_heartbeat < HEARTBEAT_EVERY_S:
+            return
+        self._last_heartbeat = now
+        try:
+            self.ledger.heartbeat(self.bot_id, now)
+            self.ledger.expire_silent_bots(self.settings.risk.heartbeat_timeout_s, now)
+        except sa.exc.SQLAlchemyError as exc:
+            log.error("heartbeat failed: %s", exc)
+
+
+_RELEASES = {
+    OrderEventKind.CANCELLED: "CANCELLED",
+    OrderEventKind.FAILED: "FAILED",
+    OrderEventKind.EXPIRED: "EXPIRED",
+}
+
+
+def _decision_payload(
+    p: OrderProposal,
+    status: DecisionStatus,
+    code: DenialCode | None,
+    message: str,
+    notional: Decimal,
+    reservation_id: str | None,
+    mandate: Mandate | None,
+) -> dict[str, Any]:
+    return {
+        "proposal_id": p.proposal_id,
+        "status": status.value,
+        "code": code.value if code else None,
+        "message": message,
+        "connector": p.connector,
+        "pair": p.trading_pair,
+        "side": p.side.value,
+        "amount": str(p.amount),
+        "price": str(p.price) if p.price is not None else None,
+        "mid": str(p.mid_price),
+        "notional_usd": str(notional.quantize(Decimal("0.000001"))) if notional.is_finite() else str(notional),
+        "reduce_only": p.reduce_only,
+        "strategy": p.strategy,
+        "reservation_id": reservation_id,
+        "mandate_id": mandate.mandate_id if mandate else None,
+        "consensus_id": mandate.consensus_id if mandate else None,
+    }

@@ -117,7 +117,7 @@ class OrderProposal(BaseModel):
     refuse prices far from the market and books that stopped updating.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=True)
 
     proposal_id: str = Field(default_factory=lambda: new_id("prp"))
     bot_id: str = Field(min_length=1, max_length=128)

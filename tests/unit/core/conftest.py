@@ -1,0 +1,101 @@
+"""Fixtures for the governor core: a ledger on a fresh SQLite file, a controllable clock, a
+deterministic mandate provider (the issue allows a test double here: the code path is real)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from lyra_governor.config import Settings
+from lyra_governor.governor import Governor
+from lyra_governor.models import CouncilContext, Mandate, OrderProposal, Side
+
+
+class FakeClock:
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class EnvelopeMandates:
+    """Approves a wide envelope for every request; `refuse=True` never approves anything."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.requests: list[CouncilContext] = []
+        self.approved: set[tuple[str, str]] = set()
+
+    def find(self, proposal: OrderProposal, notional_usd: Decimal, now: float) -> Mandate | None:
+        if (proposal.connector, proposal.trading_pair) not in self.approved:
+            return None
+        mandate = Mandate(
+            consensus_id="cns-test",
+            connector=proposal.connector,
+            trading_pair=proposal.trading_pair,
+            sides=frozenset(Side),
+            max_order_notional_usd=Decimal(10_000),
+            max_total_notional_usd=Decimal(10**9),
+            price_low=Decimal(0),
+            price_high=Decimal(10**12),
+            issued_at=now,
+            expires_at=now + 900,
+        )
+        return mandate if mandate.covers(proposal, notional_usd, now) else None
+
+    def request(self, proposal: OrderProposal, context: CouncilContext) -> None:
+        self.requests.append(context)
+        if not self.refuse:
+            self.approved.add((proposal.connector, proposal.trading_pair))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def mandates() -> EnvelopeMandates:
+    return EnvelopeMandates()
+
+
+@pytest.fixture
+def governor(settings: Settings, clock: FakeClock, mandates: EnvelopeMandates) -> Iterator[Governor]:
+    gov = Governor.from_settings(settings, "bot-1", mandates=mandates, clock=clock)
+    gov.ledger.set_phase(3, "test", "paper trading under test")
+    yield gov
+    gov.close()
+
+
+@pytest.fixture
+def propose(clock: FakeClock) -> Callable[..., OrderProposal]:
+    def make(**overrides: Any) -> OrderProposal:
+        fields: dict[str, Any] = {
+            "bot_id": "bot-1",
+            "connector": "binance_paper_trade",
+            "trading_pair": "BTC-USDT",
+            "side": Side.BUY,
+            "amount": Decimal("0.001"),
+            "price": Decimal("60000"),
+            "mid_price": Decimal("60010"),
+            "mid_price_ts": clock.now,
+        }
+        fields.update(overrides)
+        return OrderProposal(**fields)
+
+    return make
+
+
+def allowed(gov: Governor, proposal: OrderProposal) -> Any:
+    """Review twice if needed: the first proposal of a market waits for its mandate."""
+    decision = gov.review(proposal)
+    if decision.status.value == "PENDING":
+        decision = gov.review(proposal.model_copy(update={"proposal_id": proposal.proposal_id + "b"}))
+    return decision

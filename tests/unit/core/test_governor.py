@@ -1,0 +1,300 @@
+"""Governor.review end to end on a real SQLite store: every check, cheapest first, audited."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from lyra_governor import audit
+from lyra_governor.config import Settings
+from lyra_governor.governor import Governor
+from lyra_governor.ledger import Ledger
+from lyra_governor.models import (
+    DecisionStatus,
+    DenialCode,
+    MarketSnapshot,
+    OrderEvent,
+    OrderEventKind,
+    OrderProposal,
+    Side,
+    TradingState,
+)
+from lyra_governor.store import audit_log
+
+from .conftest import EnvelopeMandates, FakeClock, allowed
+
+Propose = Callable[..., OrderProposal]
+
+
+def test_allowed_order_reserves_capital_and_is_audited(governor: Governor, propose: Propose) -> None:
+    decision = allowed(governor, propose())
+    assert decision.allowed, decision.message
+    assert decision.reservation_id and decision.mandate_id and decision.audit_seq
+    assert decision.notional_usd == Decimal("60.000")
+    exposure = governor.ledger.exposure("paper")
+    assert exposure.exchanges["binance"].reserved_usd == Decimal("60")
+    assert exposure.total.reserved_usd == Decimal("60")
+    assert audit.verify(governor.ledger.engine).ok
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code"),
+    [
+        ({"amount": Decimal("NaN")}, DenialCode.INVALID_AMOUNT),
+        ({"amount": Decimal("Infinity")}, DenialCode.INVALID_AMOUNT),
+        ({"amount": Decimal(0)}, DenialCode.INVALID_AMOUNT),
+        ({"amount": Decimal("-0.1")}, DenialCode.INVALID_AMOUNT),
+        ({"price": Decimal("NaN")}, DenialCode.INVALID_PRICE),
+        ({"price": Decimal("-1")}, DenialCode.INVALID_PRICE),
+        ({"price": Decimal(0)}, DenialCode.INVALID_PRICE),
+        ({"mid_price": Decimal("NaN")}, DenialCode.INVALID_MID_PRICE),
+        ({"mid_price": Decimal(0)}, DenialCode.INVALID_MID_PRICE),
+        ({"trading_pair": "DOGE-USDT"}, DenialCode.UNKNOWN_PAIR),
+        ({"connector": "mystery_paper_trade"}, DenialCode.UNKNOWN_EXCHANGE),
+        ({"price": Decimal("70000")}, DenialCode.PRICE_COLLAR),
+        ({"amount": Decimal("0.01")}, DenialCode.MAX_ORDER_NOTIONAL),
+        ({"connector": "binance"}, DenialCode.LIVE_NOT_PERMITTED),
+    ],
+)
+def test_bad_input_is_denied_with_its_code(
+    governor: Governor, propose: Propose, overrides: dict[str, Any], code: DenialCode
+) -> None:
+    decision = governor.review(propose(**overrides))
+    assert decision.status is DecisionStatus.DENIED
+    assert decision.code is code, decision.message
+    assert decision.message
+    assert governor.ledger.exposure("paper").total.reserved_usd == 0
+    last = audit.tail(governor.ledger.engine, 1)[0]
+    assert last.event == "decision" and last.payload["code"] == code.value
+
+
+def test_stale_mid_price_is_denied(governor: Governor, propose: Propose, clock: FakeClock) -> None:
+    proposal = propose(mid_price_ts=clock.now - 31)
+    assert governor.review(proposal).code is DenialCode.STALE_PRICE
+
+
+def test_missing_fx_rate_is_denied(
+    settings: Settings, clock: FakeClock, mandates: EnvelopeMandates, propose: Propose
+) -> None:
+    rates = {k: v for k, v in settings.fx_usd.items() if k != "AUD"}
+    exchanges = {k: v for k, v in settings.exchanges.items() if k not in ("btc_markets", "digital_surge")}
+    exchanges["btc_markets"] = settings.exchanges["btc_markets"]
+    local = settings.model_copy(update={"fx_usd": rates, "exchanges": exchanges})
+    gov = Governor.from_settings(local, "bot-1", mandates=mandates, clock=clock)
+    gov.ledger.set_phase(3, "test", "paper")
+    decision = gov.review(
+        propose(
+            connector="btc_markets_paper_trade", trading_pair="BTC-AUD", price=Decimal(90000), mid_price=Decimal(90000)
+        )
+    )
+    assert decision.code is DenialCode.FX_RATE_MISSING
+    gov.close()
+
+
+def test_aud_quote_converts_to_usd(governor: Governor, propose: Propose) -> None:
+    decision = allowed(
+        governor,
+        propose(
+            connector="btc_markets_paper_trade", trading_pair="BTC-AUD", price=Decimal(90000), mid_price=Decimal(90000)
+        ),
+    )
+    assert decision.allowed
+    assert decision.notional_usd == Decimal("0.001") * 90000 * Decimal("0.65")
+
+
+@pytest.mark.parametrize("phase", [1, 2])
+def test_phases_one_and_two_place_no_orders(governor: Governor, propose: Propose, phase: int) -> None:
+    governor.ledger.set_phase(phase, "test", "back to the start")
+    assert governor.ladder_state(fresh=True).phase == phase
+    assert governor.review(propose()).code is DenialCode.PHASE_FORBIDS_ORDERS
+
+
+def test_phase_four_refuses_paper_and_enforces_the_first_rung(
+    governor: Governor, propose: Propose, clock: FakeClock
+) -> None:
+    governor.ledger.set_phase(4, "test", "live micro capital")
+    governor.ladder_state(fresh=True)
+    assert governor.review(propose()).code is DenialCode.PAPER_NOT_PERMITTED
+    assert governor.capacity_usd("binance") == Decimal(100)
+    first = allowed(governor, propose(connector="binance", amount=Decimal("0.0015")))  # 90 USD
+    assert first.allowed
+    clock.advance(1)
+    second = governor.review(propose(connector="binance", amount=Decimal("0.0005")))  # 30 more > 100
+    assert second.code is DenialCode.EXCHANGE_CAP
+    assert "100.00 USD cap" in second.message
+
+
+def test_total_cap_holds_across_exchanges(governor: Governor, propose: Propose, clock: FakeClock) -> None:
+    # phase 3: 1,000 virtual in total; 4 x 240 on two exchanges, then the fifth is refused
+    codes = []
+    for i in range(5):
+        connector = "binance_paper_trade" if i % 2 else "okx_paper_trade"
+        clock.advance(1)
+        decision = allowed(governor, propose(connector=connector, amount=Decimal("0.004")))
+        codes.append(decision.code)
+    assert codes[:4] == [None] * 4
+    assert codes[4] is DenialCode.TOTAL_CAP
+
+
+def test_flash_move_trips_the_collar(governor: Governor, propose: Propose, clock: FakeClock) -> None:
+    for _ in range(10):
+        clock.advance(1)
+        governor.observe_market(
+            MarketSnapshot(
+                connector="binance_paper_trade", trading_pair="BTC-USDT", timestamp=clock.now, mid_price=Decimal(60000)
+            )
+        )
+    clock.advance(1)
+    governor.observe_market(
+        MarketSnapshot(
+            connector="binance_paper_trade", trading_pair="BTC-USDT", timestamp=clock.now, mid_price=Decimal(54000)
+        )
+    )
+    decision = governor.review(propose(price=Decimal(54000), mid_price=Decimal(54000), mid_price_ts=clock.now))
+    assert decision.code is DenialCode.PRICE_COLLAR
+    assert "reference" in decision.message
+
+
+def test_order_rate_and_open_order_limits(
+    settings: Settings, clock: FakeClock, mandates: EnvelopeMandates, propose: Propose
+) -> None:
+    local = settings.model_copy(
+        update={"risk": settings.risk.model_copy(update={"order_rate_max": 3, "max_open_orders": 5})}
+    )
+    gov = Governor.from_settings(local, "bot-1", mandates=mandates, clock=clock)
+    gov.ledger.set_phase(3, "test", "paper")
+    small = {"amount": Decimal("0.0001")}
+    codes = [allowed(gov, propose(**small)).code for _ in range(4)]
+    assert codes == [None, None, None, DenialCode.ORDER_RATE]
+    clock.advance(2)
+    codes = [allowed(gov, propose(**small, mid_price_ts=clock.now)).code for _ in range(3)]
+    assert codes == [None, None, DenialCode.MAX_OPEN_ORDERS]
+    gov.close()
+
+
+def test_without_a_mandate_the_order_waits_and_the_council_is_asked(
+    settings: Settings, clock: FakeClock, propose: Propose
+) -> None:
+    refusing = EnvelopeMandates(refuse=True)
+    gov = Governor.from_settings(settings, "bot-1", mandates=refusing, clock=clock)
+    gov.ledger.set_phase(3, "test", "paper")
+    decision = gov.review(propose())
+    assert decision.status is DecisionStatus.PENDING and decision.code is DenialCode.NO_MANDATE
+    assert len(refusing.requests) == 1
+    context = refusing.requests[0]
+    assert context.phase == 3 and context.cap_usd == Decimal(1000) and context.now == clock.now
+    assert gov.ledger.exposure("paper").total.reserved_usd == 0
+    gov.close()
+
+
+def test_fill_deploys_and_cancel_releases(governor: Governor, propose: Propose, clock: FakeClock) -> None:
+    buy = allowed(governor, propose())
+    clock.advance(1)
+    cancel = allowed(governor, propose(mid_price_ts=clock.now))
+    assert buy.reservation_id and cancel.reservation_id
+    governor.on_order_event(
+        OrderEvent(
+            kind=OrderEventKind.FILLED,
+            reservation_id=buy.reservation_id,
+            filled_amount=Decimal("0.0004"),
+            fill_price=Decimal(60000),
+        )
+    )
+    exposure = governor.ledger.exposure("paper").exchanges["binance"]
+    assert exposure.deployed_usd == Decimal(24) and exposure.reserved_usd == Decimal(96)
+    governor.on_order_event(
+        OrderEvent(
+            kind=OrderEventKind.FILLED,
+            reservation_id=buy.reservation_id,
+            filled_amount=Decimal("0.0006"),
+            fill_price=Decimal(60000),
+        )
+    )
+    governor.on_order_event(OrderEvent(kind=OrderEventKind.CANCELLED, reservation_id=cancel.reservation_id))
+    exposure = governor.ledger.exposure("paper").exchanges["binance"]
+    assert exposure.deployed_usd == Decimal(60) and exposure.reserved_usd == 0
+    ok, why = governor.ledger.totals_agree()
+    assert ok, why
+    # a sell that reduces exposure passes as reduce-only, and its fill lowers deployed capital
+    governor.ledger.reduce_only("gradual stop under test", "test")
+    governor.ladder_state(fresh=True)
+    assert governor.review(propose(side=Side.SELL, mid_price_ts=clock.now)).code is DenialCode.REDUCE_ONLY
+    close = governor.review(propose(side=Side.SELL, reduce_only=True, mid_price_ts=clock.now))
+    assert close.allowed and close.reservation_id
+    governor.on_order_event(
+        OrderEvent(
+            kind=OrderEventKind.FILLED,
+            reservation_id=close.reservation_id,
+            filled_amount=Decimal("0.001"),
+            fill_price=Decimal(60000),
+        )
+    )
+    assert governor.ledger.exposure("paper").exchanges["binance"].deployed_usd == 0
+    assert audit.verify(governor.ledger.engine).ok
+
+
+def test_halt_from_another_process_is_seen_within_a_tick(
+    governor: Governor, propose: Propose, settings: Settings
+) -> None:
+    assert allowed(governor, propose()).allowed
+    operator = Ledger.open(settings)
+    operator.halt("operator emergency stop", "operator")
+    governor.ladder_state(fresh=True)  # what the next tick does after STATE_REFRESH_S
+    decision = governor.review(propose())
+    assert decision.code is DenialCode.HALTED and "operator emergency stop" in decision.message
+    assert governor.trading_state() is TradingState.HALTED
+    operator.resume("operator")
+    governor.ladder_state(fresh=True)
+    assert governor.review(propose()).allowed
+    operator.close()
+
+
+def test_silent_bot_reservations_expire(settings: Settings, clock: FakeClock, propose: Propose) -> None:
+    mandates = EnvelopeMandates()
+    dead = Governor.from_settings(settings, "bot-dead", mandates=mandates, clock=clock)
+    dead.ledger.set_phase(3, "test", "paper")
+    assert allowed(dead, propose(bot_id="bot-dead")).allowed
+    assert dead.ledger.exposure("paper").total.reserved_usd > 0
+    clock.advance(settings.risk.heartbeat_timeout_s + 10)
+    alive = Governor.from_settings(settings, "bot-alive", mandates=mandates, clock=clock)
+    alive.heartbeat()
+    assert alive.ledger.exposure("paper").total.reserved_usd == 0
+    assert any(r.event == "reservations_expired" for r in audit.tail(alive.ledger.engine, 5))
+    dead.close()
+    alive.close()
+
+
+def test_dead_database_fails_closed(governor: Governor, propose: Propose) -> None:
+    allowed(governor, propose())  # the mandate is in place
+    governor.hot.close()
+    governor.ledger.engine.dispose()
+    path = governor.settings.db_path
+    assert path is not None
+    for suffix in ("", "-wal", "-shm"):
+        p = path.with_name(path.name + suffix)
+        if p.exists():
+            p.unlink()
+    path.mkdir()  # the database path is now a folder: nothing can open it
+    decision = governor.review(propose())
+    assert decision.status is DecisionStatus.DENIED
+    assert decision.code is DenialCode.STORE_UNAVAILABLE
+    assert not decision.allowed and decision.reservation_id is None
+
+
+def test_edited_audit_row_is_found(governor: Governor, propose: Propose, clock: FakeClock) -> None:
+    for _ in range(5):
+        clock.advance(1)
+        allowed(governor, propose(mid_price_ts=clock.now))
+    result = audit.verify(governor.ledger.engine)
+    assert result.ok and result.count >= 5
+    with governor.ledger.engine.begin() as conn:
+        conn.execute(sa.update(audit_log).where(audit_log.c.seq == 4).values(payload='{"edited":true}'))
+    broken = audit.verify(governor.ledger.engine)
+    assert not broken.ok and broken.first_broken == 4
+    with governor.ledger.engine.begin() as conn:
+        conn.execute(sa.delete(audit_log).where(audit_log.c.seq == 2))
+    assert audit.verify(governor.ledger.engine).first_broken == 2
