@@ -123,6 +123,21 @@ class MqttSettings(_Section):
     namespace: str = "hbot"
 
 
+class CommissioningSettings(_Section):
+    """Commissioning runs and Phase-2 exchange validation (lyra_governor.commissioning)."""
+
+    # Route every ccxt call to <url>/<real host>/<path> (a local fake exchange or a recording
+    # proxy). null = the real exchanges: going live is removing this one line.
+    exchange_api_url: str | None = None
+    sandbox: bool = True  # use ccxt's sandbox/testnet where the exchange has one
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    min_exchanges: int = Field(default=5, ge=1)
+    max_clock_skew_ms: float = Field(default=5000, gt=0)
+    max_load_per_cpu: float = Field(default=0.9, gt=0)
+    min_free_memory_pct: float = Field(default=10, ge=0, le=100)
+    min_free_disk_gb: float = Field(default=1.0, ge=0)
+
+
 class Settings(BaseSettings):
     """All of Lyra's settings. Build it with `load_settings`, not directly."""
 
@@ -143,6 +158,7 @@ class Settings(BaseSettings):
     consensus: ConsensusSettings = Field(default_factory=ConsensusSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    commissioning: CommissioningSettings = Field(default_factory=CommissioningSettings)
 
     # Not a setting: where these settings came from, for error messages and `status`.
     source: str = Field(default="<embedded defaults>", exclude=True)
