@@ -1,9 +1,124 @@
-"""Placeholder: this command group is being built; it registers nothing yet."""
+"""`lyra-governor council check`: the Phase-1 step — ask every role, show how the council stands."""
 
 from __future__ import annotations
 
+import time
+
 import typer
+from rich.table import Table
+
+from lyra_governor.cli.common import console, print_json, settings
+
+council_app = typer.Typer(help="The AI council of eight roles.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    app.add_typer(council_app, name="council")
+
+
+@council_app.command("check")
+def check_cmd(
+    ctx: typer.Context,
+    phase: int | None = typer.Option(
+        None, "--phase", min=1, max=5, help="Judge at this phase's threshold (default: the ladder's current phase)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Ask every role a health question; exit 0 only when the verdict is PROCEED."""
+    from lyra_governor.consensus import Council
+    from lyra_governor.ledger import Ledger
+    from lyra_governor.models import CouncilContext, Verdict
+
+    cfg = settings(ctx)
+    ledger = Ledger.open(cfg)
+    try:
+        current = ledger.state()
+        vault = _vault_or_none(cfg)
+        council = Council.from_settings(cfg, vault)
+        context = CouncilContext(
+            phase=phase or current.phase,
+            question="health",
+            now=time.time(),
+            evidence={"check": "council responsiveness"},
+        )
+        result = council.decide(context)
+        ledger.audit_append(
+            "council_verdict",
+            {
+                "question": "health",
+                "verdict": result.verdict.value,
+                "agreement": result.agreement,
+                "response_rate": result.response_rate,
+                "consensus_id": result.consensus_id,
+                "cost_usd": result.cost_usd,
+            },
+            "operator",
+        )
+    finally:
+        ledger.close()
+    if as_json:
+        print_json(
+            {
+                "verdict": result.verdict.value,
+                "phase": result.phase,
+                "agreement": result.agreement,
+                "threshold": result.threshold,
+                "response_rate": result.response_rate,
+                "mean_confidence": result.mean_confidence,
+                "latency_s": round(result.latency_s, 4),
+                "cost_usd": result.cost_usd,
+                "backend": cfg.consensus.backend,
+                "reasons": result.reasons,
+                "models": [
+                    {
+                        "role": b.role,
+                        "model": b.model,
+                        "answered": b.answered,
+                        "decision": b.vote.decision.value if b.vote else None,
+                        "risk": b.vote.risk.value if b.vote else None,
+                        "confidence": b.vote.confidence if b.vote else None,
+                        "latency_s": round(b.latency_s, 4),
+                        "cost_usd": b.cost_usd,
+                        "error": b.error,
+                    }
+                    for b in result.ballots
+                ],
+            }
+        )
+    else:
+        table = Table(title=f"AI council ({cfg.consensus.backend} voters) — phase {result.phase}")
+        for column in ("role", "model", "decision", "risk", "confidence", "latency", "cost", "note"):
+            table.add_column(column)
+        for b in result.ballots:
+            vote = b.vote
+            table.add_row(
+                b.role,
+                b.model,
+                vote.decision.value if vote else "[red]no answer[/]",
+                vote.risk.value if vote else "-",
+                f"{vote.confidence:.0%}" if vote else "-",
+                f"{b.latency_s * 1000:.1f} ms",
+                f"${b.cost_usd:.4f}",
+                (vote.rationale if vote else b.error or "")[:60],
+            )
+        console.print(table)
+        colour = "green" if result.verdict is Verdict.PROCEED else "red"
+        console.print(
+            f"verdict [bold {colour}]{result.verdict.value}[/]: agreement {result.agreement:.0%} "
+            f"(threshold {result.threshold:.0%}), response rate {result.response_rate:.0%}, "
+            f"mean confidence {result.mean_confidence:.0%}, {result.latency_s * 1000:.1f} ms, "
+            f"${result.cost_usd:.4f}"
+        )
+    raise typer.Exit(0 if result.verdict is Verdict.PROCEED else 1)
+
+
+def _vault_or_none(cfg: object) -> object | None:
+    """The vault when the vault module and a vault file exist; None otherwise (env keys)."""
+    import importlib
+
+    try:
+        vault_module = importlib.import_module("lyra_governor.vault")
+    except ImportError:
+        return None
+    vault: object | None = vault_module.open_vault(cfg)
+    return vault

@@ -1,0 +1,75 @@
+"""From ballots to a verdict: the council's emergency rules and thresholds (pure).
+
+Rules, strictest first (DESIGN.md section 4):
+1. any CRITICAL risk                    -> ABORT (cancel all, halt)
+2. HIGH risk from > 50 % of the weight  -> GRADUAL_STOP (reduce-only)
+3. MEDIUM risk from > 30 % of the weight -> HOLD_OR_INVESTIGATE
+4. agreement below the phase threshold  -> HOLD_OR_INVESTIGATE
+5. mean confidence < 70 %               -> PROCEED_WITH_CAUTION, sizes scaled by the confidence
+6. otherwise                            -> PROCEED
+
+Agreement is weighted approvals over the weight of ALL configured voters: a voter that does not
+answer counts against, so an outage can only make the council more careful. Rule 5 applies only
+once the threshold is met — low confidence never turns a refusal into a trade.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lyra_governor.models import Ballot, RiskLevel, Verdict, VoteDecision
+
+HIGH_SHARE = 0.5
+MEDIUM_SHARE = 0.3
+CONFIDENCE_FLOOR = 0.7
+
+
+def aggregate(
+    ballots: Sequence[Ballot], weights: dict[str, float], threshold: float
+) -> tuple[Verdict, float, float, float, float, list[str]]:
+    """(verdict, agreement, response_rate, mean_confidence, size_scale, reasons)."""
+    total = sum(weights.values()) or 1.0
+    answered = [b for b in ballots if b.vote is not None]
+    approve = sum(b.weight for b in answered if b.vote and b.vote.decision is VoteDecision.APPROVE)
+    agreement = approve / total
+    response_rate = sum(b.weight for b in answered) / total
+    confidence = sum(b.vote.confidence * b.weight for b in answered if b.vote) / (
+        sum(b.weight for b in answered) or 1.0
+    )
+    share = {level: sum(b.weight for b in answered if b.vote and b.vote.risk is level) / total for level in RiskLevel}
+    reasons: list[str] = []
+    critical = [b.role for b in answered if b.vote and b.vote.risk is RiskLevel.CRITICAL]
+    if critical:
+        reasons.append(f"CRITICAL risk from {', '.join(critical)}")
+        return Verdict.ABORT, agreement, response_rate, confidence, 0.0, reasons
+    if share[RiskLevel.HIGH] > HIGH_SHARE:
+        reasons.append(f"HIGH risk from {share[RiskLevel.HIGH]:.0%} of the council")
+        return Verdict.GRADUAL_STOP, agreement, response_rate, confidence, 0.0, reasons
+    if share[RiskLevel.MEDIUM] > MEDIUM_SHARE:
+        reasons.append(f"MEDIUM risk from {share[RiskLevel.MEDIUM]:.0%} of the council")
+        return Verdict.HOLD_OR_INVESTIGATE, agreement, response_rate, confidence, 0.0, reasons
+    if agreement < threshold:
+        missing = [b.role for b in ballots if b.vote is None]
+        reasons.append(f"agreement {agreement:.0%} below the {threshold:.0%} threshold")
+        if missing:
+            reasons.append(f"no answer from {', '.join(missing)}")
+        return Verdict.HOLD_OR_INVESTIGATE, agreement, response_rate, confidence, 0.0, reasons
+    if confidence < CONFIDENCE_FLOOR:
+        reasons.append(f"mean confidence {confidence:.0%} below {CONFIDENCE_FLOOR:.0%}: sizes scaled")
+        return Verdict.PROCEED_WITH_CAUTION, agreement, response_rate, confidence, round(confidence, 4), reasons
+    reasons.append(f"agreement {agreement:.0%} meets the {threshold:.0%} threshold")
+    return Verdict.PROCEED, agreement, response_rate, confidence, 1.0, reasons
+
+
+def settled(ballots: Sequence[Ballot], weights: dict[str, float], threshold: float) -> bool:
+    """True once waiting for the remaining voters cannot lead to trading.
+
+    A CRITICAL aborts at once; and once approval cannot reach the threshold even if every
+    voter still out approves, the answer is a refusal whatever they say.
+    """
+    total = sum(weights.values()) or 1.0
+    if any(b.vote is not None and b.vote.risk is RiskLevel.CRITICAL for b in ballots):
+        return True
+    approve = sum(b.weight for b in ballots if b.vote is not None and b.vote.decision is VoteDecision.APPROVE)
+    outstanding = total - sum(b.weight for b in ballots)
+    return (approve + outstanding) / total < threshold

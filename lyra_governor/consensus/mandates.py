@@ -1,0 +1,157 @@
+"""Mandates: the council approves an envelope once; orders inside it pass in microseconds.
+
+`MandateBook` implements the governor's `MandateProvider`. `find` is a dictionary lookup.
+`request` never blocks the caller: with local voters it decides inline (sub-millisecond,
+deterministic, so replays are reproducible); with network voters it hands the question to a
+background thread running its own event loop, and a later `find` sees the answer.
+
+Envelope: connector, pair, both sides, max order notional (the risk limit, scaled under
+PROCEED_WITH_CAUTION), max total notional, a price band around the mid, expiry at most 15
+minutes on the caller's clock. A refusal is remembered for a minute so a strategy proposing
+every tick does not turn into a council call every tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from decimal import Decimal
+from typing import Any
+
+from lyra_governor.config import Settings
+from lyra_governor.consensus.council import Council
+from lyra_governor.models import ConsensusResult, CouncilContext, Mandate, OrderProposal, Side, Verdict
+
+log = logging.getLogger(__name__)
+
+MAX_TTL_S = 900.0
+REFUSAL_BACKOFF_S = 60.0
+PRICE_BAND_PCT = Decimal(5)
+
+Key = tuple[str, str]
+VerdictListener = Callable[[ConsensusResult], None]
+
+
+class MandateBook:
+    def __init__(self, settings: Settings, council: Council) -> None:
+        self.settings = settings
+        self.council = council
+        self._mandates: dict[Key, Mandate] = {}
+        self._refused_until: dict[Key, float] = {}
+        self._in_flight: set[Key] = set()
+        self._listeners: list[VerdictListener] = []
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self.results: list[ConsensusResult] = []
+        self.requests = 0
+
+    # --- MandateProvider ----------------------------------------------------------------
+
+    def find(self, proposal: OrderProposal, notional_usd: Decimal, now: float) -> Mandate | None:
+        mandate = self._mandates.get((proposal.connector, proposal.trading_pair))
+        if mandate is not None and mandate.covers(proposal, notional_usd, now):
+            return mandate
+        return None
+
+    def request(self, proposal: OrderProposal, context: CouncilContext) -> None:
+        key = (proposal.connector, proposal.trading_pair)
+        with self._lock:
+            if key in self._in_flight or context.now < self._refused_until.get(key, float("-inf")):
+                return
+            self._in_flight.add(key)
+            self.requests += 1
+        if self.council.local:
+            self._settle(key, context, self.council.decide_local(context))
+            return
+        future = asyncio.run_coroutine_threadsafe(self.council.adecide(context), self._background_loop())
+        future.add_done_callback(lambda f: self._settle_future(key, context, f))
+
+    # --- verdicts -----------------------------------------------------------------------
+
+    def subscribe(self, listener: VerdictListener) -> None:
+        """Called with every result; the governor halts on ABORT and reduces on GRADUAL_STOP."""
+        self._listeners.append(listener)
+
+    def _settle_future(self, key: Key, context: CouncilContext, future: Future[ConsensusResult]) -> None:
+        try:
+            result = future.result()
+        except Exception:
+            log.exception("council request for %s failed; treated as no answer", key)
+            with self._lock:
+                self._in_flight.discard(key)
+                self._refused_until[key] = context.now + REFUSAL_BACKOFF_S
+            return
+        self._settle(key, context, result)
+
+    def _settle(self, key: Key, context: CouncilContext, result: ConsensusResult) -> None:
+        self.results.append(result)
+        if len(self.results) > 1000:
+            del self.results[:500]
+        with self._lock:
+            self._in_flight.discard(key)
+            if result.verdict.permits_new_exposure and context.proposal is not None:
+                self._mandates[key] = self._envelope(context, result)
+                self._refused_until.pop(key, None)
+            else:
+                self._mandates.pop(key, None)
+                self._refused_until[key] = context.now + REFUSAL_BACKOFF_S
+        if result.verdict in (Verdict.ABORT, Verdict.GRADUAL_STOP):
+            for listener in list(self._listeners):
+                try:
+                    listener(result)
+                except Exception:
+                    log.exception("verdict listener failed")
+
+    def _envelope(self, context: CouncilContext, result: ConsensusResult) -> Mandate:
+        proposal = context.proposal
+        assert proposal is not None
+        scale = Decimal(str(result.size_scale))
+        mid = proposal.mid_price
+        band = mid * PRICE_BAND_PCT / 100
+        ttl = min(self.settings.consensus.mandate_ttl_s, MAX_TTL_S)
+        return Mandate(
+            consensus_id=result.consensus_id,
+            connector=proposal.connector,
+            trading_pair=proposal.trading_pair,
+            sides=frozenset(Side),
+            max_order_notional_usd=self.settings.risk.max_order_notional_usd * scale,
+            max_total_notional_usd=self.settings.consensus.mandate_max_total_usd * scale,
+            price_low=mid - band,
+            price_high=mid + band,
+            size_scale=result.size_scale,
+            issued_at=context.now,
+            expires_at=context.now + ttl,
+            verdict=result.verdict,
+        )
+
+    # --- background loop for network voters ---------------------------------------------
+
+    def _background_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="lyra-council", daemon=True)
+            thread.start()
+            self._loop, self._thread = loop, thread
+        return self._loop
+
+    def close(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self.council.aclose(), loop).result(timeout=5)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._loop = None
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "llm_calls": self.council.calls,
+            "cost_usd": self.council.cost_usd,
+            "open_mandates": len(self._mandates),
+        }
