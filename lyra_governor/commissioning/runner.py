@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from lyra_governor.commissioning import gates, phase1, phase2
 from lyra_governor.commissioning.report import Check, PhaseReport, final_verdict, summarize_council
 from lyra_governor.config import Settings
+from lyra_governor.consensus import Council
 from lyra_governor.errors import LyraError
 from lyra_governor.exchanges import Credentials, ValidationFacts, credentials_from_vault, validate_exchanges
 from lyra_governor.models import ConsensusResult, CouncilContext
@@ -33,10 +34,8 @@ class CouncilLike(Protocol):
 
 
 def council_from_settings(settings: Settings, vault: Any = None) -> CouncilLike:
-    """The consensus owner's `Council.from_settings`, imported by name at call time."""
-    module = importlib.import_module("lyra_governor.consensus")
-    council: CouncilLike = module.Council.from_settings(settings, vault=vault)
-    return council
+    """The configured council (local voters by default, OpenRouter when keys exist)."""
+    return Council.from_settings(settings, vault)
 
 
 def open_settings_vault(settings: Settings) -> Any:
@@ -133,11 +132,17 @@ class CommissionRunner:
         if self.council is None:
             return None
         self.step("asking the council for its verdict on the evidence")
+        gating = [c for c in checks if c.gating]
         evidence = {
             "phase": phase,
-            "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail[:300]} for c in checks],
-            "failed": sum(1 for c in checks if not c.passed),
-            "passed": sum(1 for c in checks if c.passed),
+            # only gate checks are "checks"; per-item rows that no gate depends on (one exchange
+            # of seven failing while five pass) go as information, so they cannot block alone
+            "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail[:300]} for c in gating],
+            "information": [
+                {"name": c.name, "ok": c.passed, "detail": c.detail[:200]} for c in checks if not c.gating
+            ],
+            "failed": sum(1 for c in gating if not c.passed),
+            "passed": sum(1 for c in gating if c.passed),
         }
         context = CouncilContext(
             phase=phase,

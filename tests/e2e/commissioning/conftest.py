@@ -11,6 +11,7 @@ import pytest
 from lyra_governor.config import Settings, load_settings
 from lyra_governor.exchanges import Credentials
 from tests.e2e.commissioning.fake_exchange import FakeExchange
+from tests.e2e.commissioning.seed import FakeClock
 
 
 @pytest.fixture
@@ -46,3 +47,21 @@ def make_credentials(names: list[str]) -> dict[str, Credentials]:
 @pytest.fixture
 def credentials(fake_settings: Settings) -> dict[str, Credentials]:
     return make_credentials(list(fake_settings.exchanges))
+
+
+FAST = ("binance", "okx", "gate_io")  # 50-110 ms rate limits; Kraken and BTC Markets wait 1 s per call
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def fast_settings(fake_settings: Settings) -> Settings:
+    """Three fast exchanges Hummingbot can trade, gate at 3: the same logic, a tenth of the wait.
+    (Every exchange on the ladder gets a Phase-4 rung, so only tradable ones are listed.)"""
+    data = fake_settings.model_dump(mode="json", exclude={"exchanges", "source"})
+    data["commissioning"]["min_exchanges"] = 3
+    data["exchanges"] = {n: fake_settings.exchanges[n].model_dump() for n in FAST}
+    return load_settings(None, use_env=False, **data)
