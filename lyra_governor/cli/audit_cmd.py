@@ -25,15 +25,18 @@ def verify_cmd(
 ) -> None:
     """Walk the whole chain; exit 1 naming the first broken record if any record was altered."""
     from lyra_governor import audit
+    from lyra_governor.checkpoints import verify_reports
     from lyra_governor.ledger import Ledger
 
     ledger = Ledger.open(settings(ctx))
     try:
         result = audit.verify(ledger.engine)
         totals_ok, totals_detail = ledger.totals_agree()
+        reports = verify_reports(settings(ctx), ledger.engine)  # signed forensic reports (issue 8)
     finally:
         ledger.close()
-    ok = result.ok and totals_ok
+    bad_reports = [r for r in reports if not r.ok]
+    ok = result.ok and totals_ok and not bad_reports
     if as_json:
         print_json(
             {
@@ -46,6 +49,9 @@ def verify_cmd(
                 "problem": result.problem,
                 "ledger_totals_ok": totals_ok,
                 "ledger_totals": totals_detail,
+                "reports_checked": len(reports),
+                "reports_ok": not bad_reports,
+                "report_problems": [{"path": r.path, "problem": r.problem} for r in bad_reports],
             }
         )
     elif result.ok:
@@ -54,6 +60,10 @@ def verify_cmd(
         err_console.print(f"[bold red]audit chain broken at record {result.first_broken}[/]: {result.problem}")
     if not as_json and not totals_ok:
         err_console.print(f"[bold red]ledger totals disagree[/]: {totals_detail}")
+    if not as_json and reports:
+        console.print(f"{len(reports) - len(bad_reports)}/{len(reports)} signed forensic report(s) verify")
+    for bad in [] if as_json else bad_reports:
+        err_console.print(f"[bold red]forensic report {bad.path}[/]: {bad.problem}")
     raise typer.Exit(0 if ok else 1)
 
 
