@@ -1,0 +1,321 @@
+"""`GovernedStrategyV2Base`: a Hummingbot `StrategyV2Base` whose every order passes the governor.
+
+Why `buy`/`sell`: direct script orders and every CEX executor's orders go through them, so they
+are the one choke point (patching the connector does not work: its `c_buy` is Cython).
+
+A denied order is never sent. `buy`/`sell` still return a client order id, and on the next tick
+the connector publishes a `MarketOrderFailureEvent` for it, so each executor takes its own
+failed-order path exactly as for an exchange rejection. Firing the event inside `buy` would be
+too early: an executor only learns the order id when `buy` returns.
+
+Orders with `PositionAction.CLOSE` (an executor's close, stop-loss, take-profit, time limit)
+are proposed as reduce-only: they still pass in a gradual stop, because a governor that traps
+a position is a risk of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from hummingbot.connector.connector_base import ConnectorBase
+from hummingbot.core.data_type.common import OrderType as HbOrderType
+from hummingbot.core.data_type.common import PositionAction
+from hummingbot.core.event.events import (
+    BuyOrderCompletedEvent,
+    MarketEvent,
+    MarketOrderFailureEvent,
+    OrderCancelledEvent,
+    OrderFilledEvent,
+    SellOrderCompletedEvent,
+)
+from hummingbot.strategy.strategy_v2_base import StrategyV2Base
+
+from lyra_governor.config import Settings, load_settings
+from lyra_governor.governor import Governor
+from lyra_governor.models import (
+    Decision,
+    MarketSnapshot,
+    OrderEvent,
+    OrderEventKind,
+    OrderProposal,
+    OrderType,
+    Side,
+    TradingState,
+    new_id,
+)
+
+log = logging.getLogger(__name__)
+NAN = Decimal("NaN")
+DENIED_PREFIX = "lyra-denied-"
+
+_ORDER_TYPES = {
+    HbOrderType.LIMIT: OrderType.LIMIT,
+    HbOrderType.LIMIT_MAKER: OrderType.LIMIT_MAKER,
+    HbOrderType.MARKET: OrderType.MARKET,
+}
+
+
+def governor_for_script(config: Any, strategy: str) -> Governor:
+    """The governor a script uses when none is injected: settings from the config's
+    `lyra_config` (or LYRA_CONFIG / conf/lyra_governor.yml / embedded defaults)."""
+    path = getattr(config, "lyra_config", "") or None
+    settings: Settings = load_settings(path)
+    bot_id = getattr(config, "bot_id", "") or f"{strategy}-{new_id('bot')[4:]}"
+    return Governor.from_settings(settings, bot_id=bot_id, strategy=strategy)
+
+
+class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
+    """Subclass this instead of `StrategyV2Base`; everything else stays Hummingbot's."""
+
+    #: A governor to share (paper replays inject one with a simulated clock).
+    injected_governor: Governor | None = None
+    #: Offline replays run without a HummingbotApplication: `start` skips the MQTT lookup.
+    offline: bool = False
+    #: How old the book behind a mid price is; replays report their feed's age.
+    book_timestamp: Callable[[str, str, float], float] | None = None
+
+    def __init__(
+        self, connectors: dict[str, ConnectorBase], config: Any = None, governor: Governor | None = None
+    ) -> None:
+        super().__init__(connectors, config)
+        name = type(self).__name__
+        self.lyra: Governor = governor or type(self).injected_governor or governor_for_script(config, name)
+        self.lyra_strategy = name
+        self._reservation_of: dict[str, str] = {}
+        self._denied: deque[tuple[str, str, HbOrderType]] = deque()
+        self._was_halted = False
+        self.decisions: dict[str, int] = {}
+        self.exchange_failures = 0
+        self.last_decision: Decision | None = None
+
+    # --- the choke point ----------------------------------------------------------------
+
+    def buy(
+        self,
+        connector_name: str,
+        trading_pair: str,
+        amount: Decimal,
+        order_type: HbOrderType,
+        price: Decimal = NAN,
+        position_action: PositionAction = PositionAction.OPEN,
+    ) -> str:
+        return self._governed(Side.BUY, connector_name, trading_pair, amount, order_type, price, position_action)
+
+    def sell(
+        self,
+        connector_name: str,
+        trading_pair: str,
+        amount: Decimal,
+        order_type: HbOrderType,
+        price: Decimal = NAN,
+        position_action: PositionAction = PositionAction.OPEN,
+    ) -> str:
+        return self._governed(Side.SELL, connector_name, trading_pair, amount, order_type, price, position_action)
+
+    def _governed(
+        self,
+        side: Side,
+        connector_name: str,
+        trading_pair: str,
+        amount: Decimal,
+        order_type: HbOrderType,
+        price: Decimal,
+        position_action: PositionAction,
+    ) -> str:
+        decision = self.lyra.review(
+            self.proposal(
+                side, connector_name, trading_pair, amount, order_type, price, position_action == PositionAction.CLOSE
+            )
+        )
+        self.last_decision = decision
+        key = decision.code.value if decision.code else decision.status.value
+        self.decisions[key] = self.decisions.get(key, 0) + 1
+        if not decision.allowed:
+            denied_id = f"{DENIED_PREFIX}{new_id('ord')[4:]}"
+            self._denied.append((connector_name, denied_id, order_type))
+            log.debug("order denied %s: %s", decision.code, decision.message)
+            return denied_id
+        place = super().buy if side is Side.BUY else super().sell
+        try:
+            order_id: str = place(connector_name, trading_pair, amount, order_type, price, position_action)
+        except Exception:
+            assert decision.reservation_id is not None
+            self.lyra.on_order_event(OrderEvent(kind=OrderEventKind.FAILED, reservation_id=decision.reservation_id))
+            raise
+        assert decision.reservation_id is not None
+        self._reservation_of[order_id] = decision.reservation_id
+        return order_id
+
+    def proposal(
+        self,
+        side: Side,
+        connector_name: str,
+        trading_pair: str,
+        amount: Decimal,
+        order_type: HbOrderType,
+        price: Decimal,
+        reduce_only: bool,
+    ) -> OrderProposal:
+        """What the governor judges: the order plus the book's mid and how fresh it is."""
+        now = self.current_timestamp
+        mid = self._mid(connector_name, trading_pair)
+        ts = self.book_timestamp(connector_name, trading_pair, now) if self.book_timestamp else now
+        limit = None if order_type == HbOrderType.MARKET or price is None or _is_nan(price) else Decimal(price)
+        return OrderProposal(
+            bot_id=self.lyra.bot_id,
+            strategy=self.lyra_strategy,
+            connector=connector_name,
+            trading_pair=trading_pair,
+            side=side,
+            order_type=_ORDER_TYPES.get(order_type, OrderType.LIMIT),
+            amount=Decimal(amount),
+            price=limit,
+            mid_price=mid,
+            mid_price_ts=ts,
+            reduce_only=reduce_only,
+        )
+
+    def _mid(self, connector_name: str, trading_pair: str) -> Decimal:
+        try:
+            mid = Decimal(self.connectors[connector_name].get_mid_price(trading_pair))
+        except Exception:
+            return NAN
+        return mid
+
+    # --- each tick ----------------------------------------------------------------------
+
+    def tick(self, timestamp: float) -> None:
+        self._publish_denials(timestamp)
+        self.lyra.heartbeat()
+        state = self.lyra.trading_state()
+        if state is TradingState.HALTED:
+            if not self._was_halted:
+                self._was_halted = True
+                self.cancel_all_orders()
+            return  # no strategy logic while halted: nothing new is proposed
+        self._was_halted = False
+        self.observe_markets(timestamp)
+        super().tick(timestamp)
+
+    def start(self, clock: Any, timestamp: float) -> None:
+        if self.offline:
+            self._last_timestamp = timestamp
+            self.apply_initial_setting()
+            for controller in self.controllers.values():
+                controller.start()
+            return
+        super().start(clock, timestamp)
+
+    def observe_markets(self, timestamp: float) -> None:
+        """Hand the governor each market's latest facts (its flash-move reference and the
+        council's market inputs)."""
+        for connector_name, connector in self.connectors.items():
+            for pair in self.markets.get(connector_name, ()) or _pairs_of(connector):
+                try:
+                    bid = Decimal(connector.get_price(pair, False))
+                    ask = Decimal(connector.get_price(pair, True))
+                except Exception:  # an empty or broken book: nothing to observe this tick
+                    log.debug("no book for %s %s", connector_name, pair)
+                    continue
+                if not (bid.is_finite() and ask.is_finite() and bid > 0 and ask > 0):
+                    continue
+                mid = (bid + ask) / 2
+                ts = self.book_timestamp(connector_name, pair, timestamp) if self.book_timestamp else timestamp
+                self.lyra.observe_market(
+                    MarketSnapshot(
+                        connector=connector_name,
+                        trading_pair=pair,
+                        timestamp=timestamp,
+                        mid_price=mid,
+                        best_bid=bid,
+                        best_ask=ask,
+                        spread_pct=float((ask - bid) / mid * 100),
+                        data_age_s=max(0.0, timestamp - ts),
+                    )
+                )
+
+    def _publish_denials(self, timestamp: float) -> None:
+        while self._denied:
+            connector_name, order_id, order_type = self._denied.popleft()
+            connector = self.connectors.get(connector_name)
+            if connector is not None:
+                connector.trigger_event(
+                    MarketEvent.OrderFailure,
+                    MarketOrderFailureEvent(
+                        timestamp,
+                        order_id,
+                        order_type,
+                        error_message="denied by the Lyra governor",
+                        error_type="LyraDenied",
+                    ),
+                )
+
+    def cancel_all_orders(self) -> None:
+        for connector_name in self.connectors:
+            for order in self.get_active_orders(connector_name):
+                self.cancel(connector_name, order.trading_pair, order.client_order_id)
+
+    # --- events to the ledger -----------------------------------------------------------
+
+    def _forward(self, order_id: str, kind: OrderEventKind, **fields: Any) -> None:
+        reservation_id = self._reservation_of.get(order_id)
+        if reservation_id is None:
+            return
+        if kind is not OrderEventKind.FILLED:
+            self._reservation_of.pop(order_id, None)
+        try:
+            self.lyra.on_order_event(
+                OrderEvent(
+                    kind=kind,
+                    reservation_id=reservation_id,
+                    client_order_id=order_id,
+                    timestamp=self.current_timestamp,
+                    **fields,
+                )
+            )
+        except Exception:
+            log.exception("could not record %s of %s in the ledger", kind.value, order_id)
+
+    def did_fill_order(self, event: OrderFilledEvent) -> None:
+        fee_pct = Decimal(getattr(event.trade_fee, "percent", 0) or 0)
+        quote = event.trading_pair.split("-")[-1]
+        rate = self.lyra.usd_per_quote(quote) or Decimal(0)
+        fee_usd = Decimal(event.amount) * Decimal(event.price) * fee_pct * rate
+        self._forward(
+            event.order_id,
+            OrderEventKind.FILLED,
+            filled_amount=Decimal(event.amount),
+            fill_price=Decimal(event.price),
+            fee_usd=fee_usd,
+        )
+
+    def did_cancel_order(self, event: OrderCancelledEvent) -> None:
+        self._forward(event.order_id, OrderEventKind.CANCELLED)
+
+    def did_fail_order(self, event: MarketOrderFailureEvent) -> None:
+        if event.order_id in self._reservation_of:
+            self.exchange_failures += 1  # an order the governor allowed and the exchange refused
+        self._forward(event.order_id, OrderEventKind.FAILED)
+
+    def did_complete_buy_order(self, event: BuyOrderCompletedEvent) -> None:
+        self._forward(event.order_id, OrderEventKind.COMPLETED)
+
+    def did_complete_sell_order(self, event: SellOrderCompletedEvent) -> None:
+        self._forward(event.order_id, OrderEventKind.COMPLETED)
+
+
+def _is_nan(value: Any) -> bool:
+    try:
+        return math.isnan(float(value))
+    except (TypeError, ValueError):
+        return True
+
+
+def _pairs_of(connector: ConnectorBase) -> list[str]:
+    books = getattr(connector, "order_books", None) or {}
+    return list(books)

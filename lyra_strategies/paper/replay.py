@@ -1,0 +1,343 @@
+"""Replay a feed through Hummingbot's paper engine with Lyra's three scripts, governed.
+
+Why MockPaperExchange + a back-test Clock: it is Hummingbot's own `PaperTradeExchange` (the
+matching engine behind `<exchange>_paper_trade`) with an order book we set ourselves, so fills
+come from Hummingbot's code, not ours, and the run needs no network. Each simulated second the
+replay rebuilds every book from the feed (unless the feed is stale: then the book is left as
+it was, and its age grows), then the Clock ticks the exchanges, then the strategies.
+
+The run has its own store (`<out>/lyra_paper.db`) put in phase 3, so a fresh machine can run
+it whatever phase the operator's ladder is in; the result is also written as evidence to the
+operator's ledger, which is what `lyra-governor promote` reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import inspect
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import yaml
+
+from lyra_governor import audit
+from lyra_governor.config import Settings
+from lyra_governor.governor import Governor
+from lyra_governor.ledger import Ledger
+from lyra_governor.models import Decision, OrderEvent, OrderProposal
+from lyra_strategies.paper.feed import Feed, MarketSeries
+
+SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "scripts"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf" / "scripts"
+BOOK_LEVELS = 40
+
+#: Virtual balances: about $1,000 in all, split over the two exchanges.
+BALANCES = {
+    "binance_paper_trade": {"USDT": 250.0, "BTC": 0.0042},
+    "okx_paper_trade": {"USDT": 200.0, "BTC": 0.003, "ETH": 0.04},
+}
+
+SCRIPTS = {
+    "market_making": ("lyra_market_making.py", "conf_lyra_market_making.yml"),
+    "arbitrage": ("lyra_arbitrage.py", "conf_lyra_arbitrage.yml"),
+    "rebalancer": ("lyra_rebalancer.py", "conf_lyra_rebalancer.yml"),
+}
+
+
+class TimedGovernor(Governor):
+    """A governor that adds up the wall time spent inside it (the bench's governor share)."""
+
+    spent_s = 0.0
+
+    def review(self, proposal: OrderProposal) -> Decision:
+        start = time.perf_counter()
+        try:
+            return super().review(proposal)
+        finally:
+            TimedGovernor.spent_s += time.perf_counter() - start
+
+    def on_order_event(self, event: OrderEvent) -> None:
+        start = time.perf_counter()
+        try:
+            super().on_order_event(event)
+        finally:
+            TimedGovernor.spent_s += time.perf_counter() - start
+
+    def heartbeat(self) -> None:
+        start = time.perf_counter()
+        try:
+            super().heartbeat()
+        finally:
+            TimedGovernor.spent_s += time.perf_counter() - start
+
+
+@dataclass
+class Sample:
+    t: float
+    equity_usd: float
+    used_usd: float
+    cap_usd: float
+
+
+@dataclass
+class ReplayResult:
+    feed: Feed
+    out_dir: Path
+    db_path: Path
+    wall_s: float
+    governor_s: float
+    decisions: dict[str, int]
+    exchange_failures: int
+    arbitrage_seen: int
+    arbitrage_taken: int
+    council_requests: int
+    ai_cost_usd: float
+    samples: list[Sample] = field(default_factory=list)
+    limit_breaches: list[str] = field(default_factory=list)
+    start_equity_usd: float = 0.0
+    end_equity_usd: float = 0.0
+    fills: int = 0
+    audit_ok: bool = False
+    audit_records: int = 0
+    audit_head: str = ""
+    totals_ok: bool = False
+    totals_detail: str = ""
+
+
+def load_script(name: str, scripts_dir: Path = SCRIPTS_DIR) -> tuple[type[Any], type[Any]]:
+    """(strategy class, config class) picked the way Hummingbot's loader picks them: the first
+    StrategyV2Base subclass and the first BaseClientModel subclass in the module."""
+    from hummingbot.client.config.config_data_types import BaseClientModel
+    from hummingbot.strategy.strategy_v2_base import StrategyV2Base, StrategyV2ConfigBase
+
+    path = scripts_dir / name
+    spec = importlib.util.spec_from_file_location(f"lyra_scripts.{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"script {path} not found")
+    module: ModuleType = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    members = inspect.getmembers(module)
+    strategy = next(
+        m for _, m in members if inspect.isclass(m) and issubclass(m, StrategyV2Base) and m is not StrategyV2Base
+    )
+    config = next(
+        m
+        for _, m in members
+        if inspect.isclass(m) and issubclass(m, BaseClientModel) and m not in (BaseClientModel, StrategyV2ConfigBase)
+    )
+    return strategy, config
+
+
+def _book(exchange: Any, series: MarketSeries, i: int) -> None:
+    mid = float(series.mid[i])
+    step = max(mid * float(series.spread_bps[i]) / 1e4, mid * 1e-6)
+    exchange.set_balanced_order_book(
+        series.trading_pair, mid, mid - BOOK_LEVELS * step, mid + BOOK_LEVELS * step, step, float(series.depth_step[i])
+    )
+
+
+def run_replay(
+    settings: Settings,
+    feed: Feed,
+    out_dir: Path,
+    progress: Callable[[int, int], None] | None = None,
+    sample_every_s: int = 60,
+) -> ReplayResult:
+    """Run the three governed scripts over `feed`; everything lands in `<out_dir>/lyra_paper.db`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    db_path = out_dir / "lyra_paper.db"
+    for suffix in ("", "-wal", "-shm"):
+        stale = db_path.with_name(db_path.name + suffix)
+        if stale.exists():
+            stale.unlink()
+    hb_db = out_dir / "hummingbot_trades.sqlite"
+    if hb_db.exists():
+        hb_db.unlink()
+    paper_settings = settings.model_copy(update={"db_url": f"sqlite:///{db_path}"})
+    return asyncio.run(_replay(paper_settings, feed, out_dir, db_path, hb_db, progress, sample_every_s))
+
+
+async def _replay(
+    settings: Settings,
+    feed: Feed,
+    out_dir: Path,
+    db_path: Path,
+    hb_db: Path,
+    progress: Callable[[int, int], None] | None,
+    sample_every_s: int,
+) -> ReplayResult:
+    from hummingbot.connector.exchange.paper_trade.paper_trade_exchange import QuantizationParams
+    from hummingbot.connector.test_support.mock_paper_exchange import MockPaperExchange
+    from hummingbot.core.clock import Clock
+    from hummingbot.core.clock_mode import ClockMode
+
+    sim = [feed.start]
+
+    def clock_fn() -> float:
+        return sim[0]
+
+    ledger = Ledger.open(settings, clock_fn)
+    ledger.set_phase(3, "paper-run", "offline Phase-3 paper run on its own store")
+
+    exchanges: dict[str, Any] = {}
+    for series in feed.markets:
+        exchange = exchanges.setdefault(series.connector, MockPaperExchange())
+        _book(exchange, series, 0)
+        exchange.set_quantization_param(QuantizationParams(series.trading_pair, 6, 6, 6, 6))
+    for name, exchange in exchanges.items():
+        for asset, amount in BALANCES.get(name, {"USDT": 500.0}).items():
+            exchange.set_balance(asset, amount)
+
+    recorder = start_markets_recorder(list(exchanges.values()), hb_db)
+
+    feed_index = [0]
+    by_market = {(m.connector, m.trading_pair): m for m in feed.markets}
+
+    def book_timestamp(connector: str, pair: str, now: float) -> float:
+        series = by_market.get((connector, pair))
+        return float(series.updated_at[feed_index[0]]) if series is not None else now
+
+    strategies: dict[str, Any] = {}
+    governors: list[TimedGovernor] = []
+    TimedGovernor.spent_s = 0.0
+    for role, (script, conf) in SCRIPTS.items():
+        strategy_cls, config_cls = load_script(script)
+        config_data = yaml.safe_load((CONF_DIR / conf).read_text()) or {}
+        config = config_cls(**config_data)
+        strategy_cls.init_markets(config)
+        strategy_cls.offline = True
+        strategy_cls.book_timestamp = staticmethod(book_timestamp)
+        gov = TimedGovernor(settings, ledger, f"paper-{role}", _provider(settings), clock_fn, strategy_cls.__name__)
+        governors.append(gov)
+        wanted = {c for c in strategy_cls.markets}
+        strategies[role] = strategy_cls({n: e for n, e in exchanges.items() if n in wanted}, config, governor=gov)
+
+    end = feed.start + feed.seconds - 1
+    clock = Clock(ClockMode.BACKTEST, 1.0, feed.start, end + 2)
+    for exchange in exchanges.values():
+        clock.add_iterator(exchange)
+    for strategy in strategies.values():
+        clock.add_iterator(strategy)
+
+    result = ReplayResult(
+        feed=feed,
+        out_dir=out_dir,
+        db_path=db_path,
+        wall_s=0.0,
+        governor_s=0.0,
+        decisions={},
+        exchange_failures=0,
+        arbitrage_seen=0,
+        arbitrage_taken=0,
+        council_requests=0,
+        ai_cost_usd=0.0,
+    )
+    result.start_equity_usd = _equity(exchanges, by_market, 0)
+    last_mid = {key: float(series.mid[0]) for key, series in by_market.items()}
+    started = time.perf_counter()
+    for i in range(feed.seconds):
+        t = feed.start + i
+        feed_index[0] = i
+        sim[0] = t
+        for key, series in by_market.items():
+            if series.updated_at[i] < t:  # stale feed: the exchange's book does not change
+                continue
+            mid = float(series.mid[i])
+            if abs(mid - last_mid[key]) >= mid * 2e-5 or i % 30 == 0:
+                _book(exchanges[series.connector], series, i)
+                last_mid[key] = mid
+        clock.backtest_til(t)
+        if i % sample_every_s == 0 or i == feed.seconds - 1:
+            _sample(result, ledger, exchanges, by_market, i, t)
+        if progress is not None and (i % 600 == 0 or i == feed.seconds - 1):
+            progress(i + 1, feed.seconds)
+
+    # close out: cancel what is still open so every reservation is settled, tick once more
+    for strategy in strategies.values():
+        strategy.cancel_all_orders()
+    sim[0] = end + 1
+    clock.backtest_til(end + 1)
+    result.wall_s = time.perf_counter() - started
+    result.governor_s = TimedGovernor.spent_s
+    result.end_equity_usd = _equity(exchanges, by_market, feed.seconds - 1)
+    for gov in governors:
+        for code, value in gov.counts.items():
+            result.decisions[code] = result.decisions.get(code, 0) + value
+        result.council_requests += int(getattr(gov.mandates, "requests", 0))
+        result.ai_cost_usd += float(getattr(getattr(gov.mandates, "council", None), "cost_usd", 0.0))
+    result.exchange_failures = sum(s.exchange_failures for s in strategies.values())
+    result.arbitrage_seen = int(strategies["arbitrage"].seen)
+    result.arbitrage_taken = int(strategies["arbitrage"].taken)
+    result.fills = len(ledger.fill_rows(book="paper"))
+    verified = audit.verify(ledger.engine)
+    result.audit_ok, result.audit_records, result.audit_head = verified.ok, verified.count, verified.head_hash
+    result.totals_ok, result.totals_detail = ledger.totals_agree()
+    for strategy in strategies.values():
+        listener_task = getattr(strategy, "listen_to_executor_actions_task", None)
+        if listener_task is not None:
+            listener_task.cancel()
+    for gov in governors:
+        gov.hot.close()
+    recorder.stop()
+    ledger.close()
+    return result
+
+
+def start_markets_recorder(connectors: list[Any], db_path: Path) -> Any:
+    """Hummingbot's own trade recorder on its own SQLite file, as in a real bot: the executor
+    orchestrator reads it when a strategy starts. Must run inside an event loop."""
+    from hummingbot.client.config.client_config_map import ClientConfigMap, MarketDataCollectionConfigMap
+    from hummingbot.client.config.config_helpers import ClientConfigAdapter
+    from hummingbot.connector.markets_recorder import MarketsRecorder
+    from hummingbot.model.sql_connection_manager import SQLConnectionManager, SQLConnectionType
+
+    MarketsRecorder._shared_instance = None
+    sql = SQLConnectionManager(
+        ClientConfigAdapter(ClientConfigMap()), SQLConnectionType.TRADE_FILLS, db_path=str(db_path)
+    )
+    recorder = MarketsRecorder(sql, connectors, "lyra_paper.yml", "lyra_paper", MarketDataCollectionConfigMap())
+    recorder.start()
+    return recorder
+
+
+def _provider(settings: Settings) -> Any:
+    from lyra_governor.governor import default_mandate_provider
+
+    return default_mandate_provider(settings)
+
+
+def _equity(exchanges: dict[str, Any], by_market: dict[tuple[str, str], MarketSeries], i: int) -> float:
+    total = 0.0
+    for name, exchange in exchanges.items():
+        for asset in BALANCES.get(name, {}):
+            balance = float(exchange.get_balance(asset))
+            if asset in ("USDT", "USD", "USDC"):
+                total += balance
+                continue
+            series = by_market.get((name, f"{asset}-USDT"))
+            if series is not None:
+                total += balance * float(series.mid[i])
+    return total
+
+
+def _sample(
+    result: ReplayResult,
+    ledger: Ledger,
+    exchanges: dict[str, Any],
+    by_market: dict[tuple[str, str], MarketSeries],
+    i: int,
+    t: float,
+) -> None:
+    exposure = ledger.exposure("paper")
+    for name, scope in [*exposure.exchanges.items(), ("TOTAL", exposure.total)]:
+        if scope.used_usd > scope.cap_usd + Decimal("0.000001"):
+            result.limit_breaches.append(f"{name}: {scope.used_usd:.2f} > cap {scope.cap_usd:.2f} at t={t:.0f}")
+    result.samples.append(
+        Sample(t, _equity(exchanges, by_market, i), float(exposure.total.used_usd), float(exposure.total.cap_usd))
+    )
