@@ -44,7 +44,11 @@ def _paper_checks(facts: GateFacts, settings: Settings) -> list[Check]:
     need = settings.ladder.paper_success_rate_min
     rate = float(paper.get("success_rate", 0.0))
     checks = [
-        Check("paper run recorded", True, f"{paper.get('orders', paper.get('trades', '?'))} orders in the last run"),
+        Check(
+            "paper run recorded",
+            True,
+            f"{paper.get('orders_proposed', '?')} orders proposed, {paper.get('fills', '?')} fills in the last run",
+        ),
         Check("paper success rate", rate > need, f"{rate:.1%} (need more than {need:.0%})"),
         Check(
             "limits respected",
@@ -52,15 +56,17 @@ def _paper_checks(facts: GateFacts, settings: Settings) -> list[Check]:
             "every limit held in the paper run" if paper.get("limits_respected") else "the paper run broke a limit",
         ),
     ]
-    arb = paper.get("arbitrage_detected", paper.get("arbitrage_opportunities"))
-    checks.append(
-        Check(
-            "arbitrage detection",
-            bool(arb),
-            f"{arb} arbitrage opportunities detected" if arb else
-            "the paper run recorded no arbitrage detection; run it with the arbitrage script",
+    arb = paper.get("arbitrage_seen")
+    if arb is None:
+        detail = (
+            "the paper evidence does not say whether arbitrage was detected (no arbitrage_seen); "
+            "re-run `lyra-governor paper` with the arbitrage strategy"
         )
-    )  # fmt: skip
+    elif not arb:
+        detail = "the paper run detected no arbitrage opportunity; check the arbitrage strategy and its data"
+    else:
+        detail = f"{arb} arbitrage opportunities detected, {paper.get('arbitrage_taken', '?')} taken"
+    checks.append(Check("arbitrage detection", bool(arb), detail))
     return checks
 
 

@@ -31,7 +31,14 @@ MIDS = {"USDT": Decimal(60000), "USD": Decimal(60000), "AUD": Decimal(92000)}
 def seed_paper(ledger: Ledger, success_rate: float = 0.98, limits: bool = True, arbitrage: int = 3) -> None:
     ledger.record_evidence(
         "phase3_paper",
-        {"success_rate": success_rate, "limits_respected": limits, "arbitrage_opportunities": arbitrage, "orders": 200},
+        {
+            "success_rate": success_rate,
+            "limits_respected": limits,
+            "arbitrage_seen": arbitrage,
+            "arbitrage_taken": 1,
+            "orders_proposed": 200,
+            "fills": 150,
+        },
         success_rate > 0.95 and limits,
         "paper",
     )
