@@ -17,12 +17,16 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +45,10 @@ from lyra_governor.consensus import Council
 from lyra_governor.models import CouncilContext
 from lyra_governor.store import audit_log
 
+log = logging.getLogger(__name__)
+
 ACTOR = "checkpoints"
+TICK_S = 60.0
 GRACE = 0.5  # a slot not run within half an interval of its time is missed
 KEY_NAME = "forensic_ed25519"
 
@@ -272,6 +279,28 @@ class CheckpointRunner:
                 )
             results.append(self.run(spec.name, now, missed))
         return results
+
+    def run_forever(self, stop: threading.Event, tick_s: float = TICK_S) -> None:
+        """Call `run_due` every `tick_s` until `stop` is set (for a thread in `serve`).
+
+        A failing tick is logged and retried on the next one; it never ends the loop."""
+        while not stop.is_set():
+            try:
+                self.run_due()
+            except Exception:
+                log.exception("checkpoint tick failed; retrying in %.0f s", tick_s)
+            stop.wait(tick_s)
+
+    async def arun_forever(self, stop: asyncio.Event, tick_s: float = TICK_S) -> None:
+        """The same loop for an asyncio server: each tick runs in a worker thread, so the
+        council's synchronous `decide` and the database never block the event loop."""
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self.run_due)
+            except Exception:
+                log.exception("checkpoint tick failed; retrying in %.0f s", tick_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=tick_s)
 
     def run(self, name: str, now: float | None = None, missed: int = 0) -> CheckpointResult:
         """Run one checkpoint now (due or not) and record it."""

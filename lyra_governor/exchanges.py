@@ -322,13 +322,6 @@ def make_exchange(
     return exchange
 
 
-def has_sandbox(ccxt_id: str) -> bool:
-    cls = getattr(ccxt_async, ccxt_id, None)
-    if cls is None:
-        return False
-    return bool(cls().describe().get("urls", {}).get("test"))
-
-
 def ccxt_supports(ccxt_id: str | None) -> bool:
     return bool(ccxt_id) and ccxt_id in ccxt_async.exchanges
 

@@ -166,6 +166,7 @@ def _exchange_check(j: ExchangeJudgement, facts: ExchangeFacts) -> Check:
     data: dict[str, Any] = {
         "status": j.status,
         "sandbox": facts.sandbox_used,
+        "hosts": facts.hosts,
         "calls": {
             k: {"ok": c.ok, "kind": c.kind.value if c.kind else None, "ms": round(c.latency_ms, 1)}
             for k, c in facts.calls.items()

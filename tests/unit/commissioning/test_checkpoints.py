@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,38 @@ def test_system_audit_fails_on_a_broken_chain(settings: Settings, ledger: Ledger
 
 def test_no_reports_is_not_a_failure(settings: Settings) -> None:
     assert verify_reports(settings) == []
+
+
+@pytest.mark.timeout(30)
+def test_run_forever_ticks_until_stopped(settings: Settings, ledger: Ledger, clock: Clock) -> None:
+    import threading
+
+    runner = CheckpointRunner(settings, ledger, clock)
+    stop = threading.Event()
+    thread = threading.Thread(target=runner.run_forever, args=(stop, 0.01), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while ledger.latest_evidence("checkpoint.forensic_report") is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert all(ledger.latest_evidence(f"checkpoint.{n}") is not None for n in NAMES)
+
+
+@pytest.mark.timeout(30)
+def test_arun_forever_stops_on_its_event(settings: Settings, ledger: Ledger, clock: Clock) -> None:
+    import asyncio
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(CheckpointRunner(settings, ledger, clock).arun_forever(stop, 0.01))
+        for _ in range(500):
+            if ledger.latest_evidence("checkpoint.forensic_report") is not None:
+                break
+            await asyncio.sleep(0.01)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
+    assert ledger.latest_evidence("checkpoint.ai_health") is not None
