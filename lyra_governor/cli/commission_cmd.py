@@ -63,21 +63,24 @@ def _checks_table(title: str, checks: list[Check]) -> Table:
     return table
 
 
-def _open_runner(ctx: typer.Context, step: Callable[[str], None], need_council: bool) -> Any:
+def _open_runner(ctx: typer.Context, step: Callable[[str], None], phase: int) -> Any:
     from lyra_governor.commissioning.runner import CommissionRunner, council_from_settings, open_settings_vault
     from lyra_governor.errors import LyraError
     from lyra_governor.ledger import open_ledger
 
     cfg = settings(ctx)
     step("opening the vault")
-    vault = open_settings_vault(cfg)
-    council = None
-    if need_council:
-        step("building the council")
-        try:
-            council = council_from_settings(cfg, vault)
-        except ImportError as exc:
-            raise LyraError(f"the council is not available ({exc}); reinstall Lyra with `make install`") from None
+    try:
+        vault = open_settings_vault(cfg)
+    except LyraError:
+        if phase != 1:
+            raise
+        vault = None  # phase 1 reports the vault problem as its "vault integrity" check
+    step("building the council")
+    try:
+        council = council_from_settings(cfg, vault)
+    except ImportError as exc:
+        raise LyraError(f"the council is not available ({exc}); reinstall Lyra with `make install`") from None
     step("opening the ledger")
     ledger = open_ledger(cfg)
     return CommissionRunner(cfg, ledger, council, vault=vault, step=step), ledger
@@ -90,7 +93,7 @@ def commission(
 ) -> None:
     """Run a phase's checklist, ask the council for its verdict, record the result."""
     with _progress(not as_json, f"commissioning phase {phase}") as step:
-        runner, ledger = _open_runner(ctx, step, need_council=True)
+        runner, ledger = _open_runner(ctx, step, phase)
         try:
             report = runner.run(phase)
         finally:

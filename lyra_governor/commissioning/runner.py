@@ -42,7 +42,10 @@ def open_settings_vault(settings: Settings) -> Any:
     """`lyra_governor.vault.open_vault(settings)` or None when there is no vault file."""
     if not Path(settings.vault_path).exists():
         return None
-    module = importlib.import_module("lyra_governor.vault")
+    try:
+        module = importlib.import_module("lyra_governor.vault")
+    except ImportError as exc:
+        raise LyraError(f"a vault exists at {settings.vault_path} but Lyra's vault module is missing ({exc})") from None
     return module.open_vault(settings)
 
 
