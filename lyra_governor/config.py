@@ -121,6 +121,10 @@ class MqttSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     namespace: str = "hbot"
+    # Hummingbot instance ids (conf_client.yml `instance_id`) that get the MQTT stop command on a
+    # halt, besides the ones discovered from their heartbeats and Lyra presence messages.
+    instance_ids: list[str] = Field(default_factory=list)
+    discover_s: float = Field(default=1.0, ge=0, le=60)
 
 
 class CommissioningSettings(_Section):

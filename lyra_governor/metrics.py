@@ -1,0 +1,295 @@
+"""Prometheus metrics computed from the shared store at scrape time.
+
+Why at scrape time: bots run in other processes and containers; in-process counters in the
+server would only count the server. Everything here is read from the ledger and the audit
+trail, so a scrape is right no matter which process made the decision.
+
+The audit trail is append-only, so decision and consensus counters are tallied
+incrementally: each scrape reads only the records after the last one it saw (by sequence
+number, on the indexed event column), which keeps scrapes cheap on a long trail and the
+counters monotonic, as Prometheus expects of a ``_total``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from lyra_governor import audit, phases
+from lyra_governor.config import Settings
+from lyra_governor.ledger import Ledger
+from lyra_governor.models import TradingState
+from lyra_governor.status import COUNCIL_EVENTS, day_start
+from lyra_governor.store import audit_head, audit_log
+
+TALLIED_EVENTS = ("decision", "alert", *COUNCIL_EVENTS)
+LATENCY_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+BATCH = 10_000
+
+
+@dataclass
+class AuditTally:
+    """Running totals over the audit trail, advanced by `advance`."""
+
+    cursor: int = 0
+    decisions: dict[tuple[str, str], int] = field(default_factory=dict)
+    verdicts: dict[str, int] = field(default_factory=dict)
+    cost_usd: float = 0.0
+    cost_by_day: dict[float, float] = field(default_factory=dict)
+    latency_buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
+    latency_count: int = 0
+    latency_sum: float = 0.0
+    alerts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, event: str, ts: float, payload: dict[str, Any]) -> None:
+        if event == "decision":
+            key = (str(payload.get("status") or "UNKNOWN"), str(payload.get("code") or ""))
+            self.decisions[key] = self.decisions.get(key, 0) + 1
+        elif event == "alert":
+            level = str(payload.get("level") or "UNKNOWN")
+            self.alerts[level] = self.alerts.get(level, 0) + 1
+        else:
+            verdict = str(payload.get("verdict") or "UNKNOWN")
+            self.verdicts[verdict] = self.verdicts.get(verdict, 0) + 1
+            cost = payload.get("cost_usd")
+            if isinstance(cost, int | float) and math.isfinite(cost) and cost >= 0:
+                self.cost_usd += cost
+                day = day_start(ts)
+                self.cost_by_day[day] = self.cost_by_day.get(day, 0.0) + cost
+                for old in [d for d in self.cost_by_day if d < day - 86_400 * 2]:
+                    del self.cost_by_day[old]
+            latency = payload.get("latency_s")
+            if isinstance(latency, int | float) and math.isfinite(latency) and latency >= 0:
+                self.latency_count += 1
+                self.latency_sum += latency
+                for i, bound in enumerate(LATENCY_BUCKETS):
+                    if latency <= bound:
+                        self.latency_buckets[i] += 1
+
+    def advance(self, engine: sa.engine.Engine) -> None:
+        """Read the records after `cursor`; start over if the store was replaced (head went back)."""
+        with engine.connect() as conn:
+            head = conn.execute(sa.select(audit_head.c.seq).where(audit_head.c.id == 1)).scalar()
+            if head is not None and int(head) < self.cursor:
+                self.__init__()  # type: ignore[misc]  # a new store: counters restart (Prometheus sees a reset)
+            while True:
+                rows = conn.execute(
+                    sa.select(audit_log.c.seq, audit_log.c.ts_us, audit_log.c.event, audit_log.c.payload)
+                    .where(audit_log.c.seq > self.cursor, audit_log.c.event.in_(TALLIED_EVENTS))
+                    .order_by(audit_log.c.seq)
+                    .limit(BATCH)
+                ).all()
+                for row in rows:
+                    try:
+                        payload = json.loads(row.payload)
+                    except json.JSONDecodeError:
+                        payload = {}
+                    self.add(row.event, row.ts_us / 1_000_000, payload if isinstance(payload, dict) else {})
+                    self.cursor = int(row.seq)
+                if len(rows) < BATCH:
+                    break
+
+
+class VerifyCache:
+    """`audit.verify` walks the whole chain; do it again only when the head moved and at most
+    every `every_s` seconds, so scrapes and status requests stay cheap."""
+
+    def __init__(self, every_s: float = 30.0) -> None:
+        self.every_s = every_s
+        self.result: dict[str, Any] | None = None
+        self._at = -math.inf
+        self._head: int | None = None
+        self._lock = threading.Lock()
+
+    def get(self, engine: sa.engine.Engine) -> dict[str, Any]:
+        with self._lock:
+            with engine.connect() as conn:
+                head = conn.execute(sa.select(audit_head.c.seq).where(audit_head.c.id == 1)).scalar()
+            stale = time.monotonic() - self._at >= self.every_s
+            if self.result is None or (head != self._head and stale):
+                r = audit.verify(engine)
+                self.result = {
+                    "ok": r.ok,
+                    "verified": True,
+                    "records": r.count,
+                    "head_seq": r.head_seq,
+                    "head_hash": r.head_hash,
+                    "first_broken": r.first_broken,
+                    "problem": r.problem,
+                    "verified_at": time.time(),
+                }
+                self._at, self._head = time.monotonic(), head
+            return self.result
+
+
+class LyraCollector(Collector):
+    """A prometheus_client collector over one ledger (see module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Ledger,
+        clock: Callable[[], float] = time.time,
+        verify: VerifyCache | None = None,
+    ) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.clock = clock
+        self.verify = verify or VerifyCache()
+        self.tally = AuditTally()
+        self._lock = threading.Lock()
+
+    def collect(self) -> Iterator[Metric]:
+        started = time.perf_counter()
+        up = GaugeMetricFamily("lyra_up", "1 when the store could be read for this scrape")
+        try:
+            with self._lock:
+                families = list(self._families())
+        except (sa.exc.SQLAlchemyError, OSError):
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from families
+        took = GaugeMetricFamily("lyra_scrape_duration_seconds", "Time to read the store for this scrape")
+        took.add_metric([], time.perf_counter() - started)
+        yield took
+
+    def _families(self) -> Iterator[Metric]:
+        now = self.clock()
+        ledger, settings = self.ledger, self.settings
+        state = ledger.state()
+        yield _gauge("lyra_phase", "Commissioning phase (1-5)", state.phase)
+        yield _gauge("lyra_halted", "1 while trading is halted", int(state.halted))
+        ts = GaugeMetricFamily("lyra_trading_state", "1 for the current trading state", labels=["state"])
+        for each in TradingState:
+            ts.add_metric([each.value], int(state.trading_state is each))
+        yield ts
+        rung = GaugeMetricFamily("lyra_rung", "Phase-4 rung per exchange (1 = first)", labels=["exchange"])
+        for name, idx in sorted(state.rungs.items()):
+            if state.phase == 4:
+                rung.add_metric([name], idx + 1)
+        yield rung
+
+        capital = GaugeMetricFamily(
+            "lyra_capital_usd",
+            "Capital per book and exchange (TOTAL = book total)",
+            labels=["book", "exchange", "kind"],
+        )
+        ratio = GaugeMetricFamily(
+            "lyra_exposure_ratio", "(deployed + reserved) / cap in the active book", labels=["exchange"]
+        )
+        active = state.book or phases.LIVE_BOOK
+        for book in (phases.PAPER_BOOK, phases.LIVE_BOOK):
+            exp = ledger.exposure(book)
+            for name, s in [*exp.exchanges.items(), (phases.TOTAL, exp.total)]:
+                for kind, value in (("cap", s.cap_usd), ("reserved", s.reserved_usd), ("deployed", s.deployed_usd)):
+                    capital.add_metric([book, name, kind], float(value))
+                if book == active:
+                    ratio.add_metric([name], float(s.used_usd / s.cap_usd) if s.cap_usd > 0 else 0.0)
+        yield capital
+        yield ratio
+        yield _gauge("lyra_open_reservations", "Open reservations over all bots", len(ledger.open_reservations()))
+
+        self.tally.advance(ledger.engine)
+        t = self.tally
+        decisions = CounterMetricFamily(
+            "lyra_decisions", "Governor decisions by status and denial code (from the audit trail)",
+            labels=["status", "code"],
+        )  # fmt: skip
+        for (status, code), n in sorted(t.decisions.items()):
+            decisions.add_metric([status, code], n)
+        yield decisions
+        verdicts = CounterMetricFamily("lyra_consensus_requests", "Council verdicts recorded", labels=["verdict"])
+        for verdict, n in sorted(t.verdicts.items()):
+            verdicts.add_metric([verdict], n)
+        yield verdicts
+        cost = CounterMetricFamily("lyra_consensus_cost_usd", "Council spend (OpenRouter usage) in USD")
+        cost.add_metric([], t.cost_usd)
+        yield cost
+        yield _gauge(
+            "lyra_consensus_spend_today_usd", "Council spend this UTC day", t.cost_by_day.get(day_start(now), 0.0)
+        )
+        yield _gauge(
+            "lyra_consensus_daily_budget_usd", "Configured daily council budget", settings.consensus.daily_budget_usd
+        )
+        buckets = []
+        for bound, n in zip(LATENCY_BUCKETS, t.latency_buckets, strict=True):
+            buckets.append((repr(bound), n))
+        buckets.append(("+Inf", t.latency_count))
+        latency = HistogramMetricFamily("lyra_consensus_latency_seconds", "Council decision latency")
+        latency.add_metric([], buckets, t.latency_sum)
+        yield latency
+        alerts = CounterMetricFamily("lyra_alerts", "Alerts in the audit trail by level", labels=["level"])
+        for level, n in sorted(t.alerts.items()):
+            alerts.add_metric([level], n)
+        yield alerts
+
+        health = ledger.latest_evidence("checkpoint.ai_health")
+        rate = health.payload.get("response_rate") if health else None
+        yield _gauge(
+            "lyra_council_response_rate",
+            "Share of voters that answered the last AI health check (NaN: never run)",
+            float(rate) if isinstance(rate, int | float) else math.nan,
+        )
+
+        from lyra_governor.checkpoints import SCHEDULE
+
+        age = GaugeMetricFamily(
+            "lyra_checkpoint_age_seconds", "Seconds since each checkpoint last ran (+Inf: never)", labels=["checkpoint"]
+        )
+        ok = GaugeMetricFamily("lyra_checkpoint_ok", "1 if the checkpoint's last run passed", labels=["checkpoint"])
+        interval = GaugeMetricFamily("lyra_checkpoint_interval_seconds", "Checkpoint schedule", labels=["checkpoint"])
+        for spec in SCHEDULE:
+            rec = ledger.latest_evidence(f"checkpoint.{spec.name}")
+            ran = float(rec.payload.get("ran_at", rec.ts)) if rec else None
+            age.add_metric([spec.name], max(0.0, now - ran) if ran is not None else math.inf)
+            ok.add_metric([spec.name], int(rec.passed) if rec else 0)
+            interval.add_metric([spec.name], spec.interval_s)
+        yield age
+        yield ok
+        yield interval
+
+        verified = self.verify.get(ledger.engine)
+        yield _gauge("lyra_audit_ok", "1 if the audit chain verified at its last check", int(bool(verified["ok"])))
+        yield _gauge("lyra_audit_records", "Records in the audit chain (head sequence)", verified["head_seq"])
+
+        bots = ledger.bots()
+        hb = GaugeMetricFamily(
+            "lyra_bot_heartbeat_age_seconds", "Seconds since each bot's heartbeat", labels=["bot_id"]
+        )
+        alive = 0
+        for b in bots:
+            seconds = max(0.0, now - b.last_heartbeat)
+            hb.add_metric([b.bot_id], seconds)
+            alive += seconds <= settings.risk.heartbeat_timeout_s
+        yield hb
+        yield _gauge("lyra_bots_alive", "Bots whose heartbeat is within the timeout", alive)
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    g = GaugeMetricFamily(name, doc)
+    g.add_metric([], value)
+    return g
+
+
+def build_registry(collector: LyraCollector) -> CollectorRegistry:
+    """A registry holding only Lyra's collector (no process metrics of the server itself)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry

@@ -1,0 +1,347 @@
+"""`collect_status(settings) -> dict`: the one picture of a running Lyra.
+
+The single source of truth for `lyra-governor status --json` and `/forensic/status`. It reads
+only the shared store (ledger rows, evidence, audit trail), never a bot's memory, so it is
+right from any terminal or container while bots trade elsewhere.
+
+Sections that cannot be computed degrade to ``"unknown"`` with the reason instead of failing
+the whole answer; only an unreachable store is an error (`StoreUnavailable`), because then
+nothing here would be true.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import importlib
+import json
+import time
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from lyra_governor import audit, phases
+from lyra_governor.config import Settings
+from lyra_governor.errors import StoreUnavailable
+from lyra_governor.ledger import Ledger, ScopeExposure
+from lyra_governor.store import audit_log, describe_store_error
+
+UNKNOWN = "unknown"
+COUNCIL_EVENTS = ("council_verdict", "consensus")
+EVIDENCE_KINDS = ("phase1", "phase2", "phase3_paper", "drill")
+NO_VERDICT = "no council verdict on the evidence"
+
+
+def usd(value: Decimal) -> float:
+    """Money for JSON: a number (scripts compare it), exact to the micro-dollar."""
+    return float(value.quantize(Decimal("0.000001")))
+
+
+def _scope(s: ScopeExposure) -> dict[str, Any]:
+    return {
+        "cap_usd": usd(s.cap_usd),
+        "reserved_usd": usd(s.reserved_usd),
+        "deployed_usd": usd(s.deployed_usd),
+        "used_usd": usd(s.used_usd),
+        "remaining_usd": usd(s.remaining_usd),
+        "utilization": float(s.used_usd / s.cap_usd) if s.cap_usd > 0 else 0.0,
+    }
+
+
+def day_start(now: float) -> float:
+    """Midnight UTC of `now`'s day: "spend today" is counted per UTC day."""
+    day = dt.datetime.fromtimestamp(now, dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day.timestamp()
+
+
+def audit_rows(ledger: Ledger, events: tuple[str, ...], since: float, limit: int = 50_000) -> list[dict[str, Any]]:
+    """Audit records of `events` since `since`, newest `limit` of them, oldest first, parsed."""
+    query = (
+        sa.select(audit_log.c.seq, audit_log.c.ts_us, audit_log.c.actor, audit_log.c.event, audit_log.c.payload)
+        .where(audit_log.c.event.in_(events), audit_log.c.ts_us >= int(since * 1_000_000))
+        .order_by(audit_log.c.seq.desc())
+        .limit(limit)
+    )
+    with ledger.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    out = []
+    for r in reversed(rows):
+        try:
+            payload = json.loads(r.payload)
+        except json.JSONDecodeError:
+            payload = {}
+        out.append({"seq": int(r.seq), "ts": r.ts_us / 1_000_000, "actor": r.actor, "event": r.event, "p": payload})
+    return out
+
+
+def ladder_summary(settings: Settings, ledger: Ledger) -> dict[str, Any]:
+    state = ledger.state()
+    exposure = ledger.exposure()
+    rungs_usd = settings.ladder.rungs_usd
+    rungs: dict[str, Any] = {}
+    if state.phase == 4:
+        for name, idx in sorted(state.rungs.items()):
+            i = max(0, min(idx, len(rungs_usd) - 1))
+            rungs[name] = {"rung": i + 1, "of": len(rungs_usd), "cap_usd": usd(rungs_usd[i])}
+    lowest = min((r["rung"] for r in rungs.values()), default=None)
+    exchanges = {name: {**_scope(s), "rung": rungs.get(name, {}).get("rung")} for name, s in exposure.exchanges.items()}
+    return {
+        "phase": state.phase,
+        "phase_name": phases.PHASE_NAMES[state.phase],
+        "phase_since": state.phase_since,
+        # Phase 4 only: the lowest rung (1 = the first, $100) over the exchanges; per exchange below.
+        "rung": lowest,
+        "rungs": rungs,
+        "trading_state": state.trading_state.value,
+        "halted": state.halted,
+        "reason": state.reason,
+        "state_since": state.updated_at,
+        "book": exposure.book,
+        "threshold": settings.threshold(state.phase),
+        "deployed_usd": usd(exposure.total.deployed_usd),
+        "reserved_usd": usd(exposure.total.reserved_usd),
+        "cap_usd": usd(exposure.total.cap_usd),
+        "remaining_usd": usd(exposure.total.remaining_usd),
+        "exchanges": exchanges,
+    }
+
+
+def promotion_summary(settings: Settings, ledger: Ledger) -> dict[str, Any]:
+    facts = ledger.promotion_facts()
+    step = phases.next_step(facts, len(settings.ladder.rungs_usd))
+    blockers = [b for b in phases.promotion_blockers(facts, settings.ladder, None) if b != NO_VERDICT]
+    return {
+        "next_phase": step.to_phase if step else None,
+        "rung_up": list(step.rung_up) if step else [],
+        "evidence_ready": not blockers,
+        "blockers": blockers,
+    }
+
+
+def _evidence(ledger: Ledger) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kind in EVIDENCE_KINDS:
+        rec = ledger.latest_evidence(kind)
+        out[kind] = None if rec is None else {"passed": rec.passed, "ts": rec.ts, "audit_seq": rec.audit_seq}
+    return out
+
+
+def _checkpoints(ledger: Ledger, now: float) -> dict[str, Any]:
+    from lyra_governor.checkpoints import GRACE, SCHEDULE
+
+    out: dict[str, Any] = {}
+    for spec in SCHEDULE:
+        rec = ledger.latest_evidence(f"checkpoint.{spec.name}")
+        if rec is None:
+            out[spec.name] = {"last_run": None, "age_s": None, "ok": None, "summary": "never run", "overdue": True}
+            continue
+        ran = float(rec.payload.get("ran_at", rec.ts))
+        age = max(0.0, now - ran)
+        out[spec.name] = {
+            "last_run": ran,
+            "age_s": round(age, 3),
+            "interval_s": spec.interval_s,
+            "ok": rec.passed,
+            "summary": str(rec.payload.get("summary", ""))[:300],
+            "overdue": age > spec.interval_s * (1 + GRACE),
+        }
+    return out
+
+
+def _council(settings: Settings, ledger: Ledger, now: float, checkpoints: dict[str, Any]) -> dict[str, Any]:
+    roles = settings.consensus.roles
+    council: dict[str, Any] = {
+        "backend": settings.consensus.backend,
+        "voters": len(roles),
+        "voters_up": UNKNOWN,
+        "response_rate": UNKNOWN,
+        "last_health_check": None,
+        "keys_left": "not needed (local voters)" if settings.consensus.backend == "local" else UNKNOWN,
+        "spend_today_usd": UNKNOWN,
+        "daily_budget_usd": settings.consensus.daily_budget_usd,
+        "verdicts_today": {},
+    }
+    health = ledger.latest_evidence("checkpoint.ai_health")
+    if health is not None and isinstance(health.payload.get("response_rate"), int | float):
+        rate = float(health.payload["response_rate"])
+        council["response_rate"] = rate
+        council["voters_up"] = round(rate * len(roles))
+        council["last_health_check"] = float(health.payload.get("ran_at", health.ts))
+        council["last_verdict"] = health.payload.get("verdict")
+    verdicts = audit_rows(ledger, COUNCIL_EVENTS, day_start(now))
+    costs = [r["p"].get("cost_usd") for r in verdicts]
+    known = [float(c) for c in costs if isinstance(c, int | float)]
+    if verdicts or settings.consensus.backend == "local":
+        council["spend_today_usd"] = round(sum(known), 6)
+    by_verdict: dict[str, int] = {}
+    for r in verdicts:
+        v = str(r["p"].get("verdict", UNKNOWN))
+        by_verdict[v] = by_verdict.get(v, 0) + 1
+    council["verdicts_today"] = by_verdict
+    # The consensus package may persist more (key pool, budget): an optional `health(settings)`.
+    try:
+        hook = getattr(importlib.import_module("lyra_governor.consensus"), "health", None)
+        if callable(hook):
+            extra = hook(settings)
+            if isinstance(extra, dict):
+                council.update(extra)
+    except Exception as exc:  # the hook is optional; its failure must not hide the rest
+        council["health_error"] = f"{type(exc).__name__}: {exc}"[:200]
+    return council
+
+
+def _activity(settings: Settings, ledger: Ledger, now: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Decisions of the last mandate window and the mandates they were approved under.
+
+    Mandates live in each bot's memory; the decisions that used them are in the audit trail,
+    so "open mandates" here are the ones decisions used within the mandate lifetime.
+    """
+    window = settings.consensus.mandate_ttl_s
+    rows = audit_rows(ledger, ("decision",), now - window)
+    counts: dict[str, int] = {}
+    mandates: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        p = r["p"]
+        key = str(p.get("code") or p.get("status") or UNKNOWN)
+        counts[key] = counts.get(key, 0) + 1
+        mandate_id = p.get("mandate_id")
+        if p.get("status") == "ALLOWED" and mandate_id:
+            m = mandates.setdefault(
+                str(mandate_id),
+                {
+                    "mandate_id": mandate_id,
+                    "consensus_id": p.get("consensus_id"),
+                    "connector": p.get("connector"),
+                    "pair": p.get("pair"),
+                    "orders": 0,
+                    "notional_usd": 0.0,
+                    "first_used": r["ts"],
+                },
+            )
+            m["orders"] += 1
+            m["last_used"] = r["ts"]
+            with contextlib.suppress(ValueError, TypeError):
+                m["notional_usd"] = round(m["notional_usd"] + float(p.get("notional_usd") or 0), 6)
+    activity = {"window_s": window, "decisions": len(rows), "by_outcome": counts}
+    open_mandates = {
+        "source": f"decisions in the last {window:g} s (mandates live in each bot's memory)",
+        "count": len(mandates),
+        "mandates": sorted(mandates.values(), key=lambda m: m["last_used"], reverse=True)[:50],
+    }
+    return activity, open_mandates
+
+
+def _alerts(ledger: Ledger, now: float) -> dict[str, Any]:
+    rows = audit_rows(ledger, ("alert",), now - 86_400, limit=5000)
+    levels: dict[str, int] = {}
+    for r in rows:
+        level = str(r["p"].get("level", UNKNOWN))
+        levels[level] = levels.get(level, 0) + 1
+    last = [
+        {"ts": r["ts"], "level": r["p"].get("level"), "message": str(r["p"].get("message", ""))[:200]}
+        for r in rows[-5:]
+    ]
+    return {"last_24h": levels, "latest": last}
+
+
+def _audit(ledger: Ledger, verify: bool) -> dict[str, Any]:
+    if verify:
+        result = audit.verify(ledger.engine)
+        return {
+            "ok": result.ok,
+            "verified": True,
+            "records": result.count,
+            "head_seq": result.head_seq,
+            "head_hash": result.head_hash,
+            "first_broken": result.first_broken,
+            "problem": result.problem,
+        }
+    tail = audit.tail(ledger.engine, 1)
+    return {
+        "ok": None,
+        "verified": False,
+        "records": tail[0].seq if tail else 0,
+        "head_seq": tail[0].seq if tail else 0,
+        "head_hash": tail[0].hash if tail else "",
+        "first_broken": None,
+        "problem": "",
+    }
+
+
+def _bots(settings: Settings, ledger: Ledger, now: float) -> list[dict[str, Any]]:
+    timeout = settings.risk.heartbeat_timeout_s
+    return [
+        {
+            "bot_id": b.bot_id,
+            "last_heartbeat": b.last_heartbeat,
+            "age_s": round(max(0.0, now - b.last_heartbeat), 3),
+            "alive": now - b.last_heartbeat <= timeout,
+            "host": b.host,
+            "pid": b.pid,
+        }
+        for b in ledger.bots()
+    ]
+
+
+def _section(status: dict[str, Any], name: str, build: Any) -> Any:
+    """Run one section; on failure record ``unknown`` and why, keep the rest."""
+    try:
+        return build()
+    except StoreUnavailable:
+        raise
+    except sa.exc.OperationalError:
+        raise
+    except Exception as exc:
+        status.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"[:300]
+        return UNKNOWN
+
+
+def collect_status(
+    settings: Settings,
+    *,
+    ledger: Ledger | None = None,
+    now: float | None = None,
+    verify_audit: bool = True,
+    audit_result: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything an operator needs, as one JSON-ready dict (see module docstring).
+
+    `audit_result` lets a long-running caller (the server) pass a cached verification
+    instead of walking the whole chain on every request.
+    """
+    now = time.time() if now is None else now
+    own = ledger is None
+    try:
+        if ledger is None:
+            ledger = Ledger.open(settings)
+        status: dict[str, Any] = {
+            "generated_at": now,
+            "generated_at_utc": dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "store": sa.engine.make_url(settings.db_url).render_as_string(hide_password=True),
+            "config": settings.source,
+        }
+        status.update(ladder_summary(settings, ledger))
+        lg = ledger
+        status["promotion"] = _section(status, "promotion", lambda: promotion_summary(settings, lg))
+        status["evidence"] = _section(status, "evidence", lambda: _evidence(lg))
+        checkpoints = _section(status, "checkpoints", lambda: _checkpoints(lg, now))
+        status["checkpoints"] = checkpoints
+        status["council"] = _section(
+            status, "council", lambda: _council(settings, lg, now, checkpoints if isinstance(checkpoints, dict) else {})
+        )
+        activity = _section(status, "activity", lambda: _activity(settings, lg, now))
+        status["activity"], status["mandates"] = activity if isinstance(activity, tuple) else (UNKNOWN, UNKNOWN)
+        status["alerts"] = _section(status, "alerts", lambda: _alerts(lg, now))
+        audit_info = audit_result
+        if audit_info is None:
+            audit_info = _section(status, "audit", lambda: _audit(lg, verify_audit))
+        status["audit"] = audit_info
+        status["audit_ok"] = audit_info.get("ok") if isinstance(audit_info, dict) else None
+        status["bots"] = _section(status, "bots", lambda: _bots(settings, lg, now))
+        return status
+    except sa.exc.SQLAlchemyError as exc:
+        raise describe_store_error(settings.db_url, exc) from None
+    finally:
+        if own and ledger is not None:
+            ledger.close()

@@ -1,0 +1,100 @@
+"""A small governed bot for the operator tests: `python bot_process.py <db_url> <bot_id> <connector> <orders>`.
+
+It trades through the real `Governor` on the shared store with a test-double mandate provider
+(the council is not what these tests are about): propose, and on ALLOWED fill in full, so
+capital moves from reserved to deployed. It prints one JSON line with its decision counts.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from decimal import Decimal
+
+from lyra_governor.config import load_settings
+from lyra_governor.governor import Governor
+from lyra_governor.models import (
+    CouncilContext,
+    Mandate,
+    OrderEvent,
+    OrderEventKind,
+    OrderProposal,
+    Side,
+)
+
+MID = Decimal(60000)
+
+
+class StandingMandate:
+    """Test double of the council: one wide mandate per market, always there."""
+
+    def __init__(self) -> None:
+        self.issued: dict[tuple[str, str], Mandate] = {}
+
+    def find(self, proposal: OrderProposal, notional_usd: Decimal, now: float) -> Mandate | None:
+        key = (proposal.connector, proposal.trading_pair)
+        if key not in self.issued:
+            self.issued[key] = self._issue(proposal, now)
+        return self.issued[key]
+
+    def _issue(self, proposal: OrderProposal, now: float) -> Mandate:
+        return Mandate(
+            consensus_id="test-consensus",
+            connector=proposal.connector,
+            trading_pair=proposal.trading_pair,
+            sides=frozenset(Side),
+            max_order_notional_usd=Decimal(1000),
+            max_total_notional_usd=Decimal(100000),
+            price_low=MID / 2,
+            price_high=MID * 2,
+            issued_at=now - 1,
+            expires_at=now + 600,
+        )
+
+    def request(self, proposal: OrderProposal, context: CouncilContext) -> None:
+        return None
+
+
+def main() -> None:
+    db_url, bot_id, connector, orders = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    pause = float(sys.argv[5]) if len(sys.argv) > 5 else 0.06
+    settings = load_settings(None, use_env=False, db_url=db_url)
+    governor = Governor.from_settings(settings, bot_id, mandates=StandingMandate(), strategy="operator-test")
+    counts: dict[str, int] = {}
+    filled = Decimal(0)
+    try:
+        for _ in range(orders):
+            governor.heartbeat()
+            proposal = OrderProposal(
+                bot_id=bot_id,
+                connector=connector,
+                trading_pair="BTC-USDT",
+                side=Side.BUY,
+                amount=Decimal("0.001"),
+                price=MID,
+                mid_price=MID,
+                mid_price_ts=time.time(),
+            )
+            decision = governor.review(proposal)
+            key = decision.code.value if decision.code else decision.status.value
+            counts[key] = counts.get(key, 0) + 1
+            if decision.allowed and decision.reservation_id:
+                governor.on_order_event(
+                    OrderEvent(
+                        kind=OrderEventKind.FILLED,
+                        reservation_id=decision.reservation_id,
+                        filled_amount=proposal.amount,
+                        fill_price=MID,
+                    )
+                )
+                filled += proposal.amount * MID
+            print(json.dumps({"tick": key}), flush=True)
+            time.sleep(pause)
+    finally:
+        governor.close()
+    print(json.dumps({"bot_id": bot_id, "counts": counts, "filled_usd": str(filled)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
