@@ -1,0 +1,111 @@
+"""Dockerfile, docker-compose.yml, Prometheus and Grafana files: valid, and consistent with the code."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client import generate_latest
+
+from lyra_governor.config import Settings, load_settings
+from lyra_governor.ledger import Ledger
+from lyra_governor.metrics import LyraCollector, build_registry
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def compose_command() -> list[str]:
+    """`docker compose` (plugin) or `docker-compose`; a missing client is a failure, not a skip."""
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, check=False)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    pytest.fail(
+        "no Docker Compose client: install the compose plugin (`docker compose`) or "
+        "`apt-get install docker-compose`; only `config` runs, no Docker engine is needed"
+    )
+
+
+@pytest.mark.timeout(120)
+def test_docker_compose_config_accepts_the_file() -> None:
+    command = compose_command()
+    checked = subprocess.run(
+        [*command, "-f", str(ROOT / "docker-compose.yml"), "config"],
+        capture_output=True, text=True, cwd=ROOT, timeout=90, check=False,
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(ROOT)},
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    resolved = yaml.safe_load(checked.stdout)
+    services = resolved["services"]
+    assert set(services) == {
+        "postgres", "mosquitto", "governor", "bot-market-making", "bot-arbitrage", "prometheus", "grafana",
+    }  # fmt: skip
+    governor = services["governor"]
+    assert governor["command"][:2] == ["lyra-governor", "serve"] and "--allow-remote" not in governor["command"]
+    assert services["prometheus"]["network_mode"] == "service:governor"
+    for name in ("bot-market-making", "bot-arbitrage"):
+        env = services[name]["environment"]
+        assert env["LYRA_DB_URL"].startswith("postgresql+psycopg://") and env["HEADLESS_MODE"] == "true"
+        assert env["LYRA_MQTT__ENABLED"] == "true" and env["LYRA_MQTT__HOST"] == "mosquitto"
+    for service in services.values():  # nothing published beyond this machine's loopback
+        for port in service.get("ports", []):
+            published = port if isinstance(port, str) else f"{port.get('host_ip', '')}:{port.get('published')}"
+            assert str(published).startswith("127.0.0.1:"), port
+    # the instance ids the governor stops are the ones the bots' conf_client.yml declare
+    ids = json.loads(services["bot-market-making"]["environment"]["LYRA_MQTT__INSTANCE_IDS"])
+    declared = sorted(
+        yaml.safe_load(p.read_text())["instance_id"] for p in (ROOT / "conf" / "hummingbot").glob("*/conf_client.yml")
+    )
+    assert sorted(ids) == declared == ["lyra-arb-1", "lyra-mm-1"]
+    for p in (ROOT / "conf" / "hummingbot").glob("*/conf_client.yml"):
+        bridge = yaml.safe_load(p.read_text())["mqtt_bridge"]
+        assert bridge["mqtt_host"] == "mosquitto" and bridge["mqtt_commands"] is True
+
+
+def test_dockerfile_builds_on_the_official_hummingbot_image() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM hummingbot/hummingbot:\$\{HUMMINGBOT_TAG\}$", text, re.M)
+    assert "COPY scripts/lyra_*.py /home/hummingbot/scripts/" in text
+    assert "pip install" in text and "[postgres]" in text
+    for script in ROOT.glob("scripts/lyra_*.py"):
+        assert (ROOT / "conf" / "scripts" / f"conf_{script.stem}.yml").exists(), script.name
+
+
+def test_prometheus_scrapes_the_governor_on_loopback() -> None:
+    config = yaml.safe_load((ROOT / "conf" / "prometheus.yml").read_text())
+    job = config["scrape_configs"][0]
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"][0]["targets"] == [f"127.0.0.1:{load_settings(None, use_env=False).server.port}"]
+
+
+def test_every_dashboard_query_uses_metrics_the_governor_exposes(settings: Settings) -> None:
+    dashboard = json.loads((ROOT / "conf" / "grafana" / "dashboards" / "lyra.json").read_text())
+    datasource = yaml.safe_load(
+        (ROOT / "conf" / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )
+    uid = datasource["datasources"][0]["uid"]
+    ledger = Ledger.open(settings)
+    try:
+        ledger.set_phase(4, "test", "live")
+        ledger.heartbeat("bot-1")
+        ledger.audit_append("council_verdict", {"verdict": "PROCEED", "cost_usd": 0.1, "latency_s": 0.4}, "council")
+        ledger.audit_append("decision", {"status": "DENIED", "code": "HALTED"}, "bot-1")
+        ledger.audit_append("alert", {"level": "WARNING", "message": "test"}, "checkpoints")
+        exposed = generate_latest(build_registry(LyraCollector(settings, ledger))).decode()
+    finally:
+        ledger.close()
+    names = set(re.findall(r"^(lyra_[a-z_]+)", exposed, re.M))
+    used = set()
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == uid, panel["title"]
+        for target in panel["targets"]:
+            used |= set(re.findall(r"\blyra_[a-z_]+", target["expr"]))
+    assert used and used <= names, sorted(used - names)
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
