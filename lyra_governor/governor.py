@@ -179,7 +179,17 @@ class Governor:
     def ladder_state(self, fresh: bool = False) -> LadderState:
         wall = time.monotonic()
         if fresh or self._state is None or wall - self._state_read_at > STATE_REFRESH_S:
-            self._state = self.ledger.state()
+            if self._state is None or fresh:
+                self._state = self.ledger.state()
+            else:
+                phase, trading, reason, rung_map = self.hot.ladder_row()
+                if (phase, trading, reason, rung_map) != (
+                    self._state.phase,
+                    self._state.trading_state.value,
+                    self._state.reason,
+                    self._state.rungs,
+                ):
+                    self._state = self.ledger.state()
             self._state_read_at = wall
         return self._state
 
@@ -554,7 +564,8 @@ class Governor:
         try:
             self.ledger.heartbeat(self.bot_id, now)
             self.ledger.expire_silent_bots(self.settings.risk.heartbeat_timeout_s, now)
-        except sa.exc.SQLAlchemyError as exc:
+            self.hot.checkpoint()
+        except (sa.exc.SQLAlchemyError, StoreUnavailable) as exc:
             log.error("heartbeat failed: %s", exc)
 
 

@@ -283,6 +283,10 @@ class HotPath:
             try:
                 if self._raw is None:
                     self._raw = self.engine.raw_connection()
+                    if self.sqlite:
+                        # Checkpoints (which fsync) run from `checkpoint`, called by the governor's
+                        # heartbeat, not inside a decision's commit.
+                        self._raw.cursor().execute("PRAGMA wal_autocheckpoint=0")
                 cur = self._raw.cursor()
             except Exception as exc:
                 self.close()
@@ -385,6 +389,25 @@ class HotPath:
             self._append(cur, "order_event", canonical_json(payload), actor, now)
             self._commit(cur)
             return True
+
+    def checkpoint(self) -> None:
+        """Fold the WAL back into the database file (SQLite; PASSIVE: never waits on readers)."""
+        if not self.sqlite:
+            return
+        with self._cursor() as cur:
+            cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def ladder_row(self) -> tuple[int, str, str, dict[str, int]]:
+        """(phase, trading state, reason, rungs) read on the dedicated connection: the
+        governor's periodic state refresh without SQLAlchemy's per-statement overhead."""
+        with self._cursor() as cur:
+            cur.execute("SELECT phase, trading_state, reason FROM lyra_ladder WHERE id = 1")
+            phase, state, reason = cur.fetchone()
+            cur.execute("SELECT exchange, rung FROM lyra_rungs")
+            rung_rows = {str(name): int(rung) for name, rung in cur.fetchall()}
+            if not self.sqlite:
+                self._raw.rollback()  # end the read transaction psycopg opened
+            return int(phase), str(state), str(reason), rung_rows
 
     def _rollback(self, cur: Any) -> None:
         try:
