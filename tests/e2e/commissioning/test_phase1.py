@@ -71,3 +71,28 @@ def test_file_modes_and_headroom_are_measured(fake_settings: Settings) -> None:
 def test_monitoring_probe_reports_the_url(fake_settings: Settings) -> None:
     url, ok, why = probe_monitoring(fake_settings, timeout_s=0.5)
     assert url == "http://127.0.0.1:1/healthz" and not ok and why
+
+
+@pytest.mark.timeout(60)
+def test_monitoring_check_passes_against_the_real_server(fake_settings: Settings) -> None:
+    import threading
+
+    from lyra_governor.server import make_server
+
+    server = make_server(fake_settings, port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = int(server.server_address[1])
+        settings = load_settings(
+            None,
+            use_env=False,
+            **{**fake_settings.model_dump(mode="json", exclude={"source"}), "server": {"port": port}},
+        )
+        url, ok, why = probe_monitoring(settings)
+        assert ok, why
+        assert url == f"http://127.0.0.1:{port}/healthz"
+    finally:
+        server.shutdown()
+        server.server_close()
+        server.ledger.close()
