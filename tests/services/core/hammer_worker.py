@@ -1,0 +1,82 @@
+"""One bot hammering a shared ladder: run as a separate process by the concurrency tests.
+
+Usage: python hammer_worker.py DB_URL BOT_ID N SEED
+Proposes N orders of 40-120 USD on two exchanges; fills, cancels or leaves open each allowed one.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from decimal import Decimal
+
+from lyra_governor.config import load_settings
+from lyra_governor.governor import Governor
+from lyra_governor.models import CouncilContext, Mandate, OrderEvent, OrderEventKind, OrderProposal, Side
+
+
+class StandingMandate:
+    def find(self, proposal: OrderProposal, notional_usd: Decimal, now: float) -> Mandate | None:
+        return Mandate(
+            consensus_id="cns-hammer",
+            connector=proposal.connector,
+            trading_pair=proposal.trading_pair,
+            sides=frozenset(Side),
+            max_order_notional_usd=Decimal(10**6),
+            max_total_notional_usd=Decimal(10**12),
+            price_low=Decimal(0),
+            price_high=Decimal(10**9),
+            issued_at=now,
+            expires_at=now + 900,
+        )
+
+    def request(self, proposal: OrderProposal, context: CouncilContext) -> None:
+        return None
+
+
+def main() -> None:
+    db_url, bot_id, n, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    rng = random.Random(seed)
+    settings = load_settings(
+        None, use_env=False, db_url=db_url, risk={"order_rate_max": 10**6, "max_open_orders": 10**6}
+    )
+    gov = Governor.from_settings(settings, bot_id, mandates=StandingMandate())
+    allowed = 0
+    for _ in range(n):
+        connector = rng.choice(["binance_paper_trade", "okx_paper_trade"])
+        usd = Decimal(rng.randint(40, 120))
+        amount = (usd / Decimal(60000)).quantize(Decimal("0.00000001"))
+        decision = gov.review(
+            OrderProposal(
+                bot_id=bot_id,
+                connector=connector,
+                trading_pair="BTC-USDT",
+                side=Side.BUY,
+                amount=amount,
+                price=Decimal(60000),
+                mid_price=Decimal(60000),
+                mid_price_ts=time.time(),
+            )
+        )
+        if not decision.allowed or decision.reservation_id is None:
+            continue
+        allowed += 1
+        roll = rng.random()
+        if roll < 0.3:
+            gov.on_order_event(
+                OrderEvent(
+                    kind=OrderEventKind.FILLED,
+                    reservation_id=decision.reservation_id,
+                    filled_amount=amount,
+                    fill_price=Decimal(60000),
+                )
+            )
+        elif roll < 0.8:
+            gov.on_order_event(OrderEvent(kind=OrderEventKind.CANCELLED, reservation_id=decision.reservation_id))
+    print(f"{bot_id} allowed={allowed}", flush=True)
+    gov.close()
+
+
+if __name__ == "__main__":
+    main()
