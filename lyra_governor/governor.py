@@ -58,7 +58,8 @@ from lyra_governor.store import HotPath, reservations, to_musd, write_tx
 log = logging.getLogger(__name__)
 
 STATE_REFRESH_S = 0.25  # wall-clock: a halt written by another process is seen within this
-HEARTBEAT_EVERY_S = 5.0  # governor-clock seconds between heartbeat writes
+HEARTBEAT_EVERY_S = 15.0  # governor-clock seconds between heartbeat writes (timeout default: 120 s)
+HOUSEKEEPING_EVERY = 4  # heartbeats between expiry sweeps and WAL checkpoints
 REFERENCE_WINDOW_S = 60.0  # the flash-move reference is the median mid over this window
 REFERENCE_MIN_SAMPLES = 5
 
@@ -133,6 +134,7 @@ class Governor:
         self._markets: dict[tuple[str, str], MarketSnapshot] = {}
         self._fx_observed: dict[str, Decimal] = {}
         self._last_heartbeat = float("-inf")
+        self._beats = 0
         self._recent_denials: deque[float] = deque(maxlen=200)
         self._recent_failures: deque[float] = deque(maxlen=200)
         self._recent_decisions: deque[float] = deque(maxlen=200)
@@ -561,10 +563,12 @@ class Governor:
         if now - self._last_heartbeat < HEARTBEAT_EVERY_S:
             return
         self._last_heartbeat = now
+        self._beats += 1
         try:
             self.ledger.heartbeat(self.bot_id, now)
-            self.ledger.expire_silent_bots(self.settings.risk.heartbeat_timeout_s, now)
-            self.hot.checkpoint()
+            if self._beats % HOUSEKEEPING_EVERY == 1:
+                self.ledger.expire_silent_bots(self.settings.risk.heartbeat_timeout_s, now)
+                self.hot.checkpoint()
         except (sa.exc.SQLAlchemyError, StoreUnavailable) as exc:
             log.error("heartbeat failed: %s", exc)
 

@@ -227,7 +227,7 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
                 mid = (bid + ask) / 2
                 ts = self.book_timestamp(connector_name, pair, timestamp) if self.book_timestamp else timestamp
                 self.lyra.observe_market(
-                    MarketSnapshot(
+                    MarketSnapshot.model_construct(
                         connector=connector_name,
                         trading_pair=pair,
                         timestamp=timestamp,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import inspect
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from lyra_governor import audit
 from lyra_governor.config import Settings
 from lyra_governor.governor import Governor
 from lyra_governor.ledger import Ledger
-from lyra_governor.models import Decision, OrderEvent, OrderProposal
+from lyra_governor.models import Decision, DecisionStatus, OrderEvent, OrderProposal, new_id
 from lyra_strategies.paper.feed import Feed, MarketSeries
 
 SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "scripts"
@@ -75,6 +76,26 @@ class TimedGovernor(Governor):
             super().heartbeat()
         finally:
             TimedGovernor.spent_s += time.perf_counter() - start
+
+
+class PassThroughGovernor(TimedGovernor):
+    """The bench's baseline: the same replay with every order allowed and nothing written, so
+    the difference in run time is what governing costs."""
+
+    def review(self, proposal: OrderProposal) -> Decision:
+        start = time.perf_counter()
+        decision = Decision(
+            proposal_id=proposal.proposal_id, status=DecisionStatus.ALLOWED, reservation_id=new_id("res")
+        )
+        self.counts["ALLOWED"] = self.counts.get("ALLOWED", 0) + 1
+        TimedGovernor.spent_s += time.perf_counter() - start
+        return decision
+
+    def on_order_event(self, event: OrderEvent) -> None:
+        return None
+
+    def heartbeat(self) -> None:
+        return None
 
 
 @dataclass
@@ -148,6 +169,7 @@ def run_replay(
     out_dir: Path,
     progress: Callable[[int, int], None] | None = None,
     sample_every_s: int = 60,
+    governed: bool = True,
 ) -> ReplayResult:
     """Run the three governed scripts over `feed`; everything lands in `<out_dir>/lyra_paper.db`."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -160,7 +182,7 @@ def run_replay(
     if hb_db.exists():
         hb_db.unlink()
     paper_settings = settings.model_copy(update={"db_url": f"sqlite:///{db_path}"})
-    return asyncio.run(_replay(paper_settings, feed, out_dir, db_path, hb_db, progress, sample_every_s))
+    return asyncio.run(_replay(paper_settings, feed, out_dir, db_path, hb_db, progress, sample_every_s, governed))
 
 
 async def _replay(
@@ -171,6 +193,7 @@ async def _replay(
     hb_db: Path,
     progress: Callable[[int, int], None] | None,
     sample_every_s: int,
+    governed: bool = True,
 ) -> ReplayResult:
     from hummingbot.connector.exchange.paper_trade.paper_trade_exchange import QuantizationParams
     from hummingbot.connector.test_support.mock_paper_exchange import MockPaperExchange
@@ -178,6 +201,9 @@ async def _replay(
     from hummingbot.core.clock_mode import ClockMode
 
     sim = [feed.start]
+    # Hummingbot's paper engine logs every unfillable order (e.g. not enough balance) as a
+    # warning; the report counts what matters, so keep the console to errors.
+    logging.getLogger("hummingbot").setLevel(logging.ERROR)
 
     def clock_fn() -> float:
         return sim[0]
@@ -213,7 +239,8 @@ async def _replay(
         strategy_cls.init_markets(config)
         strategy_cls.offline = True
         strategy_cls.book_timestamp = staticmethod(book_timestamp)
-        gov = TimedGovernor(settings, ledger, f"paper-{role}", _provider(settings), clock_fn, strategy_cls.__name__)
+        factory = TimedGovernor if governed else PassThroughGovernor
+        gov = factory(settings, ledger, f"paper-{role}", _provider(settings), clock_fn, strategy_cls.__name__)
         governors.append(gov)
         wanted = {c for c in strategy_cls.markets}
         strategies[role] = strategy_cls({n: e for n, e in exchanges.items() if n in wanted}, config, governor=gov)

@@ -68,7 +68,7 @@ def world(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]:
         task.cancel()
     loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
     loop.close()
-    asyncio.set_event_loop(None)
+    asyncio.set_event_loop(asyncio.new_event_loop())  # later tests build Hummingbot objects that want one
 
 
 async def _async(fn: Any) -> Any:

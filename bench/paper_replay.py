@@ -1,0 +1,58 @@
+"""Speed of the offline Phase-3 paper run: simulated hours per wall-clock second, and the
+governor's share of the run time.
+
+Baseline, measured in the same run: the same replay (same feed, same three scripts, same
+Hummingbot paper engine) with a pass-through governor that allows everything and writes
+nothing. The ratio governed/ungoverned wall time is the cost of governing.
+
+Usage: python bench/paper_replay.py [--quick] [--hours H]
+The last line printed is one JSON object of the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from lyra_governor.config import load_settings
+from lyra_strategies.paper.generator import generate
+from lyra_strategies.paper.replay import run_replay
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short replay (under 60 s)")
+    parser.add_argument("--hours", type=float, default=0.0, help="simulated hours (default 24, quick 0.5)")
+    args = parser.parse_args()
+    hours = args.hours or (0.5 if args.quick else 24.0)
+    feed = generate(hours, seed=7)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(None, use_env=False, db_url=f"sqlite:///{Path(tmp) / 'main.db'}", data_dir=tmp)
+        baseline = run_replay(settings, feed, Path(tmp) / "ungoverned", governed=False)
+        governed = run_replay(settings, feed, Path(tmp) / "governed")
+    figures = {
+        "simulated_hours": hours,
+        "ticks": feed.seconds,
+        "wall_s": round(governed.wall_s, 3),
+        "sim_hours_per_wall_s": round(hours / governed.wall_s, 5),
+        "governor_s": round(governed.governor_s, 3),
+        "governor_share": round(governed.governor_s / governed.wall_s, 4),
+        "baseline_wall_s": round(baseline.wall_s, 3),
+        "ratio_wall": round(governed.wall_s / baseline.wall_s, 3),
+        "projected_24h_wall_s": round(governed.wall_s * 24 / hours, 1),
+        "decisions": sum(governed.decisions.values()),
+    }
+    print(f"governed replay: {hours:g} simulated h ({feed.seconds} one-second ticks, 3 scripts) in "
+          f"{figures['wall_s']} s = {figures['sim_hours_per_wall_s']} sim h per wall s; governor "
+          f"{figures['governor_s']} s = {figures['governor_share']:.1%} of the run")
+    print(f"ungoverned baseline: {figures['baseline_wall_s']} s; governed/ungoverned = {figures['ratio_wall']}x; "
+          f"projected 24 h: {figures['projected_24h_wall_s']} s")
+    print(json.dumps(figures, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
