@@ -7,11 +7,10 @@ import asyncio
 import pytest
 
 from lyra_governor.commissioning.phase2 import FAILED, UNSUPPORTED, VALIDATED, phase2_checks, rate_limit_compliance
-from lyra_governor.config import Settings
+from lyra_governor.config import Settings, load_settings
 from lyra_governor.exchanges import Credentials, ErrorKind, RequestStamp, ValidationFacts, validate_exchanges
+from tests.e2e.commissioning.conftest import FAST, make_credentials
 from tests.e2e.commissioning.fake_exchange import FakeExchange
-
-FAST = ["binance", "okx", "gate_io"]  # 50-110 ms rate limits; kraken/btc_markets wait 1 s per call
 
 
 def run(
@@ -82,7 +81,7 @@ def test_error_scenarios_are_classified_and_fail(
 ) -> None:
     for ccxt_id in ("binance", "okx", "gate"):
         fake_exchange.play(ccxt_id, scenario)
-    facts = run(fake_settings, credentials, FAST)
+    facts = run(fake_settings, credentials, list(FAST))
     _, judgements = phase2_checks(facts, fake_settings)
     for exchange, judgement in zip(facts.exchanges, judgements, strict=True):
         assert judgement.status == FAILED, (exchange.name, judgement.detail())
@@ -138,7 +137,7 @@ def test_market_data_fails_over_when_an_exchange_times_out(
     fake_settings: Settings, credentials: dict[str, Credentials], fake_exchange: FakeExchange
 ) -> None:
     fake_exchange.play("binance", "timeout")
-    facts = run(fake_settings, credentials, FAST)
+    facts = run(fake_settings, credentials, list(FAST))
     assert facts.failover is not None
     assert not facts.failover.drill
     assert facts.failover.primary == "binance" and facts.failover.primary_kind is ErrorKind.TIMEOUT
@@ -154,3 +153,20 @@ def test_no_second_source_fails_the_failover_check(
     failover = checks[-1]
     assert failover.name == "market-data failover" and not failover.passed
     assert "second exchange" in failover.detail
+
+
+@pytest.mark.timeout(60)
+def test_live_endpoints_when_sandbox_is_off(fast_settings: Settings, fake_exchange: FakeExchange) -> None:
+    data = fast_settings.model_dump(mode="json", exclude={"source"})
+    data["commissioning"]["sandbox"] = False
+    live = load_settings(None, use_env=False, **data)
+    facts = run(live, make_credentials(list(FAST)), list(FAST))
+    checks, judgements = phase2_checks(facts, live)
+    assert [j.status for j in judgements] == [VALIDATED] * 3, [j.detail() for j in judgements]
+    assert {r.host for r in fake_exchange.calls("binance")} == {"api.binance.com"}
+    assert {r.host for r in fake_exchange.calls("gate")} == {"api.gateio.ws"}
+    assert not any("x-simulated-trading" in r.headers for r in fake_exchange.calls("okx"))
+    binance = next(c for c in checks if c.name == "exchange binance")
+    # on the live API Binance's key restrictions are readable, so nothing is left unverified
+    assert "key permissions: read" in binance.detail and not binance.warning
+    assert any(r.path == "/sapi/v1/account/apiRestrictions" for r in fake_exchange.calls("binance"))
