@@ -1,0 +1,108 @@
+"""A fake OpenRouter: a real HTTP server on 127.0.0.1 speaking /chat/completions.
+
+Each model's behaviour is configurable: latency, an HTTP status for the first N requests
+(429 with Retry-After, 402, 401, 500), malformed content, the vote to give, rejection of
+json_schema, and per-key refusals. Every request is recorded (model, key, body).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+APPROVE = {"decision": "APPROVE", "risk": "LOW", "confidence": 0.9, "rationale": "looks sound"}
+
+
+@dataclass
+class Behaviour:
+    latency_s: float = 0.0
+    status: int = 200
+    fail_times: int = 0  # return `status` for this many requests, then answer normally
+    retry_after: str | None = None
+    content: str | None = None  # raw content instead of the vote (malformed answers)
+    vote: dict[str, Any] = field(default_factory=lambda: dict(APPROVE))
+    reject_json_schema: bool = False
+    refused_keys: set[str] = field(default_factory=set)  # these keys get 401
+    cost: float = 0.0005
+
+
+class FakeOpenRouter:
+    def __init__(self) -> None:
+        self.behaviour: dict[str, Behaviour] = {}
+        self.default = Behaviour()
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_args: Any) -> None:
+                return None
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                status, headers, payload = fake.answer(body, key)
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (deadline): fine
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}/api/v1"
+
+    def start(self) -> FakeOpenRouter:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def calls(self, model: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r for r in self.requests if model is None or r["model"] == model]
+
+    def answer(self, body: dict[str, Any], key: str) -> tuple[int, dict[str, str], Any]:
+        model = str(body.get("model"))
+        b = self.behaviour.get(model, self.default)
+        with self._lock:
+            n = sum(1 for r in self.requests if r["model"] == model)
+            self.requests.append({"model": model, "key": key, "body": body, "at": time.monotonic()})
+        if b.latency_s:
+            time.sleep(b.latency_s)
+        if key in b.refused_keys:
+            return 401, {}, {"error": {"code": 401, "message": "invalid key"}}
+        if n < b.fail_times:
+            headers = {"Retry-After": b.retry_after} if b.retry_after else {}
+            return b.status, headers, {"error": {"code": b.status, "message": "simulated"}}
+        if b.reject_json_schema and body.get("response_format", {}).get("type") == "json_schema":
+            return 400, {}, {"error": {"code": 400, "message": "json_schema not supported"}}
+        content = b.content if b.content is not None else json.dumps(b.vote)
+        return (
+            200,
+            {},
+            {
+                "id": f"gen-{n}",
+                "model": model,
+                "choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 420, "completion_tokens": 35, "total_tokens": 455, "cost": b.cost},
+            },
+        )
