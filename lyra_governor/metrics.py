@@ -55,6 +55,11 @@ class AuditTally:
     latency_sum: float = 0.0
     alerts: dict[str, int] = field(default_factory=dict)
 
+    def reset(self) -> None:
+        fresh = AuditTally()
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(fresh, name))
+
     def add(self, event: str, ts: float, payload: dict[str, Any]) -> None:
         if event == "decision":
             key = (str(payload.get("status") or "UNKNOWN"), str(payload.get("code") or ""))
@@ -85,7 +90,7 @@ class AuditTally:
         with engine.connect() as conn:
             head = conn.execute(sa.select(audit_head.c.seq).where(audit_head.c.id == 1)).scalar()
             if head is not None and int(head) < self.cursor:
-                self.__init__()  # type: ignore[misc]  # a new store: counters restart (Prometheus sees a reset)
+                self.reset()  # a new store: counters restart (Prometheus sees a counter reset)
             while True:
                 rows = conn.execute(
                     sa.select(audit_log.c.seq, audit_log.c.ts_us, audit_log.c.event, audit_log.c.payload)
