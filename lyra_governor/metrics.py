@@ -33,7 +33,7 @@ from lyra_governor import audit, phases
 from lyra_governor.config import Settings
 from lyra_governor.ledger import Ledger
 from lyra_governor.models import TradingState
-from lyra_governor.status import COUNCIL_EVENTS, day_start
+from lyra_governor.status import COUNCIL_EVENTS, day_start, openrouter_spend_today
 from lyra_governor.store import audit_head, audit_log
 
 TALLIED_EVENTS = ("decision", "alert", *COUNCIL_EVENTS)
@@ -227,8 +227,11 @@ class LyraCollector(Collector):
         cost = CounterMetricFamily("lyra_consensus_cost_usd", "Council spend (OpenRouter usage) in USD")
         cost.add_metric([], t.cost_usd)
         yield cost
+        spend = openrouter_spend_today(settings) if settings.consensus.backend == "openrouter" else None
         yield _gauge(
-            "lyra_consensus_spend_today_usd", "Council spend this UTC day", t.cost_by_day.get(day_start(now), 0.0)
+            "lyra_consensus_spend_today_usd",
+            "Council spend this UTC day (OpenRouter budget file, else audited verdicts)",
+            spend if spend is not None else t.cost_by_day.get(day_start(now), 0.0),
         )
         yield _gauge(
             "lyra_consensus_daily_budget_usd", "Configured daily council budget", settings.consensus.daily_budget_usd

@@ -15,8 +15,10 @@ import contextlib
 import datetime as dt
 import importlib
 import json
+import os
 import time
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -179,6 +181,11 @@ def _council(settings: Settings, ledger: Ledger, now: float, checkpoints: dict[s
         v = str(r["p"].get("verdict", UNKNOWN))
         by_verdict[v] = by_verdict.get(v, 0) + 1
     council["verdicts_today"] = by_verdict
+    if settings.consensus.backend == "openrouter":
+        recorded = openrouter_spend_today(settings)
+        if recorded is not None:
+            council["spend_today_usd"] = round(recorded, 6)
+        council["keys_left"] = openrouter_keys_configured(settings)
     # The consensus package may persist more (key pool, budget): an optional `health(settings)`.
     try:
         hook = getattr(importlib.import_module("lyra_governor.consensus"), "health", None)
@@ -189,6 +196,36 @@ def _council(settings: Settings, ledger: Ledger, now: float, checkpoints: dict[s
     except Exception as exc:  # the hook is optional; its failure must not hide the rest
         council["health_error"] = f"{type(exc).__name__}: {exc}"[:200]
     return council
+
+
+def openrouter_spend_today(settings: Settings) -> float | None:
+    """Today's OpenRouter spend from the budget file every voter process shares, or None."""
+    try:
+        openrouter = importlib.import_module("lyra_governor.consensus.openrouter")
+        path = Path(settings.data_dir) / "openrouter_spend.json"
+        if not path.exists():
+            return None
+        return float(openrouter.Budget(path, settings.consensus.daily_budget_usd).spent_today())
+    except (ImportError, AttributeError, OSError, ValueError):
+        return None
+
+
+def openrouter_keys_configured(settings: Settings) -> int | str:
+    """How many OpenRouter keys are configured (names only, never values). Keys a bot found
+    revoked (401/402) are only known inside that bot, so this is the pool before rotation."""
+    in_env = sum(1 for i in range(1, 9) if os.environ.get(f"LYRA_OPENROUTER_KEY{i}"))
+    if not in_env and os.environ.get("OPENROUTER_API_KEY"):
+        in_env = 1
+    try:
+        vault = importlib.import_module("lyra_governor.vault").open_vault(settings)
+    except ImportError:
+        vault = None
+    except Exception:  # a locked vault (no LYRA_VAULT_PASSWORD here) is not a status error
+        return in_env or "unknown (vault locked: set LYRA_VAULT_PASSWORD to count its keys)"
+    if vault is None:
+        return in_env
+    in_vault = sum(1 for name in vault.names() if name.startswith("openrouter/key"))
+    return in_vault or in_env
 
 
 def _activity(settings: Settings, ledger: Ledger, now: float) -> tuple[dict[str, Any], dict[str, Any]]:

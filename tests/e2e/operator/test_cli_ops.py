@@ -125,3 +125,21 @@ def test_watch_refreshes_and_user_mistakes_are_one_line(lyra_home: Path) -> None
     dead = run_cli(lyra_home, "halt", LYRA_DB_URL="postgresql+psycopg://nobody@127.0.0.1:1/none")
     assert dead.returncode == 3 and "unavailable" in dead.stderr
     no_traceback(dead)
+
+
+@pytest.mark.timeout(60)
+def test_council_health_with_openrouter_keys_and_budget(lyra_home: Path) -> None:
+    import datetime as dt
+
+    data = lyra_home / "data"
+    data.mkdir()
+    today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    (data / "openrouter_spend.json").write_text(json.dumps({today: 0.42}))
+    keys = {f"LYRA_OPENROUTER_KEY{i}": f"sk-or-test-{i}-secret" for i in (1, 2, 3)}
+    result = run_cli(lyra_home, "status", "--json", LYRA_CONSENSUS__BACKEND="openrouter", **keys)
+    assert result.returncode == 0, result.stderr
+    council = _json(result)["council"]
+    assert council["backend"] == "openrouter" and council["keys_left"] == 3 and council["spend_today_usd"] == 0.42
+    assert "secret" not in result.stdout  # key values never appear, only how many there are
+    table = run_cli(lyra_home, "status", LYRA_CONSENSUS__BACKEND="openrouter", **keys)
+    assert "keys left 3" in table.stdout and "0.4200 / 5 USD" in table.stdout and "secret" not in table.stdout
