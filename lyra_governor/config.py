@@ -95,7 +95,7 @@ class ConsensusSettings(_Section):
     per_order: bool = False
     deadline_s: float = Field(default=8.0, gt=0, le=120)
     mandate_ttl_s: float = Field(default=900, gt=0, le=900)
-    mandate_max_total_usd: Decimal = Field(default=Decimal("1000"), gt=0)
+    mandate_max_total_usd: Decimal = Field(default=Decimal("10000"), gt=0)
     daily_budget_usd: float = Field(default=5.0, ge=0)
     openrouter_base_url: str = "https://openrouter.ai/api/v1"
     roles: list[RoleSettings] = Field(default_factory=list)

@@ -39,6 +39,8 @@ class FakeOpenRouter:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as the real API
+
             def log_message(self, *_args: Any) -> None:
                 return None
 
@@ -59,7 +61,10 @@ class FakeOpenRouter:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (deadline): fine
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # the default backlog of 5 drops the 8th concurrent SYN for 1 s
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
