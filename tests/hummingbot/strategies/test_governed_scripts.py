@@ -182,3 +182,79 @@ def _limit() -> Any:
     from hummingbot.core.data_type.common import OrderType
 
     return OrderType.LIMIT
+
+
+def test_denied_orders_do_not_break_real_executors(world: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    """A PositionExecutor with a triple barrier, run by Hummingbot's own orchestrator, whose
+    open order the governor refuses: the executor sees failed orders, gives up cleanly, and
+    nothing reaches the exchange."""
+    from hummingbot.connector.exchange.paper_trade.paper_trade_exchange import QuantizationParams
+    from hummingbot.connector.test_support.mock_paper_exchange import MockPaperExchange
+    from hummingbot.connector.trading_rule import TradingRule
+    from hummingbot.core.data_type.common import TradeType
+    from hummingbot.strategy_v2.executors.position_executor.data_types import (
+        PositionExecutorConfig,
+        TripleBarrierConfig,
+    )
+    from hummingbot.strategy_v2.models.executor_actions import CreateExecutorAction
+
+    class PaperExchangeWithRules(MockPaperExchange):  # executors read trading rules; the mock has none
+        @property
+        def trading_rules(self) -> dict[str, TradingRule]:
+            return {
+                "BTC-USDT": TradingRule(
+                    "BTC-USDT",
+                    min_order_size=Decimal("0.00001"),
+                    min_price_increment=Decimal("0.01"),
+                    min_base_amount_increment=Decimal("0.000001"),
+                    min_notional_size=Decimal(1),
+                )
+            }
+
+    exchange = PaperExchangeWithRules()
+    exchange.set_balanced_order_book("BTC-USDT", 60_000, 59_000, 61_000, 10, 0.01)
+    exchange.set_quantization_param(QuantizationParams("BTC-USDT", 6, 6, 6, 6))
+    exchange.set_balance("USDT", 5_000)
+    exchange.set_balance("BTC", 0.1)
+    world["exchanges"]["binance_paper_trade"] = exchange
+    world["gov"].ledger.set_phase(2, "test", "phase 2 places no orders")
+    world["gov"].ladder_state(fresh=True)
+    strategy = _market_making(world, order_amount=Decimal("0.0001"), refresh_s=10_000)
+    config = PositionExecutorConfig(
+        timestamp=world["now"][0],
+        trading_pair="BTC-USDT",
+        connector_name="binance_paper_trade",
+        side=TradeType.BUY,
+        amount=Decimal("0.001"),
+        entry_price=Decimal(59_990),
+        triple_barrier_config=TripleBarrierConfig(
+            stop_loss=Decimal("0.02"), take_profit=Decimal("0.02"), time_limit=600
+        ),
+    )
+
+    async def drive() -> None:
+        from hummingbot.core.clock import Clock
+        from hummingbot.core.clock_mode import ClockMode
+
+        clock = Clock(ClockMode.BACKTEST, 1.0, world["now"][0], world["now"][0] + 60)
+        clock.add_iterator(exchange)
+        clock.add_iterator(strategy)
+        world["now"][0] += 1
+        clock.backtest_til(world["now"][0])
+        strategy.executor_orchestrator.execute_action(
+            CreateExecutorAction(controller_id="main", executor_config=config)
+        )
+        for _ in range(40):
+            world["now"][0] += 1
+            clock.backtest_til(world["now"][0])
+            for _ in range(5):
+                await asyncio.sleep(0)
+
+    world["loop"].run_until_complete(drive())
+    assert strategy.decisions.get("PHASE_FORBIDS_ORDERS", 0) >= 1  # the executor's order was refused
+    # ... and the executor took its own failed-order path (it logs and retries), no exception
+    assert any("Open order failed lyra-denied-" in r.getMessage() for r in caplog.records)
+    assert not [r for r in caplog.records if r.exc_info]
+    assert not exchange.limit_orders  # nothing reached the exchange
+    executors = strategy.executor_orchestrator.get_all_reports()["main"]["executors"]
+    assert executors and executors[0].filled_amount_quote == 0
