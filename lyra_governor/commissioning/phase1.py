@@ -180,7 +180,8 @@ def exercise_rotation(vault_module: Any) -> tuple[bool, str]:
 
 def check_vault(settings: Settings, vault_module: Any) -> tuple[bool, bool | None, str, Any]:
     """(present, ok, detail, vault) for the configured vault."""
-    if not Path(settings.vault_path).exists():
+    where = getattr(vault_module, "vault_path", lambda s: Path(s.vault_path))(settings)
+    if not Path(where).exists():
         return False, None, "", None
     try:
         vault = vault_module.open_vault(settings)
