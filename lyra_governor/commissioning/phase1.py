@@ -10,7 +10,6 @@ without CPU, memory or disk headroom drops ticks and fills.
 
 from __future__ import annotations
 
-import importlib
 import os
 import secrets
 import shutil
@@ -23,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from lyra_governor import vault
 from lyra_governor.commissioning.report import Check
 from lyra_governor.config import Settings
 from lyra_governor.errors import LyraError
@@ -150,8 +150,8 @@ def phase1_checks(facts: Phase1Facts, settings: Settings) -> list[Check]:
 
 
 def _vault_module() -> Any:
-    """The vault owner's module, imported by name so this file never depends on its internals."""
-    return importlib.import_module("lyra_governor.vault")
+    """The vault module (injectable in `collect_phase1` so a test can hand in another)."""
+    return vault
 
 
 def exercise_rotation(vault_module: Any) -> tuple[bool, str]:
@@ -269,17 +269,11 @@ def collect_phase1(
     except Exception as exc:  # an unreachable council is a failed check, not a crash
         facts.council_error = f"{type(exc).__name__}: {exc}"[:200]
 
-    module = vault_module
-    if module is None:
-        try:
-            module = _vault_module()
-        except ImportError as exc:
-            facts.rotation_detail = f"the vault module is not installed ({exc})"
-    if module is not None:
-        step("rotating a scratch vault")
-        facts.rotation_ok, facts.rotation_detail = exercise_rotation(module)
-        step("verifying the vault")
-        facts.vault_present, facts.vault_ok, facts.vault_detail, _ = check_vault(settings, module)
+    module = vault_module if vault_module is not None else _vault_module()
+    step("rotating a scratch vault")
+    facts.rotation_ok, facts.rotation_detail = exercise_rotation(module)
+    step("verifying the vault")
+    facts.vault_present, facts.vault_ok, facts.vault_detail, _ = check_vault(settings, module)
 
     step("checking file modes")
     facts.file_modes = file_modes(settings, extra_modes or [])

@@ -12,7 +12,6 @@ in real objects and nothing here reaches for globals.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -25,6 +24,7 @@ from lyra_governor.consensus import Council
 from lyra_governor.errors import LyraError
 from lyra_governor.exchanges import Credentials, ValidationFacts, credentials_from_vault, validate_exchanges
 from lyra_governor.models import ConsensusResult, CouncilContext
+from lyra_governor.vault import Vault, open_vault
 
 ACTOR = "commission"
 
@@ -38,15 +38,10 @@ def council_from_settings(settings: Settings, vault: Any = None) -> CouncilLike:
     return Council.from_settings(settings, vault)
 
 
-def open_settings_vault(settings: Settings) -> Any:
-    """`lyra_governor.vault.open_vault(settings)` or None when there is no vault file."""
-    if not Path(settings.vault_path).exists():
-        return None
-    try:
-        module = importlib.import_module("lyra_governor.vault")
-    except ImportError as exc:
-        raise LyraError(f"a vault exists at {settings.vault_path} but Lyra's vault module is missing ({exc})") from None
-    return module.open_vault(settings)
+def open_settings_vault(settings: Settings) -> Vault | None:
+    """The configured vault, None when there is no vault file; a locked or damaged vault is a
+    `VaultError` naming the fix (LYRA_VAULT_PASSWORD)."""
+    return open_vault(settings)
 
 
 class CommissionRunner:
