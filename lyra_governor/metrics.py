@@ -36,7 +36,8 @@ from lyra_governor.models import TradingState
 from lyra_governor.status import COUNCIL_EVENTS, day_start, openrouter_spend_today
 from lyra_governor.store import audit_head, audit_log
 
-TALLIED_EVENTS = ("decision", "alert", *COUNCIL_EVENTS)
+TALLIED_EVENTS = ("decision", "alert", "evidence", *COUNCIL_EVENTS)
+HEALTH_EVIDENCE = "checkpoint.ai_health"  # the 15-minute council health check is a council decision too
 LATENCY_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 BATCH = 10_000
 
@@ -64,6 +65,9 @@ class AuditTally:
         if event == "decision":
             key = (str(payload.get("status") or "UNKNOWN"), str(payload.get("code") or ""))
             self.decisions[key] = self.decisions.get(key, 0) + 1
+        elif event == "evidence":
+            if payload.get("kind") == HEALTH_EVIDENCE:
+                self.add("consensus", ts, payload)
         elif event == "alert":
             level = str(payload.get("level") or "UNKNOWN")
             self.alerts[level] = self.alerts.get(level, 0) + 1

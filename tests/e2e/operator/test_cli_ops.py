@@ -118,6 +118,8 @@ def test_watch_refreshes_and_user_mistakes_are_one_line(lyra_home: Path) -> None
     assert watched.returncode == 0, watched.stderr
     ticks = [json.loads(line) for line in watched.stdout.strip().splitlines()]
     assert len(ticks) == 3 and ticks[0]["generated_at"] < ticks[2]["generated_at"]
+    tables = run_cli(lyra_home, "status", "--watch", "--interval", "0.1", "--iterations", "2")
+    assert tables.returncode == 0 and tables.stdout.count("capital per exchange") == 2
     (lyra_home / "bad.yml").write_text("risk:\n  max_order_notinal_usd: 5\n")
     bad = run_cli(lyra_home, "--config", "bad.yml", "status")
     assert bad.returncode == 2 and "unknown key 'risk.max_order_notinal_usd'" in bad.stderr

@@ -92,6 +92,9 @@ def test_checkpoints_run_while_serving(lyra_home: Path) -> None:
         assert all(v < 60 for v in ages.values()), ages
         council = httpx.get(f"{server.url}/forensic/status", timeout=10).json()["council"]
         assert council["voters_up"] == 8 and council["response_rate"] == 1.0
+        m = samples(httpx.get(f"{server.url}/metrics", timeout=10).text)
+        assert m[("lyra_consensus_requests_total", (("verdict", "PROCEED"),))] >= 1  # the AI health check
+        assert m[("lyra_council_response_rate", ())] == 1.0
     finally:
         stop_server(server)
 
