@@ -238,7 +238,8 @@ def make_server(
     """Check the bind, open the store and bind the socket (port 0 = any free port)."""
     host = settings.server.host if host is None else host
     port = settings.server.port if port is None else port
-    token = resolve_token(settings)
+    # A loopback bind only ever sees loopback requests: no token, and no vault to unlock.
+    token = None if is_loopback(host) else resolve_token(settings)
     check_bind(host, allow_remote, token)
     ledger = Ledger.open(settings, clock)
     try:

@@ -123,3 +123,34 @@ def test_remote_requests_need_the_flag_and_a_token(lyra_home: Path) -> None:
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200  # loopback: no token
     finally:
         stop_server(server)
+
+
+@pytest.mark.timeout(120)
+def test_token_from_the_vault_and_a_locked_vault_on_loopback(lyra_home: Path) -> None:
+    from lyra_governor.vault import Vault
+
+    vault = Vault.create(lyra_home / "data" / "vault" / "lyra.vault", "correct horse battery")
+    vault.set("server/token", "vault-held-token")
+    # loopback never needs the token, so a locked vault (no password) does not stop the server
+    local = start_server(lyra_home, "--no-checkpoints")
+    try:
+        assert httpx.get(f"{local.url}/healthz", timeout=10).status_code == 200
+    finally:
+        stop_server(local)
+    locked = run_cli(lyra_home, "serve", "--host", "0.0.0.0", "--port", "0", "--allow-remote")
+    assert locked.returncode != 0 and "LYRA_VAULT_PASSWORD" in locked.stderr
+    no_traceback(locked)
+    remote = start_server(
+        lyra_home,
+        "--host",
+        "0.0.0.0",
+        "--allow-remote",
+        "--no-checkpoints",
+        LYRA_VAULT_PASSWORD="correct horse battery",
+    )
+    try:
+        url = f"http://{outside_address()}:{remote.url.rsplit(':', 1)[1]}/healthz"
+        assert httpx.get(url, timeout=10).status_code == 401
+        assert httpx.get(url, headers={"Authorization": "Bearer vault-held-token"}, timeout=10).status_code == 200
+    finally:
+        stop_server(remote)
