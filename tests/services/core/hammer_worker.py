@@ -10,29 +10,14 @@ import random
 import sys
 import time
 from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from lyra_governor.config import load_settings
 from lyra_governor.governor import Governor
-from lyra_governor.models import CouncilContext, Mandate, OrderEvent, OrderEventKind, OrderProposal, Side
-
-
-class StandingMandate:
-    def find(self, proposal: OrderProposal, notional_usd: Decimal, now: float) -> Mandate | None:
-        return Mandate(
-            consensus_id="cns-hammer",
-            connector=proposal.connector,
-            trading_pair=proposal.trading_pair,
-            sides=frozenset(Side),
-            max_order_notional_usd=Decimal(10**6),
-            max_total_notional_usd=Decimal(10**12),
-            price_low=Decimal(0),
-            price_high=Decimal(10**9),
-            issued_at=now,
-            expires_at=now + 900,
-        )
-
-    def request(self, proposal: OrderProposal, context: CouncilContext) -> None:
-        return None
+from lyra_governor.models import OrderEvent, OrderEventKind, OrderProposal, Side
+from tests.standing_mandate import StandingMandate
 
 
 def main() -> None:
