@@ -272,11 +272,27 @@ def halt_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Emergency stop: written to the store first, then broadcast to every bot over MQTT."""
+    from lyra_governor.errors import StoreUnavailable
     from lyra_governor.ledger import Ledger
 
     cfg = settings(ctx)
     who = operator_actor(actor)
-    ledger = Ledger.open(cfg)
+    try:
+        ledger = Ledger.open(cfg)
+    except StoreUnavailable as exc:
+        # The store is the authority, and bots already refuse every order while it is down;
+        # the broadcast still makes them cancel what is open. Then the error, as usual.
+        if broadcast and cfg.mqtt.enabled and not drill:
+            from lyra_governor.mqtt import broadcast_stop
+
+            sent = broadcast_stop(cfg, reason, who)
+            note = (
+                f"the stop was broadcast over MQTT to {len(sent.stop_topics)} instance(s)"
+                if sent.ok
+                else f"the MQTT broadcast failed too: {sent.error}"
+            )
+            raise StoreUnavailable(f"{exc} — {note}") from None
+        raise
     try:
         if drill:
             passed = ledger.drill(who)
@@ -360,6 +376,9 @@ def resume_cmd(
 
 
 def _vault_or_none(cfg: Settings) -> Any:
+    """The vault for OpenRouter keys; local voters need none, so a locked vault does not matter."""
+    if cfg.consensus.backend == "local":
+        return None
     try:
         module = importlib.import_module("lyra_governor.vault")
     except ImportError:

@@ -169,3 +169,22 @@ def test_broker_down_still_halts_through_the_store(lyra_home: Path, mqtt_broker:
         assert ledger.state().halted
     finally:
         ledger.close()
+
+
+@pytest.mark.timeout(60)
+def test_store_down_still_broadcasts_the_stop(lyra_home: Path, mqtt_broker: tuple[str, int]) -> None:
+    host, port = mqtt_broker
+    ns = f"lyratest-{uuid.uuid4().hex[:8]}"
+    recorder = Recorder(host, port, [f"{ns}/+/stop"])
+    try:
+        result = subprocess.run(
+            [EXE, "halt", "--reason", "database gone"],
+            check=False, capture_output=True, text=True, timeout=60, cwd=lyra_home,
+            env=_env(lyra_home, ns, LYRA_DB_URL="postgresql+psycopg://nobody@127.0.0.1:1/none",
+                     LYRA_MQTT__INSTANCE_IDS='["hb-1"]'),
+        )  # fmt: skip
+        assert result.returncode == 3 and "Traceback" not in result.stderr
+        assert "unavailable" in result.stderr and "broadcast over MQTT to 1 instance" in result.stderr
+        assert recorder.wait_for(f"{ns}/hb-1/stop")["data"]["skip_order_cancellation"] is False
+    finally:
+        recorder.close()
