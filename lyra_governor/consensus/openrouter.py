@@ -295,6 +295,10 @@ def load_keys(settings: Settings, vault: Any = None) -> list[str]:
     """openrouter/key1..8 from the vault when there is one, else LYRA_OPENROUTER_KEY1..8 or
     OPENROUTER_API_KEY from the environment."""
     keys: list[str] = []
+    if vault is None:
+        from lyra_governor.vault import open_vault
+
+        vault = open_vault(settings)  # None without a vault file; a locked vault is an error
     if vault is not None:
         names = set(vault.names())
         keys = [vault.get(f"openrouter/key{i}") for i in range(1, 9) if f"openrouter/key{i}" in names]

@@ -236,3 +236,18 @@ def test_adecide_runs_in_parallel(lyra_home: Path, fake: FakeOpenRouter, keys: l
         return time.monotonic() - started
 
     assert asyncio.run(run()) < 1.6  # eight 0.4 s calls one after another would take 3.2 s
+
+
+def test_keys_come_from_the_vault(lyra_home: Path, fake: FakeOpenRouter, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lyra_governor import vault as vault_module
+
+    monkeypatch.setattr(vault_module, "SCRYPT_N", 2**12)
+    for name in ("OPENROUTER_API_KEY", *(f"LYRA_OPENROUTER_KEY{i}" for i in range(1, 9))):
+        monkeypatch.delenv(name, raising=False)
+    path = lyra_home / "vault" / "lyra.vault"
+    vault_module.Vault.create(path, "vault password 123").set("openrouter/key1", "sk-or-from-the-vault-1")
+    monkeypatch.setenv("LYRA_VAULT_PATH", str(path))
+    monkeypatch.setenv("LYRA_VAULT_PASSWORD", "vault password 123")
+    result = decide(or_settings(lyra_home, fake))
+    assert result.response_rate == 1.0  # type: ignore[attr-defined]
+    assert {r["key"] for r in fake.calls()} == {"sk-or-from-the-vault-1"}
