@@ -94,15 +94,6 @@ def test_error_scenarios_are_classified_and_fail(
 
 
 @pytest.mark.timeout(60)
-def test_bad_key_on_btc_markets_is_classified_by_http_status(
-    fake_settings: Settings, credentials: dict[str, Credentials], fake_exchange: FakeExchange
-) -> None:
-    fake_exchange.play("btcmarkets", "auth")  # ccxt raises a bare ExchangeError here
-    facts = run(fake_settings, credentials, ["btc_markets"])
-    assert facts.exchanges[0].calls["balance"].kind is ErrorKind.CREDENTIALS
-
-
-@pytest.mark.timeout(60)
 def test_withdrawal_permission_is_critical_and_trading_depends_on_phase(
     fake_settings: Settings, credentials: dict[str, Credentials], fake_exchange: FakeExchange
 ) -> None:
@@ -145,10 +136,12 @@ def test_market_data_fails_over_when_an_exchange_times_out(
 
 
 @pytest.mark.timeout(60)
-def test_no_second_source_fails_the_failover_check(
+def test_btc_markets_bad_key_by_http_status_and_no_second_aud_source(
     fake_settings: Settings, credentials: dict[str, Credentials], fake_exchange: FakeExchange
 ) -> None:
+    fake_exchange.play("btcmarkets", "auth")  # ccxt raises a bare ExchangeError here: the 401 classifies it
     facts = run(fake_settings, credentials, ["btc_markets"])  # the only AUD market
+    assert facts.exchanges[0].calls["balance"].kind is ErrorKind.CREDENTIALS
     checks, _ = phase2_checks(facts, fake_settings)
     failover = checks[-1]
     assert failover.name == "market-data failover" and not failover.passed
