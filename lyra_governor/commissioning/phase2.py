@@ -27,6 +27,9 @@ from lyra_governor.exchanges import (
 VALIDATED, FAILED, UNSUPPORTED = "validated", "failed", "unsupported"
 LIVE_ORDER_PHASE = 4
 
+DISPLAY = {"digital_surge": "Digital Surge", "whitebit": "WhiteBIT", "btc_markets": "BTC Markets", "gate_io": "Gate.io",
+           "okx": "OKX", "binance": "Binance", "kraken": "Kraken"}  # fmt: skip
+
 NO_HUMMINGBOT = {
     "whitebit": "Hummingbot removed its WhiteBIT connector in 2023",
     "digital_surge": "Hummingbot has no Digital Surge connector",
@@ -85,7 +88,8 @@ def judge_exchange(facts: ExchangeFacts, phase: int, max_skew_ms: float) -> Exch
     """Validated, failed or unsupported, with every reason in words a user can act on."""
     name = facts.name
     if not facts.supported:
-        what = f"ccxt has no class for {name}" + (f" (ccxt_id {facts.ccxt_id!r})" if facts.ccxt_id else "")
+        shown = DISPLAY.get(name, name)
+        what = f"ccxt has no {shown} exchange" + (f" (ccxt_id {facts.ccxt_id!r})" if facts.ccxt_id else "")
         hb = NO_HUMMINGBOT.get(name, "" if facts.hummingbot else "Hummingbot has no connector for it")
         reason = f"{what}{' and ' + hb if hb else ''}: Lyra cannot validate or trade it"
         advice = "remove it from `exchanges` or trade it by hand outside Lyra"
