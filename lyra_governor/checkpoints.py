@@ -43,7 +43,7 @@ from lyra_governor import audit, phases
 from lyra_governor.config import Settings
 from lyra_governor.consensus import Council
 from lyra_governor.models import CouncilContext
-from lyra_governor.store import audit_log
+from lyra_governor.store import audit_log, from_musd
 
 log = logging.getLogger(__name__)
 
@@ -343,8 +343,8 @@ class CheckpointRunner:
     def _performance(self, now: float) -> CheckpointResult:
         since = now - 1800
         rows = self.ledger.fill_rows(since)
-        notional = sum((Decimal(r["notional_musd"]) / 1000 for r in rows), Decimal(0))
-        fees = sum((Decimal(r["fee_musd"]) / 1000 for r in rows), Decimal(0))
+        notional = sum((from_musd(int(r["notional_musd"])) for r in rows), Decimal(0))
+        fees = sum((from_musd(int(r["fee_musd"])) for r in rows), Decimal(0))
         bots = self.ledger.bots()
         silent = [b.bot_id for b in bots if now - b.last_heartbeat > self.settings.risk.heartbeat_timeout_s]
         return CheckpointResult(

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from lyra_governor import audit
+from lyra_governor.checkpoints import CheckpointRunner
 from lyra_governor.commissioning.runner import CommissionRunner, council_from_settings
 from lyra_governor.config import Settings
 from lyra_governor.exchanges import Credentials
@@ -95,6 +96,9 @@ def test_phases_4_and_5_from_replayed_trading(
     assert any("h at rung" in c.detail and not c.passed for c in early.checks)
 
     trade_round_trips(fast_settings, ledger, clock, Decimal("1.0"))
+    review = CheckpointRunner(fast_settings, ledger, clock).run("performance_review")
+    # three exchanges, each a 60 USD buy and a 60.60 USD sell
+    assert review.data["fills"] == 6 and review.data["notional_usd"] == "361.80", review.summary
     clock.advance(25 * 3600)
     assert ledger.drill("operator")
     report = run.run(4)
