@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from lyra_governor import audit, phases
 from lyra_governor.config import Settings
 from lyra_governor.consensus import Council
+from lyra_governor.errors import LyraError
 from lyra_governor.models import CouncilContext
 from lyra_governor.store import audit_log, from_musd
 
@@ -51,6 +52,7 @@ ACTOR = "checkpoints"
 TICK_S = 60.0
 GRACE = 0.5  # a slot not run within half an interval of its time is missed
 KEY_NAME = "forensic_ed25519"
+VAULT_KEY = "forensic/ed25519"
 
 
 @dataclass(frozen=True)
@@ -108,21 +110,37 @@ def _fingerprint(public: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def load_or_create_key(settings: Settings) -> tuple[Ed25519PrivateKey, bool]:
-    """The signing key from ``<data_dir>/keys`` (0600 in a 0700 folder), created on first use."""
+def load_or_create_key(settings: Settings, vault: Any = None) -> tuple[Ed25519PrivateKey, bool]:
+    """The signing key, created on first use: in the vault (secret ``forensic/ed25519``) when
+    one is open, else in ``<data_dir>/keys`` (0600 in a 0700 folder). The public key always goes
+    to ``<data_dir>/keys`` for `verify_reports`. A public key without its private key (kept in a
+    vault that is not open now) is an error: signing with a new key would orphan old reports."""
     private_path, public_path = key_paths(settings)
-    if private_path.exists():
-        key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
+    pem: bytes | None = None
+    if vault is not None and VAULT_KEY in vault.names():
+        pem = vault.get(VAULT_KEY).encode()
+    elif private_path.exists():
+        pem = private_path.read_bytes()
+    if pem is not None:
+        key = serialization.load_pem_private_key(pem, password=None)
         if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"{private_path} is not an Ed25519 key")
+            raise LyraError(f"the forensic signing key ({private_path} or vault {VAULT_KEY}) is not an Ed25519 key")
         return key, False
+    if public_path.exists():
+        raise LyraError(
+            f"the forensic signing key is not available ({public_path} exists but its private key does not); "
+            "it is kept in the vault: set LYRA_VAULT_PASSWORD"
+        )
     private_path.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(private_path.parent, 0o700)
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
+    if vault is not None:
+        vault.set(VAULT_KEY, pem.decode())
+    else:
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
     public_path.write_bytes(
         key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
@@ -399,11 +417,12 @@ class CheckpointRunner:
         )  # fmt: skip
 
     def _forensic(self, now: float) -> CheckpointResult:
-        key, created = load_or_create_key(self.settings)
+        key, created = load_or_create_key(self.settings, self.vault)
         if created:
+            where = "vault" if self.vault is not None else "file"
             self.ledger.audit_append(
                 "forensic_key_created",
-                {"fingerprint": _fingerprint(key.public_key()), "algorithm": "Ed25519"},
+                {"fingerprint": _fingerprint(key.public_key()), "algorithm": "Ed25519", "kept_in": where},
                 self.actor,
             )
         verified = audit.verify(self.ledger.engine)

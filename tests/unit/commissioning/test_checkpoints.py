@@ -208,3 +208,20 @@ def test_arun_forever_stops_on_its_event(settings: Settings, ledger: Ledger, clo
 
     asyncio.run(main())
     assert ledger.latest_evidence("checkpoint.ai_health") is not None
+
+
+def test_signing_key_can_live_in_the_vault(settings: Settings, ledger: Ledger, clock: Clock) -> None:
+    from lyra_governor.vault import Vault
+
+    vault = Vault.create(Path(settings.data_dir) / "vault" / "lyra.vault", "a long test password")
+    result = CheckpointRunner(settings, ledger, clock, vault=vault).run("forensic_report")
+    assert result.ok, result.summary
+    private, public = key_paths(settings)
+    assert not private.exists() and public.exists()
+    assert "forensic/ed25519" in vault.names()
+    assert [c.ok for c in verify_reports(settings, ledger.engine)] == [True]
+    # without the vault the key is unavailable: the checkpoint fails rather than re-keying
+    clock.now += 86_400
+    locked = CheckpointRunner(settings, ledger, clock).run("forensic_report")
+    assert not locked.ok and "LYRA_VAULT_PASSWORD" in locked.summary
+    assert [c.ok for c in verify_reports(settings, ledger.engine)] == [True]
