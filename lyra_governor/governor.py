@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from lyra_governor import audit, phases, risk
 from lyra_governor.config import Settings
 from lyra_governor.errors import StoreUnavailable
-from lyra_governor.ledger import LadderState, Ledger
+from lyra_governor.ledger import Exposure, LadderState, Ledger, exposure_from_rows
 from lyra_governor.models import (
     ConsensusResult,
     CouncilContext,
@@ -204,9 +204,15 @@ class Governor:
         if book is None:
             return Decimal(0)
         try:
-            return self.ledger.capacity_usd(book, exchange)
-        except sa.exc.SQLAlchemyError:
+            exposure = self.exposure(book)
+            ex = exposure.exchanges.get(exchange)
+            return min(ex.remaining_usd, exposure.total.remaining_usd) if ex is not None else Decimal(0)
+        except (sa.exc.SQLAlchemyError, StoreUnavailable):
             return Decimal(0)
+
+    def exposure(self, book: str) -> Exposure:
+        """The book's capital, read on the governor's own connection (fast, no write lock)."""
+        return exposure_from_rows(book, self.hot.capital_rows(book))
 
     def apply_verdict(self, result: ConsensusResult) -> None:
         """Council emergency rules: ABORT halts, GRADUAL_STOP goes reduce-only (both audited)."""
@@ -323,7 +329,7 @@ class Governor:
         assert book is not None  # phases 1-2 were refused above
         # reduce-only orders must really reduce: never more than what is deployed there
         if p.reduce_only:
-            deployed = self.ledger.exposure(book).exchanges.get(exchange)
+            deployed = self.exposure(book).exchanges.get(exchange)
             if deployed is None or notional_usd > deployed.deployed_usd * Decimal("1.05") + Decimal("0.01"):
                 return self._deny(
                     p,
@@ -411,7 +417,7 @@ class Governor:
         )
 
     def _cap_denial(self, book: str, exchange: str, notional_usd: Decimal) -> tuple[DenialCode, str]:
-        exposure = self.ledger.exposure(book)
+        exposure = self.exposure(book)
         ex = exposure.exchanges.get(exchange)
         if ex is None or ex.used_usd + notional_usd > ex.cap_usd:
             cap = ex.cap_usd if ex else Decimal(0)
@@ -429,7 +435,7 @@ class Governor:
     def _council_context(self, p: OrderProposal, state: LadderState, now: float) -> CouncilContext:
         exchange = Settings.exchange_of(p.connector)
         book = state.book or phases.LIVE_BOOK
-        exposure = self.ledger.exposure(book)
+        exposure = self.exposure(book)
         ex = exposure.exchanges.get(exchange)
         horizon = now - 300
         decisions = sum(1 for t in self._recent_decisions if t >= horizon) or 1

@@ -115,6 +115,20 @@ def scope(book: str, exchange: str) -> str:
     return f"{book}:{exchange}"
 
 
+def exposure_from_rows(book: str, rows: list[tuple[str, int, int, int]]) -> Exposure:
+    """Build an `Exposure` from (scope, cap, reserved, deployed) micro-dollar rows."""
+    per: dict[str, ScopeExposure] = {}
+    total = ScopeExposure(Decimal(0), Decimal(0), Decimal(0))
+    for name_scope, cap, reserved, deployed in rows:
+        value = ScopeExposure(from_musd(cap), from_musd(reserved), from_musd(deployed))
+        name = name_scope.split(":", 1)[1]
+        if name == phases.TOTAL:
+            total = value
+        else:
+            per[name] = value
+    return Exposure(book, dict(sorted(per.items())), total)
+
+
 class Ledger:
     """Durable state shared by every bot, the CLI and the server (one store, many processes)."""
 
@@ -166,16 +180,9 @@ class Ledger:
         if book is None:
             book = self.state(conn).book or phases.LIVE_BOOK
         rows = conn.execute(sa.select(capital).where(capital.c.scope.like(f"{book}:%"))).all()
-        per: dict[str, ScopeExposure] = {}
-        total = ScopeExposure(Decimal(0), Decimal(0), Decimal(0))
-        for row in rows:
-            value = ScopeExposure(from_musd(row.cap_musd), from_musd(row.reserved_musd), from_musd(row.deployed_musd))
-            name = row.scope.split(":", 1)[1]
-            if name == phases.TOTAL:
-                total = value
-            else:
-                per[name] = value
-        return Exposure(book, dict(sorted(per.items())), total)
+        return exposure_from_rows(
+            book, [(r.scope, int(r.cap_musd), int(r.reserved_musd), int(r.deployed_musd)) for r in rows]
+        )
 
     def capacity_usd(self, book: str, exchange: str) -> Decimal:
         """What may still be reserved on `exchange`: the smaller of its and the total's headroom."""

@@ -265,6 +265,9 @@ class HotPath:
             "UPDATE lyra_capital SET reserved_musd = CASE WHEN reserved_musd < ? THEN 0 ELSE reserved_musd - ? END "
             "WHERE scope IN (?, ?)"
         )
+        self.sql_capital = sql(
+            "SELECT scope, cap_musd, reserved_musd, deployed_musd FROM lyra_capital WHERE scope LIKE ?"
+        )
         self.sql_close_reservation = sql(
             "UPDATE lyra_reservations SET status = ?, reserved_musd = 0, closed_at = ? WHERE reservation_id = ?"
         )
@@ -396,6 +399,16 @@ class HotPath:
             return
         with self._cursor() as cur:
             cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def capital_rows(self, book: str) -> list[tuple[str, int, int, int]]:
+        """(scope, cap, reserved, deployed) in micro-dollars for one book, on the dedicated
+        connection: what sizing and denial messages read on every tick."""
+        with self._cursor() as cur:
+            cur.execute(self.sql_capital, (f"{book}:%",))
+            rows = [(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in cur.fetchall()]
+            if not self.sqlite:
+                self._raw.rollback()
+            return rows
 
     def ladder_row(self) -> tuple[int, str, str, dict[str, int]]:
         """(phase, trading state, reason, rungs) read on the dedicated connection: the
