@@ -8,12 +8,12 @@ PIP := $(PY) -m pip --disable-pip-version-check
 CONSTRAINTS := requirements/constraints.txt
 PAPER_ARGS ?=
 
-.PHONY: paper test lint typecheck unit install freeze clean bench
+.PHONY: paper test lint typecheck unit install freeze clean bench compose-client
 
 paper: $(VENV)/.stamp-lyra  ## Phase-3 paper run, offline, on the embedded defaults
 	$(VENV)/bin/lyra-governor paper $(PAPER_ARGS)
 
-test: $(VENV)/.stamp-lyra  ## ruff + mypy + the whole pytest suite (unit, hummingbot, services, e2e)
+test: $(VENV)/.stamp-lyra compose-client  ## ruff + mypy + the whole pytest suite (unit, hummingbot, services, e2e)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
@@ -44,6 +44,16 @@ $(VENV)/.stamp-hummingbot: $(VENV)/.stamp-build requirements/hummingbot.txt $(CO
 $(VENV)/.stamp-lyra: $(VENV)/.stamp-hummingbot setup.cfg $(CONSTRAINTS)
 	$(PIP) install -q --no-build-isolation -c $(CONSTRAINTS) -e '.[dev]'
 	touch $@
+
+# The deploy test runs `docker compose config` (no engine needed). Debian's docker-compose is the
+# client when the compose plugin is absent; installed only as root on a machine with apt.
+compose-client:
+	@docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    { echo "installing Debian's docker-compose (client only) for the deploy-file test"; \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }; }; } || \
+	  echo "no Docker Compose client and no way to install one: the deploy-file test will fail (install the compose plugin or docker-compose)"
 
 freeze:
 	$(PIP) freeze --exclude-editable | grep -vi '^lyra'

@@ -53,7 +53,7 @@ from lyra_governor.models import (
     Verdict,
     new_id,
 )
-from lyra_governor.store import HotPath, reservations, to_musd, write_tx
+from lyra_governor.store import HotPath, TradingStopped, reservations, to_musd, write_tx
 
 log = logging.getLogger(__name__)
 
@@ -283,13 +283,9 @@ class Governor:
         exchange = Settings.exchange_of(p.connector)
         # 1. halted / reducing
         if state.trading_state is TradingState.HALTED:
-            return self._deny(p, DenialCode.HALTED, f"trading is halted ({state.reason}); an operator must resume")
+            return self._deny(p, DenialCode.HALTED, _halted(state.reason))
         if state.trading_state is TradingState.REDUCING and not p.reduce_only:
-            return self._deny(
-                p,
-                DenialCode.REDUCE_ONLY,
-                f"gradual stop in force ({state.reason}); only orders that reduce exposure pass",
-            )
+            return self._deny(p, DenialCode.REDUCE_ONLY, _reducing(state.reason))
         # 2. phase permits this connector
         denial = phases.connector_denial(state.phase, Settings.is_paper(p.connector))
         if denial:
@@ -393,9 +389,21 @@ class Governor:
             mandate.mandate_id if mandate else None,
             now,
         )
-        seq = self.hot.reserve(
-            (f"{book}:{exchange}", f"{book}:TOTAL"), amount_musd, row, audit.canonical_json(decided), self.bot_id, now
-        )
+        try:
+            seq = self.hot.reserve(
+                (f"{book}:{exchange}", f"{book}:TOTAL"),
+                amount_musd,
+                row,
+                audit.canonical_json(decided),
+                self.bot_id,
+                now,
+                reduce_only=p.reduce_only,
+            )
+        except TradingStopped as stopped:
+            self.ladder_state(fresh=True)  # the cached state was up to 0.25 s old
+            if stopped.state == TradingState.HALTED.value:
+                return self._deny(p, DenialCode.HALTED, _halted(stopped.reason))
+            return self._deny(p, DenialCode.REDUCE_ONLY, _reducing(stopped.reason))
         ok = seq is not None
         if not ok:
             code, message = self._cap_denial(book, exchange, notional_usd)
@@ -584,6 +592,14 @@ _RELEASES = {
     OrderEventKind.FAILED: "FAILED",
     OrderEventKind.EXPIRED: "EXPIRED",
 }
+
+
+def _halted(reason: str) -> str:
+    return f"trading is halted ({reason}); an operator must resume"
+
+
+def _reducing(reason: str) -> str:
+    return f"gradual stop in force ({reason}); only orders that reduce exposure pass"
 
 
 def _decision_payload(

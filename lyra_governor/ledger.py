@@ -318,9 +318,14 @@ class Ledger:
 
     def _init_rungs(self, conn: Connection, now: float, rung: int = 0) -> None:
         existing = {r.exchange for r in conn.execute(sa.select(rungs.c.exchange)).all()}
-        for name in self.settings.exchanges:
+        for name in self.live_exchanges():
             if name not in existing:
                 conn.execute(rungs.insert().values(exchange=name, rung=rung, since=now))
+
+    def live_exchanges(self) -> list[str]:
+        """Exchanges Hummingbot can trade live: the only ones with a Phase-4 rung and a live cap
+        (WhiteBIT and Digital Surge serve market data and validation only)."""
+        return [name for name, spec in self.settings.exchanges.items() if spec.hummingbot]
 
     def promotion_facts(self) -> phases.PromotionFacts:
         state = self.state()
@@ -493,10 +498,11 @@ class Ledger:
         existing = {r.scope for r in conn.execute(sa.select(capital.c.scope)).all()}
         for book in (phases.PAPER_BOOK, phases.LIVE_BOOK):
             caps: dict[str, Decimal] = {}
+            tradable = set(self.live_exchanges()) if book == phases.LIVE_BOOK else set(self.settings.exchanges)
             for name in self.settings.exchanges:
                 caps[name] = (
                     phases.exchange_cap_usd(ladder_cfg, state.phase, state.rungs.get(name, 0))
-                    if book == active
+                    if book == active and name in tradable
                     else Decimal(0)
                 )
             total = phases.total_cap_usd(ladder_cfg, state.phase, list(caps.values())) if book == active else Decimal(0)

@@ -222,6 +222,15 @@ def describe_store_error(url: str, exc: BaseException) -> StoreUnavailable:
     )
 
 
+class TradingStopped(Exception):
+    """A halt or gradual stop found under the write lock while reserving capital."""
+
+    def __init__(self, state: str, reason: str) -> None:
+        super().__init__(f"trading is {state.lower()}: {reason}")
+        self.state = state
+        self.reason = reason
+
+
 class HotPath:
     """The governor's per-order writes on one dedicated DBAPI connection with fixed SQL.
 
@@ -349,15 +358,24 @@ class HotPath:
         payload_json: str,
         actor: str,
         now: float,
+        reduce_only: bool = False,
     ) -> int | None:
         """Conditional capital UPDATE + reservation row + audit record, atomically.
 
         Returns the audit sequence number, or None when a cap would be exceeded (nothing written).
+        Raises TradingStopped when a halt (or, for an opening order, a gradual stop) was
+        committed since the governor last read the ladder: the state is re-read under the write
+        lock, so no reservation is ever written after a halt.
         """
         with self._cursor() as cur:
             self._begin(cur)
             if not self.sqlite:
                 cur.execute(self.sql_head)  # take the store's write lock first, as write_tx does
+            cur.execute("SELECT trading_state, reason FROM lyra_ladder WHERE id = 1")
+            state, reason = cur.fetchone()
+            if state == "HALTED" or (state == "REDUCING" and not reduce_only):
+                self._rollback(cur)
+                raise TradingStopped(str(state), str(reason or ""))
             if amount_musd:
                 cur.execute(self.sql_reserve, (amount_musd, scopes[0], scopes[1], amount_musd))
                 if cur.rowcount != 2:

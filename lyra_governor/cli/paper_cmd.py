@@ -107,6 +107,10 @@ def _record_evidence(cfg: object, summary: dict[str, object]) -> str:
             "audit_head",
             "simulated_hours",
             "store",
+            "arbitrage_seen",
+            "arbitrage_taken",
+            "max_exposure_usd",
+            "cap_usd",
         )
     }
     try:

@@ -31,7 +31,7 @@ from lyra_governor import audit
 from lyra_governor.config import Settings
 from lyra_governor.governor import Governor
 from lyra_governor.ledger import Ledger
-from lyra_governor.models import Decision, DecisionStatus, OrderEvent, OrderProposal, new_id
+from lyra_governor.models import Decision, DecisionStatus, OrderEvent, OrderProposal, TradingState, new_id
 from lyra_strategies.paper.feed import Feed, MarketSeries
 
 SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "scripts"
@@ -129,6 +129,8 @@ class ReplayResult:
     audit_head: str = ""
     totals_ok: bool = False
     totals_detail: str = ""
+    ticks_run: int = 0
+    halted_reason: str = ""  # set when the run stopped early because trading was halted
 
 
 def load_script(name: str, scripts_dir: Path = SCRIPTS_DIR) -> tuple[type[Any], type[Any]]:
@@ -280,10 +282,19 @@ async def _replay(
                 _book(exchanges[series.connector], series, i)
                 last_mid[key] = mid
         clock.backtest_til(t)
+        result.ticks_run = i + 1
         if i % sample_every_s == 0 or i == feed.seconds - 1:
             _sample(result, ledger, exchanges, by_market, i, t)
         if progress is not None and (i % 600 == 0 or i == feed.seconds - 1):
             progress(i + 1, feed.seconds)
+        # An operator's `halt` (or a council ABORT) ends the run: the bots already stopped
+        # proposing on this tick, and a halted run can be no Phase-3 evidence. The state is
+        # cached for 0.25 s of wall clock, so this costs nothing per tick.
+        ladder = governors[0].ladder_state()
+        if ladder.trading_state is TradingState.HALTED:
+            result.halted_reason = ladder.reason or "halted"
+            _sample(result, ledger, exchanges, by_market, i, t)
+            break
 
     # close out: cancel what is still open so every reservation is settled, tick once more
     for strategy in strategies.values():

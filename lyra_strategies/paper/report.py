@@ -40,7 +40,9 @@ def summarize(result: ReplayResult, success_min: float, cap_usd: float) -> dict[
         reasons.append("the audit chain does not verify")
     if result.fills == 0:
         reasons.append("no order was filled")
-    simulated_hours = result.feed.seconds / 3600
+    if result.halted_reason:
+        reasons.insert(0, f"trading was halted after {result.ticks_run} s simulated: {result.halted_reason}")
+    simulated_hours = result.ticks_run / 3600
     return {
         "simulated_hours": round(simulated_hours, 4),
         "wall_s": round(result.wall_s, 3),
@@ -69,6 +71,7 @@ def summarize(result: ReplayResult, success_min: float, cap_usd: float) -> dict[
         "audit_records": result.audit_records,
         "audit_head": result.audit_head,
         "feed_events": result.feed.events,
+        "halted": result.halted_reason or None,
         "gate_passed": not reasons,
         "gate_reasons": reasons,
         "store": str(result.db_path),

@@ -253,6 +253,27 @@ def test_halt_from_another_process_is_seen_within_a_tick(
     operator.close()
 
 
+def test_no_reservation_is_written_after_a_halt_even_with_a_cached_state(
+    governor: Governor, propose: Propose, settings: Settings
+) -> None:
+    assert allowed(governor, propose()).allowed  # the governor now holds an ACTIVE state in its cache
+    operator = Ledger.open(settings)
+    try:
+        before = governor.ledger.exposure("paper").total.used_usd
+        operator.halt("halt between two ticks", "operator")
+        decision = governor.review(propose())  # no refresh: the reservation itself re-reads the ladder
+        assert decision.code is DenialCode.HALTED and "halt between two ticks" in decision.message
+        assert governor.ledger.exposure("paper").total.used_usd == before
+        assert governor.trading_state() is TradingState.HALTED  # and the cache was refreshed
+        operator.resume("operator")
+        governor.ladder_state(fresh=True)  # ACTIVE again in the cache ...
+        governor._state_read_at = float("inf")  # ... and kept there on purpose
+        operator.reduce_only("gradual stop between two ticks", "council")
+        assert governor.review(propose()).code is DenialCode.REDUCE_ONLY
+    finally:
+        operator.close()
+
+
 def test_silent_bot_reservations_expire(settings: Settings, clock: FakeClock, propose: Propose) -> None:
     mandates = EnvelopeMandates()
     dead = Governor.from_settings(settings, "bot-dead", mandates=mandates, clock=clock)
@@ -298,3 +319,12 @@ def test_edited_audit_row_is_found(governor: Governor, propose: Propose, clock: 
     with governor.ledger.engine.begin() as conn:
         conn.execute(sa.delete(audit_log).where(audit_log.c.seq == 2))
     assert audit.verify(governor.ledger.engine).first_broken == 2
+
+
+def test_exchanges_hummingbot_cannot_trade_get_no_live_rung_or_cap(governor: Governor) -> None:
+    state = governor.ledger.set_phase(4, "test", "live micro capital")
+    assert "whitebit" not in state.rungs and "digital_surge" not in state.rungs
+    assert set(state.rungs) == {"binance", "okx", "kraken", "gate_io", "btc_markets"}
+    exposure = governor.ledger.exposure("live")
+    assert exposure.exchanges["whitebit"].cap_usd == 0 and exposure.exchanges["binance"].cap_usd == 100
+    assert exposure.total.cap_usd == 500  # five tradable exchanges at the $100 rung
