@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import socket
 import statistics
 import time
 from collections import deque
@@ -60,6 +62,7 @@ log = logging.getLogger(__name__)
 STATE_REFRESH_S = 0.25  # wall-clock: a halt written by another process is seen within this
 HEARTBEAT_EVERY_S = 15.0  # governor-clock seconds between heartbeat writes (timeout default: 120 s)
 HOUSEKEEPING_EVERY = 4  # heartbeats between expiry sweeps and WAL checkpoints
+_HOST = socket.gethostname()
 REFERENCE_WINDOW_S = 60.0  # the flash-move reference is the median mid over this window
 REFERENCE_MIN_SAMPLES = 5
 
@@ -511,6 +514,36 @@ class Governor:
                 if event.kind is OrderEventKind.FAILED:
                     self._recent_failures.append(now)
                 return
+        if event.kind is OrderEventKind.FILLED:
+            filled = self.hot.fill(
+                event.reservation_id,
+                event.client_order_id,
+                event.filled_amount,
+                event.fill_price,
+                to_musd(event.fee_usd),
+                self.bot_id,
+                now,
+            )
+            if filled is not None:
+                if filled["complete"]:
+                    self._forget(event.reservation_id)
+                return  # unknown reservation: audited as an orphan below
+        if event.kind in (OrderEventKind.CREATED, OrderEventKind.COMPLETED):
+            status = self.hot.reservation_status(event.reservation_id)
+            if event.kind is OrderEventKind.CREATED and status is not None:
+                return  # the exchange took an order we know: nothing changes (unknown ones are audited below)
+            if event.kind is OrderEventKind.COMPLETED and status not in (None, "OPEN"):
+                # the usual case: the last fill already closed the reservation; a terminal state
+                # cannot change under us, so this needs the audit record only, not the ledger
+                note = {
+                    "kind": event.kind.value,
+                    "reservation_id": event.reservation_id,
+                    "client_order_id": event.client_order_id,
+                    "note": f"reservation already {status}",
+                }
+                self.hot.audit("order_event", audit.canonical_json(note), self.bot_id, now)
+                self._forget(event.reservation_id)
+                return
         try:
             with write_tx(self.ledger.engine) as conn:
                 row = conn.execute(
@@ -579,9 +612,11 @@ class Governor:
         self._last_heartbeat = now
         self._beats += 1
         try:
-            self.ledger.heartbeat(self.bot_id, now)
+            self.hot.heartbeat(self.bot_id, now, _HOST, os.getpid())
             if self._beats % HOUSEKEEPING_EVERY == 1:
-                self.ledger.expire_silent_bots(self.settings.risk.heartbeat_timeout_s, now)
+                timeout_s = self.settings.risk.heartbeat_timeout_s
+                if self.hot.silent_bots_holding_capital(now - timeout_s):
+                    self.ledger.expire_silent_bots(timeout_s, now)
                 self.hot.checkpoint()
         except (sa.exc.SQLAlchemyError, StoreUnavailable) as exc:
             log.error("heartbeat failed: %s", exc)

@@ -32,6 +32,7 @@ from lyra_governor.store import (
     create_store_engine,
     describe_store_error,
     evidence,
+    fill_effect,
     fills,
     from_musd,
     ladder,
@@ -604,19 +605,10 @@ class Ledger:
         complete: bool,
     ) -> dict[str, Any]:
         """Turn (part of) a reservation into deployed capital and record the fill."""
-        usd_per_quote = Decimal(row["usd_per_quote"])
-        notional = to_musd(filled_amount * fill_price * usd_per_quote)
-        amount = Decimal(row["amount"])
-        done = Decimal(row["filled_amount"]) + filled_amount
+        effect = fill_effect(row, filled_amount, fill_price, complete)
+        notional, release, done, fully = effect.notional_musd, effect.release_musd, effect.done, effect.fully
         left = int(row["reserved_musd"])
-        if complete or done >= amount:
-            release = left
-        else:
-            original = to_musd(amount * Decimal(row["price"]) * usd_per_quote) if not row["reduce_only"] else 0
-            release = min(left, to_musd(from_musd(original) * filled_amount / amount)) if amount else left
-        sign = 1 if row["side"] == Side.BUY.value else -1
-        self._adjust(conn, row["book"], row["exchange"], -release, sign * notional)
-        fully = complete or done >= amount
+        self._adjust(conn, row["book"], row["exchange"], -release, effect.deployed_delta_musd)
         conn.execute(
             reservations.update()
             .where(reservations.c.reservation_id == row["reservation_id"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,34 @@ def from_musd(musd: int) -> Decimal:
     return Decimal(musd) / MICRO
 
 
+@dataclass(frozen=True)
+class FillEffect:
+    """What one fill does to a reservation and its capital rows (pure arithmetic)."""
+
+    notional_musd: int
+    release_musd: int  # reserved capital the fill turns over (or gives back)
+    deployed_delta_musd: int  # + for a buy, - for a sell (floored at 0 by the store)
+    done: Decimal  # filled amount after this fill
+    fully: bool  # the reservation is now closed as FILLED
+
+
+def fill_effect(row: Any, filled_amount: Decimal, fill_price: Decimal, complete: bool) -> FillEffect:
+    """Shared by the ledger's SQLAlchemy path and the governor's hot path, so both count alike."""
+    usd_per_quote = Decimal(row["usd_per_quote"])
+    notional = to_musd(filled_amount * fill_price * usd_per_quote)
+    amount = Decimal(row["amount"])
+    done = Decimal(row["filled_amount"]) + filled_amount
+    left = int(row["reserved_musd"])
+    fully = complete or done >= amount
+    if fully:
+        release = left
+    else:
+        original = to_musd(amount * Decimal(row["price"]) * usd_per_quote) if not row["reduce_only"] else 0
+        release = min(left, to_musd(from_musd(original) * filled_amount / amount)) if amount else left
+    sign = 1 if row["side"] == "BUY" else -1
+    return FillEffect(notional, release, sign * notional, done, fully)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None  # we issue BEGIN IMMEDIATE ourselves
     cur = dbapi_conn.cursor()
@@ -222,6 +251,12 @@ def describe_store_error(url: str, exc: BaseException) -> StoreUnavailable:
     )
 
 
+FILL_ROW_COLUMNS = (
+    "book", "exchange", "reserved_musd", "status", "amount", "price", "usd_per_quote", "filled_amount",
+    "reduce_only", "side", "bot_id", "trading_pair",
+)  # fmt: skip
+
+
 class TradingStopped(Exception):
     """A halt or gradual stop found under the write lock while reserving capital."""
 
@@ -280,6 +315,30 @@ class HotPath:
         self.sql_close_reservation = sql(
             "UPDATE lyra_reservations SET status = ?, reserved_musd = 0, closed_at = ? WHERE reservation_id = ?"
         )
+        self.sql_beat = sql("UPDATE lyra_bots SET last_heartbeat = ? WHERE bot_id = ?")
+        self.sql_new_bot = sql("INSERT INTO lyra_bots (bot_id, last_heartbeat, host, pid) VALUES (?, ?, ?, ?)")
+        self.sql_silent = sql(
+            "SELECT b.bot_id FROM lyra_bots b WHERE b.last_heartbeat < ? AND EXISTS "
+            "(SELECT 1 FROM lyra_reservations r WHERE r.bot_id = b.bot_id AND r.status = 'OPEN')"
+        )
+        self.sql_fill_row = sql(
+            f"SELECT {', '.join(FILL_ROW_COLUMNS)} FROM lyra_reservations WHERE reservation_id = ?"  # noqa: S608
+        )
+        self.sql_adjust = sql(
+            "UPDATE lyra_capital SET "
+            "reserved_musd = CASE WHEN reserved_musd < ? THEN 0 ELSE reserved_musd - ? END, "
+            "deployed_musd = CASE WHEN deployed_musd + ? < 0 THEN 0 ELSE deployed_musd + ? END "
+            "WHERE scope IN (?, ?)"
+        )
+        self.sql_fill_reservation = sql(
+            "UPDATE lyra_reservations SET reserved_musd = ?, filled_amount = ?, status = ?, closed_at = ? "
+            "WHERE reservation_id = ?"
+        )
+        self.sql_insert_fill = sql(
+            "INSERT INTO lyra_fills (reservation_id, bot_id, book, exchange, trading_pair, side, amount, price, "
+            "notional_musd, fee_musd, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        self._writes_since_checkpoint = 0
 
     def close(self) -> None:
         raw, self._raw = self._raw, None
@@ -325,6 +384,11 @@ class HotPath:
             cur.execute("COMMIT")
         else:
             self._raw.commit()
+        self._writes_since_checkpoint += 1
+
+    def _end_read(self) -> None:
+        if not self.sqlite:
+            self._raw.rollback()  # PostgreSQL opened a transaction for the read; end it
 
     def _begin(self, cur: Any) -> None:
         if self.sqlite:
@@ -411,12 +475,92 @@ class HotPath:
             self._commit(cur)
             return True
 
-    def checkpoint(self) -> None:
-        """Fold the WAL back into the database file (SQLite; PASSIVE: never waits on readers)."""
-        if not self.sqlite:
-            return
+    def fill(
+        self,
+        reservation_id: str,
+        client_order_id: str | None,
+        filled_amount: Decimal,
+        fill_price: Decimal,
+        fee_musd: int,
+        actor: str,
+        now: float,
+    ) -> dict[str, Any] | None:
+        """A fill, as `Ledger.fill_in_tx` records it (same arithmetic, `fill_effect`), plus its
+        audit record, in one transaction. None (nothing written) for an unknown reservation."""
+        from lyra_governor.audit import canonical_json
+
+        with self._cursor() as cur:
+            self._begin(cur)
+            if not self.sqlite:
+                cur.execute(self.sql_head)
+            cur.execute(self.sql_fill_row, (reservation_id,))
+            found = cur.fetchone()
+            if found is None:
+                self._rollback(cur)
+                return None
+            row = dict(zip(FILL_ROW_COLUMNS, found, strict=True))
+            effect = fill_effect(row, filled_amount, fill_price, complete=False)
+            scopes = (f"{row['book']}:{row['exchange']}", f"{row['book']}:TOTAL")
+            release, deployed = effect.release_musd, effect.deployed_delta_musd
+            cur.execute(self.sql_adjust, (release, release, deployed, deployed, *scopes))
+            left = int(row["reserved_musd"]) - release
+            closed_at = now if effect.fully else None
+            status = "FILLED" if effect.fully else "OPEN"
+            cur.execute(self.sql_fill_reservation, (left, str(effect.done), status, closed_at, reservation_id))
+            cur.execute(
+                self.sql_insert_fill,
+                (reservation_id, row["bot_id"], row["book"], row["exchange"], row["trading_pair"], row["side"],
+                 str(filled_amount), str(fill_price), effect.notional_musd, fee_musd, now),
+            )  # fmt: skip
+            payload = {
+                "kind": "FILLED",
+                "reservation_id": reservation_id,
+                "client_order_id": client_order_id,
+                "notional_usd": str(from_musd(effect.notional_musd)),
+                "released_usd": str(from_musd(release)),
+                "complete": effect.fully,
+                "amount": str(filled_amount),
+                "price": str(fill_price),
+            }
+            self._append(cur, "order_event", canonical_json(payload), actor, now)
+            self._commit(cur)
+            return payload
+
+    def checkpoint(self, min_writes: int = 256) -> bool:
+        """Fold the WAL back into the database file (SQLite; PASSIVE: never waits on readers)
+        once `min_writes` commits have accumulated; SQLite's own autocheckpoint would do it
+        inside a decision's commit, at about 1,000 pages. Returns whether it ran."""
+        if not self.sqlite or self._writes_since_checkpoint < min_writes:
+            return False
         with self._cursor() as cur:
             cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        self._writes_since_checkpoint = 0
+        return True
+
+    def heartbeat(self, bot_id: str, now: float, host: str, pid: int) -> None:
+        """This bot is alive: one small write, no audit record (heartbeats are not decisions)."""
+        with self._cursor() as cur:
+            self._begin(cur)
+            cur.execute(self.sql_beat, (now, bot_id))
+            if cur.rowcount == 0:
+                cur.execute(self.sql_new_bot, (bot_id, now, host, pid))
+            self._commit(cur)
+
+    def silent_bots_holding_capital(self, cutoff: float) -> list[str]:
+        """Bots last heard before `cutoff` that still hold open reservations: a read, so the
+        common case (none) costs no write lock."""
+        with self._cursor() as cur:
+            cur.execute(self.sql_silent, (cutoff,))
+            silent = [str(r[0]) for r in cur.fetchall()]
+            self._end_read()
+            return silent
+
+    def reservation_status(self, reservation_id: str) -> str | None:
+        with self._cursor() as cur:
+            cur.execute(self.sql_get_reservation, (reservation_id,))
+            row = cur.fetchone()
+            self._end_read()
+            return None if row is None else str(row[3])
 
     def capital_rows(self, book: str) -> list[tuple[str, int, int, int]]:
         """(scope, cap, reserved, deployed) in micro-dollars for one book, on the dedicated
@@ -424,8 +568,7 @@ class HotPath:
         with self._cursor() as cur:
             cur.execute(self.sql_capital, (f"{book}:%",))
             rows = [(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in cur.fetchall()]
-            if not self.sqlite:
-                self._raw.rollback()
+            self._end_read()
             return rows
 
     def ladder_row(self) -> tuple[int, str, str, dict[str, int]]:
