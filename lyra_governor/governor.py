@@ -148,7 +148,7 @@ class Governor:
             self._reservation_exchange[row["reservation_id"]] = row["exchange"]
         subscribe = getattr(mandates, "subscribe", None)
         if callable(subscribe):
-            subscribe(self.apply_verdict)
+            subscribe(self.on_council_result)
 
     @classmethod
     def from_settings(
@@ -216,6 +216,31 @@ class Governor:
     def exposure(self, book: str) -> Exposure:
         """The book's capital, read on the governor's own connection (fast, no write lock)."""
         return exposure_from_rows(book, self.hot.capital_rows(book))
+
+    def on_council_result(self, result: ConsensusResult, context: CouncilContext) -> None:
+        """Every council answer is a decision: audited (verdict, agreement, latency, cost: what
+        `status` and `/metrics` report), then its emergency rules applied."""
+        proposal = context.proposal
+        record = {
+            "question": context.question,
+            "connector": proposal.connector if proposal else None,
+            "trading_pair": proposal.trading_pair if proposal else None,
+            "consensus_id": result.consensus_id,
+            "phase": result.phase,
+            "verdict": result.verdict.value,
+            "agreement": round(result.agreement, 4),
+            "threshold": result.threshold,
+            "response_rate": round(result.response_rate, 4),
+            "size_scale": result.size_scale,
+            "reasons": result.reasons[:8],
+            "latency_s": round(result.latency_s, 4),
+            "cost_usd": round(result.cost_usd, 6),
+        }
+        try:
+            self.hot.audit("council_verdict", audit.canonical_json(record), self.bot_id, self.clock())
+        except (sa.exc.SQLAlchemyError, StoreUnavailable) as exc:
+            log.error("could not audit council verdict %s: %s", result.consensus_id, exc)
+        self.apply_verdict(result)
 
     def apply_verdict(self, result: ConsensusResult) -> None:
         """Council emergency rules: ABORT halts, GRADUAL_STOP goes reduce-only (both audited)."""

@@ -23,7 +23,7 @@ from typing import Any
 
 from lyra_governor.config import Settings
 from lyra_governor.consensus.council import Council
-from lyra_governor.models import ConsensusResult, CouncilContext, Mandate, OrderProposal, Side, Verdict
+from lyra_governor.models import ConsensusResult, CouncilContext, Mandate, OrderProposal, Side
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ REFUSAL_BACKOFF_S = 60.0
 PRICE_BAND_PCT = Decimal(5)
 
 Key = tuple[str, str]
-VerdictListener = Callable[[ConsensusResult], None]
+VerdictListener = Callable[[ConsensusResult, CouncilContext], None]
 
 
 class MandateBook:
@@ -73,7 +73,8 @@ class MandateBook:
     # --- verdicts -----------------------------------------------------------------------
 
     def subscribe(self, listener: VerdictListener) -> None:
-        """Called with every result; the governor halts on ABORT and reduces on GRADUAL_STOP."""
+        """Called with every result and its question: the governor audits each verdict, halts on
+        ABORT and goes reduce-only on GRADUAL_STOP."""
         self._listeners.append(listener)
 
     def _settle_future(self, key: Key, context: CouncilContext, future: Future[ConsensusResult]) -> None:
@@ -99,12 +100,11 @@ class MandateBook:
             else:
                 self._mandates.pop(key, None)
                 self._refused_until[key] = context.now + REFUSAL_BACKOFF_S
-        if result.verdict in (Verdict.ABORT, Verdict.GRADUAL_STOP):
-            for listener in list(self._listeners):
-                try:
-                    listener(result)
-                except Exception:
-                    log.exception("verdict listener failed")
+        for listener in list(self._listeners):
+            try:
+                listener(result, context)
+            except Exception:
+                log.exception("verdict listener failed")
 
     def _envelope(self, context: CouncilContext, result: ConsensusResult) -> Mandate:
         proposal = context.proposal

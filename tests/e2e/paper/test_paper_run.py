@@ -58,8 +58,15 @@ def test_short_paper_run_passes_the_gate_and_reconciles_with_the_ledger(lyra_hom
             json.loads(p)
             for (p,) in conn.execute(sa.select(audit_log.c.payload).where(audit_log.c.event == "decision")).all()
         ]
+        verdicts = [
+            json.loads(p)
+            for (p,) in conn.execute(sa.select(audit_log.c.payload).where(audit_log.c.event == "council_verdict"))
+        ]
     engine.dispose()
     assert n_fills == summary["fills"]
+    # every council consultation is itself an audited decision, with what /metrics reports
+    assert len(verdicts) == summary["ai_calls"] > 0
+    assert all(v["verdict"] and "latency_s" in v and "cost_usd" in v and v["trading_pair"] for v in verdicts)
     assert sum(d["status"] == "ALLOWED" for d in decisions) == summary["orders_approved"]
     assert sum(d["status"] == "DENIED" for d in decisions) == summary["orders_denied"]
     assert sum(d["code"] == "PRICE_COLLAR" for d in decisions) == summary["denied_by_code"]["PRICE_COLLAR"]
