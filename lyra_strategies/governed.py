@@ -10,7 +10,14 @@ too early: an executor only learns the order id when `buy` returns.
 
 Orders with `PositionAction.CLOSE` (an executor's close, stop-loss, take-profit, time limit)
 are proposed as reduce-only: they still pass in a gradual stop, because a governor that traps
-a position is a risk of its own.
+a position is a risk of its own. One exception, on spot connectors: a buy that closes a sell-side
+position (buying back inventory the executor sold) adds capital to the exchange, so it is
+proposed as an ordinary order and must fit the caps like any buy. The ledger counts deployed
+capital as bought minus sold; a reduce-only order skips the reservation, so a reduce-only buy
+could carry deployed capital past a cap.
+
+Offline (`offline = True`, the paper replay and the tests) the executors and controllers run on
+the back-test clock: see `lyra_strategies.paper.backtest`.
 """
 
 from __future__ import annotations
@@ -92,6 +99,37 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         self.decisions: dict[str, int] = {}
         self.exchange_failures = 0
         self.last_decision: Decision | None = None
+        if self.offline:
+            from lyra_strategies.paper.backtest import run_on_backtest_clock
+
+            self._simulated_market_data()
+            run_on_backtest_clock(self)
+
+    # --- offline: Hummingbot's V2 machinery on the back-test clock ------------------------
+
+    def _simulated_market_data(self) -> None:
+        from lyra_strategies.paper.backtest import SimulatedMarketDataProvider
+
+        provider: Any = getattr(self, "market_data_provider", None)
+        if not isinstance(provider, SimulatedMarketDataProvider):
+            self.market_data_provider = SimulatedMarketDataProvider(self.connectors, lambda: self.current_timestamp)
+
+    def add_controller(self, config: Any) -> None:
+        """Hummingbot's, plus offline: the controller gets simulated time and loop interval 0.
+        (StrategyV2Base builds its controllers inside its constructor, so this is the first
+        place the offline market data provider can be put in.)"""
+        if self.offline:
+            self._simulated_market_data()
+        super().add_controller(config)
+        if self.offline and config.id in self.controllers:
+            self.controllers[config.id].update_interval = 0.0
+
+    def executors_supported(self, connector_name: str) -> bool:
+        """Whether Hummingbot's executors can run on this connector. Hummingbot's own
+        `*_paper_trade` connector has no trading rules or order tracker (upstream issues
+        hummingbot#7434, #8414); `lyra_strategies.paper.exchange.PaperExchange` has both."""
+        connector = self.connectors.get(connector_name)
+        return connector is not None and hasattr(connector, "trading_rules") and hasattr(connector, "_order_tracker")
 
     # --- the choke point ----------------------------------------------------------------
 
@@ -129,7 +167,8 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
     ) -> str:
         decision = self.lyra.review(
             self.proposal(
-                side, connector_name, trading_pair, amount, order_type, price, position_action == PositionAction.CLOSE
+                side, connector_name, trading_pair, amount, order_type, price,
+                _reduces_exposure(side, connector_name, position_action),
             )
         )
         self.last_decision = decision
@@ -196,6 +235,7 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         if state is TradingState.HALTED:
             if not self._was_halted:
                 self._was_halted = True
+                self.hold_all_executors()
                 self.cancel_all_orders()
             return  # no strategy logic while halted: nothing new is proposed
         self._was_halted = False
@@ -255,6 +295,15 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
                     ),
                 )
 
+    def hold_all_executors(self) -> None:
+        """Stop every running executor and keep its position: on a halt nothing more may be
+        sent, not even a close (the governor would refuse it), so the executors must not keep
+        retrying; their positions stay with Hummingbot's position records."""
+        for executors in self.executor_orchestrator.active_executors.values():
+            for executor in executors:
+                if executor.is_active:
+                    executor.early_stop(keep_position=True)
+
     def cancel_all_orders(self) -> None:
         for connector_name in self.connectors:
             for order in self.get_active_orders(connector_name):
@@ -307,6 +356,13 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
 
     def did_complete_sell_order(self, event: SellOrderCompletedEvent) -> None:
         self._forward(event.order_id, OrderEventKind.COMPLETED)
+
+
+def _reduces_exposure(side: Side, connector_name: str, position_action: PositionAction) -> bool:
+    """A closing order is reduce-only, except a spot buy (see the module docstring)."""
+    if position_action != PositionAction.CLOSE:
+        return False
+    return side is Side.SELL or "perpetual" in connector_name
 
 
 def _is_nan(value: Any) -> bool:

@@ -1,18 +1,51 @@
-"""Lyra market making: two-sided quotes around mid with inventory skew, every order governed.
+"""Lyra market making: a ladder of quotes around mid with inventory skew, each quote a
+Hummingbot PositionExecutor with a triple barrier, every order governed.
 
 Run in the Hummingbot terminal: `start --script lyra_market_making.py --conf conf_lyra_market_making.yml`.
-Every order goes through Lyra's governor (ladder caps, collar, rate limits, AI mandate); a denied
-order is never sent. Quotes are sized from the governor's remaining capacity on the exchange.
+
+Each quote level (`buy_0`, `sell_0`, `buy_1`, ...) is one `PositionExecutor`, the way
+Hummingbot's market-making controllers (pmm_simple) quote: its open order is a LIMIT at the
+quote price; once it fills, the position is closed by whichever barrier comes first:
+take-profit (a LIMIT order), stop-loss or time limit (MARKET orders). The executor places its
+orders through this strategy's `buy`/`sell`, so each one passes Lyra's governor (ladder caps,
+collar, rate limits, AI mandate); a denied order is never sent and the executor takes its own
+failed-order path. Closing orders are proposed reduce-only, so they pass in a gradual stop
+(a spot buy-back of a sold level is the exception; see `lyra_strategies.governed`).
+
+Each tick: levels whose open order has not filled are refreshed (stopped) when older than
+`refresh_s` or when mid moved more than `refresh_tolerance_bps` since they were placed; a
+level without a running executor gets a new one, sized from the governor's remaining capacity
+on the exchange. In a gradual stop no new level is opened and unfilled ones are stopped; filled
+positions keep their barriers. On a halt the governed base stops every executor and holds
+its position (nothing more is sent).
+
+Executors need a connector with trading rules and an order tracker: live connectors have them;
+Hummingbot's own `*_paper_trade` connector does not (upstream issues hummingbot#7434, #8414),
+so paper market making runs in `lyra-governor paper`, whose paper exchange adds them.
 """
 
 import os
 from decimal import Decimal
 
-from hummingbot.core.data_type.common import MarketDict, OrderType
+from hummingbot.core.data_type.common import MarketDict, OrderType, TradeType
 from hummingbot.strategy.strategy_v2_base import StrategyV2ConfigBase
+from hummingbot.strategy_v2.executors.position_executor.data_types import (
+    PositionExecutorConfig,
+    TripleBarrierConfig,
+)
+from hummingbot.strategy_v2.models.executor_actions import (
+    CreateExecutorAction,
+    StopExecutorAction,
+    StoreExecutorAction,
+)
 from pydantic import Field
 
+from lyra_governor.models import TradingState
 from lyra_strategies import governed, quotes, sizing
+
+CONTROLLER_ID = "main"  # the orchestrator's bucket for a script's own executors
+KEEP_CLOSED = 50  # finished executors kept in memory before they go to Hummingbot's database
+MIN_NOTIONAL = Decimal(5)  # quote currency; smaller quotes are not worth a level
 
 
 class LyraMarketMakingConfig(StrategyV2ConfigBase):
@@ -28,31 +61,69 @@ class LyraMarketMakingConfig(StrategyV2ConfigBase):
     refresh_s: float = Field(default=15.0, gt=0)
     refresh_tolerance_bps: Decimal = Decimal(15)
     target_base_ratio: Decimal = Decimal("0.5")
+    # the triple barrier on every filled quote (fractions of the entry price, seconds)
+    stop_loss: Decimal = Field(default=Decimal("0.015"), gt=0)
+    take_profit: Decimal = Field(default=Decimal("0.005"), gt=0)
+    time_limit_s: int = Field(default=900, gt=0)
 
     def update_markets(self, markets: MarketDict) -> MarketDict:
         return markets.add_or_update(self.connector_name, self.trading_pair)
 
 
 class LyraMarketMaking(governed.GovernedStrategyV2Base):
-    """Quotes `levels` bids and asks; refreshes on age or when mid moves past the tolerance."""
+    """One PositionExecutor per quote level; refreshed on age or when mid moves."""
 
     def __init__(self, connectors, config: LyraMarketMakingConfig, governor=None):
         super().__init__(connectors, config, governor)
         self.config = config
-        self._placed_at = -1e18
-        self._placed_mid: Decimal | None = None
+        self._placed_mid: dict[str, Decimal] = {}  # executor id -> mid when it was created
+        self._warned = False
 
     def on_tick(self):
         cfg = self.config
-        connector = self.connectors[cfg.connector_name]
+        if not self.executors_supported(cfg.connector_name):
+            if not self._warned:
+                self._warned = True
+                self.logger().error(f"{cfg.connector_name} cannot run Hummingbot executors (no trading rules or "
+                                    "order tracker): no quotes. Paper market making: `lyra-governor paper`.")
+            return
         mid = self._mid(cfg.connector_name, cfg.trading_pair)
         if not mid.is_finite() or mid <= 0:
             return  # no usable book: no quotes (the governor would refuse them anyway)
-        age = self.current_timestamp - self._placed_at
-        if not quotes.needs_refresh(self._placed_mid, mid, age, cfg.refresh_s, cfg.refresh_tolerance_bps):
-            return
-        for order in self.get_active_orders(cfg.connector_name):
-            self.cancel(cfg.connector_name, order.trading_pair, order.client_order_id)
+        reducing = self.lyra.trading_state() is TradingState.REDUCING
+        executors = self.executor_orchestrator.active_executors.get(CONTROLLER_ID, [])
+        busy: set[str] = set()
+        for executor in executors:
+            if not executor.is_active:
+                continue
+            if not executor.is_trading:  # its open order has not filled: refresh or keep
+                age = self.current_timestamp - executor.config.timestamp
+                placed = self._placed_mid.get(executor.config.id)
+                if reducing or quotes.needs_refresh(placed, mid, age, cfg.refresh_s, cfg.refresh_tolerance_bps):
+                    self.executor_orchestrator.execute_action(
+                        StopExecutorAction(controller_id=CONTROLLER_ID, executor_id=executor.config.id))
+                    continue
+            busy.add(executor.config.level_id)
+        if not reducing:
+            for config in self.quote_configs(mid, busy, self._buy_back_quote(executors, mid)):
+                self.executor_orchestrator.execute_action(
+                    CreateExecutorAction(controller_id=CONTROLLER_ID, executor_config=config))
+                self._placed_mid[config.id] = mid
+        self._store_finished(executors)
+
+    def _buy_back_quote(self, executors, mid: Decimal) -> Decimal:
+        """Quote currency the filled sell levels need to buy back at their stop-loss (on spot
+        a sold level is closed by a buy): new bids leave it free."""
+        return sum((e.amount_to_close * mid * (1 + self.config.stop_loss) for e in executors
+                    if e.is_trading and e.config.side == TradeType.SELL), Decimal(0))
+
+    def quote_configs(self, mid: Decimal, busy: set[str],
+                      keep_quote: Decimal = Decimal(0)) -> list[PositionExecutorConfig]:
+        """A PositionExecutorConfig for each quote level not in `busy`, sized to fit the
+        governor's remaining capacity on the exchange and its per-order limit, and the
+        exchange balance the order would lock (less `keep_quote` for bids)."""
+        cfg = self.config
+        connector = self.connectors[cfg.connector_name]
         base, quote_asset = cfg.trading_pair.split("-")
         usd = self.lyra.usd_per_quote(quote_asset) or Decimal(0)
         base_value = Decimal(connector.get_balance(base)) * mid
@@ -61,12 +132,34 @@ class LyraMarketMaking(governed.GovernedStrategyV2Base):
                                     order_amount=cfg.order_amount, target_base_ratio=cfg.target_base_ratio)
         capacity = self.lyra.capacity_usd(self.lyra.settings.exchange_of(cfg.connector_name))
         per_order = capacity / max(1, 2 * cfg.levels)
+        barrier = TripleBarrierConfig(
+            stop_loss=cfg.stop_loss, take_profit=cfg.take_profit, time_limit=cfg.time_limit_s,
+            open_order_type=OrderType.LIMIT, take_profit_order_type=OrderType.LIMIT,
+            stop_loss_order_type=OrderType.MARKET, time_limit_order_type=OrderType.MARKET)
+        configs = []
         for q in quotes.make_quotes(mid, base_value, quote_value, params):
+            level_id = f"{q.side.lower()}_{q.level}"
+            if level_id in busy:
+                continue
             amount = sizing.fit_to_capacity(q.amount, q.price, usd, per_order,
                                             self.lyra.settings.risk.max_order_notional_usd)
-            if amount <= 0:
+            # ... and the exchange balance the order would lock (the executor refuses more)
+            free = (Decimal(connector.get_available_balance(quote_asset)) - keep_quote) / q.price \
+                if q.side == "BUY" else Decimal(connector.get_available_balance(base))
+            amount = min(amount, connector.quantize_order_amount(cfg.trading_pair, max(free, 0) * Decimal("0.98")))
+            if amount <= 0 or amount * q.price < MIN_NOTIONAL:
                 continue
-            place = self.buy if q.side == "BUY" else self.sell
-            place(cfg.connector_name, cfg.trading_pair, amount, OrderType.LIMIT, q.price)
-        self._placed_at = self.current_timestamp
-        self._placed_mid = mid
+            configs.append(PositionExecutorConfig(
+                timestamp=self.current_timestamp, connector_name=cfg.connector_name, trading_pair=cfg.trading_pair,
+                side=TradeType.BUY if q.side == "BUY" else TradeType.SELL, amount=amount, entry_price=q.price,
+                triple_barrier_config=barrier, level_id=level_id))
+        return configs
+
+    def _store_finished(self, executors) -> None:
+        """Hand finished executors to Hummingbot's database beyond a small buffer, as
+        StrategyV2Base does for controllers."""
+        finished = [e for e in executors if e.is_closed]
+        for executor in finished[:-KEEP_CLOSED] if len(finished) > KEEP_CLOSED else []:
+            self._placed_mid.pop(executor.config.id, None)
+            self.executor_orchestrator.execute_action(
+                StoreExecutorAction(controller_id=CONTROLLER_ID, executor_id=executor.config.id))

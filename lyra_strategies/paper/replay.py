@@ -4,7 +4,11 @@ Why MockPaperExchange + a back-test Clock: it is Hummingbot's own `PaperTradeExc
 matching engine behind `<exchange>_paper_trade`) with an order book we set ourselves, so fills
 come from Hummingbot's code, not ours, and the run needs no network. Each simulated second the
 replay rebuilds every book from the feed (unless the feed is stale: then the book is left as
-it was, and its age grows), then the Clock ticks the exchanges, then the strategies.
+it was, and its age grows), then the Clock ticks the exchanges, then the strategies, then the
+replay yields to the event loop `YIELDS_PER_TICK` times so Hummingbot's executors (asyncio tasks,
+on the back-test clock: `lyra_strategies.paper.backtest`) check their barriers and place their
+orders every simulated second. The exchange is `PaperExchange`: the same engine, plus the
+trading rules and order tracker executors read (`lyra_strategies.paper.exchange`).
 
 The run has its own store (`<out>/lyra_paper.db`) put in phase 3, so a fresh machine can run
 it whatever phase the operator's ladder is in; the result is also written as evidence to the
@@ -37,6 +41,10 @@ from lyra_strategies.paper.feed import Feed, MarketSeries
 SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "scripts"
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf" / "scripts"
 BOOK_LEVELS = 40
+#: One yield runs each executor's control step once per simulated second, which is what the
+#: replay's scripts need (they create executors synchronously in their tick). A controller's
+#: actions go through a queue to the orchestrator and need three to land in the same second.
+YIELDS_PER_TICK = 1
 
 #: Virtual balances: about $1,000 in all, split over the two exchanges.
 BALANCES = {
@@ -198,14 +206,18 @@ async def _replay(
     governed: bool = True,
 ) -> ReplayResult:
     from hummingbot.connector.exchange.paper_trade.paper_trade_exchange import QuantizationParams
-    from hummingbot.connector.test_support.mock_paper_exchange import MockPaperExchange
     from hummingbot.core.clock import Clock
     from hummingbot.core.clock_mode import ClockMode
+
+    from lyra_strategies.paper.exchange import PaperExchange
 
     sim = [feed.start]
     # Hummingbot's paper engine logs every unfillable order (e.g. not enough balance) as a
     # warning; the report counts what matters, so keep the console to errors.
     logging.getLogger("hummingbot").setLevel(logging.ERROR)
+    # Executors log each refused order as an error ("Open order failed ... Retrying"); the
+    # report counts every denial by code, so keep them off the console too.
+    logging.getLogger("hummingbot.strategy_v2.executors").setLevel(logging.CRITICAL)
 
     def clock_fn() -> float:
         return sim[0]
@@ -215,7 +227,7 @@ async def _replay(
 
     exchanges: dict[str, Any] = {}
     for series in feed.markets:
-        exchange = exchanges.setdefault(series.connector, MockPaperExchange())
+        exchange = exchanges.setdefault(series.connector, PaperExchange())
         _book(exchange, series, 0)
         exchange.set_quantization_param(QuantizationParams(series.trading_pair, 6, 6, 6, 6))
     for name, exchange in exchanges.items():
@@ -282,6 +294,8 @@ async def _replay(
                 _book(exchanges[series.connector], series, i)
                 last_mid[key] = mid
         clock.backtest_til(t)
+        for _ in range(YIELDS_PER_TICK):
+            await asyncio.sleep(0)
         result.ticks_run = i + 1
         if i % sample_every_s == 0 or i == feed.seconds - 1:
             _sample(result, ledger, exchanges, by_market, i, t)
@@ -296,11 +310,19 @@ async def _replay(
             _sample(result, ledger, exchanges, by_market, i, t)
             break
 
-    # close out: cancel what is still open so every reservation is settled, tick once more
+    # close out: executors stop and hold what they bought (no more orders), open orders are
+    # cancelled so every reservation is settled, tick once more
     for strategy in strategies.values():
+        strategy.hold_all_executors()
         strategy.cancel_all_orders()
     sim[0] = end + 1
     clock.backtest_til(end + 1)
+    for strategy in strategies.values():  # the last tick may have started executors: end them unplaced
+        strategy.hold_all_executors()
+        for executors in strategy.executor_orchestrator.active_executors.values():
+            for executor in executors:
+                if not executor.is_closed:
+                    executor.stop()
     result.wall_s = time.perf_counter() - started
     result.governor_s = TimedGovernor.spent_s
     result.end_equity_usd = _equity(exchanges, by_market, feed.seconds - 1)

@@ -40,13 +40,13 @@ def test_script_loads_through_hummingbots_loader(name: str) -> None:
 def world(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """A running event loop, two paper exchanges, Hummingbot's recorder, a governor in phase 3."""
     from hummingbot.connector.exchange.paper_trade.paper_trade_exchange import QuantizationParams
-    from hummingbot.connector.test_support.mock_paper_exchange import MockPaperExchange
 
+    from lyra_strategies.paper.exchange import PaperExchange
     from lyra_strategies.paper.replay import start_markets_recorder
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    exchanges = {"binance_paper_trade": MockPaperExchange(), "okx_paper_trade": MockPaperExchange()}
+    exchanges = {"binance_paper_trade": PaperExchange(), "okx_paper_trade": PaperExchange()}
     for ex in exchanges.values():
         ex.set_balanced_order_book("BTC-USDT", 60_000, 59_000, 61_000, 10, 0.01)
         ex.set_quantization_param(QuantizationParams("BTC-USDT", 6, 6, 6, 6))
@@ -76,7 +76,9 @@ async def _async(fn: Any) -> Any:
 
 
 def _run(world: dict[str, Any], strategy: Any, seconds: int) -> None:
-    """Tick exchanges then the strategy once per simulated second, as Hummingbot's Clock does."""
+    """Tick exchanges then the strategy once per simulated second, as Hummingbot's Clock does,
+    then yield to the event loop so executors (and controllers) take their step, as the replay
+    does (three yields: a controller's actions pass through a queue first)."""
     from hummingbot.core.clock import Clock
     from hummingbot.core.clock_mode import ClockMode
 
@@ -88,6 +90,8 @@ def _run(world: dict[str, Any], strategy: Any, seconds: int) -> None:
         for _ in range(seconds):
             world["now"][0] += 1
             clock.backtest_til(world["now"][0])
+            for _ in range(3):
+                await asyncio.sleep(0)
 
     world["loop"].run_until_complete(drive())
 
@@ -258,3 +262,223 @@ def test_denied_orders_do_not_break_real_executors(world: dict[str, Any], caplog
     assert not exchange.limit_orders  # nothing reached the exchange
     executors = strategy.executor_orchestrator.get_all_reports()["main"]["executors"]
     assert executors and executors[0].filled_amount_quote == 0
+
+
+# --- risk on every market-making position: Hummingbot's triple barrier ------------------------
+
+
+def _executors(strategy: Any) -> list[Any]:
+    return list(strategy.executor_orchestrator.active_executors.get("main", []))
+
+
+def _level(strategy: Any, level_id: str) -> Any:
+    return next(e for e in reversed(_executors(strategy)) if e.config.level_id == level_id)
+
+
+def _book(world: dict[str, Any], mid: float) -> None:
+    world["exchanges"]["binance_paper_trade"].set_balanced_order_book(
+        "BTC-USDT", mid, mid - 1_000, mid + 1_000, 10, 0.01
+    )
+
+
+def _filled_bid(world: dict[str, Any], **overrides: Any) -> tuple[Any, Any]:
+    """The market-making script with one level; its bid executor is filled (the book moved
+    through it). Returns (strategy, the filled buy_0 executor)."""
+    strategy = _market_making(world, refresh_s=10_000, refresh_tolerance_bps=10_000, **overrides)
+    _run(world, strategy, 8)
+    bid = _level(strategy, "buy_0")
+    assert bid.config.triple_barrier_config.stop_loss == strategy.config.stop_loss
+    resting = world["exchanges"]["binance_paper_trade"].limit_orders
+    assert any(o.client_order_id in strategy._reservation_of for o in resting)
+    _book(world, 59_900)  # asks at 59,910: through the 59,940 bid
+    _run(world, strategy, 3)
+    assert bid.is_trading and bid.open_filled_amount > 0
+    return strategy, bid
+
+
+def _deployed(world: dict[str, Any]) -> Decimal:
+    return Decimal(world["gov"].ledger.exposure("paper").exchanges["binance"].deployed_usd)
+
+
+def test_stop_loss_closes_a_filled_quote_through_the_governor_in_a_gradual_stop(world: dict[str, Any]) -> None:
+    from hummingbot.strategy_v2.models.executor_actions import CreateExecutorAction
+    from hummingbot.strategy_v2.models.executors import CloseType
+
+    strategy, bid = _filled_bid(world, stop_loss=Decimal("0.01"), take_profit=Decimal("0.02"))
+    deployed = _deployed(world)
+    assert deployed > Decimal(50)  # the filled bid: about 0.001 BTC at 59,940
+    world["gov"].ledger.reduce_only("operator gradual stop", "operator")
+    world["gov"].ladder_state(fresh=True)
+    before = dict(strategy.decisions)
+    _book(world, 58_900)  # 1.7 % below the entry: through the 1 % stop-loss, inside the 3 % collar
+    _run(world, strategy, 8)  # the paper engine executes a MARKET order 5 s after it is placed
+    assert bid.close_type is CloseType.STOP_LOSS
+    close = bid._close_order
+    assert close is not None and not close.order_id.startswith("lyra-denied-")
+    assert close.is_filled  # Hummingbot's paper engine filled the governed MARKET sell
+    assert _deployed(world) < deployed / 10  # its fill released the deployed capital
+    # the gradual stop: the script opens no new level, the unfilled ask was stopped ...
+    assert not [e for e in _executors(strategy) if e.is_active]
+    assert strategy.decisions.get("ALLOWED", 0) > before.get("ALLOWED", 0)  # the close passed
+    # ... and a new quote, even from an executor, is refused by the governor
+    config = strategy.quote_configs(Decimal(58_900), set())[0]
+    strategy.executor_orchestrator.execute_action(CreateExecutorAction(controller_id="main", executor_config=config))
+    _run(world, strategy, 2)
+    assert strategy.decisions.get("REDUCE_ONLY", 0) >= 1
+    assert strategy.last_decision is not None and strategy.last_decision.code is DenialCode.REDUCE_ONLY
+    assert not [o for o in world["exchanges"]["binance_paper_trade"].limit_orders if o.price > 50_000 and o.is_buy]
+
+
+def test_time_limit_closes_a_filled_quote_and_releases_the_ledger(world: dict[str, Any]) -> None:
+    from hummingbot.strategy_v2.models.executors import CloseType
+
+    strategy, bid = _filled_bid(world, time_limit_s=20)
+    deployed = _deployed(world)
+    assert deployed > Decimal(50)
+    _run(world, strategy, 20)  # 20 s after the executor was created, then the MARKET close fills 5 s later
+    assert bid.close_type is CloseType.TIME_LIMIT
+    assert bid._close_order is not None and bid._close_order.is_filled
+    assert _deployed(world) < deployed / 10
+    fills = world["gov"].ledger.fill_rows(book="paper")
+    assert [f["side"] for f in fills][-1] == "SELL"
+
+
+# --- an upstream V2 controller, loaded the way Hummingbot loads it, run under the governor ----
+
+CONTROLLER_MODULE = '''
+from decimal import Decimal
+
+from hummingbot.strategy_v2.controllers.market_making_controller_base import (
+    MarketMakingControllerBase,
+    MarketMakingControllerConfigBase,
+)
+from hummingbot.strategy_v2.executors.position_executor.data_types import PositionExecutorConfig
+
+
+class LyraTestMMConfig(MarketMakingControllerConfigBase):
+    controller_name: str = "lyra_test_mm"
+
+
+class LyraTestMM(MarketMakingControllerBase):
+    """pmm_simple in miniature: one PositionExecutor per spread level."""
+
+    def get_executor_config(self, level_id: str, price: Decimal, amount: Decimal):
+        return PositionExecutorConfig(
+            timestamp=self.market_data_provider.time(),
+            level_id=level_id,
+            connector_name=self.config.connector_name,
+            trading_pair=self.config.trading_pair,
+            entry_price=price,
+            amount=amount,
+            triple_barrier_config=self.config.triple_barrier_config,
+            leverage=self.config.leverage,
+            side=self.get_trade_type_from_level_id(level_id),
+        )
+'''
+
+CONTROLLER_YAML = """
+id: lyra_test_mm_1
+controller_name: lyra_test_mm
+controller_type: market_making
+connector_name: binance_paper_trade
+trading_pair: BTC-USDT
+total_amount_quote: 200
+buy_spreads: 0.001,0.05
+sell_spreads: 0.001
+buy_amounts_pct: 1,1
+sell_amounts_pct: 1
+leverage: 1
+position_mode: ONEWAY
+skip_rebalance: true
+stop_loss: 0.02
+take_profit: 0.01
+time_limit: 600
+"""
+
+
+def test_an_upstream_controller_runs_under_the_governor(
+    world: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A MarketMakingControllerBase subclass in `<root>/controllers/market_making/`, its YAML in
+    `<root>/conf/controllers/`, loaded by Hummingbot's own `load_controller_configs`: its
+    executors' orders pass the governor; the allowed ones rest on the paper exchange, the one
+    the collar refuses (the 5 % bid) never reaches it."""
+    from hummingbot.client import settings as hb_settings
+
+    from lyra_strategies.paper.replay import load_script
+
+    package = tmp_path / "controllers" / "market_making"
+    package.mkdir(parents=True)
+    (tmp_path / "controllers" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "lyra_test_mm.py").write_text(CONTROLLER_MODULE)
+    conf_dir = tmp_path / "conf" / "controllers"
+    conf_dir.mkdir(parents=True)
+    (conf_dir / "lyra_test_mm.yml").write_text(CONTROLLER_YAML)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(hb_settings, "CONTROLLERS_CONF_DIR_PATH", conf_dir)
+
+    strategy_cls, config_cls = load_script("lyra_controllers.py")
+    config = config_cls(controllers_config=["lyra_test_mm.yml"])
+    strategy_cls.init_markets(config)
+    assert strategy_cls.markets == {"binance_paper_trade": {"BTC-USDT"}}
+    strategy_cls.offline = True
+    strategy_cls.book_timestamp = None
+
+    async def build() -> Any:
+        return strategy_cls(
+            {"binance_paper_trade": world["exchanges"]["binance_paper_trade"]}, config, governor=world["gov"]
+        )
+
+    strategy = world["loop"].run_until_complete(build())
+    assert type(strategy.controllers["lyra_test_mm_1"]).__name__ == "LyraTestMM"
+    exchange = world["exchanges"]["binance_paper_trade"]
+    _run(world, strategy, 1)
+    strategy.start(None, world["now"][0])  # offline: starts the controllers' loops
+    _run(world, strategy, 15)
+
+    executors = strategy.executor_orchestrator.active_executors["lyra_test_mm_1"]
+    assert {e.config.level_id for e in executors} >= {"buy_0", "buy_1", "sell_0"}
+    assert strategy.decisions.get("ALLOWED", 0) >= 2
+    assert strategy.decisions.get("PRICE_COLLAR", 0) >= 1  # buy_1, 5 % under mid
+    resting = exchange.limit_orders
+    assert resting and all(o.client_order_id in strategy._reservation_of for o in resting)  # all governed
+    assert not [o for o in resting if o.price < 58_000]  # the refused level never reached the exchange
+    prices = sorted(float(o.price) for o in resting)
+    assert prices[0] == pytest.approx(59_940, rel=1e-3) and prices[-1] == pytest.approx(60_060, rel=1e-3)
+
+
+def _arbitrage(world: dict[str, Any]) -> Any:
+    from lyra_strategies.paper.replay import load_script
+
+    strategy_cls, config_cls = load_script("lyra_arbitrage.py")
+    config = config_cls(max_amount=Decimal("0.001"), cooldown_s=10_000)
+    strategy_cls.init_markets(config)
+    strategy_cls.offline = True
+    strategy_cls.book_timestamp = None
+
+    async def build() -> Any:
+        return strategy_cls(world["exchanges"], config, governor=world["gov"])
+
+    strategy = world["loop"].run_until_complete(build())
+    world["exchanges"]["okx_paper_trade"].set_balanced_order_book("BTC-USDT", 60_100, 59_100, 61_100, 10, 0.01)
+    _run(world, strategy, 5)  # both markets observed (the collar's reference); no edge after fees
+    assert strategy.taken == 0
+    return strategy
+
+
+def _fills(world: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(f["connector"], f["side"]) for f in world["gov"].ledger.fill_rows(book="paper")]
+
+
+def test_arbitrage_cancels_its_first_leg_when_the_governor_refuses_the_hedge(world: dict[str, Any]) -> None:
+    """okx jumps 4 %: the binance buy passes, the okx sell is refused by the collar; the buy
+    is cancelled before it can fill, so nothing is left unhedged and nothing reaches okx."""
+    strategy = _arbitrage(world)
+    world["exchanges"]["okx_paper_trade"].set_balanced_order_book("BTC-USDT", 62_500, 61_500, 63_500, 10, 0.01)
+    _run(world, strategy, 10)
+    assert strategy.decisions.get("PRICE_COLLAR", 0) >= 1 and strategy.decisions.get("ALLOWED", 0) >= 1
+    assert strategy.taken == 0 and not strategy._legs
+    assert not _fills(world)
+    assert not world["exchanges"]["binance_paper_trade"].limit_orders
+

@@ -1,0 +1,206 @@
+"""`PaperExchange`: Hummingbot's own paper matching engine, with what its executors read.
+
+Why this exists: Hummingbot's `PaperTradeExchange` (behind every `<exchange>_paper_trade`
+connector, and its `MockPaperExchange` test double) has no `trading_rules` and no order
+tracker, so a `PositionExecutor` cannot run on it: it reads `connector.trading_rules[pair]` in
+its constructor and `connector._order_tracker.fetch_order(...)` on every order event (upstream
+issues hummingbot#7434 and #8414: pmm_simple fails on paper trade the same way). The class is
+Cython and takes no new attributes, so this Python subclass adds them:
+
+- `trading_rules`: one `TradingRule` per pair, from the quantization set on the exchange;
+- `_order_tracker`: Hummingbot's own `ClientOrderTracker`, holding an `InFlightOrder` per
+  order, kept up to date from the engine's own events (created, filled, completed, cancelled,
+  failed). Fills still come from the engine; this only mirrors them where executors look.
+- `_update_orders_with_error_handler`: a no-op; the engine updates its orders itself.
+
+Used by the offline paper run and the tests. In the Hummingbot terminal a `*_paper_trade`
+connector stays Hummingbot's and cannot run executors (see README, "Running with Hummingbot").
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from hummingbot.connector.client_order_tracker import ClientOrderTracker
+from hummingbot.connector.test_support.mock_paper_exchange import MockPaperExchange
+from hummingbot.connector.trading_rule import TradingRule
+from hummingbot.core.data_type.common import PositionAction, TradeType
+from hummingbot.core.data_type.in_flight_order import InFlightOrder, OrderState, OrderUpdate, TradeUpdate
+from hummingbot.core.event.event_forwarder import SourceInfoEventForwarder
+from hummingbot.core.event.events import MarketEvent
+
+
+class PaperExchange(MockPaperExchange):  # type: ignore[misc]
+    """A `MockPaperExchange` whose orders Hummingbot's executors can follow."""
+
+    def __init__(self, min_notional: Decimal = Decimal(1)) -> None:
+        super().__init__()
+        self._rules: dict[str, TradingRule] = {}
+        self._min_notional = min_notional
+        self._order_tracker = _PaperOrderTracker(self)
+        self._fills = 0
+        # kept as attributes: the connector holds its listeners weakly
+        self._forwarders = [
+            (MarketEvent.BuyOrderCreated, SourceInfoEventForwarder(self._created)),
+            (MarketEvent.SellOrderCreated, SourceInfoEventForwarder(self._created)),
+            (MarketEvent.OrderFilled, SourceInfoEventForwarder(self._filled)),
+            (MarketEvent.BuyOrderCompleted, SourceInfoEventForwarder(self._completed)),
+            (MarketEvent.SellOrderCompleted, SourceInfoEventForwarder(self._completed)),
+            (MarketEvent.OrderCancelled, SourceInfoEventForwarder(self._cancelled)),
+            (MarketEvent.OrderFailure, SourceInfoEventForwarder(self._failed)),
+        ]
+        for event, forwarder in self._forwarders:
+            self.add_listener(event, forwarder)
+
+    # --- what executors read --------------------------------------------------------------
+
+    @property
+    def trading_rules(self) -> dict[str, TradingRule]:
+        """One rule per pair with a book, from the engine's own quantization (set with
+        `set_quantization_param`), computed on first use."""
+        for pair in self.order_books:
+            if pair not in self._rules:
+                mid = Decimal(str(self.get_mid_price(pair)))
+                size_step = Decimal(str(self.get_order_size_quantum(pair, Decimal(1))))
+                price_step = Decimal(str(self.get_order_price_quantum(pair, mid if mid.is_finite() else Decimal(1))))
+                self._rules[pair] = TradingRule(
+                    pair,
+                    min_order_size=size_step,
+                    min_price_increment=price_step,
+                    min_base_amount_increment=size_step,
+                    min_notional_size=self._min_notional,
+                )
+        return self._rules
+
+    async def _update_orders_with_error_handler(self, orders: list[InFlightOrder], error_handler: Any) -> None:
+        return None  # the paper engine moves its orders on each tick; nothing to poll
+
+    async def _handle_update_error_for_lost_order(self, order: InFlightOrder, error: Exception) -> None:
+        return None
+
+    # --- mirror the engine's events into InFlightOrders ----------------------------------
+
+    def _order(self, order_id: str) -> InFlightOrder | None:
+        found: InFlightOrder | None = self._order_tracker.fetch_order(client_order_id=order_id)
+        return found
+
+    def _created(self, _tag: int, _source: Any, event: Any) -> None:
+        if self._order(event.order_id) is not None:
+            return
+        side = TradeType.BUY if type(event).__name__.startswith("Buy") else TradeType.SELL
+        self._track(event.order_id, event.trading_pair, event.type, side, Decimal(event.amount), Decimal(event.price),
+                    float(event.creation_timestamp or event.timestamp), event.position)
+
+    def _track(
+        self,
+        order_id: str,
+        pair: str,
+        order_type: Any,
+        side: TradeType,
+        amount: Decimal,
+        price: Decimal,
+        created: float,
+        position: Any,
+    ) -> InFlightOrder:
+        order = InFlightOrder(
+            client_order_id=order_id,
+            trading_pair=pair,
+            order_type=order_type,
+            trade_type=side,
+            amount=amount,
+            creation_timestamp=created,
+            price=price if price.is_finite() else None,
+            exchange_order_id=order_id,
+            initial_state=OrderState.OPEN,
+            position=_position(position),
+        )
+        self._order_tracker.start_tracking_order(order)
+        return order
+
+    def adopt_resting_order(self, order_id: str) -> InFlightOrder | None:
+        """An order the engine rests but the tracker has not seen yet: an executor's listener
+        can run before ours on the same event (listener order is not defined), so a lookup
+        falls back to the engine's own resting orders."""
+        for resting in self.limit_orders:
+            if resting.client_order_id == order_id:
+                side = TradeType.BUY if resting.is_buy else TradeType.SELL
+                return self._track(order_id, resting.trading_pair, resting.order_type, side,
+                                   Decimal(resting.quantity), Decimal(resting.price),
+                                   float(resting.creation_timestamp) / 1e6 if resting.creation_timestamp > 1e12
+                                   else float(resting.creation_timestamp), resting.position)
+        return None
+
+    def _filled(self, _tag: int, _source: Any, event: Any) -> None:
+        order = self._order(event.order_id)
+        if order is None:  # the engine announces no creation for a MARKET order: it fills at once
+            order = self._track(event.order_id, event.trading_pair, event.order_type, event.trade_type,
+                                Decimal(event.amount), Decimal(event.price), float(event.timestamp), event.position)
+        self._fills += 1
+        amount, price = Decimal(event.amount), Decimal(event.price)
+        order.update_with_trade_update(
+            TradeUpdate(
+                trade_id=event.exchange_trade_id or f"paper-fill-{self._fills}",
+                client_order_id=event.order_id,
+                exchange_order_id=order.exchange_order_id or event.order_id,
+                trading_pair=event.trading_pair,
+                fill_timestamp=float(event.timestamp),
+                fill_price=price,
+                fill_base_amount=amount,
+                fill_quote_amount=amount * price,
+                fee=event.trade_fee,
+            )
+        )
+        if not order.is_filled:
+            self._set_state(order, OrderState.PARTIALLY_FILLED, event.timestamp)
+
+    def _completed(self, _tag: int, _source: Any, event: Any) -> None:
+        order = self._order(event.order_id)
+        if order is not None:
+            self._set_state(order, OrderState.FILLED, event.timestamp)
+
+    def _cancelled(self, _tag: int, _source: Any, event: Any) -> None:
+        order = self._order(event.order_id)
+        if order is not None:
+            self._set_state(order, OrderState.CANCELED, event.timestamp)
+
+    def _failed(self, _tag: int, _source: Any, event: Any) -> None:
+        order = self._order(event.order_id)
+        if order is not None:
+            self._set_state(order, OrderState.FAILED, event.timestamp)
+
+    def _set_state(self, order: InFlightOrder, state: OrderState, timestamp: float) -> None:
+        order.update_with_order_update(
+            OrderUpdate(
+                trading_pair=order.trading_pair,
+                update_timestamp=float(timestamp),
+                new_state=state,
+                client_order_id=order.client_order_id,
+                exchange_order_id=order.exchange_order_id,
+            )
+        )
+        if state in (OrderState.FILLED, OrderState.CANCELED, OrderState.FAILED):
+            self._order_tracker.stop_tracking_order(order.client_order_id)  # kept in its cache
+
+
+class _PaperOrderTracker(ClientOrderTracker):  # type: ignore[misc]
+    """Hummingbot's order tracker; a lookup of an order it has not seen asks the engine."""
+
+    def __init__(self, exchange: PaperExchange) -> None:
+        super().__init__(exchange)
+        self._exchange = exchange
+
+    def fetch_order(self, client_order_id: str | None = None, exchange_order_id: str | None = None) -> Any:
+        found = super().fetch_order(client_order_id, exchange_order_id)
+        if found is None and client_order_id is not None:
+            found = self._exchange.adopt_resting_order(client_order_id)
+        return found
+
+
+def _position(value: Any) -> PositionAction:
+    if isinstance(value, PositionAction):
+        return value
+    try:
+        return PositionAction(value)
+    except ValueError:
+        return PositionAction.NIL
