@@ -2,13 +2,22 @@
 taker fees and in USD (so a BTC-AUD book can be compared with a BTC-USDT one). Both legs pass
 the governor; a leg it refuses is not sent, and the other leg is not sent either.
 
+Risk: the two legs are simultaneous and hedge each other, so there is no position to put a
+stop-loss or a time limit on while both go through; a triple barrier per leg would close one
+leg of a hedged pair. The risk is a one-sided failure: when the governor refuses the second
+leg, or the exchange fails either leg, the other leg is an unhedged position. The script then
+cancels what is left of it and closes what filled with a governed MARKET order marked
+`PositionAction.CLOSE` on the same venue (a sell is proposed reduce-only and passes in a
+gradual stop; a spot buy-back must fit the caps like any buy, see `lyra_strategies.governed`).
+
 Run in the Hummingbot terminal: `start --script lyra_arbitrage.py --conf conf_lyra_arbitrage.yml`.
 """
 
 import os
+from dataclasses import dataclass
 from decimal import Decimal
 
-from hummingbot.core.data_type.common import MarketDict, OrderType
+from hummingbot.core.data_type.common import MarketDict, OrderType, PositionAction
 from hummingbot.strategy.strategy_v2_base import StrategyV2ConfigBase
 from pydantic import Field
 
@@ -32,6 +41,17 @@ class LyraArbitrageConfig(StrategyV2ConfigBase):
         return markets.add_or_update(self.connector_a, self.pair_a).add_or_update(self.connector_b, self.pair_b)
 
 
+@dataclass
+class Leg:
+    connector: str
+    pair: str
+    is_buy: bool
+    other: str  # the other leg's order id
+    filled: Decimal = Decimal(0)
+    unhedged: bool = False
+    done: bool = False  # completed or cancelled at the exchange
+
+
 class LyraArbitrage(governed.GovernedStrategyV2Base):
     """Checks both directions each tick; takes an opportunity with two governed IOC-like limits."""
 
@@ -41,6 +61,7 @@ class LyraArbitrage(governed.GovernedStrategyV2Base):
         self.seen = 0
         self.taken = 0
         self._last_trade = -1e18
+        self._legs: dict[str, Leg] = {}  # order id -> leg, while its pair is in flight
 
     def _venue(self, connector_name: str, pair: str) -> arbitrage.Venue | None:
         connector = self.connectors[connector_name]
@@ -81,6 +102,65 @@ class LyraArbitrage(governed.GovernedStrategyV2Base):
         buy_id = self.buy(found.buy.connector, found.buy.trading_pair, amount, OrderType.LIMIT, found.buy_price)
         if buy_id.startswith(governed.DENIED_PREFIX):
             return
-        self.sell(found.sell.connector, found.sell.trading_pair, amount, OrderType.LIMIT, found.sell_price)
-        self.taken += 1
+        sell_id = self.sell(found.sell.connector, found.sell.trading_pair, amount, OrderType.LIMIT, found.sell_price)
+        self._legs[buy_id] = Leg(found.buy.connector, found.buy.trading_pair, True, sell_id)
         self._last_trade = self.current_timestamp
+        if sell_id.startswith(governed.DENIED_PREFIX):
+            self._unwind(buy_id)  # the governor refused the hedge: the bought leg stands alone
+            return
+        self._legs[sell_id] = Leg(found.sell.connector, found.sell.trading_pair, False, buy_id)
+        self.taken += 1
+
+    # --- a one-sided failure: close the leg that went through ------------------------------
+
+    def _unwind(self, order_id: str) -> None:
+        leg = self._legs.get(order_id)
+        if leg is None or leg.unhedged:
+            return
+        leg.unhedged = True
+        self.cancel(leg.connector, leg.pair, order_id)  # whatever has not filled yet
+        if leg.filled > 0:
+            self._close(leg, leg.filled)
+
+    def _close(self, leg: Leg, amount: Decimal) -> None:
+        place = self.sell if leg.is_buy else self.buy
+        place(leg.connector, leg.pair, amount, OrderType.MARKET, Decimal("NaN"), PositionAction.CLOSE)
+
+    def did_fill_order(self, event):
+        super().did_fill_order(event)
+        leg = self._legs.get(event.order_id)
+        if leg is None:
+            return
+        leg.filled += Decimal(event.amount)
+        if leg.unhedged:
+            self._close(leg, Decimal(event.amount))
+
+    def did_fail_order(self, event):
+        super().did_fail_order(event)
+        leg = self._legs.pop(event.order_id, None)
+        if leg is not None:
+            self._unwind(leg.other)  # this leg failed at the exchange: its partner is unhedged
+
+    def did_cancel_order(self, event):
+        super().did_cancel_order(event)
+        self._forget(event.order_id)
+
+    def did_complete_buy_order(self, event):
+        super().did_complete_buy_order(event)
+        self._forget(event.order_id)
+
+    def did_complete_sell_order(self, event):
+        super().did_complete_sell_order(event)
+        self._forget(event.order_id)
+
+    def _forget(self, order_id: str) -> None:
+        """A leg is kept until its partner is settled too: a partner failing later still
+        leaves this leg unhedged."""
+        leg = self._legs.get(order_id)
+        if leg is None:
+            return
+        leg.done = True
+        partner = self._legs.get(leg.other)
+        if leg.unhedged or partner is None or partner.done:
+            self._legs.pop(order_id, None)
+            self._legs.pop(leg.other, None)

@@ -1,9 +1,19 @@
 """Run any upstream Hummingbot V2 controller config under the Lyra governor.
 
-Point `controllers_config` at your existing controller YAML files (as with Hummingbot's
-v2_with_controllers script): their executors place orders through this strategy's `buy`/`sell`,
-so every order passes the governor; closing orders (stop-loss, take-profit, time limit) are
-proposed reduce-only and still pass in a gradual stop.
+Point `controllers_config` at your existing controller YAML files, as with Hummingbot's
+v2_with_controllers script. Hummingbot's own loader reads them
+(`StrategyV2ConfigBase.load_controller_configs`): each file is looked up in
+`<root>/conf/controllers/`, names its `controller_type` and `controller_name`, and the module
+`controllers.<controller_type>.<controller_name>` is imported, so `<root>/controllers/` must be
+importable. `<root>` is Hummingbot's `root_path()`: the directory that holds the `hummingbot`
+package (a source checkout's top folder, where `controllers/` and `conf/` already are; for a pip
+install, the site-packages folder, or put your `controllers` package on PYTHONPATH and your
+YAML files in `<site-packages>/conf/controllers/`).
+
+The controllers' executors place their orders through this strategy's `buy`/`sell`, so every
+order passes the governor: a denied one is never sent and the executor takes its failed-order
+path; closing orders (stop-loss, take-profit, time limit) are proposed reduce-only and still
+pass in a gradual stop.
 
 Run: `start --script lyra_controllers.py --conf conf_lyra_controllers.yml`.
 """
@@ -23,5 +33,11 @@ class LyraControllersConfig(StrategyV2ConfigBase):
 
 
 class LyraControllers(governed.GovernedStrategyV2Base):
-    """StrategyV2Base already orchestrates controllers and executors; the governed base adds
-    the governor under every order they place."""
+    """StrategyV2Base already runs the controllers and their executors; the governed base adds
+    the governor under every order they place. The script itself proposes nothing."""
+
+    def create_actions_proposal(self):
+        return []
+
+    def stop_actions_proposal(self):
+        return []

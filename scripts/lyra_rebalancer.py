@@ -1,6 +1,11 @@
 """Lyra rebalancer: keep a portfolio at target weights on one exchange, trading only when an
 asset drifts beyond the band and the trade is worth its fee. Every order is governed.
 
+Risk: a rebalancing trade is not a position to exit; it moves holdings to their target weights,
+and a stop-loss or time limit on it would undo the rebalance it just made. So there is no triple
+barrier here: the risk is bounded by the drift band and minimum trade, and by the governor's
+caps, collar and per-order limit on every order.
+
 Run in the Hummingbot terminal: `start --script lyra_rebalancer.py --conf conf_lyra_rebalancer.yml`.
 """
 
