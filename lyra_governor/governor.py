@@ -51,6 +51,7 @@ from lyra_governor.models import (
     OrderEvent,
     OrderEventKind,
     OrderProposal,
+    Side,
     TradingState,
     Verdict,
     new_id,
@@ -133,6 +134,7 @@ class Governor:
         self._open: dict[str, set[str]] = {}  # exchange -> open reservation ids of this bot
         self._reservation_exchange: dict[str, str] = {}
         self._mandate_used: dict[str, Decimal] = {}
+        self._positions: dict[tuple[str, str, str], Decimal] = {}  # (book, exchange, pair) -> net base
         self._mids: dict[tuple[str, str], deque[tuple[float, Decimal]]] = {}
         self._markets: dict[tuple[str, str], MarketSnapshot] = {}
         self._fx_observed: dict[str, Decimal] = {}
@@ -212,6 +214,14 @@ class Governor:
             return min(ex.remaining_usd, exposure.total.remaining_usd) if ex is not None else Decimal(0)
         except (sa.exc.SQLAlchemyError, StoreUnavailable):
             return Decimal(0)
+
+    def _position(self, book: str, exchange: str, trading_pair: str) -> Decimal:
+        """This bot's net base position on one market: read from its fills once, then kept
+        up to date by the fills this governor records."""
+        key = (book, exchange, trading_pair)
+        if key not in self._positions:
+            self._positions[key] = self.hot.bot_position(self.bot_id, book, exchange, trading_pair)
+        return self._positions[key]
 
     def exposure(self, book: str) -> Exposure:
         """The book's capital, read on the governor's own connection (fast, no write lock)."""
@@ -329,11 +339,13 @@ class Governor:
                 p, DenialCode.FX_RATE_MISSING, f"no USD rate for {p.quote}; add fx_usd.{p.quote} to the config"
             )
         notional_usd = p.amount * p.reference_price * rate
-        # 4. price collar (limit vs mid, mid vs recent reference)
+        # 4. price collar (limit vs mid, mid vs recent reference). A reduce-only close skips the
+        # flash-move half: a stop-loss fires exactly when the market jumps, and refusing it then
+        # would trap the position; its price is still collared against the mid.
         failed = risk.check_collar(
             p.reference_price,
             p.mid_price,
-            self._reference_mid(p.connector, p.trading_pair),
+            None if p.reduce_only else self._reference_mid(p.connector, p.trading_pair),
             self.settings.risk.price_collar_pct,
         )
         if failed:
@@ -351,17 +363,29 @@ class Governor:
             return self._deny(p, failed.code, failed.message, notional_usd)
         book = state.book
         assert book is not None  # phases 1-2 were refused above
-        # reduce-only orders must really reduce: never more than what is deployed there
+        # A close (reduce_only) takes the short path only when it really reduces this bot's own
+        # net position on this market (another bot's trades neither allow nor block it): no
+        # mandate needed, and it passes in a gradual stop. A sell that closes a long frees
+        # capital and reserves nothing; a buy that closes a short still adds capital to the
+        # exchange, so it must fit the caps like any buy. A close that would not reduce the
+        # net position (say, one executor's sold level while the bot is net long) is refused
+        # in a gradual stop and otherwise judged as an ordinary order.
         if p.reduce_only:
-            deployed = self.exposure(book).exchanges.get(exchange)
-            if deployed is None or notional_usd > deployed.deployed_usd * Decimal("1.05") + Decimal("0.01"):
+            position = self._position(book, exchange, p.trading_pair)
+            closable = position if p.side is Side.SELL else -position
+            if p.amount <= max(closable, Decimal(0)) * Decimal("1.05"):
+                return self._reserve(
+                    p, book, exchange, notional_usd, rate, None, window, now, reserve=p.side is Side.BUY
+                )
+            if state.trading_state is TradingState.REDUCING:
+                held = f"long {position}" if position > 0 else f"short {-position}" if position < 0 else "flat"
                 return self._deny(
                     p,
                     DenialCode.REDUCE_ONLY,
-                    f"reduce-only order of {notional_usd:.2f} USD is larger than the capital deployed on this exchange",
+                    f"gradual stop in force ({state.reason}); this {p.side.value.lower()} of {p.amount} {p.base} "
+                    f"would not reduce this bot's position on {p.connector} {p.trading_pair} ({held})",
                     notional_usd,
                 )
-            return self._reserve(p, book, exchange, notional_usd, rate, None, window, now, reserve=False)
         # 7. mandate coverage
         mandate = self.mandates.find(p, notional_usd, now)
         if mandate is not None:
@@ -550,6 +574,10 @@ class Governor:
                 now,
             )
             if filled is not None:
+                key = (filled["book"], filled["exchange"], filled["trading_pair"])
+                if key in self._positions:
+                    signed = event.filled_amount if filled["side"] == Side.BUY.value else -event.filled_amount
+                    self._positions[key] += signed
                 if filled["complete"]:
                     self._forget(event.reservation_id)
                 return  # unknown reservation: audited as an orphan below

@@ -338,6 +338,9 @@ class HotPath:
             "INSERT INTO lyra_fills (reservation_id, bot_id, book, exchange, trading_pair, side, amount, price, "
             "notional_musd, fee_musd, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
+        self.sql_bot_fills = sql(
+            "SELECT side, amount FROM lyra_fills WHERE bot_id = ? AND book = ? AND exchange = ? AND trading_pair = ?"
+        )
         self._writes_since_checkpoint = 0
 
     def close(self) -> None:
@@ -516,6 +519,10 @@ class HotPath:
                 "kind": "FILLED",
                 "reservation_id": reservation_id,
                 "client_order_id": client_order_id,
+                "book": row["book"],
+                "exchange": row["exchange"],
+                "trading_pair": row["trading_pair"],
+                "side": row["side"],
                 "notional_usd": str(from_musd(effect.notional_musd)),
                 "released_usd": str(from_musd(release)),
                 "complete": effect.fully,
@@ -554,6 +561,14 @@ class HotPath:
             silent = [str(r[0]) for r in cur.fetchall()]
             self._end_read()
             return silent
+
+    def bot_position(self, bot_id: str, book: str, exchange: str, trading_pair: str) -> Decimal:
+        """Net base amount this bot bought (+) or sold (-) on one market, from its fills."""
+        with self._cursor() as cur:
+            cur.execute(self.sql_bot_fills, (bot_id, book, exchange, trading_pair))
+            net = sum((Decimal(a) if side == "BUY" else -Decimal(a) for side, a in cur.fetchall()), Decimal(0))
+            self._end_read()
+            return net
 
     def reservation_status(self, reservation_id: str) -> str | None:
         with self._cursor() as cur:

@@ -9,12 +9,12 @@ failed-order path exactly as for an exchange rejection. Firing the event inside 
 too early: an executor only learns the order id when `buy` returns.
 
 Orders with `PositionAction.CLOSE` (an executor's close, stop-loss, take-profit, time limit)
-are proposed as reduce-only: they still pass in a gradual stop, because a governor that traps
-a position is a risk of its own. One exception, on spot connectors: a buy that closes a sell-side
-position (buying back inventory the executor sold) adds capital to the exchange, so it is
-proposed as an ordinary order and must fit the caps like any buy. The ledger counts deployed
-capital as bought minus sold; a reduce-only order skips the reservation, so a reduce-only buy
-could carry deployed capital past a cap.
+are proposed as reduce-only: when they reduce the bot's own net position on that market they
+need no mandate and still pass in a gradual stop, because a governor that traps a position is
+a risk of its own. The governor judges that from the bot's fills: a sell that closes a long
+reserves nothing, a buy that buys back sold inventory still reserves capital (it adds capital to
+the exchange, so it must fit the caps), and a close that would not reduce the net position is an
+ordinary order (refused in a gradual stop).
 
 Offline (`offline = True`, the paper replay and the tests) the executors and controllers run on
 the back-test clock: see `lyra_strategies.paper.backtest`.
@@ -359,10 +359,8 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
 
 
 def _reduces_exposure(side: Side, connector_name: str, position_action: PositionAction) -> bool:
-    """A closing order is reduce-only, except a spot buy (see the module docstring)."""
-    if position_action != PositionAction.CLOSE:
-        return False
-    return side is Side.SELL or "perpetual" in connector_name
+    """A closing order is proposed reduce-only; the governor checks it really reduces."""
+    return bool(position_action == PositionAction.CLOSE)
 
 
 def _is_nan(value: Any) -> bool:

@@ -20,8 +20,9 @@ positions keep their barriers. On a halt the governed base stops every executor 
 its position (nothing more is sent).
 
 Executors need a connector with trading rules and an order tracker: live connectors have them;
-Hummingbot's own `*_paper_trade` connector does not (upstream issues hummingbot#7434, #8414),
-so paper market making runs in `lyra-governor paper`, whose paper exchange adds them.
+Hummingbot's own `*_paper_trade` connector does not (upstream issues hummingbot#7434, #8414).
+There the script quotes the same ladder with plain governed limit orders, without barriers,
+and says so once; `lyra-governor paper` runs the executors on a paper exchange that has both.
 """
 
 import os
@@ -78,18 +79,21 @@ class LyraMarketMaking(governed.GovernedStrategyV2Base):
         self.config = config
         self._placed_mid: dict[str, Decimal] = {}  # executor id -> mid when it was created
         self._warned = False
+        self._direct_placed_at, self._direct_mid = -1e18, None  # quote_directly's last refresh
 
     def on_tick(self):
         cfg = self.config
-        if not self.executors_supported(cfg.connector_name):
-            if not self._warned:
-                self._warned = True
-                self.logger().error(f"{cfg.connector_name} cannot run Hummingbot executors (no trading rules or "
-                                    "order tracker): no quotes. Paper market making: `lyra-governor paper`.")
-            return
         mid = self._mid(cfg.connector_name, cfg.trading_pair)
         if not mid.is_finite() or mid <= 0:
             return  # no usable book: no quotes (the governor would refuse them anyway)
+        if not self.executors_supported(cfg.connector_name):
+            if not self._warned:
+                self._warned = True
+                self.logger().warning(f"{cfg.connector_name} cannot run Hummingbot executors (no trading rules or "
+                                      "order tracker): quoting with plain governed orders, without the triple "
+                                      "barrier. With barriers: a live connector, or `lyra-governor paper`.")
+            self.quote_directly(mid)
+            return
         reducing = self.lyra.trading_state() is TradingState.REDUCING
         executors = self.executor_orchestrator.active_executors.get(CONTROLLER_ID, [])
         busy: set[str] = set()
@@ -110,6 +114,21 @@ class LyraMarketMaking(governed.GovernedStrategyV2Base):
                     CreateExecutorAction(controller_id=CONTROLLER_ID, executor_config=config))
                 self._placed_mid[config.id] = mid
         self._store_finished(executors)
+
+    def quote_directly(self, mid: Decimal) -> None:
+        """Hummingbot's `*_paper_trade` connectors: the same ladder as plain governed limit
+        orders, cancelled and re-placed on the same refresh rule."""
+        cfg = self.config
+        age = self.current_timestamp - self._direct_placed_at
+        if not quotes.needs_refresh(self._direct_mid, mid, age, cfg.refresh_s, cfg.refresh_tolerance_bps):
+            return
+        for order in self.get_active_orders(cfg.connector_name):
+            self.cancel(cfg.connector_name, order.trading_pair, order.client_order_id)
+        if self.lyra.trading_state() is not TradingState.REDUCING:
+            for config in self.quote_configs(mid, set()):
+                place = self.buy if config.side == TradeType.BUY else self.sell
+                place(cfg.connector_name, cfg.trading_pair, config.amount, OrderType.LIMIT, config.entry_price)
+        self._direct_placed_at, self._direct_mid = self.current_timestamp, mid
 
     def _buy_back_quote(self, executors, mid: Decimal) -> Decimal:
         """Quote currency the filled sell levels need to buy back at their stop-loss (on spot

@@ -126,6 +126,31 @@ def test_market_making_orders_pass_the_governor_and_fills_reach_the_ledger(world
     assert world["gov"].ledger.exposure("paper").exchanges["binance"].deployed_usd > 0
 
 
+def test_on_hummingbots_own_paper_connector_market_making_quotes_plain_governed_orders(
+    world: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """`binance_paper_trade` in the Hummingbot terminal is this engine without trading rules or
+    an order tracker: no executors, so the ladder is quoted as plain governed limit orders."""
+    from hummingbot.connector.exchange.paper_trade.paper_trade_exchange import QuantizationParams
+    from hummingbot.connector.test_support.mock_paper_exchange import MockPaperExchange
+
+    exchange = MockPaperExchange()
+    exchange.set_balanced_order_book("BTC-USDT", 60_000, 59_000, 61_000, 10, 0.01)
+    exchange.set_quantization_param(QuantizationParams("BTC-USDT", 6, 6, 6, 6))
+    exchange.set_balance("USDT", 5_000)
+    exchange.set_balance("BTC", 0.1)
+    world["exchanges"] = {"binance_paper_trade": exchange}
+    strategy = _market_making(world)
+    assert not strategy.executors_supported("binance_paper_trade")
+    _run(world, strategy, 12)
+    assert strategy.decisions.get("ALLOWED", 0) >= 2 and exchange.limit_orders
+    assert sum("quoting with plain governed orders" in r.getMessage() for r in caplog.records) == 1
+    exchange.set_balanced_order_book("BTC-USDT", 59_700, 58_700, 60_700, 10, 0.01)  # through the bid
+    _run(world, strategy, 3)
+    fills = world["gov"].ledger.fill_rows(book="paper")
+    assert fills and fills[0]["side"] == "BUY"
+
+
 def test_orders_above_the_cap_never_reach_the_exchange(world: dict[str, Any]) -> None:
     strategy = _market_making(world, order_amount=Decimal("0.05"))  # 3,000 USD per quote, cap 1,000
     exchange = world["exchanges"]["binance_paper_trade"]

@@ -159,6 +159,63 @@ def test_flash_move_trips_the_collar(governor: Governor, propose: Propose, clock
     assert "reference" in decision.message
 
 
+def test_a_stop_loss_close_passes_the_flash_move_check_but_not_a_fat_finger_price(
+    governor: Governor, propose: Propose, clock: FakeClock
+) -> None:
+    bought = allowed(governor, propose())
+    governor.on_order_event(
+        OrderEvent(kind=OrderEventKind.FILLED, reservation_id=bought.reservation_id,
+                   filled_amount=Decimal("0.001"), fill_price=Decimal(60000))
+    )  # fmt: skip
+    for mid in [60000] * 10 + [54000]:  # a 10 % flash move
+        clock.advance(1)
+        governor.observe_market(
+            MarketSnapshot(connector="binance_paper_trade", trading_pair="BTC-USDT", timestamp=clock.now,
+                           mid_price=Decimal(mid))
+        )  # fmt: skip
+    close = {"side": Side.SELL, "mid_price": Decimal(54000), "mid_price_ts": clock.now, "reduce_only": True}
+    assert governor.review(propose(price=Decimal(53990), **close)).allowed
+    fat_finger = governor.review(propose(price=Decimal(40000), **close))
+    assert fat_finger.code is DenialCode.PRICE_COLLAR and "from mid" in fat_finger.message
+
+
+def test_reduce_only_is_judged_on_the_bots_own_position(
+    governor: Governor, propose: Propose, clock: FakeClock, settings: Settings
+) -> None:
+    # a close that reduces nothing is an ordinary order (here: it waits for a mandate) ...
+    assert governor.review(propose(side=Side.SELL, reduce_only=True)).code is DenialCode.NO_MANDATE
+    # ... and in a gradual stop it is refused
+    governor.ledger.reduce_only("gradual stop", "council")
+    governor.ladder_state(fresh=True)
+    flat = governor.review(propose(side=Side.SELL, reduce_only=True))
+    assert flat.code is DenialCode.REDUCE_ONLY and "(flat)" in flat.message
+    governor.ledger.resume("operator")
+    governor.ladder_state(fresh=True)
+    bought = allowed(governor, propose(amount=Decimal("0.002")))
+    governor.on_order_event(
+        OrderEvent(kind=OrderEventKind.FILLED, reservation_id=bought.reservation_id,
+                   filled_amount=Decimal("0.002"), fill_price=Decimal(60000))
+    )  # fmt: skip
+    # another bot on the same exchange sells: its trades do not block this bot's close
+    other = Governor.from_settings(settings, "bot-2", mandates=EnvelopeMandates(), clock=clock)
+    sold = allowed(other, propose(bot_id="bot-2", side=Side.SELL, amount=Decimal("0.002")))
+    other.on_order_event(
+        OrderEvent(kind=OrderEventKind.FILLED, reservation_id=sold.reservation_id,
+                   filled_amount=Decimal("0.002"), fill_price=Decimal(60000))
+    )  # fmt: skip
+    assert governor.ledger.exposure("paper").exchanges["binance"].deployed_usd == 0  # the shared figure
+    governor.ledger.reduce_only("gradual stop", "council")
+    governor.ladder_state(fresh=True)
+    assert governor.review(propose(side=Side.SELL, amount=Decimal("0.002"), reduce_only=True)).allowed
+    too_much = governor.review(propose(side=Side.SELL, amount=Decimal("0.003"), reduce_only=True))
+    assert too_much.code is DenialCode.REDUCE_ONLY and "long 0.002" in too_much.message
+    # a fresh governor for the same bot (a restart) reads the position back from the fills
+    restarted = Governor.from_settings(settings, "bot-1", mandates=EnvelopeMandates(), clock=clock)
+    assert restarted.review(propose(side=Side.SELL, amount=Decimal("0.002"), reduce_only=True)).allowed
+    other.close()
+    restarted.close()
+
+
 def test_order_rate_and_open_order_limits(
     settings: Settings, clock: FakeClock, mandates: EnvelopeMandates, propose: Propose
 ) -> None:
