@@ -220,11 +220,14 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         )
 
     def _mid(self, connector_name: str, trading_pair: str) -> Decimal:
+        connector = self.connectors.get(connector_name)
+        if connector is None:
+            return NAN
         try:
-            mid = Decimal(self.connectors[connector_name].get_mid_price(trading_pair))
+            bid, ask = _best_prices(connector, trading_pair)
         except Exception:
             return NAN
-        return mid
+        return (bid + ask) / 2
 
     # --- each tick ----------------------------------------------------------------------
 
@@ -257,8 +260,7 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         for connector_name, connector in self.connectors.items():
             for pair in self.markets.get(connector_name, ()) or _pairs_of(connector):
                 try:
-                    bid = Decimal(connector.get_price(pair, False))
-                    ask = Decimal(connector.get_price(pair, True))
+                    bid, ask = _best_prices(connector, pair)
                 except Exception:  # an empty or broken book: nothing to observe this tick
                     log.debug("no book for %s %s", connector_name, pair)
                     continue
@@ -361,6 +363,17 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
 def _reduces_exposure(side: Side, connector_name: str, position_action: PositionAction) -> bool:
     """A closing order is proposed reduce-only; the governor checks it really reduces."""
     return bool(position_action == PositionAction.CLOSE)
+
+
+def _best_prices(connector: ConnectorBase, trading_pair: str) -> tuple[Decimal, Decimal]:
+    """(best bid, best ask) read from the order book itself. Why not `get_price`: on a
+    connector with quantization it rounds through Decimal, about 20 us a call against 0.6 us,
+    and the observation wants the book's own prices, not the order-price grid."""
+    try:
+        book = connector.get_order_book(trading_pair)
+        return Decimal(str(book.get_price(False))), Decimal(str(book.get_price(True)))
+    except (AttributeError, NotImplementedError):  # a connector without a local book
+        return Decimal(connector.get_price(trading_pair, False)), Decimal(connector.get_price(trading_pair, True))
 
 
 def _is_nan(value: Any) -> bool:

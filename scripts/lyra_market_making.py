@@ -142,6 +142,8 @@ class LyraMarketMaking(governed.GovernedStrategyV2Base):
         governor's remaining capacity on the exchange and its per-order limit, and the
         exchange balance the order would lock (less `keep_quote` for bids)."""
         cfg = self.config
+        if {f"{side}_{level}" for side in ("buy", "sell") for level in range(cfg.levels)} <= busy:
+            return []  # every level is quoted: nothing to size (and no capacity read) this tick
         connector = self.connectors[cfg.connector_name]
         base, quote_asset = cfg.trading_pair.split("-")
         usd = self.lyra.usd_per_quote(quote_asset) or Decimal(0)

@@ -191,6 +191,13 @@ class _PaperOrderTracker(ClientOrderTracker):  # type: ignore[misc]
         self._exchange = exchange
 
     def fetch_order(self, client_order_id: str | None = None, exchange_order_id: str | None = None) -> Any:
+        # Hummingbot's lookup copies every active and cached order into two new dicts per call;
+        # its cache keeps orders 30 *wall* seconds, hours of a replay, so look up by key first.
+        if client_order_id is not None:
+            for orders in (self._in_flight_orders, self._cached_orders, self._lost_orders):
+                order = orders.get(client_order_id)
+                if order is not None:
+                    return order
         found = super().fetch_order(client_order_id, exchange_order_id)
         if found is None and client_order_id is not None:
             found = self._exchange.adopt_resting_order(client_order_id)

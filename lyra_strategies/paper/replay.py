@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -35,7 +35,15 @@ from lyra_governor import audit
 from lyra_governor.config import Settings
 from lyra_governor.governor import Governor
 from lyra_governor.ledger import Ledger
-from lyra_governor.models import Decision, DecisionStatus, OrderEvent, OrderProposal, TradingState, new_id
+from lyra_governor.models import (
+    Decision,
+    DecisionStatus,
+    MarketSnapshot,
+    OrderEvent,
+    OrderProposal,
+    TradingState,
+    new_id,
+)
 from lyra_strategies.paper.feed import Feed, MarketSeries
 
 SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "scripts"
@@ -60,30 +68,43 @@ SCRIPTS = {
 
 
 class TimedGovernor(Governor):
-    """A governor that adds up the wall time spent inside it (the bench's governor share)."""
+    """A governor that adds up the wall time spent inside it (the bench's governor share):
+    every method a strategy calls, counted once at the outermost call."""
 
     spent_s = 0.0
+    _depth = 0
+
+    def _timed(self, method: Callable[..., Any], *args: Any) -> Any:
+        if TimedGovernor._depth:
+            return method(*args)
+        TimedGovernor._depth = 1
+        start = time.perf_counter()
+        try:
+            return method(*args)
+        finally:
+            TimedGovernor.spent_s += time.perf_counter() - start
+            TimedGovernor._depth = 0
 
     def review(self, proposal: OrderProposal) -> Decision:
-        start = time.perf_counter()
-        try:
-            return super().review(proposal)
-        finally:
-            TimedGovernor.spent_s += time.perf_counter() - start
+        return cast(Decision, self._timed(super().review, proposal))
 
     def on_order_event(self, event: OrderEvent) -> None:
-        start = time.perf_counter()
-        try:
-            super().on_order_event(event)
-        finally:
-            TimedGovernor.spent_s += time.perf_counter() - start
+        self._timed(super().on_order_event, event)
 
     def heartbeat(self) -> None:
-        start = time.perf_counter()
-        try:
-            super().heartbeat()
-        finally:
-            TimedGovernor.spent_s += time.perf_counter() - start
+        self._timed(super().heartbeat)
+
+    def capacity_usd(self, exchange: str) -> Decimal:
+        return cast(Decimal, self._timed(super().capacity_usd, exchange))
+
+    def observe_market(self, snapshot: MarketSnapshot) -> None:
+        self._timed(super().observe_market, snapshot)
+
+    def usd_per_quote(self, quote: str) -> Decimal | None:
+        return cast("Decimal | None", self._timed(super().usd_per_quote, quote))
+
+    def trading_state(self) -> TradingState:
+        return cast(TradingState, self._timed(super().trading_state))
 
 
 class PassThroughGovernor(TimedGovernor):
