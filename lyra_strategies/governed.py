@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
@@ -96,6 +97,8 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         self._reservation_of: dict[str, str] = {}
         self._denied: deque[tuple[str, str, HbOrderType]] = deque()
         self._was_halted = False
+        self._state_changed = threading.Event()  # set from the MQTT thread: re-read the store
+        self._halt_listener: Any = None
         self.decisions: dict[str, int] = {}
         self.exchange_failures = 0
         self.last_decision: Decision | None = None
@@ -234,6 +237,9 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
     def tick(self, timestamp: float) -> None:
         self._publish_denials(timestamp)
         self.lyra.heartbeat()
+        if self._state_changed.is_set():  # an MQTT halt/resume: don't wait for the cache to age
+            self._state_changed.clear()
+            self.lyra.ladder_state(fresh=True)
         state = self.lyra.trading_state()
         if state is TradingState.HALTED:
             if not self._was_halted:
@@ -253,6 +259,39 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
                 controller.start()
             return
         super().start(clock, timestamp)
+        self.start_halt_listener(_hummingbot_instance_id())
+
+    def start_halt_listener(self, instance_id: str | None = None) -> None:
+        """With `mqtt.enabled`, Lyra's retained halt message wakes this bot at once (the store is
+        re-read on the next tick, not up to 0.25 s later) and the bot announces its Hummingbot
+        instance id, so `lyra-governor halt` can send Hummingbot's own stop command to it. A
+        broker that cannot be reached is logged, not fatal: the store still carries every halt."""
+        settings = self.lyra.settings
+        if not settings.mqtt.enabled or self._halt_listener is not None:
+            return
+        from lyra_governor.mqtt import HaltListener
+
+        listener = HaltListener(
+            settings, self._on_mqtt_state, self._on_mqtt_state, instance_id=instance_id, bot_id=self.lyra.bot_id
+        )
+        try:
+            self._halt_listener = listener.start()
+        except OSError as exc:
+            log.warning(
+                "MQTT broker %s:%s unreachable (%s); halts still reach this bot through the store",
+                settings.mqtt.host,
+                settings.mqtt.port,
+                exc,
+            )
+
+    def _on_mqtt_state(self, _message: dict[str, Any]) -> None:
+        self._state_changed.set()  # runs on paho's thread: only a flag, the tick does the work
+
+    async def on_stop(self) -> None:
+        listener, self._halt_listener = self._halt_listener, None
+        if listener is not None:
+            listener.stop()
+        await super().on_stop()
 
     def observe_markets(self, timestamp: float) -> None:
         """Hand the governor each market's latest facts (its flash-move reference and the
@@ -363,6 +402,17 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
 def _reduces_exposure(side: Side, connector_name: str, position_action: PositionAction) -> bool:
     """A closing order is proposed reduce-only; the governor checks it really reduces."""
     return bool(position_action == PositionAction.CLOSE)
+
+
+def _hummingbot_instance_id() -> str | None:
+    """The running Hummingbot's `instance_id` (conf_client.yml), or None headless/offline."""
+    try:
+        from hummingbot.client.hummingbot_application import HummingbotApplication
+
+        app = HummingbotApplication._main_app  # the running one; main_application() would create one
+        return str(app.instance_id) if app is not None else None
+    except Exception:  # no application in this process
+        return None
 
 
 def _best_prices(connector: ConnectorBase, trading_pair: str) -> tuple[Decimal, Decimal]:
