@@ -97,6 +97,8 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         self._reservation_of: dict[str, str] = {}
         self._denied: deque[tuple[str, str, HbOrderType]] = deque()
         self._was_halted = False
+        self._placing: str | None = None  # the reservation whose order is being placed right now
+        self._placing_closed = False
         self._state_changed = threading.Event()  # set from the MQTT thread: re-read the store
         self._halt_listener: Any = None
         self.decisions: dict[str, int] = {}
@@ -183,14 +185,19 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
             log.debug("order denied %s: %s", decision.code, decision.message)
             return denied_id
         place = super().buy if side is Side.BUY else super().sell
+        assert decision.reservation_id is not None
+        # A paper engine executes a MARKET order inside `place`, so its fill and completion
+        # arrive before we know the order id: events during `place` belong to this reservation.
+        self._placing, self._placing_closed = decision.reservation_id, False
         try:
             order_id: str = place(connector_name, trading_pair, amount, order_type, price, position_action)
         except Exception:
-            assert decision.reservation_id is not None
             self.lyra.on_order_event(OrderEvent(kind=OrderEventKind.FAILED, reservation_id=decision.reservation_id))
             raise
-        assert decision.reservation_id is not None
-        self._reservation_of[order_id] = decision.reservation_id
+        finally:
+            self._placing = None
+        if not self._placing_closed:
+            self._reservation_of[order_id] = decision.reservation_id
         return order_id
 
     def proposal(
@@ -353,11 +360,13 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
     # --- events to the ledger -----------------------------------------------------------
 
     def _forward(self, order_id: str, kind: OrderEventKind, **fields: Any) -> None:
-        reservation_id = self._reservation_of.get(order_id)
+        reservation_id = self._reservation_of.get(order_id) or self._placing
         if reservation_id is None:
             return
-        if kind is not OrderEventKind.FILLED:
+        if kind not in (OrderEventKind.FILLED, OrderEventKind.CREATED):
             self._reservation_of.pop(order_id, None)
+            if reservation_id == self._placing:
+                self._placing_closed = True
         try:
             self.lyra.on_order_event(
                 OrderEvent(

@@ -5,10 +5,11 @@ the governor; a leg it refuses is not sent, and the other leg is not sent either
 Risk: the two legs are simultaneous and hedge each other, so there is no position to put a
 stop-loss or a time limit on while both go through; a triple barrier per leg would close one
 leg of a hedged pair. The risk is a one-sided failure: when the governor refuses the second
-leg, or the exchange fails either leg, the other leg is an unhedged position. The script then
-cancels what is left of it and closes what filled with a governed MARKET order marked
-`PositionAction.CLOSE` on the same venue (a sell is proposed reduce-only and passes in a
-gradual stop; a spot buy-back must fit the caps like any buy, see `lyra_strategies.governed`).
+leg, or a leg ends short at the exchange (failed, cancelled for lack of balance, or still open
+after `leg_timeout_s` and cancelled), what one leg filled beyond the other is an unhedged
+position. The script then cancels the rest of the pair and closes that imbalance with a
+governed MARKET order marked `PositionAction.CLOSE` on the venue it was filled on (proposed
+reduce-only: it passes in a gradual stop when it reduces the bot's own position).
 
 Run in the Hummingbot terminal: `start --script lyra_arbitrage.py --conf conf_lyra_arbitrage.yml`.
 """
@@ -36,6 +37,7 @@ class LyraArbitrageConfig(StrategyV2ConfigBase):
     taker_fee: Decimal = Decimal("0.001")
     min_profit_pct: Decimal = Decimal("0.05")
     cooldown_s: float = Field(default=5.0, ge=0)
+    leg_timeout_s: float = Field(default=10.0, gt=0)  # a leg still open after this is cancelled
 
     def update_markets(self, markets: MarketDict) -> MarketDict:
         return markets.add_or_update(self.connector_a, self.pair_a).add_or_update(self.connector_b, self.pair_b)
@@ -46,20 +48,24 @@ class Leg:
     connector: str
     pair: str
     is_buy: bool
+    amount: Decimal
     other: str  # the other leg's order id
+    placed_at: float
     filled: Decimal = Decimal(0)
-    unhedged: bool = False
-    done: bool = False  # completed or cancelled at the exchange
+    closed: Decimal = Decimal(0)  # closed again by unwind orders
+    unhedged: bool = False  # the pair is broken: fills beyond the partner's are closed
+    done: bool = False  # completed, cancelled or failed at the exchange
 
 
 class LyraArbitrage(governed.GovernedStrategyV2Base):
-    """Checks both directions each tick; takes an opportunity with two governed IOC-like limits."""
+    """Checks both directions each tick; takes an opportunity with two governed crossing limits."""
 
     def __init__(self, connectors, config: LyraArbitrageConfig, governor=None):
         super().__init__(connectors, config, governor)
         self.config = config
         self.seen = 0
         self.taken = 0
+        self.unwinds = 0
         self._last_trade = -1e18
         self._legs: dict[str, Leg] = {}  # order id -> leg, while its pair is in flight
 
@@ -80,6 +86,7 @@ class LyraArbitrage(governed.GovernedStrategyV2Base):
 
     def on_tick(self):
         cfg = self.config
+        self._expire_legs()
         a = self._venue(cfg.connector_a, cfg.pair_a)
         b = self._venue(cfg.connector_b, cfg.pair_b)
         if a is None or b is None:
@@ -99,30 +106,58 @@ class LyraArbitrage(governed.GovernedStrategyV2Base):
         )
         if amount <= 0:
             return
+        now = self.current_timestamp
         buy_id = self.buy(found.buy.connector, found.buy.trading_pair, amount, OrderType.LIMIT, found.buy_price)
         if buy_id.startswith(governed.DENIED_PREFIX):
             return
         sell_id = self.sell(found.sell.connector, found.sell.trading_pair, amount, OrderType.LIMIT, found.sell_price)
-        self._legs[buy_id] = Leg(found.buy.connector, found.buy.trading_pair, True, sell_id)
-        self._last_trade = self.current_timestamp
+        self._legs[buy_id] = Leg(found.buy.connector, found.buy.trading_pair, True, amount, sell_id, now)
+        self._last_trade = now
         if sell_id.startswith(governed.DENIED_PREFIX):
-            self._unwind(buy_id)  # the governor refused the hedge: the bought leg stands alone
+            self._break(buy_id)  # the governor refused the hedge: the bought leg stands alone
             return
-        self._legs[sell_id] = Leg(found.sell.connector, found.sell.trading_pair, False, buy_id)
+        self._legs[sell_id] = Leg(found.sell.connector, found.sell.trading_pair, False, amount, buy_id, now)
         self.taken += 1
 
-    # --- a one-sided failure: close the leg that went through ------------------------------
+    # --- a one-sided failure: close what one leg filled beyond the other -------------------
 
-    def _unwind(self, order_id: str) -> None:
+    def _expire_legs(self) -> None:
+        """Both legs are crossing limits; one still open after `leg_timeout_s` missed the
+        market: cancel it, and its cancellation breaks the pair."""
+        for order_id, leg in list(self._legs.items()):
+            if not leg.done and not leg.unhedged and self.current_timestamp - leg.placed_at > self.config.leg_timeout_s:
+                self.cancel(leg.connector, leg.pair, order_id)
+
+    def _break(self, order_id: str) -> None:
+        """Leg `order_id` ended short of its amount (refused, failed, cancelled or expired):
+        stop its partner and close the imbalance. Idempotent."""
         leg = self._legs.get(order_id)
-        if leg is None or leg.unhedged:
+        if leg is None:
             return
-        leg.unhedged = True
-        self.cancel(leg.connector, leg.pair, order_id)  # whatever has not filled yet
-        if leg.filled > 0:
-            self._close(leg, leg.filled)
+        partner = self._legs.get(leg.other)
+        if not leg.unhedged:
+            leg.unhedged = True
+            self.unwinds += 1
+            if partner is not None:
+                partner.unhedged = True
+                if not partner.done:
+                    self.cancel(partner.connector, partner.pair, leg.other)
+            elif not leg.done:
+                self.cancel(leg.connector, leg.pair, order_id)  # no partner was ever sent
+        self._rebalance(leg, partner)
+
+    def _rebalance(self, leg: Leg, partner: Leg | None) -> None:
+        """Whatever one leg holds beyond the other is an unhedged position: close it with a
+        governed MARKET order marked as a close, on the venue it was filled on."""
+        held = leg.filled - leg.closed
+        hedged = partner.filled - partner.closed if partner is not None else Decimal(0)
+        if held > hedged:
+            self._close(leg, held - hedged)
+        elif partner is not None and hedged > held:
+            self._close(partner, hedged - held)
 
     def _close(self, leg: Leg, amount: Decimal) -> None:
+        leg.closed += amount
         place = self.sell if leg.is_buy else self.buy
         place(leg.connector, leg.pair, amount, OrderType.MARKET, Decimal("NaN"), PositionAction.CLOSE)
 
@@ -133,34 +168,34 @@ class LyraArbitrage(governed.GovernedStrategyV2Base):
             return
         leg.filled += Decimal(event.amount)
         if leg.unhedged:
-            self._close(leg, Decimal(event.amount))
+            self._rebalance(leg, self._legs.get(leg.other))
 
     def did_fail_order(self, event):
         super().did_fail_order(event)
-        leg = self._legs.pop(event.order_id, None)
-        if leg is not None:
-            self._unwind(leg.other)  # this leg failed at the exchange: its partner is unhedged
+        self._ended(event.order_id)
 
     def did_cancel_order(self, event):
         super().did_cancel_order(event)
-        self._forget(event.order_id)
+        self._ended(event.order_id)
 
     def did_complete_buy_order(self, event):
         super().did_complete_buy_order(event)
-        self._forget(event.order_id)
+        self._ended(event.order_id)
 
     def did_complete_sell_order(self, event):
         super().did_complete_sell_order(event)
-        self._forget(event.order_id)
+        self._ended(event.order_id)
 
-    def _forget(self, order_id: str) -> None:
-        """A leg is kept until its partner is settled too: a partner failing later still
-        leaves this leg unhedged."""
+    def _ended(self, order_id: str) -> None:
+        """A leg is done at the exchange. Short of its amount, the pair is broken; a leg is
+        kept until its partner is done too (a partner failing later still breaks the pair)."""
         leg = self._legs.get(order_id)
         if leg is None:
             return
         leg.done = True
+        if leg.filled < leg.amount:
+            self._break(order_id)
         partner = self._legs.get(leg.other)
-        if leg.unhedged or partner is None or partner.done:
+        if partner is None or partner.done:
             self._legs.pop(order_id, None)
             self._legs.pop(leg.other, None)

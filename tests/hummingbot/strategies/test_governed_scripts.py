@@ -493,7 +493,7 @@ def _arbitrage(world: dict[str, Any]) -> Any:
 
 
 def _fills(world: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(f["connector"], f["side"]) for f in world["gov"].ledger.fill_rows(book="paper")]
+    return [(f["exchange"], f["side"]) for f in world["gov"].ledger.fill_rows(book="paper")]
 
 
 def test_arbitrage_cancels_its_first_leg_when_the_governor_refuses_the_hedge(world: dict[str, Any]) -> None:
@@ -507,3 +507,61 @@ def test_arbitrage_cancels_its_first_leg_when_the_governor_refuses_the_hedge(wor
     assert not _fills(world)
     assert not world["exchanges"]["binance_paper_trade"].limit_orders
 
+
+
+def test_arbitrage_closes_the_filled_leg_when_the_exchange_cancels_the_hedge(world: dict[str, Any]) -> None:
+    """okx cannot fill the sell (no BTC there): its paper engine cancels it. The binance buy has
+    filled, so the script closes it with a governed reduce-only MARKET sell: flat again."""
+    strategy = _arbitrage(world)
+    _warm_mandates(world)
+    okx = world["exchanges"]["okx_paper_trade"]
+    okx.set_balance("BTC", 0)
+    okx.set_balanced_order_book("BTC-USDT", 60_400, 59_400, 61_400, 10, 0.01)  # +0.5 %: an edge after fees
+    _run(world, strategy, 12)  # the paper engine executes MARKET orders 5 s after they are placed
+    assert strategy.taken == 1 and strategy.unwinds == 1
+    assert _fills(world) == [("binance", "BUY"), ("binance", "SELL")]
+    closes = [d for d in _decision_payloads(world) if d["reduce_only"]]
+    assert len(closes) == 1 and closes[0]["status"] == "ALLOWED" and closes[0]["side"] == "SELL"
+    assert abs(world["gov"]._position("paper", "binance", "BTC-USDT")) < Decimal("1e-12")  # flat (float dust)
+    assert not strategy._legs
+
+
+def test_arbitrage_cancels_a_leg_that_missed_the_market(world: dict[str, Any]) -> None:
+    """Both legs pass, but okx's book moves away before its sell can cross: after
+    `leg_timeout_s` the resting sell is cancelled and the filled buy is closed."""
+    strategy = _arbitrage(world)
+    _warm_mandates(world)
+    strategy.config.leg_timeout_s = 3
+    okx = world["exchanges"]["okx_paper_trade"]
+    okx.set_balanced_order_book("BTC-USDT", 60_400, 59_400, 61_400, 10, 0.01)
+    _run(world, strategy, 1)  # both legs placed on this tick
+    okx.set_balanced_order_book("BTC-USDT", 60_000, 59_000, 61_000, 10, 0.01)  # the bid falls under the sell
+    _run(world, strategy, 14)
+    assert strategy.taken == 1 and strategy.unwinds == 1
+    assert _fills(world) == [("binance", "BUY"), ("binance", "SELL")]
+    assert not okx.limit_orders and not strategy._legs
+
+
+def _warm_mandates(world: dict[str, Any]) -> None:
+    """The council's mandate for both markets, as after the script's first (pending) proposals."""
+    from lyra_governor.models import OrderProposal, Side
+
+    for connector in ("binance_paper_trade", "okx_paper_trade"):
+        proposal = OrderProposal(
+            bot_id="hb-test", connector=connector, trading_pair="BTC-USDT", side=Side.BUY, amount=Decimal("0.0001"),
+            price=Decimal(60_000), mid_price=Decimal(60_000), mid_price_ts=world["now"][0],
+        )  # fmt: skip
+        assert world["gov"].review(proposal).code.value == "NO_MANDATE"
+        assert world["gov"].mandates.find(proposal, Decimal(6), world["now"][0]) is not None
+
+
+def _decision_payloads(world: dict[str, Any]) -> list[dict[str, Any]]:
+    import json
+
+    import sqlalchemy as sa
+
+    from lyra_governor.store import audit_log
+
+    with world["gov"].ledger.engine.connect() as conn:
+        rows = conn.execute(sa.select(audit_log.c.payload).where(audit_log.c.event == "decision")).scalars().all()
+    return [json.loads(r) for r in rows]
