@@ -394,6 +394,10 @@ class Governor:
                 mandate = None
         if mandate is None:
             self.mandates.request(p, self._council_context(p, state, now))
+            if getattr(self.mandates, "per_order", False):
+                # per-order consensus: local voters answer inline, so this order may be covered now
+                mandate = self.mandates.find(p, notional_usd, now)
+        if mandate is None:
             return self._decision(
                 p,
                 DenialCode.NO_MANDATE,

@@ -62,14 +62,10 @@ def aggregate(
 
 
 def settled(ballots: Sequence[Ballot], weights: dict[str, float], threshold: float) -> bool:
-    """True once waiting for the remaining voters cannot lead to trading.
-
-    A CRITICAL aborts at once; and once approval cannot reach the threshold even if every
-    voter still out approves, the answer is a refusal whatever they say.
-    """
-    total = sum(weights.values()) or 1.0
-    if any(b.vote is not None and b.vote.risk is RiskLevel.CRITICAL for b in ballots):
-        return True
-    approve = sum(b.weight for b in ballots if b.vote is not None and b.vote.decision is VoteDecision.APPROVE)
-    outstanding = total - sum(b.weight for b in ballots)
-    return (approve + outstanding) / total < threshold
+    """True once waiting for the remaining voters cannot change the verdict: only a CRITICAL
+    (ABORT is final). A refusal that approvals can no longer overturn is *not* settled: a voter
+    still out may report CRITICAL or HIGH, and the emergency rules must hear it. Waiting costs
+    nothing that matters: the order already waits as PENDING and the council runs in the
+    background. `weights` and `threshold` stay in the signature for callers that weigh."""
+    del weights, threshold
+    return any(b.vote is not None and b.vote.risk is RiskLevel.CRITICAL for b in ballots)

@@ -9,6 +9,10 @@ Envelope: connector, pair, both sides, max order notional (the risk limit, scale
 PROCEED_WITH_CAUTION), max total notional, a price band around the mid, expiry at most 15
 minutes on the caller's clock. A refusal is remembered for a minute so a strategy proposing
 every tick does not turn into a council call every tick.
+
+Per-order mode (`consensus.per_order: true`): every order is its own question. The envelope
+is that one order (its side, a price band of 0.5 %, at most 60 s) and `find` consumes it, so
+the next order asks again: 8 model calls per order instead of 8 per market per 15 minutes.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ log = logging.getLogger(__name__)
 MAX_TTL_S = 900.0
 REFUSAL_BACKOFF_S = 60.0
 PRICE_BAND_PCT = Decimal(5)
+PER_ORDER_BAND_PCT = Decimal("0.5")
+PER_ORDER_TTL_S = 60.0
 
 Key = tuple[str, str]
 VerdictListener = Callable[[ConsensusResult, CouncilContext], None]
@@ -51,9 +57,17 @@ class MandateBook:
 
     # --- MandateProvider ----------------------------------------------------------------
 
+    @property
+    def per_order(self) -> bool:
+        return self.settings.consensus.per_order
+
     def find(self, proposal: OrderProposal, notional_usd: Decimal, now: float) -> Mandate | None:
-        mandate = self._mandates.get((proposal.connector, proposal.trading_pair))
+        key = (proposal.connector, proposal.trading_pair)
+        mandate = self._mandates.get(key)
         if mandate is not None and mandate.covers(proposal, notional_usd, now):
+            if self.per_order:  # one order, one consensus: used up here
+                with self._lock:
+                    self._mandates.pop(key, None)
             return mandate
         return None
 
@@ -111,13 +125,13 @@ class MandateBook:
         assert proposal is not None
         scale = Decimal(str(result.size_scale))
         mid = proposal.mid_price
-        band = mid * PRICE_BAND_PCT / 100
-        ttl = min(self.settings.consensus.mandate_ttl_s, MAX_TTL_S)
+        band = mid * (PER_ORDER_BAND_PCT if self.per_order else PRICE_BAND_PCT) / 100
+        ttl = min(self.settings.consensus.mandate_ttl_s, PER_ORDER_TTL_S if self.per_order else MAX_TTL_S)
         return Mandate(
             consensus_id=result.consensus_id,
             connector=proposal.connector,
             trading_pair=proposal.trading_pair,
-            sides=frozenset(Side),
+            sides=frozenset({proposal.side}) if self.per_order else frozenset(Side),
             max_order_notional_usd=self.settings.risk.max_order_notional_usd * scale,
             max_total_notional_usd=self.settings.consensus.mandate_max_total_usd * scale,
             price_low=mid - band,

@@ -130,9 +130,10 @@ def test_aggregation_rules() -> None:
     assert verdict is Verdict.PROCEED_WITH_CAUTION and scale == 0.5
     one_critical = [*approve_all[:7], ballot("r7", VoteDecision.APPROVE, RiskLevel.CRITICAL)]
     assert aggregate(one_critical, weights, 0.8)[0] is Verdict.ABORT
-    # settled: a CRITICAL at once; or approval out of reach
+    # settled: only a CRITICAL ends the wait; a refusal out of reach of approval still waits,
+    # because a voter still out may turn it into ABORT or a gradual stop
     assert settled([ballot("r0", VoteDecision.REJECT, RiskLevel.CRITICAL)], weights, 0.8)
-    assert settled([ballot("r0", VoteDecision.REJECT), ballot("r1", VoteDecision.REJECT)], weights, 0.8)
+    assert not settled([ballot("r0", VoteDecision.REJECT), ballot("r1", VoteDecision.REJECT)], weights, 0.8)
     assert not settled([ballot("r0", VoteDecision.REJECT)], weights, 0.8)
 
 
@@ -167,3 +168,23 @@ def test_mandate_provider_remembers_refusals(settings: Settings) -> None:
     mandate = book.find(ok, Decimal(60), 100.0)
     assert mandate is not None and mandate.expires_at - mandate.issued_at <= 900
     assert book.find(ok, Decimal(60), 100.0 + 901) is None
+
+
+def test_per_order_mode_asks_the_council_for_every_order(settings: Settings) -> None:
+    now = time.time()
+    per_order = settings.model_copy(
+        update={"consensus": settings.consensus.model_copy(update={"per_order": True})}
+    )
+    gov = Governor.from_settings(per_order, "bot-per-order")
+    gov.ledger.set_phase(3, "test", "paper")
+    for i in range(6):
+        gov.observe_market(market(timestamp=now - 6 + i))
+    decisions = [gov.review(proposal(mid_price_ts=now, price=Decimal(59990 - i))) for i in range(3)]
+    # local voters answer inline, so each order is decided on its first proposal, by its own vote
+    assert all(d.allowed for d in decisions), [d.message for d in decisions]
+    assert len({d.consensus_id for d in decisions}) == 3
+    assert gov.mandates.requests == 3  # type: ignore[attr-defined]
+    # the mandate is that one order: the other side is a new question
+    sell = gov.review(proposal(mid_price_ts=now, side=Side.SELL, price=Decimal(60010)))
+    assert sell.allowed and sell.consensus_id not in {d.consensus_id for d in decisions}
+    gov.close()
