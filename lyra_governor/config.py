@@ -78,7 +78,6 @@ class RiskSettings(_Section):
     order_rate_window_s: float = Field(default=1.0, gt=0)
     max_open_orders: int = Field(default=40, ge=1)
     stale_price_s: float = Field(default=30, gt=0)
-    reservation_ttl_s: float = Field(default=600, gt=0)
     heartbeat_timeout_s: float = Field(default=120, gt=0)
 
 
