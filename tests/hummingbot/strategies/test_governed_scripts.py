@@ -15,6 +15,7 @@ import pytest
 from lyra_governor.config import Settings
 from lyra_governor.governor import Governor
 from lyra_governor.models import DenialCode
+from tests.loops import shut_down
 
 SCRIPTS = ["lyra_market_making", "lyra_arbitrage", "lyra_rebalancer", "lyra_controllers"]
 START = 1_767_225_600.0
@@ -61,14 +62,7 @@ def world(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]:
     yield {"loop": loop, "exchanges": exchanges, "gov": gov, "now": now}
     recorder.stop()
     gov.close()
-    # Cancel the strategies' background tasks while the loop still runs: a task left to the
-    # garbage collector after close() spins in StrategyV2Base's `except Exception` retry loop.
-    pending = asyncio.all_tasks(loop)
-    for task in pending:
-        task.cancel()
-    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-    loop.close()
-    asyncio.set_event_loop(asyncio.new_event_loop())  # later tests build Hummingbot objects that want one
+    shut_down(loop)
 
 
 async def _async(fn: Any) -> Any:

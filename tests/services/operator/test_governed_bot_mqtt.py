@@ -15,6 +15,7 @@ from lyra_governor.governor import Governor
 from lyra_governor.ledger import Ledger
 from lyra_governor.models import TradingState
 from lyra_governor.mqtt import broadcast_stop
+from tests.loops import shut_down
 
 START = 1_800_000_000.0
 
@@ -80,9 +81,4 @@ def test_mqtt_halt_wakes_a_governed_bot_before_its_state_cache_ages(
         recorder.stop()
         operator.close()
         governor.close()
-        pending = asyncio.all_tasks(loop)
-        for task in pending:
-            task.cancel()
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.close()
-        asyncio.set_event_loop(asyncio.new_event_loop())
+        shut_down(loop)
