@@ -40,7 +40,8 @@ class LyraRebalancerConfig(StrategyV2ConfigBase):
 
 
 class LyraRebalancer(governed.GovernedStrategyV2Base):
-    """Every `check_every_s`: value holdings in USD, plan trades, send them at the touch."""
+    """Every `check_every_s`: cancel what the last check left unfilled, value holdings in USD,
+    plan trades, send them as limits just through the touch."""
 
     def __init__(self, connectors, config: LyraRebalancerConfig, governor=None):
         super().__init__(connectors, config, governor)
@@ -53,6 +54,9 @@ class LyraRebalancer(governed.GovernedStrategyV2Base):
             return
         self._last_check = self.current_timestamp
         connector = self.connectors[cfg.connector_name]
+        # a trade from the last check that has not filled is stale: re-plan from what is held
+        for order in self.get_active_orders(cfg.connector_name):
+            self.cancel(cfg.connector_name, order.trading_pair, order.client_order_id)
         usd = self.lyra.usd_per_quote(cfg.quote_asset)
         if usd is None:
             return

@@ -559,3 +559,34 @@ def _decision_payloads(world: dict[str, Any]) -> list[dict[str, Any]]:
     with world["gov"].ledger.engine.connect() as conn:
         rows = conn.execute(sa.select(audit_log.c.payload).where(audit_log.c.event == "decision")).scalars().all()
     return [json.loads(r) for r in rows]
+
+
+def test_rebalancer_trades_toward_its_targets_through_the_governor(world: dict[str, Any]) -> None:
+    """All cash on okx, targets 40 % BTC / 20 % ETH: governed buys of both, sized under the
+    caps, filled by the paper engine into the ledger; stale orders are cancelled each check."""
+    from hummingbot.connector.exchange.paper_trade.paper_trade_exchange import QuantizationParams
+
+    from lyra_strategies.paper.replay import load_script
+
+    okx = world["exchanges"]["okx_paper_trade"]
+    okx.set_balanced_order_book("ETH-USDT", 3_000, 2_950, 3_050, 1, 0.1)
+    okx.set_quantization_param(QuantizationParams("ETH-USDT", 6, 6, 6, 6))
+    okx.set_balance("BTC", 0)
+    okx.set_balance("ETH", 0)
+    strategy_cls, config_cls = load_script("lyra_rebalancer.py")
+    config = config_cls(check_every_s=5)
+    strategy_cls.init_markets(config)
+    strategy_cls.offline = True
+    strategy_cls.book_timestamp = None
+
+    async def build() -> Any:
+        return strategy_cls({"okx_paper_trade": okx}, config, governor=world["gov"])
+
+    strategy = world["loop"].run_until_complete(build())
+    _run(world, strategy, 16)  # first check asks the council (pending), the next ones trade
+    assert strategy.decisions.get("ALLOWED", 0) >= 2
+    bought = {f["trading_pair"] for f in world["gov"].ledger.fill_rows(book="paper") if f["side"] == "BUY"}
+    assert bought == {"BTC-USDT", "ETH-USDT"}
+    exposure = world["gov"].ledger.exposure("paper")
+    assert 0 < exposure.exchanges["okx"].used_usd <= exposure.exchanges["okx"].cap_usd
+    assert Decimal(okx.get_balance("BTC")) > 0 and Decimal(okx.get_balance("ETH")) > 0
