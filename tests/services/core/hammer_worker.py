@@ -1,7 +1,8 @@
 """One bot hammering a shared ladder: run as a separate process by the concurrency tests.
 
 Usage: python hammer_worker.py DB_URL BOT_ID N SEED
-Proposes N orders of 40-120 USD on two exchanges; fills, cancels or leaves open each allowed one.
+Proposes N orders of 40-120 USD on two exchanges; fills, cancels or leaves open each allowed one;
+then closes what it bought with reduce-only sells, judged on its own fills in the shared store.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ def main() -> None:
         None, use_env=False, db_url=db_url, risk={"order_rate_max": 10**6, "max_open_orders": 10**6}
     )
     gov = Governor.from_settings(settings, bot_id, mandates=StandingMandate())
+    gov.heartbeat()
     allowed = 0
+    bought: list[tuple[str, Decimal]] = []
     for _ in range(n):
         connector = rng.choice(["binance_paper_trade", "okx_paper_trade"])
         usd = Decimal(rng.randint(40, 120))
@@ -57,9 +60,19 @@ def main() -> None:
                     fill_price=Decimal(60000),
                 )
             )
+            bought.append((connector, amount))
         elif roll < 0.8:
             gov.on_order_event(OrderEvent(kind=OrderEventKind.CANCELLED, reservation_id=decision.reservation_id))
-    print(f"{bot_id} allowed={allowed}", flush=True)
+    closes = []
+    for connector, amount in bought:  # each fill closed on its own (each is under the order limit)
+        close = gov.review(
+            OrderProposal(
+                bot_id=bot_id, connector=connector, trading_pair="BTC-USDT", side=Side.SELL, amount=amount,
+                price=Decimal(60000), mid_price=Decimal(60000), mid_price_ts=time.time(), reduce_only=True,
+            )
+        )  # fmt: skip
+        closes.append(f"{connector}:{close.status.value}:{close.code.value if close.code else ''}")
+    print(f"{bot_id} closes={','.join(closes)} allowed={allowed}", flush=True)
     gov.close()
 
 

@@ -52,12 +52,14 @@ def _hammer(db_url: str) -> None:
     for worker, (out, err) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, err[-2000:]
         assert "allowed=" in out
+        assert "DENIED" not in out and "PENDING" not in out, out  # each bot may close its own buys
     allowed = sum(int(out.split("allowed=")[1]) for out, _ in outputs)
     exposure = ledger.exposure("paper")
     assert allowed > 8  # the bots really traded
     assert exposure.total.used_usd <= Decimal(1000)
     assert exposure.total.used_usd > Decimal(700)  # and really pushed against the cap together
     _assert_caps_hold(ledger)
+    assert {b.bot_id for b in ledger.bots()} >= {f"bot-{i}" for i in range(8)}  # heartbeats landed
     ledger.close()
 
 
