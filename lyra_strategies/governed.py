@@ -47,6 +47,7 @@ from lyra_governor.config import Settings, load_settings
 from lyra_governor.governor import Governor
 from lyra_governor.models import (
     Decision,
+    DecisionStatus,
     MarketSnapshot,
     OrderEvent,
     OrderEventKind,
@@ -102,6 +103,8 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         self._state_changed = threading.Event()  # set from the MQTT thread: re-read the store
         self._halt_listener: Any = None
         self.decisions: dict[str, int] = {}
+        #: when the governor last refused (not merely deferred) an order on (connector, pair, side)
+        self.refused_at: dict[tuple[str, str, Side], float] = {}
         self.exchange_failures = 0
         self.last_decision: Decision | None = None
         if self.offline:
@@ -180,6 +183,8 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         key = decision.code.value if decision.code else decision.status.value
         self.decisions[key] = self.decisions.get(key, 0) + 1
         if not decision.allowed:
+            if decision.status is not DecisionStatus.PENDING:  # PENDING clears itself on a later tick
+                self.refused_at[(connector_name, trading_pair, side)] = self.current_timestamp
             denied_id = f"{DENIED_PREFIX}{new_id('ord')[4:]}"
             self._denied.append((connector_name, denied_id, order_type))
             log.debug("order denied %s: %s", decision.code, decision.message)

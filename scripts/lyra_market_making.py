@@ -10,12 +10,14 @@ take-profit (a LIMIT order), stop-loss or time limit (MARKET orders). The execut
 orders through this strategy's `buy`/`sell`, so each one passes Lyra's governor (ladder caps,
 collar, rate limits, AI mandate); a denied order is never sent and the executor takes its own
 failed-order path. Closing orders are proposed reduce-only, so they pass in a gradual stop
-(a spot buy-back of a sold level is the exception; see `lyra_strategies.governed`).
+when they reduce the bot's own position (see `lyra_strategies.governed`).
 
 Each tick: levels whose open order has not filled are refreshed (stopped) when older than
 `refresh_s` or when mid moved more than `refresh_tolerance_bps` since they were placed; a
-level without a running executor gets a new one, sized from the governor's remaining capacity
-on the exchange. In a gradual stop no new level is opened and unfilled ones are stopped; filled
+level whose open order the governor refused (not merely deferred for a mandate) is stopped
+and rests for `refresh_s` instead of being retried every second; a level without a running
+executor gets a new one, sized from the governor's remaining capacity on the exchange. In a
+gradual stop no new level is opened and unfilled ones are stopped; filled
 positions keep their barriers. On a halt the governed base stops every executor and holds
 its position (nothing more is sent).
 
@@ -41,7 +43,7 @@ from hummingbot.strategy_v2.models.executor_actions import (
 )
 from pydantic import Field
 
-from lyra_governor.models import TradingState
+from lyra_governor.models import Side, TradingState
 from lyra_strategies import governed, quotes, sizing
 
 CONTROLLER_ID = "main"  # the orchestrator's bucket for a script's own executors
@@ -79,6 +81,7 @@ class LyraMarketMaking(governed.GovernedStrategyV2Base):
         self.config = config
         self._placed_mid: dict[str, Decimal] = {}  # executor id -> mid when it was created
         self._warned = False
+        self._rested_until: dict[str, float] = {}  # level id -> when a refused level may quote again
         self._direct_placed_at, self._direct_mid = -1e18, None  # quote_directly's last refresh
 
     def on_tick(self):
@@ -103,11 +106,20 @@ class LyraMarketMaking(governed.GovernedStrategyV2Base):
             if not executor.is_trading:  # its open order has not filled: refresh or keep
                 age = self.current_timestamp - executor.config.timestamp
                 placed = self._placed_mid.get(executor.config.id)
-                if reducing or quotes.needs_refresh(placed, mid, age, cfg.refresh_s, cfg.refresh_tolerance_bps):
+                side = Side.BUY if executor.config.side == TradeType.BUY else Side.SELL
+                refused = (executor.get_custom_info().get("current_retries", 0) > 0
+                           and self.refused_at.get((cfg.connector_name, cfg.trading_pair, side), -1.0)
+                           >= executor.config.timestamp)
+                if refused:  # the governor (or the exchange) refused its open order: rest the level
+                    self._rested_until[executor.config.level_id] = self.current_timestamp + cfg.refresh_s
+                if reducing or refused or quotes.needs_refresh(placed, mid, age, cfg.refresh_s,
+                                                               cfg.refresh_tolerance_bps):
                     self.executor_orchestrator.execute_action(
                         StopExecutorAction(controller_id=CONTROLLER_ID, executor_id=executor.config.id))
                     continue
             busy.add(executor.config.level_id)
+        # a refused level waits one refresh period instead of being retried every second
+        busy |= {level for level, until in self._rested_until.items() if self.current_timestamp < until}
         if not reducing:
             for config in self.quote_configs(mid, busy, self._buy_back_quote(executors, mid)):
                 self.executor_orchestrator.execute_action(

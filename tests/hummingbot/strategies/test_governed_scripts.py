@@ -590,3 +590,15 @@ def test_rebalancer_trades_toward_its_targets_through_the_governor(world: dict[s
     exposure = world["gov"].ledger.exposure("paper")
     assert 0 < exposure.exchanges["okx"].used_usd <= exposure.exchanges["okx"].cap_usd
     assert Decimal(okx.get_balance("BTC")) > 0 and Decimal(okx.get_balance("ETH")) > 0
+
+
+def test_a_refused_quote_level_rests_instead_of_retrying_every_second(world: dict[str, Any]) -> None:
+    """A 10 % flash move: the collar refuses the quotes. Each level rests `refresh_s` after a
+    refusal, so 20 s of the move cost a few denials per level, not one per level per second."""
+    strategy = _market_making(world, refresh_s=5)
+    _run(world, strategy, 8)  # quoting normally; the governor has its reference mid
+    world["exchanges"]["binance_paper_trade"].set_balanced_order_book("BTC-USDT", 54_000, 53_000, 55_000, 10, 0.01)
+    before = strategy.decisions.get("PRICE_COLLAR", 0)
+    _run(world, strategy, 20)
+    refused = strategy.decisions.get("PRICE_COLLAR", 0) - before
+    assert 2 <= refused <= 2 * (20 // 5 + 1), refused  # buy_0 and sell_0, once per rest period at most
