@@ -106,6 +106,7 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         #: when the governor last refused (not merely deferred) an order on (connector, pair, side)
         self.refused_at: dict[tuple[str, str, Side], float] = {}
         self.exchange_failures = 0
+        self._cancel_requested: set[str] = set()  # order ids this strategy asked to cancel
         self.last_decision: Decision | None = None
         if self.offline:
             from lyra_strategies.paper.backtest import run_on_backtest_clock
@@ -398,7 +399,16 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
             fee_usd=fee_usd,
         )
 
+    def cancel(self, connector_name: str, trading_pair: str, order_id: str) -> None:
+        self._cancel_requested.add(order_id)
+        super().cancel(connector_name, trading_pair, order_id)
+
     def did_cancel_order(self, event: OrderCancelledEvent) -> None:
+        if event.order_id in self._reservation_of and event.order_id not in self._cancel_requested:
+            # cancelled by the exchange, not by us (e.g. the paper engine lacking balance to fill
+            # it): the order the governor allowed did not execute, so it counts as a failure
+            self.exchange_failures += 1
+        self._cancel_requested.discard(event.order_id)
         self._forward(event.order_id, OrderEventKind.CANCELLED)
 
     def did_fail_order(self, event: MarketOrderFailureEvent) -> None:

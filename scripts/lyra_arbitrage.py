@@ -100,10 +100,17 @@ class LyraArbitrage(governed.GovernedStrategyV2Base):
         risk = self.lyra.settings.risk.max_order_notional_usd
         buy_cap = self.lyra.capacity_usd(self.lyra.settings.exchange_of(found.buy.connector))
         sell_cap = self.lyra.capacity_usd(self.lyra.settings.exchange_of(found.sell.connector))
+        buyer, seller = self.connectors[found.buy.connector], self.connectors[found.sell.connector]
+        base, quote = found.buy.trading_pair.split("-")[0], found.buy.trading_pair.split("-")[-1]
         amount = min(
             sizing.fit_to_capacity(found.amount, found.buy_price, found.buy.usd_per_quote, buy_cap, risk),
             sizing.fit_to_capacity(found.amount, found.sell_price, found.sell.usd_per_quote, sell_cap, risk),
+            # ... and what the two venues can actually settle: quote to pay here, base to sell there
+            Decimal(buyer.get_available_balance(quote)) / found.buy_price * Decimal("0.98"),
+            Decimal(seller.get_available_balance(base)) * Decimal("0.98"),
         )
+        amount = min(buyer.quantize_order_amount(found.buy.trading_pair, amount),
+                     seller.quantize_order_amount(found.sell.trading_pair, amount))
         if amount <= 0:
             return
         now = self.current_timestamp

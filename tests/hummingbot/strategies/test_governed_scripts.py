@@ -504,15 +504,18 @@ def test_arbitrage_cancels_its_first_leg_when_the_governor_refuses_the_hedge(wor
 
 
 def test_arbitrage_closes_the_filled_leg_when_the_exchange_cancels_the_hedge(world: dict[str, Any]) -> None:
-    """okx cannot fill the sell (no BTC there): its paper engine cancels it. The binance buy has
-    filled, so the script closes it with a governed reduce-only MARKET sell: flat again."""
+    """okx cannot fill the sell (its BTC went elsewhere after the order was placed): its paper
+    engine cancels it. The binance buy has filled, so the script closes it with a governed
+    reduce-only MARKET sell: flat again, and the cancel counts as an exchange failure."""
     strategy = _arbitrage(world)
     _warm_mandates(world)
     okx = world["exchanges"]["okx_paper_trade"]
-    okx.set_balance("BTC", 0)
     okx.set_balanced_order_book("BTC-USDT", 60_400, 59_400, 61_400, 10, 0.01)  # +0.5 %: an edge after fees
+    _run(world, strategy, 1)  # both legs placed
+    assert strategy.taken == 1
+    okx.set_balance("BTC", 0)
     _run(world, strategy, 12)  # the paper engine executes MARKET orders 5 s after they are placed
-    assert strategy.taken == 1 and strategy.unwinds == 1
+    assert strategy.unwinds == 1 and strategy.exchange_failures == 1
     assert _fills(world) == [("binance", "BUY"), ("binance", "SELL")]
     closes = [d for d in _decision_payloads(world) if d["reduce_only"]]
     assert len(closes) == 1 and closes[0]["status"] == "ALLOWED" and closes[0]["side"] == "SELL"
@@ -602,3 +605,16 @@ def test_a_refused_quote_level_rests_instead_of_retrying_every_second(world: dic
     _run(world, strategy, 20)
     refused = strategy.decisions.get("PRICE_COLLAR", 0) - before
     assert 2 <= refused <= 2 * (20 // 5 + 1), refused  # buy_0 and sell_0, once per rest period at most
+
+
+def test_arbitrage_sizes_to_what_both_venues_can_settle(world: dict[str, Any]) -> None:
+    """Only 0.0003 BTC on okx: the pair is sized to it, not to the 0.001 BTC the edge allows."""
+    strategy = _arbitrage(world)
+    _warm_mandates(world)
+    okx = world["exchanges"]["okx_paper_trade"]
+    okx.set_balance("BTC", 0.0003)
+    okx.set_balanced_order_book("BTC-USDT", 60_400, 59_400, 61_400, 10, 0.01)
+    _run(world, strategy, 3)
+    assert strategy.taken == 1 and strategy.exchange_failures == 0
+    amounts = {f["side"]: Decimal(f["amount"]) for f in world["gov"].ledger.fill_rows(book="paper")}
+    assert Decimal("0.0002") < amounts["BUY"] == amounts["SELL"] <= Decimal("0.000294")
