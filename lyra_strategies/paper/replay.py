@@ -54,11 +54,27 @@ BOOK_LEVELS = 40
 #: actions go through a queue to the orchestrator and need three to land in the same second.
 YIELDS_PER_TICK = 1
 
-#: Virtual balances: about $1,000 in all, split over the two exchanges.
-BALANCES = {
-    "binance_paper_trade": {"USDT": 250.0, "BTC": 0.0042},
-    "okx_paper_trade": {"USDT": 200.0, "BTC": 0.003, "ETH": 0.04},
+#: Virtual balances, about $1,000 in all. Each script trades from its own account on each
+#: exchange, as bots with their own (sub-)accounts do: one script's fills never spend the cash
+#: another set aside. The governor's caps still count every account on an exchange together.
+ACCOUNTS: dict[str, dict[str, dict[str, float]]] = {
+    "market_making": {"binance_paper_trade": {"USDT": 150.0, "BTC": 0.0025}},
+    "arbitrage": {
+        "binance_paper_trade": {"USDT": 100.0, "BTC": 0.0017},
+        "okx_paper_trade": {"USDT": 100.0, "BTC": 0.0017},
+    },
+    "rebalancer": {"okx_paper_trade": {"USDT": 100.0, "BTC": 0.0013, "ETH": 0.04}},
 }
+
+
+@dataclass
+class Account:
+    """One script's paper account on one exchange."""
+
+    role: str
+    connector: str
+    exchange: Any
+    assets: dict[str, float]
 
 SCRIPTS = {
     "market_making": ("lyra_market_making.py", "conf_lyra_market_making.yml"),
@@ -246,16 +262,22 @@ async def _replay(
     ledger = Ledger.open(settings, clock_fn)
     ledger.set_phase(3, "paper-run", "offline Phase-3 paper run on its own store")
 
-    exchanges: dict[str, Any] = {}
+    accounts = [
+        Account(role, connector, PaperExchange(), assets)
+        for role, per_exchange in ACCOUNTS.items()
+        for connector, assets in per_exchange.items()
+    ]
+    books_of: dict[str, list[Any]] = {}
+    for account in accounts:
+        books_of.setdefault(account.connector, []).append(account.exchange)
+        for asset, amount in account.assets.items():
+            account.exchange.set_balance(asset, amount)
     for series in feed.markets:
-        exchange = exchanges.setdefault(series.connector, PaperExchange())
-        _book(exchange, series, 0)
-        exchange.set_quantization_param(QuantizationParams(series.trading_pair, 6, 6, 6, 6))
-    for name, exchange in exchanges.items():
-        for asset, amount in BALANCES.get(name, {"USDT": 500.0}).items():
-            exchange.set_balance(asset, amount)
+        for exchange in books_of.get(series.connector, []):
+            _book(exchange, series, 0)
+            exchange.set_quantization_param(QuantizationParams(series.trading_pair, 6, 6, 6, 6))
 
-    recorder = start_markets_recorder(list(exchanges.values()), hb_db)
+    recorder = start_markets_recorder([a.exchange for a in accounts], hb_db)
 
     feed_index = [0]
     by_market = {(m.connector, m.trading_pair): m for m in feed.markets}
@@ -277,13 +299,15 @@ async def _replay(
         factory = TimedGovernor if governed else PassThroughGovernor
         gov = factory(settings, ledger, f"paper-{role}", _provider(settings), clock_fn, strategy_cls.__name__)
         governors.append(gov)
-        wanted = {c for c in strategy_cls.markets}
-        strategies[role] = strategy_cls({n: e for n, e in exchanges.items() if n in wanted}, config, governor=gov)
+        own = {a.connector: a.exchange for a in accounts if a.role == role}
+        missing = set(strategy_cls.markets) - set(own)
+        assert not missing, f"{role} trades on {missing} but has no paper account there"
+        strategies[role] = strategy_cls(own, config, governor=gov)
 
     end = feed.start + feed.seconds - 1
     clock = Clock(ClockMode.BACKTEST, 1.0, feed.start, end + 2)
-    for exchange in exchanges.values():
-        clock.add_iterator(exchange)
+    for account in accounts:
+        clock.add_iterator(account.exchange)
     for strategy in strategies.values():
         clock.add_iterator(strategy)
 
@@ -300,7 +324,7 @@ async def _replay(
         council_requests=0,
         ai_cost_usd=0.0,
     )
-    result.start_equity_usd = _equity(exchanges, by_market, 0)
+    result.start_equity_usd = _equity(accounts, by_market, 0)
     last_mid = {key: float(series.mid[0]) for key, series in by_market.items()}
     started = time.perf_counter()
     for i in range(feed.seconds):
@@ -312,14 +336,15 @@ async def _replay(
                 continue
             mid = float(series.mid[i])
             if abs(mid - last_mid[key]) >= mid * 2e-5 or i % 30 == 0:
-                _book(exchanges[series.connector], series, i)
+                for exchange in books_of.get(series.connector, []):
+                    _book(exchange, series, i)
                 last_mid[key] = mid
         clock.backtest_til(t)
         for _ in range(YIELDS_PER_TICK):
             await asyncio.sleep(0)
         result.ticks_run = i + 1
         if i % sample_every_s == 0 or i == feed.seconds - 1:
-            _sample(result, ledger, exchanges, by_market, i, t)
+            _sample(result, ledger, accounts, by_market, i, t)
         if progress is not None and (i % 600 == 0 or i == feed.seconds - 1):
             progress(i + 1, feed.seconds)
         # An operator's `halt` (or a council ABORT) ends the run: the bots already stopped
@@ -328,7 +353,7 @@ async def _replay(
         ladder = governors[0].ladder_state()
         if ladder.trading_state is TradingState.HALTED:
             result.halted_reason = ladder.reason or "halted"
-            _sample(result, ledger, exchanges, by_market, i, t)
+            _sample(result, ledger, accounts, by_market, i, t)
             break
 
     # close out: executors stop and hold what they bought (no more orders), open orders are
@@ -346,7 +371,7 @@ async def _replay(
                     executor.stop()
     result.wall_s = time.perf_counter() - started
     result.governor_s = TimedGovernor.spent_s
-    result.end_equity_usd = _equity(exchanges, by_market, feed.seconds - 1)
+    result.end_equity_usd = _equity(accounts, by_market, feed.seconds - 1)
     for gov in governors:
         for code, value in gov.counts.items():
             result.decisions[code] = result.decisions.get(code, 0) + value
@@ -393,15 +418,15 @@ def _provider(settings: Settings) -> Any:
     return default_mandate_provider(settings)
 
 
-def _equity(exchanges: dict[str, Any], by_market: dict[tuple[str, str], MarketSeries], i: int) -> float:
+def _equity(accounts: list[Account], by_market: dict[tuple[str, str], MarketSeries], i: int) -> float:
     total = 0.0
-    for name, exchange in exchanges.items():
-        for asset in BALANCES.get(name, {}):
-            balance = float(exchange.get_balance(asset))
+    for account in accounts:
+        for asset in account.assets:
+            balance = float(account.exchange.get_balance(asset))
             if asset in ("USDT", "USD", "USDC"):
                 total += balance
                 continue
-            series = by_market.get((name, f"{asset}-USDT"))
+            series = by_market.get((account.connector, f"{asset}-USDT"))
             if series is not None:
                 total += balance * float(series.mid[i])
     return total
@@ -410,7 +435,7 @@ def _equity(exchanges: dict[str, Any], by_market: dict[tuple[str, str], MarketSe
 def _sample(
     result: ReplayResult,
     ledger: Ledger,
-    exchanges: dict[str, Any],
+    accounts: list[Account],
     by_market: dict[tuple[str, str], MarketSeries],
     i: int,
     t: float,
@@ -420,5 +445,5 @@ def _sample(
         if scope.used_usd > scope.cap_usd + Decimal("0.000001"):
             result.limit_breaches.append(f"{name}: {scope.used_usd:.2f} > cap {scope.cap_usd:.2f} at t={t:.0f}")
     result.samples.append(
-        Sample(t, _equity(exchanges, by_market, i), float(exposure.total.used_usd), float(exposure.total.cap_usd))
+        Sample(t, _equity(accounts, by_market, i), float(exposure.total.used_usd), float(exposure.total.cap_usd))
     )
