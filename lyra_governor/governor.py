@@ -56,7 +56,7 @@ from lyra_governor.models import (
     Verdict,
     new_id,
 )
-from lyra_governor.store import HotPath, TradingStopped, reservations, to_musd, write_tx
+from lyra_governor.store import HotPath, TradingStopped, from_musd, reservations, to_musd, write_tx
 
 log = logging.getLogger(__name__)
 
@@ -619,33 +619,19 @@ class Governor:
                         now,
                     )
                     return
+                # known reservation: fills and creations were recorded above, so what is left is a
+                # completion that still finds it OPEN, or a release it is already closed for
                 mapping = row._mapping
                 payload: dict[str, Any] = {
                     "kind": event.kind.value,
                     "reservation_id": event.reservation_id,
                     "client_order_id": event.client_order_id,
                 }
-                if event.kind is OrderEventKind.FILLED:
-                    payload |= self.ledger.fill_in_tx(
-                        conn, mapping, event.filled_amount, event.fill_price, event.fee_usd, now, complete=False
-                    )
-                    payload |= {"amount": str(event.filled_amount), "price": str(event.fill_price)}
-                    if payload["complete"]:
-                        self._forget(event.reservation_id)
-                elif event.kind is OrderEventKind.CREATED:
-                    return
-                elif mapping["status"] != "OPEN":
+                if mapping["status"] != "OPEN":
                     payload["note"] = f"reservation already {mapping['status']}"
-                elif event.kind is OrderEventKind.COMPLETED:
-                    payload["released_usd"] = str(
-                        Decimal(self.ledger.release_in_tx(conn, mapping, "FILLED", now)) / Decimal(1_000_000)
-                    )
-                    self._forget(event.reservation_id)
                 else:
-                    status = {"CANCELLED": "CANCELLED", "FAILED": "FAILED", "EXPIRED": "EXPIRED"}[event.kind.value]
-                    payload["released_usd"] = str(
-                        Decimal(self.ledger.release_in_tx(conn, mapping, status, now)) / Decimal(1_000_000)
-                    )
+                    status = "FILLED" if event.kind is OrderEventKind.COMPLETED else _RELEASES[event.kind]
+                    payload["released_usd"] = str(from_musd(self.ledger.release_in_tx(conn, mapping, status, now)))
                     self._forget(event.reservation_id)
                     if event.kind is OrderEventKind.FAILED:
                         self._recent_failures.append(now)

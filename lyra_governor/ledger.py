@@ -32,7 +32,6 @@ from lyra_governor.store import (
     create_store_engine,
     describe_store_error,
     evidence,
-    fill_effect,
     fills,
     from_musd,
     ladder,
@@ -593,55 +592,6 @@ class Ledger:
             .values(status=status, reserved_musd=0, closed_at=now)
         )
         return left
-
-    def fill_in_tx(
-        self,
-        conn: Connection,
-        row: Any,
-        filled_amount: Decimal,
-        fill_price: Decimal,
-        fee_usd: Decimal,
-        now: float,
-        complete: bool,
-    ) -> dict[str, Any]:
-        """Turn (part of) a reservation into deployed capital and record the fill."""
-        effect = fill_effect(row, filled_amount, fill_price, complete)
-        notional, release, done, fully = effect.notional_musd, effect.release_musd, effect.done, effect.fully
-        left = int(row["reserved_musd"])
-        self._adjust(conn, row["book"], row["exchange"], -release, effect.deployed_delta_musd)
-        conn.execute(
-            reservations.update()
-            .where(reservations.c.reservation_id == row["reservation_id"])
-            .values(
-                reserved_musd=left - release,
-                filled_amount=str(done),
-                status="FILLED" if fully else "OPEN",
-                closed_at=now if fully else None,
-            )
-        )
-        if fully and left - release:
-            self._adjust(conn, row["book"], row["exchange"], -(left - release), 0)
-            conn.execute(
-                reservations.update()
-                .where(reservations.c.reservation_id == row["reservation_id"])
-                .values(reserved_musd=0)
-            )
-        conn.execute(
-            fills.insert().values(
-                reservation_id=row["reservation_id"],
-                bot_id=row["bot_id"],
-                book=row["book"],
-                exchange=row["exchange"],
-                trading_pair=row["trading_pair"],
-                side=row["side"],
-                amount=str(filled_amount),
-                price=str(fill_price),
-                notional_musd=notional,
-                fee_musd=to_musd(fee_usd),
-                ts=now,
-            )
-        )
-        return {"notional_usd": str(from_musd(notional)), "released_usd": str(from_musd(release)), "complete": fully}
 
     def totals_agree(self) -> tuple[bool, str]:
         """Cross-check: each scope's reserved equals the sum of its OPEN reservations."""

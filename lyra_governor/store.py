@@ -164,14 +164,14 @@ class FillEffect:
     fully: bool  # the reservation is now closed as FILLED
 
 
-def fill_effect(row: Any, filled_amount: Decimal, fill_price: Decimal, complete: bool) -> FillEffect:
-    """Shared by the ledger's SQLAlchemy path and the governor's hot path, so both count alike."""
+def fill_effect(row: Any, filled_amount: Decimal, fill_price: Decimal) -> FillEffect:
+    """The arithmetic of a fill, kept apart from the SQL that applies it (`HotPath.fill`)."""
     usd_per_quote = Decimal(row["usd_per_quote"])
     notional = to_musd(filled_amount * fill_price * usd_per_quote)
     amount = Decimal(row["amount"])
     done = Decimal(row["filled_amount"]) + filled_amount
     left = int(row["reserved_musd"])
-    fully = complete or done >= amount
+    fully = done >= amount
     if fully:
         release = left
     else:
@@ -305,10 +305,6 @@ class HotPath:
         self.sql_get_reservation = sql(
             "SELECT book, exchange, reserved_musd, status FROM lyra_reservations WHERE reservation_id = ?"
         )
-        self.sql_release_capital = sql(
-            "UPDATE lyra_capital SET reserved_musd = CASE WHEN reserved_musd < ? THEN 0 ELSE reserved_musd - ? END "
-            "WHERE scope IN (?, ?)"
-        )
         self.sql_capital = sql(
             "SELECT scope, cap_musd, reserved_musd, deployed_musd FROM lyra_capital WHERE scope LIKE ?"
         )
@@ -397,6 +393,13 @@ class HotPath:
         if self.sqlite:
             cur.execute("BEGIN IMMEDIATE")
 
+    def _begin_write(self, cur: Any) -> None:
+        """The store's write lock before anything is read: BEGIN IMMEDIATE on SQLite, the audit
+        head row locked on PostgreSQL (as `write_tx` does)."""
+        self._begin(cur)
+        if not self.sqlite:
+            cur.execute(self.sql_head)
+
     def _append(self, cur: Any, event: str, payload_json: str, actor: str, now: float) -> int:
         from lyra_governor.audit import record_hash
 
@@ -435,9 +438,7 @@ class HotPath:
         lock, so no reservation is ever written after a halt.
         """
         with self._cursor() as cur:
-            self._begin(cur)
-            if not self.sqlite:
-                cur.execute(self.sql_head)  # take the store's write lock first, as write_tx does
+            self._begin_write(cur)
             cur.execute("SELECT trading_state, reason FROM lyra_ladder WHERE id = 1")
             state, reason = cur.fetchone()
             if state == "HALTED" or (state == "REDUCING" and not reduce_only):
@@ -461,9 +462,7 @@ class HotPath:
         from lyra_governor.audit import canonical_json
 
         with self._cursor() as cur:
-            self._begin(cur)
-            if not self.sqlite:
-                cur.execute(self.sql_head)
+            self._begin_write(cur)
             cur.execute(self.sql_get_reservation, (reservation_id,))
             row = cur.fetchone()
             if row is None or row[3] != "OPEN":
@@ -471,7 +470,7 @@ class HotPath:
                 return False
             book, exchange, left = row[0], row[1], int(row[2])
             if left:
-                cur.execute(self.sql_release_capital, (left, left, f"{book}:{exchange}", f"{book}:TOTAL"))
+                cur.execute(self.sql_adjust, (left, left, 0, 0, f"{book}:{exchange}", f"{book}:TOTAL"))
             cur.execute(self.sql_close_reservation, (status, now, reservation_id))
             payload = {**payload, "released_usd": str(from_musd(left))}
             self._append(cur, "order_event", canonical_json(payload), actor, now)
@@ -488,21 +487,19 @@ class HotPath:
         actor: str,
         now: float,
     ) -> dict[str, Any] | None:
-        """A fill, as `Ledger.fill_in_tx` records it (same arithmetic, `fill_effect`), plus its
-        audit record, in one transaction. None (nothing written) for an unknown reservation."""
+        """A fill: capital turned over (`fill_effect`), the reservation updated, the fill row and
+        its audit record, in one transaction. None (nothing written) for an unknown reservation."""
         from lyra_governor.audit import canonical_json
 
         with self._cursor() as cur:
-            self._begin(cur)
-            if not self.sqlite:
-                cur.execute(self.sql_head)
+            self._begin_write(cur)
             cur.execute(self.sql_fill_row, (reservation_id,))
             found = cur.fetchone()
             if found is None:
                 self._rollback(cur)
                 return None
             row = dict(zip(FILL_ROW_COLUMNS, found, strict=True))
-            effect = fill_effect(row, filled_amount, fill_price, complete=False)
+            effect = fill_effect(row, filled_amount, fill_price)
             scopes = (f"{row['book']}:{row['exchange']}", f"{row['book']}:TOTAL")
             release, deployed = effect.release_musd, effect.deployed_delta_musd
             cur.execute(self.sql_adjust, (release, release, deployed, deployed, *scopes))
@@ -553,38 +550,32 @@ class HotPath:
                 cur.execute(self.sql_new_bot, (bot_id, now, host, pid))
             self._commit(cur)
 
+    def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """One read on the dedicated connection (PostgreSQL's implicit transaction ended)."""
+        with self._cursor() as cur:
+            cur.execute(sql, params)
+            rows = list(cur.fetchall())
+            self._end_read()
+            return rows
+
     def silent_bots_holding_capital(self, cutoff: float) -> list[str]:
         """Bots last heard before `cutoff` that still hold open reservations: a read, so the
         common case (none) costs no write lock."""
-        with self._cursor() as cur:
-            cur.execute(self.sql_silent, (cutoff,))
-            silent = [str(r[0]) for r in cur.fetchall()]
-            self._end_read()
-            return silent
+        return [str(r[0]) for r in self._query(self.sql_silent, (cutoff,))]
 
     def bot_position(self, bot_id: str, book: str, exchange: str, trading_pair: str) -> Decimal:
         """Net base amount this bot bought (+) or sold (-) on one market, from its fills."""
-        with self._cursor() as cur:
-            cur.execute(self.sql_bot_fills, (bot_id, book, exchange, trading_pair))
-            net = sum((Decimal(a) if side == "BUY" else -Decimal(a) for side, a in cur.fetchall()), Decimal(0))
-            self._end_read()
-            return net
+        rows = self._query(self.sql_bot_fills, (bot_id, book, exchange, trading_pair))
+        return sum((Decimal(a) if side == "BUY" else -Decimal(a) for side, a in rows), Decimal(0))
 
     def reservation_status(self, reservation_id: str) -> str | None:
-        with self._cursor() as cur:
-            cur.execute(self.sql_get_reservation, (reservation_id,))
-            row = cur.fetchone()
-            self._end_read()
-            return None if row is None else str(row[3])
+        rows = self._query(self.sql_get_reservation, (reservation_id,))
+        return str(rows[0][3]) if rows else None
 
     def capital_rows(self, book: str) -> list[tuple[str, int, int, int]]:
         """(scope, cap, reserved, deployed) in micro-dollars for one book, on the dedicated
         connection: what sizing and denial messages read on every tick."""
-        with self._cursor() as cur:
-            cur.execute(self.sql_capital, (f"{book}:%",))
-            rows = [(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in cur.fetchall()]
-            self._end_read()
-            return rows
+        return [(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in self._query(self.sql_capital, (f"{book}:%",))]
 
     def ladder_row(self) -> tuple[int, str, str, dict[str, int]]:
         """(phase, trading state, reason, rungs) read on the dedicated connection: the
@@ -594,8 +585,7 @@ class HotPath:
             phase, state, reason = cur.fetchone()
             cur.execute("SELECT exchange, rung FROM lyra_rungs")
             rung_rows = {str(name): int(rung) for name, rung in cur.fetchall()}
-            if not self.sqlite:
-                self._raw.rollback()  # end the read transaction psycopg opened
+            self._end_read()
             return int(phase), str(state), str(reason), rung_rows
 
     def _rollback(self, cur: Any) -> None:
