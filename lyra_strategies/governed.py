@@ -177,7 +177,7 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         decision = self.lyra.review(
             self.proposal(
                 side, connector_name, trading_pair, amount, order_type, price,
-                _reduces_exposure(side, connector_name, position_action),
+                position_action == PositionAction.CLOSE,  # the governor checks it really reduces
             )
         )
         self.last_decision = decision
@@ -421,11 +421,6 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
 
     def did_complete_sell_order(self, event: SellOrderCompletedEvent) -> None:
         self._forward(event.order_id, OrderEventKind.COMPLETED)
-
-
-def _reduces_exposure(side: Side, connector_name: str, position_action: PositionAction) -> bool:
-    """A closing order is proposed reduce-only; the governor checks it really reduces."""
-    return bool(position_action == PositionAction.CLOSE)
 
 
 def _hummingbot_instance_id() -> str | None:

@@ -76,6 +76,7 @@ class Account:
     exchange: Any
     assets: dict[str, float]
 
+
 SCRIPTS = {
     "market_making": ("lyra_market_making.py", "conf_lyra_market_making.yml"),
     "arbitrage": ("lyra_arbitrage.py", "conf_lyra_arbitrage.yml"),
