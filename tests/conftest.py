@@ -10,7 +10,7 @@ import pytest
 
 from lyra_governor.config import Settings, load_settings
 
-TIERS = ("unit", "hummingbot", "services", "e2e")
+TIERS = ("unit", "hummingbot", "services", "e2e", "live_sim")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
