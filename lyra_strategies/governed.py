@@ -248,6 +248,8 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
     # --- each tick ----------------------------------------------------------------------
 
     def tick(self, timestamp: float) -> None:
+        if self.offline:  # candles from the paper books: this second's mids, before any strategy reads them
+            self.market_data_provider.sample_candles(timestamp)
         self._publish_denials(timestamp)
         self.lyra.heartbeat()
         if self._state_changed.is_set():  # an MQTT halt/resume: don't wait for the cache to age

@@ -12,19 +12,25 @@ a quarter of an hour. Offline, therefore:
 - the position, order and grid executors are the same Hummingbot classes with one method
   changed: `_sleep(delay)` waits `delay` *simulated* seconds;
 - the market data provider tells simulated time and starts no network rate task (offline,
-  prices come from the paper books).
+  prices come from the paper books); its candles are `ReplayCandles`, resampled from each paper
+  book's mid every simulated second, a candle visible only once it has closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
+from hummingbot.data_feed.candles_feed.data_types import CandlesConfig
 from hummingbot.data_feed.market_data_provider import MarketDataProvider
+from hummingbot.strategy_v2.executors.dca_executor.dca_executor import DCAExecutor
 from hummingbot.strategy_v2.executors.grid_executor.grid_executor import GridExecutor
 from hummingbot.strategy_v2.executors.order_executor.order_executor import OrderExecutor
 from hummingbot.strategy_v2.executors.position_executor.position_executor import PositionExecutor
+from hummingbot.strategy_v2.models.base import RunnableStatus
+
+from lyra_strategies.paper.candles import ReplayCandles
 
 
 async def _simulated_sleep(executor: Any, delay: float) -> None:
@@ -48,10 +54,34 @@ class BacktestGridExecutor(GridExecutor):  # type: ignore[misc]
         await _simulated_sleep(self, delay)
 
 
+class BacktestDCAExecutor(DCAExecutor):  # type: ignore[misc]
+    """Hummingbot's DCA executor; its shutdown waits 5 s with `asyncio.sleep` (no `_sleep` to
+    override), so offline the shutdown step is this one: done once the close filled the
+    position, else (re)place the close when none is working, then wait 5 simulated seconds.
+    The paper engine needs no order polling (`PaperExchange` mirrors its events)."""
+
+    async def control_task(self) -> None:
+        if self.status != RunnableStatus.SHUTTING_DOWN:
+            await super().control_task()
+            return
+        if self.open_filled_amount - self.close_filled_amount <= self._min_close_amount():
+            self.close_execution_by(self.close_type)
+            return
+        if not self.active_close_orders:
+            self.place_close_order_and_cancel_open_orders()
+            self._current_retries += 1
+        await _simulated_sleep(self, 5.0)
+
+    def _min_close_amount(self) -> Any:
+        rules = self.connectors[self.config.connector_name].trading_rules[self.config.trading_pair]
+        return rules.min_order_size
+
+
 BACKTEST_EXECUTORS = {
     "position_executor": BacktestPositionExecutor,
     "order_executor": BacktestOrderExecutor,
     "grid_executor": BacktestGridExecutor,
+    "dca_executor": BacktestDCAExecutor,
 }
 
 
@@ -67,6 +97,36 @@ class SimulatedMarketDataProvider(MarketDataProvider):  # type: ignore[misc]
 
     def initialize_rate_sources(self, connector_pairs: list[Any]) -> None:
         return None  # offline: no exchange to ask; the paper books are the prices
+
+    def get_candles_feed(self, config: CandlesConfig) -> ReplayCandles:
+        """Hummingbot's lookup, offline: a `ReplayCandles` fed from the paper book of
+        `config.connector` (one of this strategy's connectors), never a network feed."""
+        key = self._generate_candle_feed_key(config)
+        feed = self.candles_feeds.get(key)
+        if feed is None:
+            if config.connector not in self.connectors:
+                raise ValueError(
+                    f"offline candles come from the paper books: {config.connector} is not one of this "
+                    f"strategy's connectors ({', '.join(self.connectors)})"
+                )
+            feed = ReplayCandles(config.connector, config.trading_pair, config.interval, config.max_records)
+            self.candles_feeds[key] = feed
+        elif feed.max_records < config.max_records:
+            feed.resize(config.max_records)
+        return cast(ReplayCandles, feed)
+
+    def sample_candles(self, timestamp: float) -> None:
+        """Each simulated second: every candle feed takes its book's mid at `timestamp`."""
+        for feed in self.candles_feeds.values():
+            connector = self.connectors.get(feed._connector_name)
+            try:
+                book = connector.get_order_book(feed._trading_pair) if connector is not None else None
+            except Exception:  # no book for the pair yet: nothing to sample this second
+                book = None
+            if book is None:
+                continue
+            bid, ask = book.get_price(False), book.get_price(True)
+            feed.sample(timestamp, (bid + ask) / 2)
 
 
 def run_on_backtest_clock(strategy: Any) -> None:

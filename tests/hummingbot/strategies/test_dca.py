@@ -1,0 +1,84 @@
+"""Lyra DCA on real Hummingbot: its DCAExecutor's slices and closes pass the governor."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from lyra_governor.models import DenialCode
+from tests.hummingbot.strategies.world import book, build, decisions, fills, gradual_stop, run, warm_mandates, world
+
+__all__ = ["world"]
+BINANCE = "binance_paper_trade"
+
+
+def _dca(world: dict[str, Any], **overrides: Any) -> Any:
+    warm_mandates(world, [BINANCE])
+    return build(world, "lyra_dca.py", [BINANCE], **{"cooldown_s": 10_000, **overrides})
+
+
+def _executor(strategy: Any) -> Any:
+    return strategy.executor_orchestrator.active_executors["main"][-1]
+
+
+def test_dca_buys_in_slices_and_takes_profit_reduce_only(world: dict[str, Any]) -> None:
+    strategy = _dca(world, levels=3, level_step_pct=Decimal("0.002"), total_amount_quote=Decimal(90))
+    run(world, strategy, 5)
+    resting = world["exchanges"][BINANCE].limit_orders
+    assert len(resting) == 3 and all(o.client_order_id in strategy._reservation_of for o in resting)
+    assert sorted(float(o.price) for o in resting) == [59_640.0, 59_760.0, 59_880.0]
+    book(world, BINANCE, 59_700)  # through the first two slices
+    run(world, strategy, 3)
+    assert [f["side"] for f in fills(world)] == ["BUY", "BUY"]
+    book(world, BINANCE, 60_200)  # +0.8 % over the average entry: take profit
+    run(world, strategy, 12)
+    executor = _executor(strategy)
+    assert executor.close_type is not None and executor.close_type.name == "TAKE_PROFIT"
+    sides = [f["side"] for f in fills(world)]
+    assert sides == ["BUY", "BUY", "SELL"]
+    closes = [d for d in decisions(world) if d["reduce_only"]]
+    assert len(closes) == 1 and closes[0]["status"] == "ALLOWED"
+    assert abs(world["gov"]._position("paper", "binance", "BTC-USDT")) < Decimal("1e-9")
+
+
+def test_dca_slices_outside_the_collar_never_reach_the_exchange(world: dict[str, Any]) -> None:
+    strategy = _dca(world, levels=3, level_step_pct=Decimal("0.02"))  # -2 %, -4 %, -6 %
+    run(world, strategy, 8)
+    assert strategy.decisions.get("PRICE_COLLAR", 0) >= 1
+    prices = [float(o.price) for o in world["exchanges"][BINANCE].limit_orders]
+    assert prices == [58_800.0]  # only the slice inside the 3 % collar rests
+
+
+def test_dca_sizes_from_the_governors_capacity(world: dict[str, Any]) -> None:
+    strategy = _dca(world, levels=2, total_amount_quote=Decimal(100_000))
+    world["exchanges"][BINANCE].set_balance("USDT", 100_000)
+    run(world, strategy, 5)
+    resting = world["exchanges"][BINANCE].limit_orders
+    assert len(resting) == 2
+    max_order = world["gov"].settings.risk.max_order_notional_usd
+    assert all(Decimal(o.quantity) * Decimal(o.price) <= max_order for o in resting)
+    assert strategy.decisions.get("MAX_ORDER_NOTIONAL", 0) == 0  # sized to pass, not refused
+    direct = strategy.buy(BINANCE, "BTC-USDT", Decimal("0.05"), _limit(), Decimal(59_900))
+    assert direct.startswith("lyra-denied-") and strategy.last_decision.code is DenialCode.MAX_ORDER_NOTIONAL
+
+
+def test_dca_in_a_gradual_stop_cancels_its_slices_and_closes_reduce_only(world: dict[str, Any]) -> None:
+    strategy = _dca(world, levels=3, level_step_pct=Decimal("0.002"))
+    run(world, strategy, 5)
+    book(world, BINANCE, 59_850)  # the first slice fills
+    run(world, strategy, 3)
+    assert [f["side"] for f in fills(world)] == ["BUY"]
+    gradual_stop(world)
+    run(world, strategy, 12)
+    assert [f["side"] for f in fills(world)] == ["BUY", "SELL"]  # closed through the governor
+    assert not world["exchanges"][BINANCE].limit_orders  # the other slices were cancelled
+    assert not [e for e in strategy.executor_orchestrator.active_executors["main"] if e.is_active]
+    assert strategy.dca_config() is None  # no new DCA in a gradual stop
+    refused = strategy.buy(BINANCE, "BTC-USDT", Decimal("0.0005"), _limit(), Decimal(59_800))
+    assert refused.startswith("lyra-denied-") and strategy.last_decision.code is DenialCode.REDUCE_ONLY
+
+
+def _limit() -> Any:
+    from hummingbot.core.data_type.common import OrderType
+
+    return OrderType.LIMIT
