@@ -84,8 +84,11 @@ class RiskSettings(_Section):
 class RoleSettings(_Section):
     name: str = Field(min_length=1, max_length=64)
     model: str = Field(min_length=1)
+    # Tried in order when `model` is gone from OpenRouter's catalogue or answers 404 (retired).
+    fallbacks: list[str] = Field(default_factory=list, max_length=8)
     weight: float = Field(default=1.0, gt=0)
-    response_format: Literal["json_schema", "json_object"] = "json_schema"
+    # auto: json_schema where the catalogue lists structured_outputs, json_object elsewhere.
+    response_format: Literal["auto", "json_schema", "json_object"] = "auto"
     prompt: str = Field(min_length=1)
 
 
@@ -97,6 +100,9 @@ class ConsensusSettings(_Section):
     mandate_max_total_usd: Decimal = Field(default=Decimal("10000"), gt=0)
     daily_budget_usd: float = Field(default=5.0, ge=0)
     openrouter_base_url: str = "https://openrouter.ai/api/v1"
+    catalogue_max_age_s: float = Field(default=3600, ge=0)  # how long a fetched model list is reused
+    # Share of the voters' weight that must answer; below it the verdict is degraded and never PROCEED.
+    quorum: float = Field(default=0.75, gt=0, le=1)
     roles: list[RoleSettings] = Field(default_factory=list)
 
     @field_validator("roles")

@@ -173,6 +173,9 @@ class Ballot(BaseModel):
     weight: float = Field(ge=0.0)
     vote: Vote | None = None
     error: str | None = None
+    # Why there is no vote, as a word: billing (402), model_gone (404), auth, rate_limited,
+    # timeout, malformed, refused, budget, network, http, not_awaited, voter_bug.
+    error_kind: str | None = None
     latency_s: float = 0.0
     cost_usd: float = 0.0
     prompt_tokens: int = 0
@@ -196,6 +199,9 @@ class ConsensusResult(BaseModel):
     response_rate: float = Field(ge=0.0, le=1.0)
     mean_confidence: float = Field(ge=0.0, le=1.0)
     size_scale: float = Field(default=1.0, ge=0.0, le=1.0)
+    # Fewer than `quorum` (share of voter weight) answered: never PROCEED, reported as degraded.
+    degraded: bool = False
+    quorum: float = Field(default=0.0, ge=0.0, le=1.0)
     reasons: list[str] = Field(default_factory=list)
     ballots: list[Ballot] = Field(default_factory=list)
     latency_s: float = 0.0

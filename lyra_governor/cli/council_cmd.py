@@ -1,4 +1,5 @@
-"""`lyra-governor council check`: the Phase-1 step — ask every role, show how the council stands."""
+"""`lyra-governor council check`: the Phase-1 step — ask every role, show how the council stands.
+`lyra-governor council models`: OpenRouter's catalogue against each role's slug and fallbacks."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ def check_cmd(
             now=time.time(),
             evidence={"check": "council responsiveness"},
         )
+        gone = council.models_gone()
         result = council.decide(context)
         ledger.audit_append(
             "council_verdict",
@@ -51,6 +53,8 @@ def check_cmd(
                 "response_rate": result.response_rate,
                 "consensus_id": result.consensus_id,
                 "cost_usd": result.cost_usd,
+                "degraded": result.degraded,
+                "models_gone": gone,
             },
             "operator",
         )
@@ -68,6 +72,9 @@ def check_cmd(
                 "latency_s": round(result.latency_s, 4),
                 "cost_usd": result.cost_usd,
                 "backend": cfg.consensus.backend,
+                "degraded": result.degraded,
+                "quorum": result.quorum,
+                "models_gone": gone,
                 "reasons": result.reasons,
                 "models": [
                     {
@@ -80,6 +87,7 @@ def check_cmd(
                         "latency_s": round(b.latency_s, 4),
                         "cost_usd": b.cost_usd,
                         "error": b.error,
+                        "error_kind": b.error_kind,
                     }
                     for b in result.ballots
                 ],
@@ -107,9 +115,82 @@ def check_cmd(
             f"verdict [bold {colour}]{result.verdict.value}[/]: agreement {result.agreement:.0%} "
             f"(threshold {result.threshold:.0%}), response rate {result.response_rate:.0%}, "
             f"mean confidence {result.mean_confidence:.0%}, {result.latency_s * 1000:.1f} ms, "
-            f"${result.cost_usd:.4f}"
+            f"${result.cost_usd:.4f}" + (" [bold red]DEGRADED[/] (quorum not met)" if result.degraded else "")
         )
-    raise typer.Exit(0 if result.verdict is Verdict.PROCEED else 1)
+        for line in gone:
+            console.print(f"[red]{line}[/]")
+    raise typer.Exit(0 if result.verdict is Verdict.PROCEED and not gone else 1)
+
+
+@council_app.command("models")
+def models_cmd(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Read OpenRouter's model list: per role, which slug it will use, context length, prices per
+    million tokens and structured-output support. Exit 1 when a role's slug and fallbacks are all
+    gone or the catalogue cannot be read."""
+    from lyra_governor.consensus.catalogue import load_catalogue, resolve_roles, role_slugs
+
+    cfg = settings(ctx)
+    catalogue, source = load_catalogue(cfg, refresh=True)
+    if catalogue is None:
+        if as_json:
+            print_json({"ok": False, "error": source, "roles": []})
+        else:
+            console.print(
+                f"[red]cannot read OpenRouter's model list: {source}[/]; check consensus.openrouter_base_url "
+                "and the network"
+            )
+        raise typer.Exit(1)
+    rows = []
+    for role, m in zip(cfg.consensus.roles, resolve_roles(cfg, catalogue), strict=True):
+        info = m.info
+        rows.append(
+            {
+                "role": m.role,
+                "configured": m.configured,
+                "fallbacks": role_slugs(role)[1:],
+                "model": m.chosen,
+                "state": m.state,
+                "missing": m.missing,
+                "context_length": info.context_length if info else None,
+                "prompt_usd_per_mtok": info.per_million("prompt") if info else None,
+                "completion_usd_per_mtok": info.per_million("completion") if info else None,
+                "structured_outputs": info.structured_outputs if info else None,
+                "response_format": m.response_format(role.response_format) if info else None,
+                "note": m.describe(),
+            }
+        )
+    gone = [r["role"] for r in rows if r["state"] == "gone"]
+    if as_json:
+        print_json({"ok": not gone, "source": source, "models_listed": len(catalogue.models), "gone": gone,
+                    "roles": rows})  # fmt: skip
+    else:
+        table = Table(title=f"OpenRouter catalogue: {source}")
+        for column in ("role", "model", "state", "context", "$/M in", "$/M out", "structured", "retired"):
+            table.add_column(column)
+        for r in rows:
+            colour = {"ok": "green", "fallback": "yellow"}.get(str(r["state"]), "red")
+            table.add_row(
+                str(r["role"]),
+                str(r["model"] or r["configured"]),
+                f"[{colour}]{r['state']}[/]",
+                f"{r['context_length']:,}" if r["context_length"] else "-",
+                _money(r["prompt_usd_per_mtok"]),
+                _money(r["completion_usd_per_mtok"]),
+                {True: "yes", False: "no", None: "-"}[r["structured_outputs"]],  # type: ignore[index]
+                ", ".join(r["missing"]) + " gone" if r["missing"] else "",  # type: ignore[arg-type]
+            )
+        console.print(table)
+        for r in rows:
+            if r["state"] != "ok":
+                console.print(f"[{'red' if r['state'] == 'gone' else 'yellow'}]{r['note']}[/]")
+    raise typer.Exit(1 if gone else 0)
+
+
+def _money(value: object) -> str:
+    return f"{value:.2f}" if isinstance(value, int | float) else "-"
 
 
 def _vault_or_none(cfg: object) -> object | None:

@@ -46,6 +46,9 @@ class FileMode:
 class Phase1Facts:
     council_response_rate: float | None = None
     council_error: str = ""
+    council_degraded: bool = False
+    council_models_gone: list[str] = field(default_factory=list)  # one sentence per role with no live slug
+    council_models_note: str = ""
     rotation_ok: bool | None = None
     rotation_detail: str = ""
     vault_present: bool = False
@@ -79,6 +82,16 @@ def phase1_checks(facts: Phase1Facts, settings: Settings) -> list[Check]:
                 data={"response_rate": rate},
             )
         )
+
+    gone = facts.council_models_gone
+    checks.append(
+        Check(
+            "council models",
+            not gone,
+            "; ".join(gone) if gone else facts.council_models_note or "every role has a live model",
+            data={"gone": gone},
+        )
+    )
 
     checks.append(
         Check(
@@ -147,6 +160,19 @@ def phase1_checks(facts: Phase1Facts, settings: Settings) -> list[Check]:
 
 
 # --- adapters --------------------------------------------------------------------------------
+
+
+def council_models(council: Any) -> tuple[list[str], str]:
+    """(roles whose slug and fallbacks are all gone, a note): from the council's voters, which
+    resolved their slugs against the catalogue when they were built."""
+    resolved = list(getattr(council, "role_models", list)())
+    if not resolved:
+        return [], "local voters: no model catalogue needed"
+    gone = [m.describe() for m in resolved if m.gone]
+    if all(m.state == "unchecked" for m in resolved):
+        return gone, "OpenRouter's catalogue could not be read: slugs unchecked (404s fall back at call time)"
+    fallbacks = [m.describe() for m in resolved if m.state == "fallback"]
+    return gone, "; ".join(fallbacks) if fallbacks else f"all {len(resolved)} roles on their configured model"
 
 
 def _vault_module() -> Any:
@@ -266,8 +292,12 @@ def collect_phase1(
     try:
         result = council.decide(CouncilContext(phase=1, question="health", now=now, note="phase-1 health ping"))
         facts.council_response_rate = float(result.response_rate)
+        facts.council_degraded = bool(getattr(result, "degraded", False))
     except Exception as exc:  # an unreachable council is a failed check, not a crash
         facts.council_error = f"{type(exc).__name__}: {exc}"[:200]
+
+    step("checking the council's models against OpenRouter's catalogue")
+    facts.council_models_gone, facts.council_models_note = council_models(council)
 
     module = vault_module if vault_module is not None else _vault_module()
     step("rotating a scratch vault")

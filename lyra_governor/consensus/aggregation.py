@@ -4,13 +4,19 @@ Rules, strictest first (DESIGN.md section 4):
 1. any CRITICAL risk                    -> ABORT (cancel all, halt)
 2. HIGH risk from > 50 % of the weight  -> GRADUAL_STOP (reduce-only)
 3. MEDIUM risk from > 30 % of the weight -> HOLD_OR_INVESTIGATE
-4. agreement below the phase threshold  -> HOLD_OR_INVESTIGATE
-5. mean confidence < 70 %               -> PROCEED_WITH_CAUTION, sizes scaled by the confidence
-6. otherwise                            -> PROCEED
+4. fewer than the quorum answered       -> HOLD_OR_INVESTIGATE, the result marked degraded
+5. agreement below the phase threshold  -> HOLD_OR_INVESTIGATE
+6. mean confidence < 70 %               -> PROCEED_WITH_CAUTION, sizes scaled by the confidence
+7. otherwise                            -> PROCEED
 
 Agreement is weighted approvals over the weight of ALL configured voters: a voter that does not
 answer counts against, so an outage can only make the council more careful. Rule 5 applies only
 once the threshold is met — low confidence never turns a refusal into a trade.
+
+Quorum (honest quorum): when the voters that answered carry less than `quorum` of the weight,
+the consultation is degraded: it can never PROCEED (the emergency rules, ABORT included, still
+apply to the answers there are), and the reason names who did not answer and why (a 402 is
+billing, a 404 a retired model), so an outage is not mistaken for a cautious council.
 """
 
 from __future__ import annotations
@@ -24,8 +30,17 @@ MEDIUM_SHARE = 0.3
 CONFIDENCE_FLOOR = 0.7
 
 
+def is_degraded(response_rate: float, quorum: float) -> bool:
+    return response_rate + 1e-9 < quorum
+
+
+def missing_voters(ballots: Sequence[Ballot]) -> str:
+    """'a (billing), b (timeout)': who did not answer, and why in one word."""
+    return ", ".join(f"{b.role} ({b.error_kind or 'no answer'})" for b in ballots if b.vote is None)
+
+
 def aggregate(
-    ballots: Sequence[Ballot], weights: dict[str, float], threshold: float
+    ballots: Sequence[Ballot], weights: dict[str, float], threshold: float, quorum: float = 0.0
 ) -> tuple[Verdict, float, float, float, float, list[str]]:
     """(verdict, agreement, response_rate, mean_confidence, size_scale, reasons)."""
     total = sum(weights.values()) or 1.0
@@ -47,6 +62,12 @@ def aggregate(
         return Verdict.GRADUAL_STOP, agreement, response_rate, confidence, 0.0, reasons
     if share[RiskLevel.MEDIUM] > MEDIUM_SHARE:
         reasons.append(f"MEDIUM risk from {share[RiskLevel.MEDIUM]:.0%} of the council")
+        return Verdict.HOLD_OR_INVESTIGATE, agreement, response_rate, confidence, 0.0, reasons
+    if is_degraded(response_rate, quorum):
+        reasons.append(
+            f"degraded: only {response_rate:.0%} of the council answered (quorum {quorum:.0%}); "
+            f"no answer from {missing_voters(ballots)}"
+        )
         return Verdict.HOLD_OR_INVESTIGATE, agreement, response_rate, confidence, 0.0, reasons
     if agreement < threshold:
         missing = [b.role for b in ballots if b.vote is None]

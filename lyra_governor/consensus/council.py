@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lyra_governor.config import Settings
-from lyra_governor.consensus.aggregation import aggregate, settled
+from lyra_governor.consensus.aggregation import aggregate, is_degraded, settled
 from lyra_governor.consensus.local import LocalVoter
 from lyra_governor.consensus.voters import Voter
 from lyra_governor.errors import ConfigError
@@ -56,15 +56,21 @@ class Council:
                 ballots.append(
                     Ballot(
                         role=voter.role.name,
-                        model=voter.role.model,
+                        model=getattr(voter, "model", voter.role.model),
                         weight=voter.role.weight,
-                        error="not awaited: the outcome was already settled",
+                        error=_NOT_AWAITED,
+                        error_kind="not_awaited",
                     )
                 )
         threshold = self.settings.threshold(context.phase)
-        verdict, agreement, response, confidence, scale, reasons = aggregate(ballots, self.weights, threshold)
+        quorum = self.settings.consensus.quorum
+        verdict, agreement, response, confidence, scale, reasons = aggregate(
+            ballots, self.weights, threshold, quorum
+        )
         cost = sum(b.cost_usd for b in ballots)
-        self.calls += sum(1 for b in ballots if not b.model.startswith("local/") and b.error != _NOT_AWAITED)
+        self.calls += sum(
+            1 for b in ballots if not b.model.startswith("local/") and b.error_kind not in _NO_CALL
+        )
         self.cost_usd += cost
         return ConsensusResult(
             phase=context.phase,
@@ -74,12 +80,22 @@ class Council:
             response_rate=round(response, 6),
             mean_confidence=round(confidence, 6),
             size_scale=scale,
+            degraded=is_degraded(response, quorum),
+            quorum=quorum,
             reasons=reasons,
             ballots=ballots,
             latency_s=time.perf_counter() - started,
             cost_usd=cost,
             decided_at=context.now or time.time(),
         )
+
+    def role_models(self) -> list[Any]:
+        """Each network voter's catalogue resolution (`catalogue.RoleModels`); [] for local voters."""
+        return [v.models for v in self.voters if hasattr(v, "models")]
+
+    def models_gone(self) -> list[str]:
+        """One sentence per role whose slug and fallbacks are all gone from the catalogue."""
+        return [m.describe() for m in self.role_models() if m.gone]
 
     def decide_local(self, context: CouncilContext) -> ConsensusResult:
         """Synchronous path for local voters (no event loop needed). All of them are asked:
@@ -114,9 +130,10 @@ class Council:
                         ballots.append(
                             Ballot(
                                 role=voter.role.name,
-                                model=voter.role.model,
+                                model=getattr(voter, "model", voter.role.model),
                                 weight=voter.role.weight,
                                 error=f"{type(exc).__name__}: {exc}",
+                                error_kind="voter_bug",
                             )
                         )
                 if settled(ballots, self.weights, threshold):
@@ -146,3 +163,4 @@ class Council:
 
 
 _NOT_AWAITED = "not awaited: the outcome was already settled"
+_NO_CALL = {"not_awaited", "model_gone", "budget"}

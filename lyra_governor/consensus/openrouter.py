@@ -12,7 +12,9 @@ Why it is built this way:
 - A pool of up to eight keys, rotated on 401 (bad key), 402 (out of credit) and 429 (rate
   limit); retries back off exponentially with full jitter and honour Retry-After, always
   inside the voter's deadline. A daily budget (UTC) stops calls once spent; spend and tokens
-  come from the response's `usage`.
+  come from the response's `usage`, or from the catalogue's prices when `usage` has no cost.
+- Slugs move: each role tries its model then its fallbacks (catalogue.py); a 404 skips to the
+  next. A 402 is billing (credit or key limit), reported as such and never as a dead model.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import os
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ import httpx
 from pydantic import ValidationError
 
 from lyra_governor.config import RoleSettings, Settings
+from lyra_governor.consensus.catalogue import Catalogue, RoleModels, load_catalogue, resolve_role
 from lyra_governor.errors import ConfigError
 from lyra_governor.models import Ballot, CouncilContext, Vote
 
@@ -63,7 +66,7 @@ class KeyPool:
     def __init__(self, keys: list[str]) -> None:
         self.keys = [k for k in keys if k][:8]
         self._index = 0
-        self._disabled: set[int] = set()  # 401/402: this key will not work today
+        self._disabled: dict[int, int] = {}  # 401/402: this key will not work today (index -> status)
         self._lock = threading.Lock()
 
     def current(self) -> tuple[int, str] | None:
@@ -78,13 +81,18 @@ class KeyPool:
     def rotate(self, index: int, status: int) -> None:
         with self._lock:
             if status in (401, 402):
-                self._disabled.add(index)
+                self._disabled[index] = status
             if self._index == index:
                 self._index = (index + 1) % max(1, len(self.keys))
 
     @property
     def left(self) -> int:
         return len(self.keys) - len(self._disabled)
+
+    @property
+    def billing_refused(self) -> int:
+        """Keys refused for billing (402: no credit on the account or the key's own limit)."""
+        return sum(1 for status in self._disabled.values() if status == 402)
 
 
 class Budget:
@@ -164,15 +172,37 @@ def parse_vote(content: str) -> Vote:
 
 
 class OpenRouterVoter:
+    """One role. It tries its catalogue-resolved slugs in order: a 404 (retired model) moves to
+    the next fallback; when none is left the ballot says `model_gone`, naming the slugs."""
+
     def __init__(
-        self, role: RoleSettings, client: SharedClient, keys: KeyPool, budget: Budget, base_backoff_s: float = 0.25
+        self,
+        role: RoleSettings,
+        client: SharedClient,
+        keys: KeyPool,
+        budget: Budget,
+        base_backoff_s: float = 0.25,
+        models: RoleModels | None = None,
+        catalogue: Catalogue | None = None,
     ) -> None:
         self.role = role
         self.client = client
         self.keys = keys
         self.budget = budget
         self.base_backoff_s = base_backoff_s
+        self.models = models or resolve_role(role, catalogue)
+        self.catalogue = catalogue
+        self.candidates = list(self.models.candidates)
+        self.retired: list[str] = list(self.models.missing)
         self.calls = 0
+
+    @property
+    def model(self) -> str:
+        return self.candidates[0] if self.candidates else self.role.model
+
+    def _mode(self) -> str:
+        info = self.catalogue.get(self.model) if self.catalogue is not None else None
+        return replace(self.models, info=info).response_format(self.role.response_format)
 
     def _body(self, context: CouncilContext, mode: str) -> dict[str, Any]:
         response_format: dict[str, Any] = (
@@ -180,8 +210,8 @@ class OpenRouterVoter:
             if mode == "json_schema"
             else {"type": "json_object"}
         )
-        return {
-            "model": self.role.model,
+        body: dict[str, Any] = {
+            "model": self.model,
             "messages": [
                 {"role": "system", "content": f"{self.role.prompt}\n\n{DATA_RULES}"},
                 {
@@ -192,39 +222,82 @@ class OpenRouterVoter:
             "response_format": response_format,
             "temperature": 0,
             "max_tokens": 300,
+            "usage": {"include": True},
         }
+        if mode == "json_schema":  # only providers that honour the schema
+            body["provider"] = {"require_parameters": True}
+        return body
 
     def _ballot(
-        self, started: float, vote: Vote | None = None, error: str | None = None, usage: dict[str, Any] | None = None
+        self,
+        started: float,
+        vote: Vote | None = None,
+        error: str | None = None,
+        usage: dict[str, Any] | None = None,
+        kind: str | None = None,
+        model: str | None = None,
     ) -> Ballot:
         usage = usage or {}
         return Ballot(
             role=self.role.name,
-            model=self.role.model,
+            model=model or self.model,
             weight=self.role.weight,
             vote=vote,
             error=error,
+            error_kind=kind if error else None,
             latency_s=time.monotonic() - started,
-            cost_usd=float(usage.get("cost") or 0.0),
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
+            cost_usd=self._cost(usage, model or self.model),
+            prompt_tokens=_int(usage.get("prompt_tokens")),
+            completion_tokens=_int(usage.get("completion_tokens")),
+        )
+
+    def _cost(self, usage: dict[str, Any], model: str) -> float:
+        """`usage.cost` when OpenRouter sent it, else tokens at the catalogue's prices."""
+        cost = usage.get("cost")
+        if isinstance(cost, int | float) and not isinstance(cost, bool) and cost >= 0:
+            return float(cost)
+        if self.catalogue is None:
+            return 0.0
+        priced = self.catalogue.cost_usd(
+            model, _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
+        )
+        return priced or 0.0
+
+    def _gone(self, started: float) -> Ballot:
+        tried = ", ".join(self.retired) or self.role.model
+        return self._ballot(
+            started,
+            error=f"model gone: {tried} retired (404 or not in the catalogue); set a current slug in "
+            f"consensus.roles[{self.role.name}].fallbacks (see `lyra-governor council models`)",
+            kind="model_gone",
+            model=self.role.model,
         )
 
     async def vote(self, context: CouncilContext, deadline_s: float) -> Ballot:
         started = time.monotonic()
         deadline = started + deadline_s
+        if not self.candidates:
+            return self._gone(started)
         if not self.budget.allows():
-            return self._ballot(started, error=f"daily budget of ${self.budget.daily_usd:.2f} spent")
-        mode = self.role.response_format
+            return self._ballot(started, error=f"daily budget of ${self.budget.daily_usd:.2f} spent", kind="budget")
+        mode = self._mode()
         attempt = 0
-        last_error = "no attempt made"
+        last_error, last_kind = "no attempt made", "timeout"
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return self._ballot(started, error=f"deadline of {deadline_s:g} s passed ({last_error})")
+                why = f"deadline of {deadline_s:g} s passed ({last_error})"
+                return self._ballot(started, error=why, kind=last_kind)
             key = self.keys.current()
             if key is None:
-                return self._ballot(started, error="every OpenRouter key was refused (401/402)")
+                if self.keys.billing_refused:
+                    return self._ballot(
+                        started,
+                        error=f"billing: OpenRouter refused {self.keys.billing_refused} key(s) with 402 (no credit "
+                        "or the key's limit reached); add credit or raise the key's limit — the model is fine",
+                        kind="billing",
+                    )
+                return self._ballot(started, error="every OpenRouter key was refused (401)", kind="auth")
             index, secret = key
             attempt += 1
             try:
@@ -236,46 +309,63 @@ class OpenRouterVoter:
                     headers={"Authorization": f"Bearer {secret}", "X-Title": "Lyra governor"},
                 )
             except (TimeoutError, httpx.TimeoutException):
-                return self._ballot(started, error=f"no answer within {deadline_s:g} s")
+                return self._ballot(started, error=f"no answer within {deadline_s:g} s", kind="timeout")
             except httpx.HTTPError as exc:
-                last_error = f"{type(exc).__name__}"
+                last_error, last_kind = f"{type(exc).__name__}", "network"
                 await self._backoff(attempt, None, deadline)
                 continue
             status = response.status_code
+            if status == 404 or (status == 400 and _invalid_model(response)):
+                self.retired.append(self.candidates.pop(0))  # retired slug: the next fallback, at once
+                if not self.candidates:
+                    return self._gone(started)
+                mode = self._mode()
+                last_error = f"{self.retired[-1]} answered HTTP {status}"
+                continue
             if status == 400 and mode == "json_schema":
                 mode = "json_object"  # the model rejects structured outputs: validate ourselves
                 last_error = "json_schema refused"
                 continue
             if status in ROTATE_ON:
                 self.keys.rotate(index, status)
-                last_error = f"HTTP {status}"
+                last_error = f"HTTP {status}" + (" (billing: out of credit)" if status == 402 else "")
+                last_kind = {402: "billing", 401: "auth"}.get(status, "rate_limited")
                 await self._backoff(attempt, response.headers.get("Retry-After"), deadline)
                 continue
             if status in RETRY_ON:
-                last_error = f"HTTP {status}"
+                last_error, last_kind = f"HTTP {status}", "http"
                 await self._backoff(attempt, response.headers.get("Retry-After"), deadline)
                 continue
             if status != 200:
-                return self._ballot(started, error=f"HTTP {status} from OpenRouter")
+                return self._ballot(started, error=f"HTTP {status} from OpenRouter", kind="http")
             return self._read(response, started)
 
     def _read(self, response: httpx.Response, started: float) -> Ballot:
         try:
             data = response.json()
         except ValueError:
-            return self._ballot(started, error="the response is not JSON")
-        usage = data.get("usage") if isinstance(data, dict) else None
+            return self._ballot(started, error="the response is not JSON", kind="malformed")
+        if not isinstance(data, dict):
+            return self._ballot(started, error="the response is not a JSON object", kind="malformed")
+        answered_by = data.get("model") if isinstance(data.get("model"), str) else None
+        usage = data.get("usage")
         usage = usage if isinstance(usage, dict) else {}
-        self.budget.add(float(usage.get("cost") or 0.0))
+        self.budget.add(self._cost(usage, answered_by or self.model))
+        if isinstance(data.get("error"), dict):  # an error after the model started: HTTP 200 with a body
+            code = data["error"].get("code")
+            kind = "billing" if code == 402 else "http"
+            return self._ballot(started, error=f"OpenRouter error {code} in the body", usage=usage, kind=kind)
         try:
             message = data["choices"][0]["message"]
             if message.get("refusal"):
-                return self._ballot(started, error="the model refused to answer", usage=usage)
+                return self._ballot(started, error="the model refused to answer", usage=usage, kind="refused")
             vote = parse_vote(str(message["content"]))
-        except (KeyError, IndexError, TypeError):
-            return self._ballot(started, error="the response has no message content", usage=usage)
+        except (KeyError, IndexError, TypeError, AttributeError):
+            return self._ballot(started, error="the response has no message content", usage=usage, kind="malformed")
         except ValidationError as exc:
-            return self._ballot(started, error=f"malformed vote ({exc.error_count()} problem(s))", usage=usage)
+            return self._ballot(
+                started, error=f"malformed vote ({exc.error_count()} problem(s))", usage=usage, kind="malformed"
+            )
         return self._ballot(started, vote=vote, usage=usage)
 
     async def _backoff(self, attempt: int, retry_after: str | None, deadline: float) -> None:
@@ -289,6 +379,19 @@ class OpenRouterVoter:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _invalid_model(response: httpx.Response) -> bool:
+    """OpenRouter answers an unknown slug with 400 "... is not a valid model ID"."""
+    try:
+        message = str(response.json().get("error", {}).get("message", ""))
+    except (ValueError, AttributeError):
+        return False
+    return "not a valid model" in message.lower()
 
 
 def load_keys(settings: Settings, vault: Any = None) -> list[str]:
@@ -319,4 +422,8 @@ def build_voters(settings: Settings, vault: Any = None) -> list[OpenRouterVoter]
     client = SharedClient(settings.consensus.openrouter_base_url.rstrip("/"))
     pool = KeyPool(keys)
     budget = Budget(Path(settings.data_dir) / "openrouter_spend.json", settings.consensus.daily_budget_usd)
-    return [OpenRouterVoter(role, client, pool, budget) for role in settings.consensus.roles]
+    catalogue, _ = load_catalogue(settings)  # None: configured order, 404s fall back at call time
+    return [
+        OpenRouterVoter(role, client, pool, budget, models=resolve_role(role, catalogue), catalogue=catalogue)
+        for role in settings.consensus.roles
+    ]

@@ -1,8 +1,11 @@
-"""A fake OpenRouter: a real HTTP server on 127.0.0.1 speaking /chat/completions.
+"""A fake OpenRouter: a real HTTP server on 127.0.0.1 speaking /chat/completions and /models.
 
-Each model's behaviour is configurable: latency, an HTTP status for the first N requests
-(429 with Retry-After, 402, 401, 500), malformed content, the vote to give, rejection of
-json_schema, and per-key refusals. Every request is recorded (model, key, body).
+`GET /models` serves a recorded catalogue (data/openrouter_models.json: the documented shape,
+a few dozen models); a slug absent from it answers chat requests with 404, as a retired model
+does. `retire(slug)` takes one out. Each model's behaviour is configurable: latency, an HTTP
+status for the first N requests (429 with Retry-After, 402, 401, 500), malformed content, the
+vote to give, rejection of json_schema, per-key refusals, and whether `usage` carries a cost.
+Every request is recorded (model, key, body).
 """
 
 from __future__ import annotations
@@ -12,7 +15,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+RECORDED_CATALOGUE = Path(__file__).with_name("data") / "openrouter_models.json"
+
+
+def recorded_catalogue() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(RECORDED_CATALOGUE.read_text(encoding="utf-8"))
+    return data
 
 APPROVE = {"decision": "APPROVE", "risk": "LOW", "confidence": 0.9, "rationale": "looks sound"}
 
@@ -27,7 +38,7 @@ class Behaviour:
     vote: dict[str, Any] = field(default_factory=lambda: dict(APPROVE))
     reject_json_schema: bool = False
     refused_keys: set[str] = field(default_factory=set)  # these keys get 401
-    cost: float = 0.0005
+    cost: float | None = 0.0005  # None: `usage` without a cost (Lyra prices it from the catalogue)
 
 
 class FakeOpenRouter:
@@ -35,6 +46,9 @@ class FakeOpenRouter:
         self.behaviour: dict[str, Behaviour] = {}
         self.default = Behaviour()
         self.requests: list[dict[str, Any]] = []
+        self.catalogue: dict[str, Any] | None = recorded_catalogue()  # None: every slug answers
+        self.catalogue_status = 200
+        self.catalogue_gets = 0
         self._lock = threading.Lock()
         fake = self
 
@@ -43,6 +57,15 @@ class FakeOpenRouter:
 
             def log_message(self, *_args: Any) -> None:
                 return None
+
+            def do_GET(self) -> None:
+                status, payload = fake.models() if self.path.rstrip("/").endswith("/models") else (404, {})
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
@@ -85,6 +108,21 @@ class FakeOpenRouter:
         with self._lock:
             return [r for r in self.requests if model is None or r["model"] == model]
 
+    def slugs(self) -> set[str]:
+        return {m["id"] for m in (self.catalogue or {}).get("data", [])}
+
+    def retire(self, *slugs: str) -> None:
+        """Take models out of the catalogue: they 404 from now on, as retired slugs do."""
+        assert self.catalogue is not None
+        self.catalogue = {"data": [m for m in self.catalogue["data"] if m["id"] not in slugs]}
+
+    def models(self) -> tuple[int, Any]:
+        with self._lock:
+            self.catalogue_gets += 1
+        if self.catalogue_status != 200:
+            return self.catalogue_status, {"error": {"code": self.catalogue_status, "message": "simulated"}}
+        return 200, self.catalogue if self.catalogue is not None else {"data": []}
+
     def answer(self, body: dict[str, Any], key: str) -> tuple[int, dict[str, str], Any]:
         model = str(body.get("model"))
         b = self.behaviour.get(model, self.default)
@@ -93,6 +131,8 @@ class FakeOpenRouter:
             self.requests.append({"model": model, "key": key, "body": body, "at": time.monotonic()})
         if b.latency_s:
             time.sleep(b.latency_s)
+        if self.catalogue is not None and model not in self.slugs():
+            return 404, {}, {"error": {"code": 404, "message": f"No endpoints found for {model}."}}
         if key in b.refused_keys:
             return 401, {}, {"error": {"code": 401, "message": "invalid key"}}
         if n < b.fail_times:
@@ -108,6 +148,7 @@ class FakeOpenRouter:
                 "id": f"gen-{n}",
                 "model": model,
                 "choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 420, "completion_tokens": 35, "total_tokens": 455, "cost": b.cost},
+                "usage": {"prompt_tokens": 420, "completion_tokens": 35, "total_tokens": 455}
+                | ({"cost": b.cost} if b.cost is not None else {}),
             },
         )

@@ -22,15 +22,15 @@ from lyra_governor.models import CouncilContext, DecisionStatus, MarketSnapshot,
 
 from .fake_openrouter import Behaviour, FakeOpenRouter
 
-MODELS = [
-    "openai/gpt-4o",
-    "anthropic/claude-3.5-sonnet",
-    "google/gemini-pro-1.5",
+MODELS = [  # the defaults' primaries, all present in the recorded catalogue
+    "openai/gpt-5.1",
+    "anthropic/claude-sonnet-4.5",
+    "google/gemini-2.5-pro",
     "meta-llama/llama-3.3-70b-instruct",
-    "mistralai/mistral-large",
-    "cohere/command-r-plus",
-    "microsoft/wizardlm-2-8x22b",
-    "qwen/qwen-2.5-72b-instruct",
+    "mistralai/mistral-large-2411",
+    "cohere/command-a",
+    "deepseek/deepseek-chat-v3.1",
+    "qwen/qwen3-235b-a22b-2507",
 ]
 
 
@@ -92,33 +92,35 @@ def test_all_models_answer_with_accounting(lyra_home: Path, fake: FakeOpenRouter
     assert all(b.prompt_tokens == 420 for b in result.ballots)  # type: ignore[attr-defined]
     assert {r["model"] for r in fake.calls()} == set(MODELS)
     schema_roles = [r for r in fake.calls() if r["body"]["response_format"]["type"] == "json_schema"]
-    assert len(schema_roles) == 3  # per config: json_schema for three roles, json_object for five
+    # response_format auto: json_schema where the catalogue lists structured_outputs (all but Llama 3.3)
+    assert len(schema_roles) == 7
+    assert all(r["body"]["provider"] == {"require_parameters": True} for r in schema_roles)
     spend = json.loads((lyra_home / "openrouter_spend.json").read_text())
     assert sum(spend.values()) == pytest.approx(0.004)
 
 
 @pytest.mark.parametrize("status", [429, 402, 401])
 def test_key_rotation(lyra_home: Path, fake: FakeOpenRouter, keys: list[str], status: int) -> None:
-    fake.behaviour["openai/gpt-4o"] = Behaviour(status=status, fail_times=1, retry_after="0.2")
+    fake.behaviour["openai/gpt-5.1"] = Behaviour(status=status, fail_times=1, retry_after="0.2")
     result = decide(or_settings(lyra_home, fake))
     assert result.response_rate == 1.0  # type: ignore[attr-defined]
-    calls = fake.calls("openai/gpt-4o")
+    calls = fake.calls("openai/gpt-5.1")
     assert len(calls) == 2 and calls[0]["key"] != calls[1]["key"]
     if status == 429:
         assert calls[1]["at"] - calls[0]["at"] >= 0.19  # Retry-After honoured
 
 
 def test_server_errors_are_retried_with_backoff(lyra_home: Path, fake: FakeOpenRouter, keys: list[str]) -> None:
-    fake.behaviour["mistralai/mistral-large"] = Behaviour(status=500, fail_times=2)
+    fake.behaviour["mistralai/mistral-large-2411"] = Behaviour(status=500, fail_times=2)
     result = decide(or_settings(lyra_home, fake))
     assert result.response_rate == 1.0  # type: ignore[attr-defined]
-    assert len(fake.calls("mistralai/mistral-large")) == 3
+    assert len(fake.calls("mistralai/mistral-large-2411")) == 3
 
 
 def test_timeout_and_malformed_answers_count_against(lyra_home: Path, fake: FakeOpenRouter, keys: list[str]) -> None:
-    fake.behaviour["google/gemini-pro-1.5"] = Behaviour(latency_s=3.0)
-    fake.behaviour["cohere/command-r-plus"] = Behaviour(content="Sure! I APPROVE this trade.")
-    fake.behaviour["qwen/qwen-2.5-72b-instruct"] = Behaviour(
+    fake.behaviour["google/gemini-2.5-pro"] = Behaviour(latency_s=3.0)
+    fake.behaviour["cohere/command-a"] = Behaviour(content="Sure! I APPROVE this trade.")
+    fake.behaviour["qwen/qwen3-235b-a22b-2507"] = Behaviour(
         content=json.dumps({"decision": "YES", "risk": "LOW", "confidence": 2, "rationale": "x"})
     )
     started = time.monotonic()
@@ -134,7 +136,7 @@ def test_timeout_and_malformed_answers_count_against(lyra_home: Path, fake: Fake
 
 
 def test_one_critical_aborts_without_waiting(lyra_home: Path, fake: FakeOpenRouter, keys: list[str]) -> None:
-    fake.behaviour["anthropic/claude-3.5-sonnet"] = Behaviour(
+    fake.behaviour["anthropic/claude-sonnet-4.5"] = Behaviour(
         vote={"decision": "REJECT", "risk": "CRITICAL", "confidence": 0.95, "rationale": "exchange insolvent"}
     )
     for model in MODELS[2:]:
@@ -146,10 +148,10 @@ def test_one_critical_aborts_without_waiting(lyra_home: Path, fake: FakeOpenRout
 
 
 def test_json_schema_refusal_falls_back_to_json_object(lyra_home: Path, fake: FakeOpenRouter, keys: list[str]) -> None:
-    fake.behaviour["openai/gpt-4o"] = Behaviour(reject_json_schema=True)
+    fake.behaviour["openai/gpt-5.1"] = Behaviour(reject_json_schema=True)
     result = decide(or_settings(lyra_home, fake))
     assert result.response_rate == 1.0  # type: ignore[attr-defined]
-    kinds = [r["body"]["response_format"]["type"] for r in fake.calls("openai/gpt-4o")]
+    kinds = [r["body"]["response_format"]["type"] for r in fake.calls("openai/gpt-5.1")]
     assert kinds == ["json_schema", "json_object"]
 
 

@@ -181,6 +181,7 @@ def test_phase1_checks(settings: Settings) -> None:
     assert all(c.passed for c in phase1_checks(good, settings))
     bad = Phase1Facts(
         council_response_rate=0.5,
+        council_models_gone=["role risk_assessor: a/b all gone from OpenRouter's catalogue"],
         rotation_ok=False,
         rotation_detail="after rotation the OLD password still opens the vault",
         vault_present=False,
@@ -198,6 +199,7 @@ def test_phase1_checks(settings: Settings) -> None:
     assert "lyra-governor vault init" in checks["vault integrity"].detail
     assert "0o644" in checks["file modes"].detail
     assert "50%" in checks["council responsiveness"].detail
+    assert "role risk_assessor" in checks["council models"].detail
 
 
 def test_gate_checks_for_paper_and_live(settings: Settings) -> None:

@@ -188,3 +188,38 @@ def test_per_order_mode_asks_the_council_for_every_order(settings: Settings) -> 
     sell = gov.review(proposal(mid_price_ts=now, side=Side.SELL, price=Decimal(60010)))
     assert sell.allowed and sell.consensus_id not in {d.consensus_id for d in decisions}
     gov.close()
+
+
+def test_honest_quorum_never_proceeds_below_it() -> None:
+    weights = {f"r{i}": 1.0 for i in range(8)}
+    missing = [
+        Ballot(role="r5", model="m", weight=1.0, error="402", error_kind="billing"),
+        Ballot(role="r6", model="m", weight=1.0, error="404", error_kind="model_gone"),
+        Ballot(role="r7", model="m", weight=1.0, error="late", error_kind="timeout"),
+    ]
+    five = [*(ballot(f"r{i}", VoteDecision.APPROVE) for i in range(5)), *missing]
+    # 5 of 8 approve = 62.5 %: meets a 60 % threshold, but 62.5 % answered is below a 75 % quorum
+    assert aggregate(five, weights, 0.6)[0] is Verdict.PROCEED  # without a quorum (old behaviour)
+    verdict, _, rate, _, scale, reasons = aggregate(five, weights, 0.6, quorum=0.75)
+    assert verdict is Verdict.HOLD_OR_INVESTIGATE and scale == 0.0 and rate == 0.625
+    assert "degraded" in reasons[0] and "r5 (billing), r6 (model_gone), r7 (timeout)" in reasons[0]
+    # degraded can still ABORT on the answers there are
+    critical = [ballot("r0", VoteDecision.REJECT, RiskLevel.CRITICAL), *missing]
+    assert aggregate(critical, weights, 0.6, quorum=0.75)[0] is Verdict.ABORT
+    # exactly at the quorum is not degraded: 6 of 8 = 75 %
+    six = [*(ballot(f"r{i}", VoteDecision.APPROVE) for i in range(6)), *missing[:2]]
+    assert aggregate(six, weights, 0.7, quorum=0.75)[0] is Verdict.PROCEED
+
+
+def test_council_marks_a_degraded_consultation(settings: Settings) -> None:
+    from lyra_governor.consensus.local import LocalVoter
+
+    class Silent(LocalVoter):
+        def vote_now(self, context: CouncilContext) -> Ballot:
+            return Ballot(role=self.role.name, model="m", weight=self.role.weight, error="x", error_kind="timeout")
+
+    roles = settings.consensus.roles
+    council = Council(settings, [*(LocalVoter(r) for r in roles[:5]), *(Silent(r) for r in roles[5:])])
+    result = council.decide(CouncilContext(phase=1, question="health", now=time.time()))
+    assert result.degraded and result.quorum == 0.75 and result.verdict is Verdict.HOLD_OR_INVESTIGATE
+    assert not Council.from_settings(settings).decide(CouncilContext(phase=1, question="health")).degraded
