@@ -201,6 +201,7 @@ class BinanceSim:
         self.orders: dict[int, Order] = {}
         self.trades: list[Trade] = []
         self.requests: list[tuple[float, str, str]] = []  # (time, method, path)
+        self.errors: list[tuple[str, str, int, Any]] = []  # (method, path, HTTP status, Binance code)
         self.faults: list[Fault] = []
         self.clock_offset_ms = 0
         self.duplicate_events = False
@@ -738,6 +739,8 @@ class BinanceSim:
         body = await request.text() if request.can_read_body else ""
         fault = self._fault_for(request.method, path)
         if fault is not None and fault.status is not None and not fault.execute_then:
+            code = fault.body.get("code") if isinstance(fault.body, dict) else None
+            self.errors.append((request.method, path, fault.status, code))
             return _json(fault.status, fault.body, fault.headers)
         if fault is not None and fault.delay_s and not fault.events_before_ack:
             await asyncio.sleep(fault.delay_s)
@@ -750,6 +753,10 @@ class BinanceSim:
             await asyncio.sleep(fault.delay_s or 0.3)
         if fault is not None and fault.execute_then and fault.status is not None:
             status, payload = fault.status, fault.body
+        if status >= 400:
+            self.errors.append(
+                (request.method, path, status, payload.get("code") if isinstance(payload, dict) else None)
+            )
         response = _json(status, payload, fault.headers if fault and fault.execute_then else {})
         await self._flush()
         return response

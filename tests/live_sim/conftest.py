@@ -5,11 +5,15 @@ A missing Hummingbot is a failure with the fix in the message, never a silent sk
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from lyra_governor.config import Settings
 from tests.live_sim.binance_sim import BinanceSim
+from tests.live_sim.governed_rig import Bot, cap_monitor, phase4_governor, probe_strategy
 from tests.live_sim.harness import Rig, binance_pointed_at
 
 
@@ -42,3 +46,26 @@ def rig(sim: BinanceSim) -> Iterator[Rig]:
         yield r
     finally:
         r.close()
+
+
+@pytest.fixture
+def bot(rig: Rig, sim: BinanceSim, settings: Settings, tmp_path: Path) -> Iterator[Bot]:
+    """A governed bot in phase 4 at rung $100 on the real connector, started and ready, with
+    Hummingbot's own trade recorder (its executors read it) on its own SQLite file."""
+    from lyra_strategies.paper.replay import start_markets_recorder
+
+    recorder = rig.run(_async(lambda: start_markets_recorder([rig.connector], tmp_path / "hb.sqlite")))
+    gov = phase4_governor(settings)
+    strategy = probe_strategy(rig, gov)
+    b = Bot(rig, sim, gov, strategy)
+    rig.monitors.append(cap_monitor(gov))
+    rig.start(strategy)
+    try:
+        yield b
+    finally:
+        recorder.stop()
+        gov.close()
+
+
+async def _async(fn: Callable[[], Any]) -> Any:
+    return fn()

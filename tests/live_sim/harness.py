@@ -74,6 +74,7 @@ class Rig:
         self.clock.add_iterator(self.connector)
         self._clock_task: asyncio.Task[Any] | None = None
         self.events: list[tuple[str, Any]] = []
+        self.monitors: list[Callable[[], None]] = []  # invariants checked on every poll of `wait`
         self._listeners: list[Any] = []
         self._listen()
 
@@ -119,6 +120,8 @@ class Rig:
         async def poll() -> Any:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
+                for monitor in self.monitors:
+                    monitor()
                 value = predicate()
                 if value:
                     return value
