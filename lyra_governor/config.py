@@ -11,6 +11,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import os
+import re
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from lyra_governor.errors import ConfigError
 
@@ -41,7 +42,7 @@ class ExchangeSettings(_Section):
         for pair in pairs:
             parts = pair.split("-")
             if len(parts) != 2 or not all(p.isalnum() and p.isupper() for p in parts):
-                raise ValueError(f"pair {pair!r} must look like BASE-QUOTE in capitals, e.g. BTC-USDT")
+                raise ValueError("each pair must look like BASE-QUOTE in capitals, e.g. BTC-USDT")
         return pairs
 
 
@@ -172,6 +173,20 @@ class Settings(BaseSettings):
     # Not a setting: where these settings came from, for error messages and `status`.
     source: str = Field(default="<embedded defaults>", exclude=True)
 
+    @field_validator("db_url")
+    @classmethod
+    def _supported_store(cls, url: str) -> str:
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        if scheme == "sqlite":
+            return url
+        if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+            return "postgresql+psycopg://" + url.split("://", 1)[1]  # the driver Lyra installs
+        shown = f"'{scheme}'" if scheme.replace("+", "").isalnum() and len(scheme) <= 20 else "this URL"
+        raise ValueError(
+            f"Lyra cannot use {shown} as its store; it supports sqlite:///<path> (one host) and "
+            "postgresql+psycopg://<user>@<host>/<database> (several hosts)"
+        )
+
     @field_validator("fx_usd")
     @classmethod
     def _fx_positive(cls, rates: dict[str, Decimal]) -> dict[str, Decimal]:
@@ -264,10 +279,22 @@ def _explain(exc: ValidationError, label: str) -> str:
         if kind == "extra_forbidden":
             lines.append(f"{label}: unknown key '{key}'; remove it or fix its spelling (see conf/lyra_governor.yml)")
         else:
-            shown = err.get("input")
-            got = "" if isinstance(shown, dict | list) else f" (got {shown!r})"
-            lines.append(f"{label}: '{key}': {err['msg']}{got}")
+            # Never the offending value: a secret pasted into the wrong setting would be echoed.
+            lines.append(f"{label}: '{key}': {err['msg']}")
     return "\n".join(lines)
+
+
+def _explain_env(exc: SettingsError) -> str:
+    """pydantic-settings could not parse a LYRA_* variable holding a whole section as JSON."""
+    found = re.search(r'field "([^"]+)"', str(exc))
+    field = found.group(1) if found else None
+    if field is None:
+        return "a LYRA_* variable could not be parsed; check the variables that hold a section as JSON"
+    var = f"LYRA_{field.upper()}"
+    return (
+        f"{var} is not a valid JSON object; give the section as JSON ({var}='{{\"key\": value}}') "
+        f"or set one key at a time ({var}__<KEY>=value)"
+    )
 
 
 def resolve_config_path(explicit: Path | str | None = None) -> Path | None:
@@ -299,4 +326,6 @@ def load_settings(path: Path | str | None = None, *, use_env: bool = True, **ove
         settings = Settings(**data) if use_env else Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, label + (" (or a LYRA_* variable)" if use_env else ""))) from None
+    except SettingsError as exc:
+        raise ConfigError(_explain_env(exc)) from None
     return settings.model_copy(update={"source": label})

@@ -26,3 +26,9 @@ class VaultError(LyraError):
     """The vault is missing, corrupted, has unsafe file modes, or the password is wrong."""
 
     exit_code = 4
+
+
+class StoreDamaged(StoreUnavailable):
+    """The store's file is damaged, is not a database, or is another application's database."""
+
+    exit_code = 3

@@ -30,11 +30,11 @@ from lyra_governor.store import (
     capital,
     create_schema,
     create_store_engine,
-    describe_store_error,
     evidence,
     fills,
     from_musd,
     ladder,
+    metadata,
     reservations,
     rungs,
     to_musd,
@@ -140,16 +140,17 @@ class Ledger:
     @classmethod
     def open(cls, settings: Settings, clock: Callable[[], float] = time.time, url: str | None = None) -> Ledger:
         """Open (and create if needed) the store named by `url` or `settings.db_url`."""
+        from lyra_governor import store_health
+
         db_url = url or settings.db_url
         try:
             engine = create_store_engine(db_url)
+            store_health.check_lyra_store(engine, db_url, metadata)  # never write into a foreign database
             create_schema(engine, clock())
-        except sa.exc.SQLAlchemyError as exc:
-            raise describe_store_error(db_url, exc) from None
-        except OSError as exc:
-            raise describe_store_error(db_url, exc) from None
-        ledger = cls(settings, engine, clock)
-        ledger._ensure_caps()
+            ledger = cls(settings, engine, clock)
+            ledger._ensure_caps()
+        except (sa.exc.SQLAlchemyError, OSError) as exc:
+            raise store_health.classify(db_url, exc) from None
         return ledger
 
     def close(self) -> None:

@@ -8,9 +8,14 @@ vault installs it with the vault's values.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import io
 import logging
 import re
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Mapping
+from typing import TextIO
 
 MASK = "***"
 # OpenRouter keys and long hex/base64 tokens that look like credentials
@@ -70,6 +75,87 @@ def install_redaction(values: Iterable[str]) -> Redactor:
     return _GLOBAL
 
 
+SECRET_ENV_WORDS = ("KEY", "SECRET", "PASSWORD", "PASSPHRASE", "TOKEN", "CREDENTIAL")
+MIN_ENV_SECRET_LEN = 8
+
+
+def secrets_from_env(environ: Mapping[str, str]) -> list[str]:
+    """Values of the variables whose names say they hold a secret (BINANCE_API_SECRET,
+    LYRA_OPENROUTER_KEY1, LYRA_VAULT_PASSWORD, LYRA_SERVER_TOKEN, LYRA_SECRET_*)."""
+    return [
+        value
+        for name, value in environ.items()
+        if len(value) >= MIN_ENV_SECRET_LEN and any(word in name.upper() for word in SECRET_ENV_WORDS)
+    ]
+
+
 def redact(text: str) -> str:
     """Scrub `text` with everything installed so far (for CLI errors, reports, status)."""
     return _GLOBAL.redact(text)
+
+
+class RedactingStream(io.TextIOBase):
+    """A text stream that scrubs what it forwards, a line at a time (a secret never holds a
+    newline, so no secret is ever split between two writes to the stream below)."""
+
+    def __init__(self, inner: TextIO, redactor: Redactor) -> None:
+        super().__init__()
+        self.inner = inner
+        self.redactor = redactor
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        cut = self._pending.rfind("\n")
+        if cut >= 0:
+            done, self._pending = self._pending[: cut + 1], self._pending[cut + 1 :]
+            self.inner.write(self.redactor.redact(done))
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            done, self._pending = self._pending, ""
+            self.inner.write(self.redactor.redact(done))
+        self.inner.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return self.inner.isatty()
+
+    def fileno(self) -> int:
+        return self.inner.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self.inner.encoding
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return self.inner.errors
+
+
+def redact_standard_streams() -> None:
+    """Route everything the process prints (rich output, errors, tracebacks) through the
+    redactor. What must show a secret on purpose (`vault get --reveal`) writes to `raw_stdout`."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not isinstance(stream, RedactingStream):
+            setattr(sys, name, RedactingStream(stream, _GLOBAL))
+    atexit.register(_flush_standard_streams)
+
+
+def _flush_standard_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+def raw_stdout() -> TextIO:
+    """The process's stdout below any redaction (for output that is the secret itself)."""
+    stream = sys.stdout
+    if isinstance(stream, RedactingStream):
+        stream.flush()
+        return stream.inner
+    return stream

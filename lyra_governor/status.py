@@ -27,7 +27,9 @@ from lyra_governor import audit, phases
 from lyra_governor.config import Settings
 from lyra_governor.errors import StoreUnavailable
 from lyra_governor.ledger import Ledger, ScopeExposure
-from lyra_governor.store import audit_log, describe_store_error
+from lyra_governor.redact import redact
+from lyra_governor.store import audit_log
+from lyra_governor.store_health import classify, is_damage
 
 UNKNOWN = "unknown"
 COUNCIL_EVENTS = ("council_verdict", "consensus")
@@ -330,7 +332,9 @@ def _section(status: dict[str, Any], name: str, build: Any) -> Any:
     except sa.exc.OperationalError:
         raise
     except Exception as exc:
-        status.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"[:300]
+        if is_damage(exc):
+            raise  # a damaged or foreign store: nothing here would be true; name the damage instead
+        status.setdefault("errors", {})[name] = redact(f"{type(exc).__name__}: {exc}")[:300]
         return UNKNOWN
 
 
@@ -378,7 +382,7 @@ def collect_status(
         status["bots"] = _section(status, "bots", lambda: _bots(settings, lg, now))
         return status
     except sa.exc.SQLAlchemyError as exc:
-        raise describe_store_error(settings.db_url, exc) from None
+        raise classify(settings.db_url, exc) from None
     finally:
         if own and ledger is not None:
             ledger.close()

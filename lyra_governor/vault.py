@@ -71,8 +71,47 @@ def _check_name(name: str) -> None:
         raise VaultError(f"invalid secret name {name!r}; use lowercase names like exchange/binance/api_key")
 
 
+# Fixed bounds for the scrypt parameters read from a file, checked before anything is derived:
+# a tampered header must not make `open` allocate gigabytes or spin for minutes. 128 * n * r
+# bytes is scrypt's memory; Lyra writes n = 2**15, r = 8, p = 1 (32 MiB).
+KDF_N_MIN, KDF_N_MAX = 2**10, 2**20
+KDF_R_MAX, KDF_P_MAX = 32, 16
+KDF_MEMORY_MAX = 256 * 2**20
+KDF_WORK_MAX = 2**24  # n * r * p
+SALT_BYTES = (16, 64)
+
+
+def check_kdf(kdf: Any, path: Path | None) -> None:
+    """Raise `VaultError` (naming the parameter, never deriving) unless `kdf` is within bounds."""
+    where, backup = (str(path), f"{path.name}.bak") if path else ("the vault", ".bak")
+    if not isinstance(kdf, dict) or kdf.get("name") != "scrypt" or not all(k in kdf for k in ("n", "r", "p", "salt")):
+        raise VaultError(f"{where}: the key-derivation parameters are damaged; restore the backup ({backup})")
+    n, r, p = kdf["n"], kdf["r"], kdf["p"]
+    problem = ""
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (n, r, p)):
+        problem = "n, r and p must be whole numbers"
+    elif not KDF_N_MIN <= n <= KDF_N_MAX or n & (n - 1):
+        problem = f"n must be a power of two from 2**10 to 2**20, not {n}"
+    elif not 1 <= r <= KDF_R_MAX:
+        problem = f"r must be from 1 to {KDF_R_MAX}, not {r}"
+    elif not 1 <= p <= KDF_P_MAX:
+        problem = f"p must be from 1 to {KDF_P_MAX}, not {p}"
+    elif 128 * n * r > KDF_MEMORY_MAX or n * r * p > KDF_WORK_MAX:
+        problem = f"n={n}, r={r}, p={p} would need more than {KDF_MEMORY_MAX >> 20} MiB or too much work"
+    else:
+        salt = _unb64(kdf["salt"], "the key-derivation salt")
+        if not SALT_BYTES[0] <= len(salt) <= SALT_BYTES[1]:
+            problem = f"the salt must hold 16 to 64 bytes, not {len(salt)}"
+    if problem:
+        raise VaultError(
+            f"{where}: the key-derivation parameters are out of bounds ({problem}): the header was altered or "
+            f"damaged; nothing was derived; restore the backup ({backup})"
+        )
+
+
 class _Keys:
     def __init__(self, password: str, kdf: dict[str, Any]) -> None:
+        check_kdf(kdf, None)
         salt = _unb64(kdf["salt"], "the key-derivation salt")
         master = Scrypt(salt=salt, length=32, n=int(kdf["n"]), r=int(kdf["r"]), p=int(kdf["p"])).derive(
             password.encode("utf-8")
@@ -118,11 +157,44 @@ class Vault:
         doc = _read(path)
         keys = _Keys(password, doc["kdf"])
         if not hmac.compare_digest(keys.check, str(doc["check"])):
-            raise VaultError(f"wrong master password for {path} (or LYRA_VAULT_PASSWORD is wrong)")
+            # The check value is an HMAC keyed from the scrypt output, so it authenticates the
+            # header: a changed salt, n, r, p or check fails here exactly like a wrong password.
+            raise VaultError(
+                f"wrong master password for {path} (or LYRA_VAULT_PASSWORD is wrong), or its header was altered: "
+                f"if the password is right, restore the backup ({path.name}.bak)"
+            )
         vault = cls(path, password, doc, keys)
         vault.verify()
         install_redaction(vault._values())
         return vault
+
+    @classmethod
+    def check_backup(cls, path: Path | str, password: str) -> str:
+        """Verify the backup `vault verify` tells users to restore from; return what was checked.
+
+        A backup written before `rotate` is sealed with the earlier password: its structure,
+        digests and KDF bounds are checked, and the message says the rest needs that password.
+        """
+        path = Path(path)
+        backup = path.with_name(path.name + ".bak")
+        if not backup.exists():
+            return f"no backup yet ({backup.name} is written before the next change)"
+        try:
+            doc = _read(backup)
+            keys = _Keys(password, doc["kdf"])
+            if not hmac.compare_digest(keys.check, str(doc["check"])):
+                return (
+                    f"backup {backup.name}: structure and digests intact; it is sealed with an earlier master "
+                    "password (written before `vault rotate`), so its entries were not decrypted"
+                )
+            copy = cls(backup, password, doc, keys)
+            copy.verify()
+        except VaultError as exc:
+            raise VaultError(
+                f"the backup {backup} cannot restore this vault: {exc}; the vault itself is intact, so make a new "
+                f"backup now: cp -p {path} {backup}"
+            ) from None
+        return f"backup {backup.name} intact: {len(copy.names())} secrets"
 
     # --- reading ------------------------------------------------------------------------
 
@@ -293,10 +365,8 @@ def _read(path: Path) -> dict[str, Any]:
         isinstance(e, dict) and {"name", "nonce", "ct", "sha"} <= set(e) for e in doc["entries"]
     ):
         raise VaultError(f"{path}: the entry list is damaged; restore the backup ({path.name}.bak)")
-    kdf = doc["kdf"]
-    if not isinstance(kdf, dict) or kdf.get("name") != "scrypt" or not all(k in kdf for k in ("n", "r", "p", "salt")):
-        raise VaultError(f"{path}: the key-derivation parameters are damaged; restore the backup ({path.name}.bak)")
     _check_digests(path, doc)
+    check_kdf(doc["kdf"], path)
     return doc
 
 

@@ -52,15 +52,43 @@ for module in (ops, audit_cmd, vault_cmd, council_cmd, commission_cmd, paper_cmd
     module.register(app)
 
 
+def user_error(exc: BaseException) -> LyraError | None:
+    """The one-sentence error for an exception a user can cause (a damaged or foreign store,
+    a folder that cannot be written), or None for a bug (which keeps its traceback)."""
+    from lyra_governor import store_health
+    from lyra_governor.cli import common
+
+    if isinstance(exc, LyraError):
+        return exc
+    if store_health.is_store_error(exc):
+        return store_health.classify(common.LOADED[0] or "<db_url>", exc)
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        why = exc.strerror or type(exc).__name__
+        return LyraError(f"{where}{why}; check that the path exists and that you may write to it")
+    return None
+
+
 def main() -> None:
-    """Console-script entry point: user mistakes become one clear message and an exit code."""
+    """Console-script entry point: user mistakes become one clear message and an exit code.
+
+    Everything printed (rich output, errors, tracebacks of bugs) goes through the redactor,
+    which knows the secrets of the environment, of db_url and of the vault once it is opened.
+    """
+    import os
+
+    from lyra_governor.redact import install_redaction, redact, redact_standard_streams, secrets_from_env
+
+    install_redaction(secrets_from_env(os.environ))
+    redact_standard_streams()
     try:
         app(standalone_mode=True)
-    except LyraError as exc:
-        from lyra_governor.redact import redact
-
-        err_console.print(f"[bold red]error:[/] {escape(redact(str(exc)))}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    except Exception as exc:
+        error = user_error(exc)
+        if error is None:
+            raise
+        err_console.print(f"[bold red]error:[/] {escape(redact(str(error)))}", highlight=False, soft_wrap=True)
+        sys.exit(error.exit_code)

@@ -26,7 +26,26 @@ class CliState:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(self.config_path)
+            LOADED[0] = self._settings.db_url
+            _redact_url_password(self._settings.db_url)
         return self._settings
+
+
+# The store the command is using, so an error raised deep inside it can name that store.
+LOADED: list[str] = [""]
+
+
+def _redact_url_password(url: str) -> None:
+    from lyra_governor.redact import install_redaction
+
+    try:
+        import sqlalchemy as sa
+
+        password = sa.engine.make_url(url).password
+    except Exception:  # an unparsable URL is reported by the store, not here
+        return
+    if password:
+        install_redaction([str(password)])
 
 
 def state(ctx: typer.Context) -> CliState:
@@ -43,3 +62,21 @@ def settings(ctx: typer.Context) -> Settings:
 def print_json(data: Any) -> None:
     """One JSON object on one line on stdout: what scripts parse."""
     typer.echo(json.dumps(data, default=str, sort_keys=True))
+
+
+def writable_folder(path: Path, option: str) -> Path:
+    """Create `path` if needed and prove a file can be written in it, before a long run starts;
+    otherwise one sentence naming the folder, the reason and the option to change."""
+    from lyra_governor.errors import LyraError
+
+    probe = path / ".lyra-write-test"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise LyraError(
+            f"cannot write to the folder {path} ({exc.strerror or type(exc).__name__}); choose another {option} "
+            "or make it writable"
+        ) from None
+    return path

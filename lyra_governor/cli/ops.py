@@ -274,12 +274,12 @@ def halt_cmd(
     """Emergency stop: written to the store first, then broadcast to every bot over MQTT."""
     from lyra_governor.errors import StoreUnavailable
     from lyra_governor.ledger import Ledger
+    from lyra_governor.store_health import classify, is_store_error, safe_url
 
     cfg = settings(ctx)
     who = operator_actor(actor)
-    try:
-        ledger = Ledger.open(cfg)
-    except StoreUnavailable as exc:
+
+    def store_failed(exc: StoreUnavailable) -> StoreUnavailable:
         # The store is the authority, and bots already refuse every order while it is down;
         # the broadcast still makes them cancel what is open. Then the error, as usual.
         if broadcast and cfg.mqtt.enabled and not drill:
@@ -291,8 +291,13 @@ def halt_cmd(
                 if sent.ok
                 else f"the MQTT broadcast failed too: {sent.error}"
             )
-            raise StoreUnavailable(f"{exc} — {note}") from None
-        raise
+            return type(exc)(f"{exc} — {note}")
+        return exc
+
+    try:
+        ledger = Ledger.open(cfg)
+    except StoreUnavailable as exc:
+        raise store_failed(exc) from None
     try:
         if drill:
             passed = ledger.drill(who)
@@ -305,7 +310,22 @@ def halt_cmd(
                     + f"; trading state restored; {mqtt_note}"
                 )
             raise typer.Exit(0 if passed else 1)
-        state = ledger.halt(reason, who, demote=demote)
+        try:
+            state = ledger.halt(reason, who, demote=demote)
+            confirmed = _read_back_trading_state(cfg)
+        except Exception as exc:
+            error = classify(cfg.db_url, exc) if is_store_error(exc) else exc
+            if isinstance(error, StoreUnavailable):
+                raise store_failed(error) from None
+            raise
+        if confirmed != "HALTED":
+            raise store_failed(
+                StoreUnavailable(
+                    f"the halt was not recorded: the store at {safe_url(cfg.db_url)} reads {confirmed} after the "
+                    "halt was written; run `lyra-governor halt` again and check the store with `lyra-governor audit "
+                    "verify`"
+                )
+            )
         result: dict[str, Any] | None = None
         if broadcast and cfg.mqtt.enabled:
             from lyra_governor.mqtt import broadcast_stop
@@ -333,6 +353,19 @@ def halt_cmd(
     else:
         err_console.print(f"[yellow]warning:[/] {escape(str(result['error']))}")
     console.print("resume with `lyra-governor resume` once the cause is resolved")
+
+
+def _read_back_trading_state(cfg: Settings) -> str:
+    """The trading state as a new connection reads it: what every bot will see on its next tick
+    (a halt is reported only once it is read back committed)."""
+    from lyra_governor.ledger import Ledger
+    from lyra_governor.store import create_store_engine
+
+    engine = create_store_engine(cfg.db_url)
+    try:
+        return Ledger(cfg, engine).state().trading_state.value
+    finally:
+        engine.dispose()
 
 
 def resume_cmd(

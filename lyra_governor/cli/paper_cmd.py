@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from lyra_governor.cli.common import console, err_console, print_json, settings
+from lyra_governor.cli.common import console, err_console, print_json, settings, writable_folder
 from lyra_governor.errors import ConfigError
 
 
@@ -33,6 +33,7 @@ def paper_cmd(
     from lyra_strategies.paper.replay import run_replay
 
     cfg = settings(ctx)
+    writable_folder(out, "--out")  # before the run, not after it
     feed = importer.load_csv(data, hours) if data else generator.generate(hours, seed)
     with Progress(
         TextColumn("[bold]paper run[/]"),

@@ -86,7 +86,12 @@ def get_cmd(
     opened = _open(ctx, vault)
     assert isinstance(opened, Vault)
     value = opened.get(name)
-    typer.echo(value if reveal else f"{value[:2]}{'*' * max(4, len(value) - 4)}{value[-2:] if len(value) > 8 else ''}")
+    if reveal:
+        from lyra_governor.redact import raw_stdout
+
+        typer.echo(value, file=raw_stdout())  # the one output that is the secret itself, on request
+        return
+    typer.echo(f"{value[:2]}{'*' * max(4, len(value) - 4)}{value[-2:] if len(value) > 8 else ''}")
 
 
 @vault_app.command("list")
@@ -112,10 +117,12 @@ def verify_cmd(ctx: typer.Context, vault: Path | None = VaultOption) -> None:
     """Check modes, structure, every entry and the whole-vault MAC."""
     from lyra_governor.vault import Vault
 
-    opened = _open(ctx, vault)
-    assert isinstance(opened, Vault)
+    path = _path(ctx, vault)
+    password = _password()
+    opened = Vault.open(path, password)
     opened.verify()
-    console.print(f"vault intact: {len(opened.names())} secrets")
+    backup = Vault.check_backup(path, password)  # the file the messages say to restore from
+    console.print(f"vault intact: {len(opened.names())} secrets; {backup}")
 
 
 @vault_app.command("rotate")
