@@ -25,17 +25,11 @@ from decimal import Decimal
 from hummingbot.core.data_type.common import MarketDict, TradeType
 from hummingbot.strategy.strategy_v2_base import StrategyV2ConfigBase
 from hummingbot.strategy_v2.executors.dca_executor.data_types import DCAExecutorConfig, DCAMode
-from hummingbot.strategy_v2.models.executor_actions import (
-    CreateExecutorAction,
-    StopExecutorAction,
-)
 from pydantic import Field
 
-from lyra_governor.models import TradingState
-from lyra_strategies import budget, governed, ladders
+from lyra_strategies import budget, cycle, governed, ladders
 
 CONTROLLER_ID = "main"
-KEEP_CLOSED = 20
 MIN_NOTIONAL = Decimal(5)
 
 
@@ -65,8 +59,7 @@ class LyraDCA(governed.GovernedStrategyV2Base):
         super().__init__(connectors, config, governor)
         self.config = config
         self._warned = False
-        self._ended_at = -1e18
-        self._stopping: set[str] = set()  # executors already asked to stop in a gradual stop
+        self.cycle = cycle.ExecutorCycle(self, CONTROLLER_ID, config.cooldown_s)
 
     def on_tick(self):
         cfg = self.config
@@ -76,27 +69,7 @@ class LyraDCA(governed.GovernedStrategyV2Base):
                 self.logger().warning(f"{cfg.connector_name} cannot run Hummingbot executors (no trading rules or "
                                       "order tracker): DCA needs a live connector or `lyra-governor paper`.")
             return
-        executors = self.executor_orchestrator.active_executors.get(CONTROLLER_ID, [])
-        active = [e for e in executors if not e.is_closed]  # shutting down counts: its close may still be working
-        if self.lyra.trading_state() is TradingState.REDUCING:
-            for executor in active:  # cancel the unfilled slices, close what filled (reduce-only)
-                if executor.config.id not in self._stopping:
-                    self._stopping.add(executor.config.id)
-                    self.executor_orchestrator.execute_action(StopExecutorAction(
-                        controller_id=CONTROLLER_ID, executor_id=executor.config.id, keep_position=False))
-            return
-        if active:
-            return
-        ended = [e.close_timestamp for e in executors if e.is_closed and e.close_timestamp]
-        if ended:
-            self._ended_at = max(self._ended_at, *ended)
-        if self.current_timestamp - self._ended_at < cfg.cooldown_s:
-            return
-        config = self.dca_config()
-        if config is not None:
-            self.executor_orchestrator.execute_action(
-                CreateExecutorAction(controller_id=CONTROLLER_ID, executor_config=config))
-        ladders.store_finished(self, CONTROLLER_ID, executors, KEEP_CLOSED)
+        self.cycle.step(self.dca_config)
 
     def dca_config(self):
         """The next DCA around the current mid, each slice sized to the governor's capacity, its

@@ -89,7 +89,7 @@ class PaperExchange(MockPaperExchange):  # type: ignore[misc]
         if self._order(event.order_id) is not None:
             return
         side = TradeType.BUY if type(event).__name__.startswith("Buy") else TradeType.SELL
-        self._track(event.order_id, event.trading_pair, event.type, side, Decimal(event.amount), Decimal(event.price),
+        self._track(event.order_id, event.trading_pair, event.type, side, _dec(event.amount), _dec(event.price),
                     float(event.creation_timestamp or event.timestamp), event.position)
 
     def _track(
@@ -125,19 +125,22 @@ class PaperExchange(MockPaperExchange):  # type: ignore[misc]
         for resting in self.limit_orders:
             if resting.client_order_id == order_id:
                 side = TradeType.BUY if resting.is_buy else TradeType.SELL
-                return self._track(order_id, resting.trading_pair, resting.order_type, side,
-                                   Decimal(resting.quantity), Decimal(resting.price),
+                # LimitOrder (Cython) exposes order_type and position as methods, not values
+                order_type = resting.order_type() if callable(resting.order_type) else resting.order_type
+                return self._track(order_id, resting.trading_pair, order_type, side,
+                                   _dec(resting.quantity), _dec(resting.price),
                                    float(resting.creation_timestamp) / 1e6 if resting.creation_timestamp > 1e12
-                                   else float(resting.creation_timestamp), resting.position)
+                                   else float(resting.creation_timestamp),
+                                   resting.position() if callable(resting.position) else resting.position)
         return None
 
     def _filled(self, _tag: int, _source: Any, event: Any) -> None:
         order = self._order(event.order_id)
         if order is None:  # the engine announces no creation for a MARKET order: it fills at once
             order = self._track(event.order_id, event.trading_pair, event.order_type, event.trade_type,
-                                Decimal(event.amount), Decimal(event.price), float(event.timestamp), event.position)
+                                _dec(event.amount), _dec(event.price), float(event.timestamp), event.position)
         self._fills += 1
-        amount, price = Decimal(event.amount), Decimal(event.price)
+        amount, price = _dec(event.amount), _dec(event.price)
         order.update_with_trade_update(
             TradeUpdate(
                 trade_id=event.exchange_trade_id or f"paper-fill-{self._fills}",
@@ -202,6 +205,14 @@ class _PaperOrderTracker(ClientOrderTracker):  # type: ignore[misc]
         if found is None and client_order_id is not None:
             found = self._exchange.adopt_resting_order(client_order_id)
         return found
+
+
+def _dec(value: Any) -> Decimal:
+    """The engine keeps amounts and prices as doubles and reports them as floats or as
+    Decimal(float), which carries binary dust (0.000888 becomes 0.00088800000000000000894...);
+    an executor that waits for its position to be exactly 0 (the grid's shutdown) would never
+    stop. The shortest repr of the double is the number that was ordered."""
+    return Decimal(repr(float(value)))
 
 
 def _position(value: Any) -> PositionAction:
