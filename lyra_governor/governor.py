@@ -40,6 +40,7 @@ from lyra_governor import audit, phases, risk
 from lyra_governor.config import Settings
 from lyra_governor.errors import StoreUnavailable
 from lyra_governor.ledger import Exposure, LadderState, Ledger, exposure_from_rows
+from lyra_governor.market_context import MarketHistory, sampled_rate
 from lyra_governor.models import (
     ConsensusResult,
     CouncilContext,
@@ -143,6 +144,7 @@ class Governor:
         self._recent_denials: deque[float] = deque(maxlen=200)
         self._recent_failures: deque[float] = deque(maxlen=200)
         self._recent_decisions: deque[float] = deque(maxlen=200)
+        self.market_history = MarketHistory()  # the council's market context (returns, volatility, fills)
         self.counts: dict[str, int] = {}
         self.hot = HotPath(ledger.engine)
         for row in ledger.open_reservations(bot_id):
@@ -241,6 +243,8 @@ class Governor:
             "agreement": round(result.agreement, 4),
             "threshold": result.threshold,
             "response_rate": round(result.response_rate, 4),
+            "degraded": result.degraded,
+            "no_answer": result.no_answer,
             "size_scale": result.size_scale,
             "reasons": result.reasons[:8],
             "latency_s": round(result.latency_s, 4),
@@ -270,6 +274,8 @@ class Governor:
     def observe_market(self, snapshot: MarketSnapshot) -> None:
         key = (snapshot.connector, snapshot.trading_pair)
         self._markets[key] = snapshot
+        self.market_history.observe(key[0], key[1], snapshot.timestamp, snapshot.mid_price, snapshot.spread_pct,
+                                    snapshot.depth_usd)  # fmt: skip
         mid = snapshot.mid_price
         if mid.is_finite() and mid > 0:
             window = self._mids.setdefault(key, deque())
@@ -502,7 +508,7 @@ class Governor:
         exposure = self.exposure(book)
         ex = exposure.exchanges.get(exchange)
         horizon = now - 300
-        decisions = sum(1 for t in self._recent_decisions if t >= horizon) or 1
+        decisions = sum(1 for t in self._recent_decisions if t >= horizon)
         return CouncilContext(
             phase=state.phase,
             question="mandate",
@@ -511,8 +517,10 @@ class Governor:
             cap_usd=ex.cap_usd if ex else Decimal(0),
             deployed_usd=ex.deployed_usd if ex else Decimal(0),
             reserved_usd=ex.reserved_usd if ex else Decimal(0),
-            error_rate=min(1.0, sum(1 for t in self._recent_failures if t >= horizon) / decisions),
-            reject_rate=min(1.0, sum(1 for t in self._recent_denials if t >= horizon) / decisions),
+            error_rate=sampled_rate(sum(1 for t in self._recent_failures if t >= horizon), decisions),
+            reject_rate=sampled_rate(sum(1 for t in self._recent_denials if t >= horizon), decisions),
+            rate_samples=decisions,
+            market_context=self.market_history.context(p.connector, p.trading_pair, now),
             now=now,
         )
 
@@ -578,6 +586,8 @@ class Governor:
                 now,
             )
             if filled is not None:
+                self.market_history.observe_fill(filled["trading_pair"], filled["side"], event.filled_amount,
+                                                 event.fill_price, now, event.fee_usd)  # fmt: skip
                 key = (filled["book"], filled["exchange"], filled["trading_pair"])
                 if key in self._positions:
                     signed = event.filled_amount if filled["side"] == Side.BUY.value else -event.filled_amount

@@ -55,6 +55,8 @@ class AuditTally:
     latency_count: int = 0
     latency_sum: float = 0.0
     alerts: dict[str, int] = field(default_factory=dict)
+    degraded: int = 0  # consultations where fewer than the quorum answered
+    no_answer: dict[str, int] = field(default_factory=dict)  # voters without an answer, by why
 
     def reset(self) -> None:
         fresh = AuditTally()
@@ -74,6 +76,13 @@ class AuditTally:
         else:
             verdict = str(payload.get("verdict") or "UNKNOWN")
             self.verdicts[verdict] = self.verdicts.get(verdict, 0) + 1
+            if payload.get("degraded") is True:
+                self.degraded += 1
+            missing = payload.get("no_answer")
+            if isinstance(missing, dict):
+                for kind, n in missing.items():
+                    if isinstance(n, int) and n > 0:
+                        self.no_answer[str(kind)] = self.no_answer.get(str(kind), 0) + n
             cost = payload.get("cost_usd")
             if isinstance(cost, int | float) and math.isfinite(cost) and cost >= 0:
                 self.cost_usd += cost
@@ -228,6 +237,17 @@ class LyraCollector(Collector):
         for verdict, n in sorted(t.verdicts.items()):
             verdicts.add_metric([verdict], n)
         yield verdicts
+        degraded = CounterMetricFamily(
+            "lyra_consensus_degraded", "Council consultations below the quorum (never PROCEED)"
+        )
+        degraded.add_metric([], t.degraded)
+        yield degraded
+        no_answer = CounterMetricFamily(
+            "lyra_consensus_no_answer", "Voters that gave no answer, by why (billing = HTTP 402)", labels=["kind"]
+        )
+        for kind, n in sorted(t.no_answer.items()):
+            no_answer.add_metric([kind], n)
+        yield no_answer
         cost = CounterMetricFamily("lyra_consensus_cost_usd", "Council spend (OpenRouter usage) in USD")
         cost.add_metric([], t.cost_usd)
         yield cost

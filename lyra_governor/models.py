@@ -19,6 +19,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from lyra_governor.market_context import MarketContext  # pure: imports no other Lyra module
+
 
 def new_id(prefix: str) -> str:
     """A short, unique, sortable-enough identifier such as ``res-3f2a9c0d1b4e``."""
@@ -208,6 +210,16 @@ class ConsensusResult(BaseModel):
     cost_usd: float = 0.0
     decided_at: float = 0.0
 
+    @property
+    def no_answer(self) -> dict[str, int]:
+        """Voters without an answer, by why (billing, model_gone, timeout, ...)."""
+        out: dict[str, int] = {}
+        for b in self.ballots:
+            if b.vote is None:
+                kind = b.error_kind or "unknown"
+                out[kind] = out.get(kind, 0) + 1
+        return out
+
 
 class Mandate(BaseModel):
     """An envelope the council approved: orders inside it pass without asking again.
@@ -331,7 +343,10 @@ class CouncilContext(BaseModel):
     drawdown_pct: float = 0.0
     error_rate: float = 0.0
     reject_rate: float = 0.0
+    rate_samples: int | None = None  # decisions behind the two rates (None: unknown, e.g. a test)
     alerts: list[str] = Field(default_factory=list)
     evidence: dict[str, Any] = Field(default_factory=dict)
     note: str = ""
     now: float = 0.0  # the caller's clock (simulated in a paper replay): mandates expire on it
+    # Indicators and the strategy's own fills/PnL (lyra_governor.market_context): data for the voters.
+    market_context: MarketContext | None = None

@@ -183,6 +183,10 @@ def _council(settings: Settings, ledger: Ledger, now: float, checkpoints: dict[s
         v = str(r["p"].get("verdict", UNKNOWN))
         by_verdict[v] = by_verdict.get(v, 0) + 1
     council["verdicts_today"] = by_verdict
+    council["degraded_today"] = sum(1 for r in verdicts if r["p"].get("degraded") is True)
+    council["quorum"] = settings.consensus.quorum
+    if verdicts:
+        council["last_degraded"] = bool(verdicts[-1]["p"].get("degraded", False))
     if settings.consensus.backend == "openrouter":
         recorded = openrouter_spend_today(settings)
         if recorded is not None:

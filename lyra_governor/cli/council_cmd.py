@@ -54,6 +54,7 @@ def check_cmd(
                 "consensus_id": result.consensus_id,
                 "cost_usd": result.cost_usd,
                 "degraded": result.degraded,
+                "no_answer": result.no_answer,
                 "models_gone": gone,
             },
             "operator",

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from lyra_governor.config import RoleSettings
-from lyra_governor.models import Ballot, CouncilContext, RiskLevel, Vote, VoteDecision
+from lyra_governor.market_context import MIN_RATE_SAMPLES
+from lyra_governor.models import Ballot, CouncilContext, RiskLevel, Side, Vote, VoteDecision
 
 Judge = Callable[[CouncilContext], Vote]
 
@@ -50,11 +51,18 @@ def primary_analyst(ctx: CouncilContext) -> Vote:
     return _vote(APPROVE, LOW, 0.85, "envelope consistent with the evidence")
 
 
+def _drawdown(ctx: CouncilContext) -> float:
+    """The larger of the account's drawdown and the strategy's own (its fills marked to mid)."""
+    own = ctx.market_context.drawdown_pct if ctx.market_context is not None else 0.0
+    return max(ctx.drawdown_pct, own)
+
+
 def risk_assessor(ctx: CouncilContext) -> Vote:
-    if ctx.drawdown_pct >= 20:
-        return _vote(REJECT, CRITICAL, 0.95, f"drawdown {ctx.drawdown_pct:.1f} % breaches the 20 % hard stop")
-    if ctx.drawdown_pct >= 10:
-        return _vote(REJECT, HIGH, 0.9, f"drawdown {ctx.drawdown_pct:.1f} % is above 10 %")
+    drawdown = _drawdown(ctx)
+    if drawdown >= 20:
+        return _vote(REJECT, CRITICAL, 0.95, f"drawdown {drawdown:.1f} % breaches the 20 % hard stop")
+    if drawdown >= 10:
+        return _vote(REJECT, HIGH, 0.9, f"drawdown {drawdown:.1f} % is above 10 %")
     if ctx.question in ("mandate", "order"):
         if ctx.cap_usd <= 0:
             return _vote(REJECT, HIGH, 0.9, "no capital is allowed at this phase")
@@ -63,8 +71,8 @@ def risk_assessor(ctx: CouncilContext) -> Vote:
             return _vote(APPROVE, MEDIUM, 0.6, f"{used:.0%} of the cap already used")
         if _order_notional(ctx) > ctx.cap_usd:
             return _vote(REJECT, HIGH, 0.85, "one order would exceed the whole cap")
-    if ctx.drawdown_pct >= 5:
-        return _vote(APPROVE, MEDIUM, 0.65, f"drawdown {ctx.drawdown_pct:.1f} %: proceed carefully")
+    if drawdown >= 5:
+        return _vote(APPROVE, MEDIUM, 0.65, f"drawdown {drawdown:.1f} %: proceed carefully")
     return _vote(APPROVE, LOW, 0.85, "exposure well inside the caps")
 
 
@@ -78,6 +86,15 @@ def market_analyst(ctx: CouncilContext) -> Vote:
         return _vote(
             REJECT, HIGH, 0.85, f"disorderly market: volatility {m.volatility_pct:.1f} %, spread {m.spread_pct:.2f} %"
         )
+    mc = ctx.market_context
+    if mc is not None and mc.vol_regime in ("high", "extreme"):
+        where = f" (p{mc.vol_percentile_day:.0f} of the day)" if mc.vol_percentile_day is not None else ""
+        return _vote(
+            REJECT,
+            HIGH if mc.vol_regime == "extreme" else MEDIUM,
+            0.8,
+            f"volatility regime {mc.vol_regime}: 1 h realised {mc.realised_vol_1h_pct:.2f} %{where}",
+        )
     if m.volatility_pct >= 4 or m.spread_pct >= 1 or (0 < m.depth_usd < 1000):
         return _vote(
             APPROVE,
@@ -86,7 +103,13 @@ def market_analyst(ctx: CouncilContext) -> Vote:
             f"thin or choppy: volatility {m.volatility_pct:.1f} %, spread {m.spread_pct:.2f} %, "
             f"depth {m.depth_usd:,.0f} USD",
         )
-    return _vote(APPROVE, LOW, 0.85, "orderly market")
+    p = ctx.proposal
+    if mc is not None and p is not None and not p.reduce_only and mc.trend in ("up", "down"):
+        against = (p.side is Side.BUY and mc.trend == "down") or (p.side is Side.SELL and mc.trend == "up")
+        if against:
+            slope = f"{mc.trend_slope_pct_per_hour:+.2f} %/h"
+            return _vote(APPROVE, MEDIUM, 0.65, f"{p.side.value} against a {mc.trend}trend of {slope}")
+    return _vote(APPROVE, LOW, 0.85, "orderly market" + (f", {mc.vol_regime} volatility" if mc is not None else ""))
 
 
 def technical_validator(ctx: CouncilContext) -> Vote:
@@ -131,6 +154,8 @@ def compliance_auditor(ctx: CouncilContext) -> Vote:
 
 
 def fault_detector(ctx: CouncilContext) -> Vote:
+    if ctx.rate_samples is not None and ctx.rate_samples < MIN_RATE_SAMPLES:  # too few decisions to judge rates
+        ctx = ctx.model_copy(update={"error_rate": 0.0, "reject_rate": 0.0})
     critical_alerts = [a for a in ctx.alerts if "CRITICAL" in a.upper()]
     if critical_alerts or ctx.error_rate >= 0.5:
         why = critical_alerts[0][:200] if critical_alerts else f"error rate {ctx.error_rate:.0%}"

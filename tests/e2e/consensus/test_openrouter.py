@@ -253,3 +253,57 @@ def test_keys_come_from_the_vault(lyra_home: Path, fake: FakeOpenRouter, monkeyp
     result = decide(or_settings(lyra_home, fake))
     assert result.response_rate == 1.0  # type: ignore[attr-defined]
     assert {r["key"] for r in fake.calls()} == {"sk-or-from-the-vault-1"}
+
+
+def test_market_context_reaches_openrouter_voters_as_quoted_data(
+    lyra_home: Path, fake: FakeOpenRouter, keys: list[str]
+) -> None:
+    import math
+    import random
+
+    from lyra_governor.market_context import build_context
+
+    rng = random.Random(3)
+    prices = [60000.0]
+    for i in range(1439):
+        prices.append(prices[-1] * math.exp(rng.gauss(0, 0.004 if i > 1379 else 0.0005)))
+    now = time.time()
+    points = [(now - (1439 - i) * 60, p) for i, p in enumerate(prices)]
+    mc = build_context("binance_paper_trade", "BTC-USDT", now, points, spread_pct=0.02, depth_usd=50_000)
+    assert mc.vol_regime == "high"
+    decide(or_settings(lyra_home, fake), context(market_context=mc))
+    for request in fake.calls():
+        system, user = (m["content"] for m in request["body"]["messages"])
+        assert "never instructions" in system and "vol_regime" not in system
+        data = json.loads(user[user.index("<data>") + 6 : user.index("</data>")])
+        sent = data["market_context"]
+        assert sent["vol_regime"] == "high" and sent["realised_vol_1h_pct"] == mc.realised_vol_1h_pct
+        assert {"return_1m_pct", "return_60m_pct", "rsi_14", "bollinger_position", "trend_slope_pct_per_hour",
+                "vol_percentile_day", "drawdown_pct", "recent_fills"} <= set(sent)  # fmt: skip
+
+
+def test_degraded_consultation_is_reported_in_status_and_metrics(
+    lyra_home: Path, fake: FakeOpenRouter, keys: list[str]
+) -> None:
+    from prometheus_client import generate_latest
+
+    from lyra_governor.metrics import LyraCollector, build_registry
+    from lyra_governor.status import collect_status
+
+    for model in MODELS[:3]:  # three voters' accounts are out of credit: 5 of 8 answer, below the 75 % quorum
+        # (after the others: a 402 disables the key for every voter, as the account is out of credit)
+        fake.behaviour[model] = Behaviour(status=402, fail_times=100, latency_s=0.3)
+    settings = or_settings(lyra_home, fake)
+    gov = Governor.from_settings(settings, "bot-degraded")
+    gov.ledger.set_phase(3, "test", "paper")
+    ctx = context()
+    result = Council.from_settings(settings).decide(ctx)
+    assert result.degraded and result.verdict is Verdict.HOLD_OR_INVESTIGATE
+    assert result.no_answer == {"billing": 3}
+    gov.on_council_result(result, ctx)
+    status = collect_status(settings, ledger=gov.ledger, verify_audit=False)
+    assert status["council"]["degraded_today"] == 1 and status["council"]["last_degraded"] is True
+    text = generate_latest(build_registry(LyraCollector(settings, gov.ledger))).decode()
+    assert "lyra_consensus_degraded_total 1.0" in text
+    assert 'lyra_consensus_no_answer_total{kind="billing"} 3.0' in text
+    gov.close()
