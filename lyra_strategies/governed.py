@@ -174,6 +174,10 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         price: Decimal,
         position_action: PositionAction,
     ) -> str:
+        # judge the order the exchange will get: the connector rounds amount and price down to
+        # its trading rules inside `buy`/`sell`, so unrounded figures over-reserve and a fill of
+        # the whole (rounded) order would never complete the reservation
+        amount, price = _as_sent(self.connectors.get(connector_name), trading_pair, amount, order_type, price)
         decision = self.lyra.review(
             self.proposal(
                 side, connector_name, trading_pair, amount, order_type, price,
@@ -445,6 +449,22 @@ def _best_prices(connector: ConnectorBase, trading_pair: str) -> tuple[Decimal, 
         return Decimal(str(book.get_price(False))), Decimal(str(book.get_price(True)))
     except (AttributeError, NotImplementedError):  # a connector without a local book
         return Decimal(connector.get_price(trading_pair, False)), Decimal(connector.get_price(trading_pair, True))
+
+
+def _as_sent(
+    connector: ConnectorBase | None, trading_pair: str, amount: Decimal, order_type: HbOrderType, price: Decimal
+) -> tuple[Decimal, Decimal]:
+    """(amount, price) as the connector's `buy`/`sell` will send them: quantized to its trading
+    rules (unchanged where it has none for the pair, or for a MARKET order's price)."""
+    if connector is None or trading_pair not in (getattr(connector, "trading_rules", None) or {}):
+        return amount, price
+    try:
+        sent_amount = Decimal(connector.quantize_order_amount(trading_pair, Decimal(amount)))
+        limit = order_type != HbOrderType.MARKET and not _is_nan(price)
+        sent_price = Decimal(connector.quantize_order_price(trading_pair, Decimal(price))) if limit else price
+    except Exception:  # a connector that cannot quantize: the governor judges the raw order
+        return amount, price
+    return sent_amount, sent_price
 
 
 def _is_nan(value: Any) -> bool:

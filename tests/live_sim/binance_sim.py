@@ -53,6 +53,7 @@ from aiohttp import WSMsgType, web
 log = logging.getLogger(__name__)
 
 D0 = Decimal(0)
+EIGHT = Decimal("0.00000001")  # Binance's amounts have 8 decimals
 RECV_WINDOW_MS = 5000
 
 
@@ -501,7 +502,7 @@ class BinanceSim:
         m = self.markets[order.symbol]
         quote_amount = price * qty
         if order.side == "BUY":
-            fee, fee_asset = qty * self.fee_rate, m.base
+            fee, fee_asset = (qty * self.fee_rate).quantize(EIGHT, ROUND_DOWN), m.base
             if order.type == "MARKET":
                 self.free[m.quote] -= quote_amount
             else:
@@ -511,7 +512,7 @@ class BinanceSim:
                 self.free[m.quote] += release - quote_amount  # a better price leaves quote free
             self.free[m.base] = self.free.get(m.base, D0) + qty - fee
         else:
-            fee, fee_asset = quote_amount * self.fee_rate, m.quote
+            fee, fee_asset = (quote_amount * self.fee_rate).quantize(EIGHT, ROUND_DOWN), m.quote
             if order.type == "MARKET":
                 self.free[m.base] -= qty
             else:

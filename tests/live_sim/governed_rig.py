@@ -140,7 +140,12 @@ def disagreements(
         )
     exposure = gov.ledger.exposure("live")
     ex = exposure.exchanges[EXCHANGE]
-    reserved = sum((sim_orders[cid].remaining * sim_orders[cid].price for cid in sim_open if cid in rid_of), Decimal(0))
+
+    def reserves(cid: str) -> bool:  # a reduce-only sell (closing a long) reserves nothing
+        row = ledger_open.get(rid_of.get(cid, ""))
+        return row is not None and not (row["reduce_only"] and row["side"] == "SELL")
+
+    reserved = sum((sim_orders[cid].remaining * sim_orders[cid].price for cid in sim_open if reserves(cid)), Decimal(0))
     if abs(ex.reserved_usd - reserved) > CENT:
         problems.append(f"reserved: ledger {ex.reserved_usd} USD vs open orders on the simulator {reserved} USD")
     trades = [t for t in sim.trades_of(SYMBOL) if t.client_id in bot_orders]
