@@ -93,6 +93,19 @@ class RoleSettings(_Section):
     prompt: str = Field(min_length=1)
 
 
+class SentimentSettings(_Section):
+    """Optional news input (lyra_governor.sentiment): data for the council, never a check."""
+
+    enabled: bool = False
+    jsonl: list[str] = Field(default_factory=list)  # JSONL files of headlines; "sample" = the shipped sample
+    feeds: list[str] = Field(default_factory=list)  # RSS/Atom URLs or local files (feedparser)
+    window_s: float = Field(default=21_600, gt=0)  # aggregate per asset over the last 6 h
+    window_end: Literal["now", "latest"] = "now"  # latest: end the window at the newest headline (a static sample)
+    min_headlines: int = Field(default=3, ge=1)  # fewer in the window: no score
+    refresh_s: float = Field(default=300, gt=0)
+    assets: dict[str, list[str]] = Field(default_factory=dict)  # asset -> words naming it; {} = built-in list
+
+
 class ConsensusSettings(_Section):
     backend: Literal["local", "openrouter"] = "local"
     per_order: bool = False
@@ -104,6 +117,7 @@ class ConsensusSettings(_Section):
     catalogue_max_age_s: float = Field(default=3600, ge=0)  # how long a fetched model list is reused
     # Share of the voters' weight that must answer; below it the verdict is degraded and never PROCEED.
     quorum: float = Field(default=0.75, gt=0, le=1)
+    sentiment: SentimentSettings = Field(default_factory=SentimentSettings)
     roles: list[RoleSettings] = Field(default_factory=list)
 
     @field_validator("roles")

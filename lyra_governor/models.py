@@ -20,6 +20,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from lyra_governor.market_context import MarketContext  # pure: imports no other Lyra module
+from lyra_governor.sentiment import SentimentSummary  # imports no other Lyra module
 
 
 def new_id(prefix: str) -> str:
@@ -350,3 +351,4 @@ class CouncilContext(BaseModel):
     now: float = 0.0  # the caller's clock (simulated in a paper replay): mandates expire on it
     # Indicators and the strategy's own fills/PnL (lyra_governor.market_context): data for the voters.
     market_context: MarketContext | None = None
+    sentiment: SentimentSummary | None = None  # news for the proposal's base asset (lyra_governor.sentiment)

@@ -114,6 +114,16 @@ def render_status(s: dict[str, Any]) -> Group:
             f"spend today {spend_text} / {c['daily_budget_usd']:g} USD · last health check "
             f"{_ago(c.get('last_health_check'), now)}"
         )
+        if c.get("degraded_today"):
+            parts.append(f"  [red]{c['degraded_today']} degraded consultation(s) today[/] (quorum not met)")
+        news = c.get("sentiment")
+        if isinstance(news, dict) and isinstance(news.get("assets"), dict):
+            shown = ", ".join(
+                f"{asset} {v['label']} ({v['mean_score']:+.2f}, {v['headlines']} headlines)"
+                if isinstance(v.get("mean_score"), int | float) else f"{asset} ({v['headlines']} headlines)"
+                for asset, v in news["assets"].items()
+            )  # fmt: skip
+            parts.append(f"  news sentiment over {news['window_s'] / 3600:g} h: {shown or 'no headlines'}")
     m = s.get("mandates")
     if isinstance(m, dict):
         listed = ", ".join(f"{x['connector']} {x['pair']} ({x['orders']} orders)" for x in m["mandates"][:4])

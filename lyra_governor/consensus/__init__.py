@@ -18,4 +18,28 @@ def mandate_provider(settings: Settings, vault: Any = None) -> MandateBook:
     return MandateBook(settings, Council.from_settings(settings, vault))
 
 
-__all__ = ["Council", "MandateBook", "mandate_provider"]
+def health(settings: Settings, now: float | None = None) -> dict[str, Any]:
+    """Extra council facts for `status` (no network): the news sentiment per asset when the
+    feed is enabled, and each role's model as the cached OpenRouter catalogue last saw it."""
+    import time
+
+    from lyra_governor.consensus.catalogue import _read_cache, cache_path, resolve_roles
+    from lyra_governor.sentiment import SentimentFeed
+
+    out: dict[str, Any] = {}
+    feed = SentimentFeed.from_settings(settings)
+    if feed is not None:
+        out["sentiment"] = feed.overview(time.time() if now is None else now)
+    if settings.consensus.backend == "openrouter":
+        cached = _read_cache(cache_path(settings))
+        if cached is None:
+            out["models"] = "no catalogue read yet: run `lyra-governor council models`"
+        else:
+            resolved = resolve_roles(settings, cached[0])
+            out["models"] = {m.role: m.chosen or "GONE" for m in resolved}
+            out["models_gone"] = [m.role for m in resolved if m.gone]
+            out["catalogue_age_s"] = round(time.time() - cached[1])
+    return out
+
+
+__all__ = ["Council", "MandateBook", "health", "mandate_provider"]

@@ -17,6 +17,7 @@ from lyra_governor.market_context import MIN_RATE_SAMPLES
 from lyra_governor.models import Ballot, CouncilContext, RiskLevel, Side, Vote, VoteDecision
 
 Judge = Callable[[CouncilContext], Vote]
+NEGATIVE_NEWS = -0.25  # mean VADER score of the window's headlines at or below which buying is questioned
 
 APPROVE, REJECT, ABSTAIN = VoteDecision.APPROVE, VoteDecision.REJECT, VoteDecision.ABSTAIN
 LOW, MEDIUM, HIGH, CRITICAL = RiskLevel.LOW, RiskLevel.MEDIUM, RiskLevel.HIGH, RiskLevel.CRITICAL
@@ -48,6 +49,16 @@ def primary_analyst(ctx: CouncilContext) -> Vote:
         return _vote(ABSTAIN, LOW, 0.5, "no market snapshot to judge")
     if ctx.market is not None and ctx.market.spread_pct > 2.0:
         return _vote(REJECT, MEDIUM, 0.75, f"spread {ctx.market.spread_pct:.2f} % is too wide to trade soundly")
+    news, p = ctx.sentiment, ctx.proposal
+    if news is not None and news.mean_score is not None and p is not None and not p.reduce_only:
+        hours = news.window_s / 3600
+        if p.side is Side.BUY and news.mean_score <= NEGATIVE_NEWS:
+            return _vote(
+                REJECT, MEDIUM, 0.7,
+                f"news on {news.asset} is negative: mean score {news.mean_score:+.2f} over {news.headlines} "
+                f"headlines in {hours:g} h ({news.negative} negative)",
+            )  # fmt: skip
+        return _vote(APPROVE, LOW, 0.85, f"envelope consistent with the evidence; {news.asset} news {news.label}")
     return _vote(APPROVE, LOW, 0.85, "envelope consistent with the evidence")
 
 

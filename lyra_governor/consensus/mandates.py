@@ -28,6 +28,7 @@ from typing import Any
 from lyra_governor.config import Settings
 from lyra_governor.consensus.council import Council
 from lyra_governor.models import ConsensusResult, CouncilContext, Mandate, OrderProposal, Side
+from lyra_governor.sentiment import SentimentFeed
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class MandateBook:
         self._thread: threading.Thread | None = None
         self.results: list[ConsensusResult] = []
         self.requests = 0
+        self.sentiment = SentimentFeed.from_settings(settings)  # None unless consensus.sentiment.enabled
 
     # --- MandateProvider ----------------------------------------------------------------
 
@@ -78,6 +80,9 @@ class MandateBook:
                 return
             self._in_flight.add(key)
             self.requests += 1
+        if self.sentiment is not None:  # news for the base asset, as data (a lookup: never waits)
+            base = proposal.trading_pair.split("-")[0]
+            context = context.model_copy(update={"sentiment": self.sentiment.summary(base, context.now)})
         if self.council.local:
             self._settle(key, context, self.council.decide_local(context))
             return
