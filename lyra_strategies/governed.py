@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
@@ -57,6 +58,7 @@ from lyra_governor.models import (
     TradingState,
     new_id,
 )
+from lyra_strategies import hb_status
 
 log = logging.getLogger(__name__)
 NAN = Decimal("NaN")
@@ -108,6 +110,8 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         self.exchange_failures = 0
         self._cancel_requested: set[str] = set()  # order ids this strategy asked to cancel
         self.last_decision: Decision | None = None
+        self.lyra_denials: deque[hb_status.Denial] = deque(maxlen=20)  # the latest, for `status`
+        self._ladder_watch = hb_status.LadderWatch()
         if self.offline:
             from lyra_strategies.paper.backtest import run_on_backtest_clock
 
@@ -190,6 +194,7 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         if not decision.allowed:
             if decision.status is not DecisionStatus.PENDING:  # PENDING clears itself on a later tick
                 self.refused_at[(connector_name, trading_pair, side)] = self.current_timestamp
+            self.lyra_denials.append(hb_status.Denial(time.time(), key, decision.message or ""))
             denied_id = f"{DENIED_PREFIX}{new_id('ord')[4:]}"
             self._denied.append((connector_name, denied_id, order_type))
             log.debug("order denied %s: %s", decision.code, decision.message)
@@ -259,6 +264,8 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         if self._state_changed.is_set():  # an MQTT halt/resume: don't wait for the cache to age
             self._state_changed.clear()
             self.lyra.ladder_state(fresh=True)
+        if not self.offline:
+            self._log_ladder_changes()
         state = self.lyra.trading_state()
         if state is TradingState.HALTED:
             if not self._was_halted:
@@ -278,7 +285,23 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
                 controller.start()
             return
         super().start(clock, timestamp)
+        hb_log().info(hb_status.started_line(self.lyra))
+        self._ladder_watch.changes(self.lyra.ladder_state())
         self.start_halt_listener(_hummingbot_instance_id())
+
+    # --- what Hummingbot shows: `status` and its log ------------------------------------
+
+    def format_status(self) -> str:
+        """Hummingbot's `status`: the governor's block first, then Hummingbot's own."""
+        try:
+            lyra = "\n".join(hb_status.status_lines(self.lyra, self.connectors, self.decisions, self.lyra_denials))
+        except Exception as exc:
+            lyra = f"  Lyra governor: status unavailable ({type(exc).__name__}: {exc})"
+        return lyra + "\n\n" + str(super().format_status())
+
+    def _log_ladder_changes(self) -> None:
+        for warning, line in self._ladder_watch.changes(self.lyra.ladder_state()):
+            (hb_log().warning if warning else hb_log().info)(line)
 
     def start_halt_listener(self, instance_id: str | None = None) -> None:
         """With `mqtt.enabled`, Lyra's retained halt message wakes this bot at once (the store is
@@ -427,6 +450,11 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
 
     def did_complete_sell_order(self, event: SellOrderCompletedEvent) -> None:
         self._forward(event.order_id, OrderEventKind.COMPLETED)
+
+
+def hb_log() -> logging.Logger:
+    """Lyra's logger under Hummingbot's strategy loggers: its log pane, log file and MQTT logs."""
+    return logging.getLogger(hb_status.LOGGER_NAME)
 
 
 def _hummingbot_instance_id() -> str | None:

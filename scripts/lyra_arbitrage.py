@@ -11,7 +11,8 @@ position. The script then cancels the rest of the pair and closes that imbalance
 governed MARKET order marked `PositionAction.CLOSE` on the venue it was filled on (proposed
 reduce-only: it passes in a gradual stop when it reduces the bot's own position).
 
-Run in the Hummingbot terminal: `start --script lyra_arbitrage.py --conf conf_lyra_arbitrage.yml`.
+Run in the Hummingbot terminal: `start --v2 conf_lyra_arbitrage.yml`.
+Headless (CONFIG_PASSWORD set): `lyra-governor hummingbot --headless --v2 conf_lyra_arbitrage.yml`.
 """
 
 import os

@@ -15,7 +15,8 @@ order passes the governor: a denied one is never sent and the executor takes its
 path; closing orders (stop-loss, take-profit, time limit) are proposed reduce-only and still
 pass in a gradual stop.
 
-Run: `start --script lyra_controllers.py --conf conf_lyra_controllers.yml`.
+Run: `start --v2 conf_lyra_controllers.yml`.
+Headless (CONFIG_PASSWORD set): `lyra-governor hummingbot --headless --v2 conf_lyra_controllers.yml`.
 """
 
 import os

@@ -1,7 +1,8 @@
 """Lyra market making: a ladder of quotes around mid with inventory skew, each quote a
 Hummingbot PositionExecutor with a triple barrier, every order governed.
 
-Run in the Hummingbot terminal: `start --script lyra_market_making.py --conf conf_lyra_market_making.yml`.
+Run in the Hummingbot terminal: `start --v2 conf_lyra_market_making.yml`.
+Headless (CONFIG_PASSWORD set): `lyra-governor hummingbot --headless --v2 conf_lyra_market_making.yml`.
 
 Each quote level (`buy_0`, `sell_0`, `buy_1`, ...) is one `PositionExecutor`, the way
 Hummingbot's market-making controllers (pmm_simple) quote: its open order is a LIMIT at the

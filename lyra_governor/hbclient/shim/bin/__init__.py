@@ -1,0 +1,1 @@
+"""Lyra's stand-in for Hummingbot's source `bin` package (see `bin.hummingbot`)."""
