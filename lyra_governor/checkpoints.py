@@ -345,16 +345,21 @@ class CheckpointRunner:
         phase = self.ledger.state().phase
         result = self._council().decide(CouncilContext(phase=phase, question="health", now=now, note="checkpoint"))
         need = self.settings.threshold(1)
-        ok = result.response_rate > need and result.verdict.value != "ABORT"
+        ok = result.response_rate > need and result.verdict.value != "ABORT" and not result.degraded
+        missing = ", ".join(f"{n} {kind}" for kind, n in sorted(result.no_answer.items()))
         return CheckpointResult(
             "ai_health",
             ok,
-            f"{result.response_rate:.0%} of voters answered (need > {need:.0%}); verdict {result.verdict.value}",
+            f"{result.response_rate:.0%} of voters answered (need > {need:.0%}); verdict {result.verdict.value}"
+            + (f"; degraded (quorum {result.quorum:.0%})" if result.degraded else "")
+            + (f"; no answer: {missing}" if missing else ""),
             now,
             data={
                 "response_rate": result.response_rate,
                 "verdict": result.verdict.value,
                 "agreement": result.agreement,
+                "degraded": result.degraded,
+                "no_answer": result.no_answer,
             },
         )
 

@@ -34,6 +34,13 @@ def is_degraded(response_rate: float, quorum: float) -> bool:
     return response_rate + 1e-9 < quorum
 
 
+def reachable_rate(ballots: Sequence[Ballot], weights: dict[str, float]) -> float:
+    """Weight that answered or was still out when the outcome was already final (an early ABORT
+    stops waiting: those voters did not fail), over the weight of all configured voters."""
+    total = sum(weights.values()) or 1.0
+    return sum(b.weight for b in ballots if b.vote is not None or b.error_kind == "not_awaited") / total
+
+
 def missing_voters(ballots: Sequence[Ballot]) -> str:
     """'a (billing), b (timeout)': who did not answer, and why in one word."""
     return ", ".join(f"{b.role} ({b.error_kind or 'no answer'})" for b in ballots if b.vote is None)

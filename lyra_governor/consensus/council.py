@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lyra_governor.config import Settings
-from lyra_governor.consensus.aggregation import aggregate, is_degraded, settled
+from lyra_governor.consensus.aggregation import aggregate, is_degraded, reachable_rate, settled
 from lyra_governor.consensus.local import LocalVoter
 from lyra_governor.consensus.voters import Voter
 from lyra_governor.errors import ConfigError
@@ -80,7 +80,7 @@ class Council:
             response_rate=round(response, 6),
             mean_confidence=round(confidence, 6),
             size_scale=scale,
-            degraded=is_degraded(response, quorum),
+            degraded=is_degraded(reachable_rate(ballots, self.weights), quorum),
             quorum=quorum,
             reasons=reasons,
             ballots=ballots,

@@ -307,3 +307,15 @@ def test_degraded_consultation_is_reported_in_status_and_metrics(
     assert "lyra_consensus_degraded_total 1.0" in text
     assert 'lyra_consensus_no_answer_total{kind="billing"} 3.0' in text
     gov.close()
+
+
+def test_an_early_abort_is_not_reported_as_degraded(lyra_home: Path, fake: FakeOpenRouter, keys: list[str]) -> None:
+    fake.behaviour[MODELS[1]] = Behaviour(
+        vote={"decision": "REJECT", "risk": "CRITICAL", "confidence": 0.95, "rationale": "exchange insolvent"}
+    )
+    for model in MODELS[2:]:
+        fake.behaviour[model] = Behaviour(latency_s=1.5)
+    result = decide(or_settings(lyra_home, fake, deadline=5.0))
+    assert result.verdict is Verdict.ABORT  # type: ignore[attr-defined]
+    assert result.response_rate < 0.75 and not result.degraded  # type: ignore[attr-defined]
+    assert result.no_answer == {"not_awaited": 6}  # type: ignore[attr-defined]

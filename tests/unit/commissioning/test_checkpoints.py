@@ -225,3 +225,23 @@ def test_signing_key_can_live_in_the_vault(settings: Settings, ledger: Ledger, c
     locked = CheckpointRunner(settings, ledger, clock).run("forensic_report")
     assert not locked.ok and "LYRA_VAULT_PASSWORD" in locked.summary
     assert [c.ok for c in verify_reports(settings, ledger.engine)] == [True]
+
+
+def test_ai_health_fails_a_degraded_council_and_says_why(settings: Settings, ledger: Ledger, clock: Clock) -> None:
+    from lyra_governor.consensus import Council
+    from lyra_governor.consensus.local import LocalVoter
+    from lyra_governor.models import Ballot, CouncilContext
+
+    class Broke(LocalVoter):
+        def vote_now(self, context: CouncilContext) -> Ballot:
+            return Ballot(role=self.role.name, model="m", weight=self.role.weight, error="402", error_kind="billing")
+
+    roles = settings.consensus.roles
+    # 6 of 8 answer: 75 % is above phase 1's 70 % but a 0.8 quorum makes it degraded
+    strict = settings.model_copy(update={"consensus": settings.consensus.model_copy(update={"quorum": 0.8})})
+    council = Council(strict, [*(LocalVoter(r) for r in roles[:6]), *(Broke(r) for r in roles[6:])])
+    results = {r.name: r for r in CheckpointRunner(strict, ledger, clock, council=council).run_due()}
+    health = results["ai_health"]
+    assert not health.ok and "degraded (quorum 80%)" in health.summary and "2 billing" in health.summary
+    record = ledger.latest_evidence("checkpoint.ai_health")
+    assert record is not None and record.payload["degraded"] is True
