@@ -1,6 +1,7 @@
 """Lyra DCA: build a position in slices with Hummingbot's DCAExecutor, every order governed.
 
-Run in the Hummingbot terminal: `start --script lyra_dca.py --conf conf_lyra_dca.yml`.
+Run in the Hummingbot terminal: `start --v2 conf_lyra_dca.yml`.
+Headless (CONFIG_PASSWORD set): `lyra-governor hummingbot --headless --v2 conf_lyra_dca.yml`.
 
 One `DCAExecutor` at a time: `levels` limit orders (MAKER mode) stepping `level_step_pct` away
 from mid on the chosen side, so a falling market (for a BUY) fills the position in slices at

@@ -1,6 +1,7 @@
 """Lyra grid: Hummingbot's GridExecutor over a price range around mid, every order governed.
 
-Run in the Hummingbot terminal: `start --script lyra_grid.py --conf conf_lyra_grid.yml`.
+Run in the Hummingbot terminal: `start --v2 conf_lyra_grid.yml`.
+Headless (CONFIG_PASSWORD set): `lyra-governor hummingbot --headless --v2 conf_lyra_grid.yml`.
 
 One `GridExecutor` at a time, on the BUY side (spot: it buys dips and sells each level back
 one step higher). The range runs from `lower_pct` under mid to `upper_pct` over it, cut into
