@@ -298,7 +298,7 @@ def build_context(
         vol_percentile_day=_r(percentile, 1),
         vol_regime=vol_regime(vol, percentile),
         spread_pct=_r(spread_pct),
-        depth_usd=_r(depth_usd, 2),
+        depth_usd=_r(depth_usd, 2) if depth_usd else None,  # 0: the book was not measured
         rsi_14=_r(rsi(closes), 2),
         bollinger_position=_r(bollinger_position(closes), 3),
         trend_slope_pct_per_hour=_r(slope),

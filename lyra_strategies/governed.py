@@ -108,6 +108,7 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         #: when the governor last refused (not merely deferred) an order on (connector, pair, side)
         self.refused_at: dict[tuple[str, str, Side], float] = {}
         self.exchange_failures = 0
+        self._depth: dict[tuple[str, str], tuple[float, float]] = {}  # (connector, pair) -> (read at, depth)
         self._cancel_requested: set[str] = set()  # order ids this strategy asked to cancel
         self.last_decision: Decision | None = None
         self.lyra_denials: deque[hb_status.Denial] = deque(maxlen=20)  # the latest, for `status`
@@ -349,6 +350,10 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
                     continue
                 mid = (bid + ask) / 2
                 ts = self.book_timestamp(connector_name, pair, timestamp) if self.book_timestamp else timestamp
+                read_at, depth = self._depth.get((connector_name, pair), (float("-inf"), 0.0))
+                if timestamp - read_at >= DEPTH_EVERY_S:  # the council's depth input, every 10 s
+                    depth = _depth_within(connector, pair, float(mid))
+                    self._depth[(connector_name, pair)] = (timestamp, depth)
                 self.lyra.observe_market(
                     MarketSnapshot.model_construct(
                         connector=connector_name,
@@ -358,6 +363,7 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
                         best_bid=bid,
                         best_ask=ask,
                         spread_pct=float((ask - bid) / mid * 100),
+                        depth_usd=depth,
                         data_age_s=max(0.0, timestamp - ts),
                     )
                 )
@@ -466,6 +472,29 @@ def _hummingbot_instance_id() -> str | None:
         return str(app.instance_id) if app is not None else None
     except Exception:  # no application in this process
         return None
+
+
+DEPTH_EVERY_S = 10.0
+DEPTH_BAND = 0.01
+
+
+def _depth_within(connector: ConnectorBase, trading_pair: str, mid: float, band: float = DEPTH_BAND) -> float:
+    """Quote value resting within `band` of mid on both sides of the connector's own book (the
+    council's depth input); 0.0 for a connector without a local book."""
+    try:
+        book = connector.get_order_book(trading_pair)
+        total = 0.0
+        for row in book.bid_entries():
+            if row.price < mid * (1 - band):
+                break
+            total += row.price * row.amount
+        for row in book.ask_entries():
+            if row.price > mid * (1 + band):
+                break
+            total += row.price * row.amount
+        return total
+    except (AttributeError, NotImplementedError, TypeError, ValueError):
+        return 0.0
 
 
 def _best_prices(connector: ConnectorBase, trading_pair: str) -> tuple[Decimal, Decimal]:

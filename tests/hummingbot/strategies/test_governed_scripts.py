@@ -618,3 +618,22 @@ def test_arbitrage_sizes_to_what_both_venues_can_settle(world: dict[str, Any]) -
     assert strategy.taken == 1 and strategy.exchange_failures == 0
     amounts = {f["side"]: Decimal(f["amount"]) for f in world["gov"].ledger.fill_rows(book="paper")}
     assert Decimal("0.0002") < amounts["BUY"] == amounts["SELL"] <= Decimal("0.000294")
+
+
+def test_the_connectors_book_feeds_the_councils_market_context(world: dict[str, Any]) -> None:
+    """Spread and depth come from Hummingbot's own order book; the governor's market history
+    turns the observations into the council's market context."""
+    from lyra_strategies.governed import _depth_within
+
+    strategy = _market_making(world)
+    _run(world, strategy, 30)
+    snapshot = world["gov"]._markets[("binance_paper_trade", "BTC-USDT")]
+    book = world["exchanges"]["binance_paper_trade"].get_order_book("BTC-USDT")
+    expected = sum(r.price * r.amount for r in book.bid_entries() if r.price >= 60_000 * 0.99) + sum(
+        r.price * r.amount for r in book.ask_entries() if r.price <= 60_000 * 1.01
+    )
+    assert snapshot.depth_usd == pytest.approx(expected) and snapshot.depth_usd > 0
+    assert _depth_within(object(), "BTC-USDT", 60_000.0) == 0.0  # a connector without a local book  # type: ignore[arg-type]
+    mc = world["gov"].market_history.context("binance_paper_trade", "BTC-USDT", world["now"][0])
+    assert mc is not None and mc.depth_usd == pytest.approx(expected) and mc.spread_pct is not None
+    assert mc.mid_price == pytest.approx(60_000, rel=0.01)
