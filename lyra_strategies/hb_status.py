@@ -8,6 +8,7 @@ halt, a gradual stop or a promotion is visible in Hummingbot's log pane and log 
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -139,7 +140,7 @@ def mandate_text(governor: Governor, now: float) -> str:
             return "Open mandates: none (the council is asked when an order needs one)"
         parts = [
             f"{m.connector} {m.trading_pair} {'/'.join(sorted(side.value for side in m.sides))} "
-            f"<= ${m.max_order_notional_usd:,.0f}/order, {max(0, int(m.expires_at - now)) // 60} min left"
+            f"<= ${m.max_order_notional_usd:,.0f}/order, {math.ceil(max(0.0, m.expires_at - now) / 60)} min left"
             for m in mandates[:4]
         ]
         return f"Open mandates: {len(mandates)}: " + "; ".join(parts)

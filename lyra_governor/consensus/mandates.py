@@ -63,6 +63,11 @@ class MandateBook:
     def per_order(self) -> bool:
         return self.settings.consensus.per_order
 
+    def open_mandates(self, now: float) -> list[Mandate]:
+        """The mandates not yet expired (what Hummingbot's `status` lists for a governed bot)."""
+        with self._lock:
+            return [m for m in self._mandates.values() if now < m.expires_at]
+
     def find(self, proposal: OrderProposal, notional_usd: Decimal, now: float) -> Mandate | None:
         key = (proposal.connector, proposal.trading_pair)
         mandate = self._mandates.get(key)

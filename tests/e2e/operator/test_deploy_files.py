@@ -98,6 +98,47 @@ def test_hadolint_passes_the_dockerfile() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def _promtool() -> str:
+    exe = shutil.which("promtool")
+    if exe is None:
+        pytest.fail("promtool is not installed: `make test` installs Debian's prometheus package as root")
+    return exe
+
+
+def test_alert_rules_check_and_fire_on_the_governors_metrics(settings: Settings) -> None:
+    """`promtool check config` (prometheus.yml loads the rules), `promtool test rules` (each alert
+    fires on the series a governor exposes), and every metric a rule reads is one it exposes."""
+    for args in (["check", "config", "conf/prometheus.yml"], ["test", "rules", "conf/prometheus/lyra_rules_test.yml"]):
+        done = subprocess.run([_promtool(), *args], capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+    rules = yaml.safe_load((ROOT / "conf" / "prometheus" / "lyra_rules.yml").read_text())["groups"][0]["rules"]
+    names = {r["alert"] for r in rules}
+    assert {"LyraHalted", "LyraGradualStop", "LyraBreakerTripped", "LyraAuditChainBroken", "LyraStoreUnreadable",
+            "LyraCapNearlyUsed", "LyraBotHeartbeatSilent", "LyraCouncilSpendNearBudget"} <= names  # fmt: skip
+    ledger = Ledger.open(settings)
+    try:
+        ledger.heartbeat("bot-1")
+        ledger.audit_append("decision", {"status": "DENIED", "code": "HALTED"}, "bot-1")
+        text = generate_latest(build_registry(LyraCollector(settings, ledger))).decode()
+        exposed = set(re.findall(r"^(lyra_[a-z_]+)", text, re.M))
+    finally:
+        ledger.close()
+    used = {m for r in rules for m in re.findall(r"\blyra_[a-z_]+", r["expr"])}
+    assert used <= exposed, sorted(used - exposed)
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    mounts = compose["services"]["prometheus"]["volumes"]
+    assert "./conf/prometheus/lyra_rules.yml:/etc/prometheus/prometheus/lyra_rules.yml:ro" in mounts
+
+
+def test_grafana_trading_panel_shows_the_three_states() -> None:
+    dashboard = json.loads((ROOT / "conf" / "grafana" / "dashboards" / "lyra.json").read_text())
+    panel = next(p for p in dashboard["panels"] if p["title"] == "Trading")
+    expr = panel["targets"][0]["expr"]
+    assert 'state="REDUCING"' in expr and 'state="HALTED"' in expr  # a gradual stop is not ACTIVE
+    texts = {k: v["text"] for m in panel["fieldConfig"]["defaults"]["mappings"] for k, v in m["options"].items()}
+    assert texts == {"0": "ACTIVE", "1": "GRADUAL STOP", "2": "HALTED"}
+
+
 def test_prometheus_scrapes_the_governor_on_loopback() -> None:
     config = yaml.safe_load((ROOT / "conf" / "prometheus.yml").read_text())
     job = config["scrape_configs"][0]
