@@ -369,7 +369,9 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
                 )
 
     def _publish_denials(self, timestamp: float) -> None:
-        while self._denied:
+        # only the denials queued before this tick: an executor that retries inside its failure
+        # handler (XEMM's hedge) queues a new one, which waits for the next tick, not this loop
+        for _ in range(len(self._denied)):
             connector_name, order_id, order_type = self._denied.popleft()
             connector = self.connectors.get(connector_name)
             if connector is not None:

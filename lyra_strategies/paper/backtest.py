@@ -28,6 +28,7 @@ from hummingbot.strategy_v2.executors.dca_executor.dca_executor import DCAExecut
 from hummingbot.strategy_v2.executors.grid_executor.grid_executor import GridExecutor
 from hummingbot.strategy_v2.executors.order_executor.order_executor import OrderExecutor
 from hummingbot.strategy_v2.executors.position_executor.position_executor import PositionExecutor
+from hummingbot.strategy_v2.executors.xemm_executor.xemm_executor import XEMMExecutor
 from hummingbot.strategy_v2.models.base import RunnableStatus
 
 from lyra_strategies.paper.candles import ReplayCandles
@@ -77,11 +78,36 @@ class BacktestDCAExecutor(DCAExecutor):  # type: ignore[misc]
         return rules.min_order_size
 
 
+class BacktestXEMMExecutor(XEMMExecutor):  # type: ignore[misc]
+    """Hummingbot's XEMM executor. It links its orders to their in-flight records when their
+    creation events arrive, which a live exchange sends after `place_order` returned; the
+    paper engine sends them inside `place_order`, before the executor knows the order id, so
+    each step first links any order still unlinked (else the maker order, seen as not open,
+    is cancelled and re-placed every second)."""
+
+    async def control_task(self) -> None:
+        for tracked, connector in ((self.maker_order, self.maker_connector), (self.taker_order, self.taker_connector)):
+            if tracked is not None and tracked.order is None:
+                tracked.order = self.get_in_flight_order(connector, tracked.order_id)
+        await super().control_task()
+
+    async def control_update_maker_order(self) -> None:
+        """Hummingbot's re-pricing, except for a maker order that has started to fill: the
+        paper engine marks it filled a step before the executor hears of its completion, and
+        re-pricing would then see an order that is not open (edge 0) and drop it, so the fill
+        would never be hedged."""
+        order = self.maker_order.order if self.maker_order is not None else None
+        if order is not None and order.executed_amount_base > 0:
+            return
+        await super().control_update_maker_order()
+
+
 BACKTEST_EXECUTORS = {
     "position_executor": BacktestPositionExecutor,
     "order_executor": BacktestOrderExecutor,
     "grid_executor": BacktestGridExecutor,
     "dca_executor": BacktestDCAExecutor,
+    "xemm_executor": BacktestXEMMExecutor,
 }
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-NEW_SCRIPTS = ["lyra_dca", "lyra_grid"]
+NEW_SCRIPTS = ["lyra_dca", "lyra_grid", "lyra_xemm"]
 
 
 @pytest.mark.parametrize("name", NEW_SCRIPTS)
