@@ -330,24 +330,23 @@ class MarketHistory:
     def __init__(self, sample_s: float = SAMPLE_S, span_s: float = DAY_S) -> None:
         self.sample_s = sample_s
         self.span_s = span_s
-        self._points: dict[tuple[str, str], deque[tuple[float, float]]] = {}
+        self._points: dict[tuple[str, str], deque[tuple[float, Decimal | float]]] = {}
         self._book: dict[tuple[str, str], tuple[float, float]] = {}
         self._fills: dict[str, deque[Fill]] = {}
 
     def observe(self, connector: str, pair: str, ts: float, mid: Decimal | float, spread_pct: float = 0.0,
                 depth_usd: float = 0.0) -> None:  # fmt: skip
-        price = float(mid)
-        if not math.isfinite(price) or price <= 0:
-            return
+        """O(1) and cheap (it runs every tick): the price is kept as given and converted and
+        validated only when a context is built."""
         key = (connector, pair)
         points = self._points.get(key)
         if points is None:
             points = self._points[key] = deque(maxlen=int(self.span_s / self.sample_s) + 2)
         if points and ts < points[-1][0] + self.sample_s:
             if ts >= points[-1][0]:
-                points[-1] = (points[-1][0], price)  # same sample slot: keep its latest price
+                points[-1] = (points[-1][0], mid)  # same sample slot: keep its latest price
         else:
-            points.append((ts, price))
+            points.append((ts, mid))
         self._book[key] = (spread_pct, depth_usd)
 
     def observe_fill(self, pair: str, side: str, amount: Decimal | float, price: Decimal | float, ts: float,
@@ -360,5 +359,8 @@ class MarketHistory:
         points = self._points.get(key)
         if not points:
             return None
+        valid = [(ts, p) for ts, p in ((ts, float(mid)) for ts, mid in points) if math.isfinite(p) and p > 0]
+        if not valid:
+            return None
         spread, depth = self._book.get(key, (0.0, 0.0))
-        return build_context(connector, pair, now, list(points), list(self._fills.get(pair, ())), spread, depth)
+        return build_context(connector, pair, now, valid, list(self._fills.get(pair, ())), spread, depth)
