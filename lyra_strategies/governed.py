@@ -22,6 +22,7 @@ the back-test clock: see `lyra_strategies.paper.backtest`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import threading
@@ -63,6 +64,8 @@ from lyra_strategies import hb_status
 log = logging.getLogger(__name__)
 NAN = Decimal("NaN")
 DENIED_PREFIX = "lyra-denied-"
+RECONCILE_TIMEOUT_S = 30.0  # one reconciliation attempt (exchange calls included) at most
+RECONCILE_RETRY_S = 5.0
 
 _ORDER_TYPES = {
     HbOrderType.LIMIT: OrderType.LIMIT,
@@ -89,6 +92,9 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
     offline: bool = False
     #: How old the book behind a mid price is; replays report their feed's age.
     book_timestamp: Callable[[str, str, float], float] | None = None
+    #: On start, an order a crash left resting on the exchange is adopted into Hummingbot's
+    #: tracker and then cancelled ("cancel") or kept, its fills booked as they come ("adopt").
+    reconcile_policy: str = "cancel"
 
     def __init__(
         self, connectors: dict[str, ConnectorBase], config: Any = None, governor: Governor | None = None
@@ -113,6 +119,11 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         self.last_decision: Decision | None = None
         self.lyra_denials: deque[hb_status.Denial] = deque(maxlen=20)  # the latest, for `status`
         self._ladder_watch = hb_status.LadderWatch()
+        #: reconciliation on start (live connectors): None until done, then what it found
+        self.reconciliation: dict[str, Any] | None = None
+        self._reconciled = self.offline
+        self._reconcile_task: Any = None
+        self._reconcile_retry_at = 0.0
         if self.offline:
             from lyra_strategies.paper.backtest import run_on_backtest_clock
 
@@ -262,6 +273,9 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
             self.market_data_provider.sample_candles(timestamp)
         self._publish_denials(timestamp)
         self.lyra.heartbeat()
+        if not self._reconciled:  # settle what a crash left behind before proposing anything
+            self._step_reconciliation()
+            return
         if self._state_changed.is_set():  # an MQTT halt/resume: don't wait for the cache to age
             self._state_changed.clear()
             self.lyra.ladder_state(fresh=True)
@@ -399,6 +413,130 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         for connector_name in self.connectors:
             for order in self.get_active_orders(connector_name):
                 self.cancel(connector_name, order.trading_pair, order.client_order_id)
+
+    # --- reconciliation on start (see lyra_strategies.reconcile) ---------------------------
+
+    def _step_reconciliation(self) -> None:
+        task = self._reconcile_task
+        if task is None:
+            if time.monotonic() < self._reconcile_retry_at:
+                return
+            if not all(getattr(c, "ready", True) for c in self.connectors.values()):
+                return  # trading rules, balances and the order books first
+            from hummingbot.core.utils.async_utils import safe_ensure_future
+
+            self._reconcile_task = safe_ensure_future(asyncio.wait_for(self.reconcile_on_start(), RECONCILE_TIMEOUT_S))
+            return
+        if not task.done():
+            return
+        self._reconcile_task = None
+        error = task.exception() if not task.cancelled() else asyncio.CancelledError()
+        if error is None:
+            self._reconciled = True
+            return
+        log.error(
+            "reconciliation on start failed (%s); nothing is proposed until it succeeds, retrying in %s s",
+            error,
+            RECONCILE_RETRY_S,
+        )
+        self._reconcile_retry_at = time.monotonic() + RECONCILE_RETRY_S
+
+    async def reconcile_on_start(self) -> dict[str, Any]:
+        """Ask each live exchange for this bot's orders and fills since its oldest OPEN
+        reservation and settle every reservation from the answer (booked, released, adopted or
+        cancelled), each step audited, then one `reconciliation` record with the counts."""
+        from lyra_strategies import reconcile
+
+        rows = self.lyra.ledger.open_reservations(self.lyra.bot_id)
+        summary: dict[str, Any] = {
+            "reservations": len(rows), "booked_fills": 0, "filled": 0, "cancelled": 0, "failed": 0,
+            "adopted": 0, "cancel_sent": 0, "skipped": 0, "unaccounted": [],
+        }  # fmt: skip
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in rows:
+            groups.setdefault((row["connector"], row["trading_pair"]), []).append(row)
+        for (connector_name, pair), group in sorted(groups.items()):
+            connector = self.connectors.get(connector_name)
+            source = reconcile.SOURCES.get(connector_name)
+            if connector is None or source is None:
+                summary["skipped"] += len(group)  # left to the bot that trades there (or to their expiry)
+                continue
+            since = min(float(r["created_at"]) for r in group) - reconcile.CLOCK_SLACK_S
+            orders = await source.orders(connector, pair, since)
+            found = reconcile.plan(group, orders, getattr(connector, "client_order_id_prefix", ""))
+            for settlement in found.settlements:
+                self._settle(connector, pair, settlement, summary)
+            summary["unaccounted"] += [o.client_order_id for o in found.unaccounted]
+        self.reconciliation = summary
+        if rows:  # a clean start has nothing to settle and nothing to audit
+            self.lyra.ledger.audit_append("reconciliation", {"bot_id": self.lyra.bot_id, **summary}, self.lyra.bot_id)
+            log.info("reconciled %s open reservation(s) with the exchange: %s", len(rows), summary)
+        return summary
+
+    def _settle(self, connector: Any, pair: str, settlement: Any, summary: dict[str, Any]) -> None:
+        rid, order = settlement.reservation_id, settlement.order
+        cid = order.client_order_id if order is not None else None
+        quote = pair.rpartition("-")[2]
+        rate = self.lyra.usd_per_quote(quote) or Decimal(0)
+        now = self.current_timestamp
+        for trade in settlement.book:  # the exchange's fills the ledger never heard of
+            fee_quote = trade.fee if trade.fee_asset == quote else trade.fee * trade.price
+            self.lyra.on_order_event(
+                OrderEvent(
+                    kind=OrderEventKind.FILLED, reservation_id=rid, client_order_id=cid,
+                    filled_amount=trade.amount, fill_price=trade.price, fee_usd=fee_quote * rate, timestamp=now,
+                )
+            )  # fmt: skip
+            summary["booked_fills"] += 1
+        if settlement.outcome == "OPEN":
+            self._adopt(connector, pair, rid, order)
+            summary["adopted"] += 1
+            if self.reconcile_policy == "cancel":
+                self._cancel_requested.add(order.client_order_id)
+                connector.cancel(pair, order.client_order_id)  # released when the exchange confirms
+                summary["cancel_sent"] += 1
+            return
+        kind = {"FILLED": OrderEventKind.COMPLETED, "CANCELLED": OrderEventKind.CANCELLED}.get(
+            settlement.outcome, OrderEventKind.FAILED
+        )
+        self.lyra.on_order_event(OrderEvent(kind=kind, reservation_id=rid, client_order_id=cid, timestamp=now))
+        summary[settlement.outcome.lower()] += 1
+
+    def _adopt(self, connector: Any, pair: str, rid: str, order: Any) -> None:
+        """Track a resting order in Hummingbot's connector as if this process had placed it, its
+        fills so far applied (so Hummingbot does not report them again), bound to its reservation."""
+        from hummingbot.core.data_type.common import TradeType
+        from hummingbot.core.data_type.in_flight_order import OrderState, OrderUpdate, TradeUpdate
+        from hummingbot.core.data_type.trade_fee import TokenAmount, TradeFeeBase
+
+        side = TradeType.BUY if order.side == "BUY" else TradeType.SELL
+        order_type = HbOrderType[order.order_type] if order.order_type in HbOrderType.__members__ else HbOrderType.LIMIT
+        connector.start_tracking_order(
+            order_id=order.client_order_id, exchange_order_id=order.exchange_order_id, trading_pair=pair,
+            trade_type=side, price=order.price, amount=order.amount, order_type=order_type,
+        )  # fmt: skip
+        tracked = connector.in_flight_orders[order.client_order_id]
+        for trade in order.trades:
+            fee = TradeFeeBase.new_spot_fee(
+                connector.trade_fee_schema(), side, percent_token=trade.fee_asset,
+                flat_fees=[TokenAmount(trade.fee_asset, trade.fee)],
+            )  # fmt: skip
+            tracked.update_with_trade_update(
+                TradeUpdate(
+                    trade_id=trade.trade_id, client_order_id=order.client_order_id,
+                    exchange_order_id=order.exchange_order_id, trading_pair=pair, fill_timestamp=trade.time_s,
+                    fill_price=trade.price, fill_base_amount=trade.amount,
+                    fill_quote_amount=trade.amount * trade.price, fee=fee,
+                )
+            )  # fmt: skip
+        connector._order_tracker.process_order_update(
+            OrderUpdate(
+                client_order_id=order.client_order_id, exchange_order_id=order.exchange_order_id, trading_pair=pair,
+                update_timestamp=self.current_timestamp,
+                new_state=OrderState.PARTIALLY_FILLED if order.trades else OrderState.OPEN,
+            )
+        )  # fmt: skip
+        self._reservation_of[order.client_order_id] = rid
 
     # --- events to the ledger -----------------------------------------------------------
 

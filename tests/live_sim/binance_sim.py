@@ -384,6 +384,15 @@ class BinanceSim:
 
         self.call(do)
 
+    def cancel_by_exchange(self, client_id: str) -> None:
+        """The exchange cancels one open order without being asked."""
+
+        def do() -> None:
+            order = next(o for o in self.orders.values() if o.client_id == client_id and o.is_open)
+            self._cancel(order, order.client_id)
+
+        self.call(do)
+
     def cancel_all_by_exchange(self, symbol: str = "BTCUSDT") -> None:
         """The exchange cancels every open order (e.g. maintenance) without being asked."""
 

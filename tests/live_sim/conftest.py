@@ -13,7 +13,7 @@ import pytest
 
 from lyra_governor.config import Settings
 from tests.live_sim.binance_sim import BinanceSim
-from tests.live_sim.governed_rig import Bot, cap_monitor, phase4_governor, probe_strategy
+from tests.live_sim.governed_rig import Bot, cap_monitor, phase4_governor, probe_strategy, ready_to_trade
 from tests.live_sim.harness import Rig, binance_pointed_at
 
 
@@ -60,6 +60,7 @@ def bot(rig: Rig, sim: BinanceSim, settings: Settings, tmp_path: Path) -> Iterat
     b = Bot(rig, sim, gov, strategy)
     rig.monitors.append(cap_monitor(gov))
     rig.start(strategy)
+    ready_to_trade(rig, strategy)
     try:
         yield b
     finally:

@@ -94,6 +94,13 @@ def probe_strategy(rig: Rig, gov: Governor) -> Any:
     return rig.run(build())
 
 
+def ready_to_trade(rig: Rig, strategy: Any, timeout: float = 20.0) -> None:
+    """Wait until the strategy has reconciled with the exchange and observed its book (the
+    council judges a mandate on the market it has seen)."""
+    rig.wait(lambda: strategy.reconciliation is not None and (EXCHANGE, PAIR) in strategy.lyra._markets, timeout,
+             "reconciliation on start and a first look at the book")  # fmt: skip
+
+
 def governed_order(rig: Rig, strategy: Any, side: Side, amount: str, price: str, timeout: float = 10.0) -> str:
     """Propose until the council's mandate covers it (the first proposal asks for one); return
     the order id (a `lyra-denied-` id if the governor refused it)."""

@@ -18,7 +18,7 @@ import pytest
 
 from lyra_governor.config import Settings, load_settings
 from tests.live_sim.binance_sim import BinanceSim
-from tests.live_sim.governed_rig import Bot, cap_monitor, phase4_governor, probe_strategy
+from tests.live_sim.governed_rig import Bot, cap_monitor, phase4_governor, probe_strategy, ready_to_trade
 from tests.live_sim.harness import PAIR, Rig
 
 EXE = str(Path(sys.executable).with_name("lyra-governor"))
@@ -49,6 +49,7 @@ def mqtt_bot(rig: Rig, sim: BinanceSim, lyra_home: Path) -> Iterator[tuple[Bot, 
     strategy = probe_strategy(rig, gov)
     rig.monitors.append(cap_monitor(gov))
     rig.start(strategy)
+    ready_to_trade(rig, strategy)
     try:
         yield Bot(rig, sim, gov, strategy), env
     finally:

@@ -1,0 +1,163 @@
+"""Reconciliation on start: what a governed bot does with the reservations a crash left behind.
+
+A bot killed mid-stream (crash, `kill -9`, power loss) leaves OPEN reservations in the store
+for orders whose fate it never heard: filled while it was dead, cancelled by the exchange,
+still resting, or never placed at all. On start, before its strategy proposes anything, the
+bot asks the exchange for its orders and fills since the oldest such reservation and settles
+each reservation from the exchange's answer:
+
+- the exchange's fills not yet in the ledger are booked (so deployed capital and the bot's
+  position are the exchange's);
+- an order the exchange filled completes its reservation; one it cancelled or expired releases
+  the rest;
+- an order still resting is adopted into Hummingbot's order tracker (its known fills applied,
+  so none is booked twice) and, with ``policy="cancel"`` (the default: the restarted strategy
+  did not place it and would not manage it), cancelled through Hummingbot's own cancel path,
+  which releases the reservation when the exchange confirms;
+- a reservation with no order on the exchange was never placed: released as FAILED.
+
+Reservations and exchange orders are matched on what the governor judged and the connector sent
+(pair, side, amount, limit price, placed no earlier than the reservation): governed orders are
+quantized before review (`governed._as_sent`), so both sides carry the same figures.
+
+`plan` is pure; `BinanceSource` reads the exchange through Hummingbot's own signed REST client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any
+
+#: an exchange order placed up to this long before its reservation's timestamp still matches
+#: (the exchange's clock and ours differ by a little)
+CLOCK_SLACK_S = 60.0
+
+
+@dataclass(frozen=True)
+class ExchangeTrade:
+    trade_id: str
+    amount: Decimal
+    price: Decimal
+    fee: Decimal
+    fee_asset: str
+    time_s: float
+
+
+@dataclass(frozen=True)
+class ExchangeOrder:
+    client_order_id: str
+    exchange_order_id: str
+    trading_pair: str
+    side: str  # BUY | SELL
+    order_type: str  # LIMIT | LIMIT_MAKER | MARKET
+    amount: Decimal
+    price: Decimal
+    status: str  # OPEN | FILLED | CANCELLED
+    time_s: float
+    trades: tuple[ExchangeTrade, ...] = ()
+
+    @property
+    def executed(self) -> Decimal:
+        return sum((t.amount for t in self.trades), Decimal(0))
+
+
+@dataclass
+class Settlement:
+    """What to do with one reservation."""
+
+    reservation_id: str
+    order: ExchangeOrder | None
+    book: list[ExchangeTrade] = field(default_factory=list)  # fills the ledger does not have yet
+    outcome: str = ""  # FILLED | CANCELLED | OPEN | FAILED
+
+
+@dataclass
+class Plan:
+    settlements: list[Settlement]
+    unaccounted: list[ExchangeOrder]  # resting orders no OPEN reservation of this bot explains
+
+
+def plan(reservations: list[dict[str, Any]], orders: list[ExchangeOrder], prefix: str = "") -> Plan:
+    """Match this bot's OPEN reservations (store rows) to the exchange's orders, oldest first,
+    each order to at most one reservation, and say how each reservation is settled."""
+    free = sorted(orders, key=lambda o: (o.time_s, o.exchange_order_id))
+    settlements = []
+    for row in sorted(reservations, key=lambda r: (float(r["created_at"]), r["reservation_id"])):
+        bound = row.get("client_order_id")
+        match = next((o for o in free if bound and o.client_order_id == bound), None) or next(
+            (o for o in free if _matches(row, o)), None
+        )
+        if match is None:
+            settlements.append(Settlement(row["reservation_id"], None, outcome="FAILED"))
+            continue
+        free.remove(match)
+        known = Decimal(row["filled_amount"] or 0)
+        missing, seen = [], Decimal(0)
+        for trade in sorted(match.trades, key=lambda t: (t.time_s, t.trade_id)):
+            seen += trade.amount
+            if seen > known:  # the ledger counted the first `known` of this order's fills
+                missing.append(trade)
+        outcome = match.status if match.status != "OPEN" else "OPEN"
+        settlements.append(Settlement(row["reservation_id"], match, missing, outcome))
+    unaccounted = [o for o in free if o.status == "OPEN" and o.client_order_id.startswith(prefix)]
+    return Plan(settlements, unaccounted)
+
+
+def _matches(row: dict[str, Any], order: ExchangeOrder) -> bool:
+    return (
+        order.trading_pair == row["trading_pair"]
+        and order.side == row["side"]
+        and order.amount == Decimal(row["amount"])
+        and (order.order_type == "MARKET" or order.price == Decimal(row["price"]))
+        and order.time_s >= float(row["created_at"]) - CLOCK_SLACK_S
+    )
+
+
+#: Binance order states as reconciliation sees them (anything else ended without filling fully)
+BINANCE_STATUS = MappingProxyType(
+    {"NEW": "OPEN", "PARTIALLY_FILLED": "OPEN", "PENDING_NEW": "OPEN", "FILLED": "FILLED"}
+)
+
+
+class BinanceSource:
+    """Binance spot's orders and fills since a time, through the connector's signed client."""
+
+    async def orders(self, connector: Any, trading_pair: str, since_s: float) -> list[ExchangeOrder]:
+        symbol = await connector.exchange_symbol_associated_to_pair(trading_pair=trading_pair)
+        start_ms = int(since_s * 1000)
+        raw_orders = await connector._api_get(
+            path_url="/allOrders", params={"symbol": symbol, "startTime": start_ms}, is_auth_required=True,
+            limit_id="/order",
+        )  # fmt: skip
+        raw_trades = await connector._api_get(
+            path_url="/myTrades", params={"symbol": symbol, "startTime": start_ms, "limit": 1000},
+            is_auth_required=True,
+        )  # fmt: skip
+        trades: dict[str, list[ExchangeTrade]] = {}
+        for t in raw_trades:
+            trades.setdefault(str(t["orderId"]), []).append(
+                ExchangeTrade(str(t["id"]), Decimal(t["qty"]), Decimal(t["price"]), Decimal(t["commission"]),
+                              str(t["commissionAsset"]), float(t["time"]) / 1000)
+            )  # fmt: skip
+        return [
+            ExchangeOrder(
+                client_order_id=str(o["clientOrderId"]),
+                exchange_order_id=str(o["orderId"]),
+                trading_pair=trading_pair,
+                side=str(o["side"]),
+                order_type=str(o["type"]),
+                amount=Decimal(o["origQty"]),
+                price=Decimal(o["price"]),
+                status=BINANCE_STATUS.get(str(o["status"]), "CANCELLED"),
+                time_s=float(o["time"]) / 1000,
+                trades=tuple(trades.get(str(o["orderId"]), ())),
+            )
+            for o in raw_orders
+        ]
+
+
+#: the exchanges reconciliation can read, by Hummingbot connector name
+SOURCES: Mapping[str, BinanceSource] = MappingProxyType({"binance": BinanceSource()})

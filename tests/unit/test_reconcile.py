@@ -1,0 +1,53 @@
+"""lyra_strategies.reconcile.plan: how each reservation a crash left behind is settled."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from lyra_strategies.reconcile import ExchangeOrder, ExchangeTrade, plan
+
+T0 = 1_800_000_000.0
+
+
+def _row(rid: str, side: str = "BUY", amount: str = "0.0003", price: str = "59000", filled: str = "0",
+         at: float = T0) -> dict[str, Any]:  # fmt: skip
+    return {"reservation_id": rid, "trading_pair": "BTC-USDT", "side": side, "amount": amount, "price": price,
+            "filled_amount": filled, "created_at": at, "client_order_id": None}  # fmt: skip
+
+
+def _order(cid: str, status: str, trades: tuple[str, ...] = (), side: str = "BUY", price: str = "59000",
+           at: float = T0 + 0.2) -> ExchangeOrder:  # fmt: skip
+    return ExchangeOrder(
+        cid, cid.upper(), "BTC-USDT", side, "LIMIT", Decimal("0.0003"), Decimal(price), status, at,
+        tuple(ExchangeTrade(f"{cid}-{i}", Decimal(q), Decimal(price), Decimal(0), "BTC", at + i + 1)
+              for i, q in enumerate(trades)),
+    )  # fmt: skip
+
+
+def test_missed_fills_are_booked_after_the_ones_the_ledger_has() -> None:
+    found = plan([_row("r1", filled="0.0001")], [_order("x-1", "FILLED", ("0.0001", "0.0002"))])
+    (s,) = found.settlements
+    assert s.outcome == "FILLED" and [t.amount for t in s.book] == [Decimal("0.0002")]
+
+
+def test_each_order_settles_one_reservation_and_unknown_ones_fail() -> None:
+    rows = [_row("r1"), _row("r2", at=T0 + 1), _row("r3", price="58000", at=T0 + 2)]
+    orders = [_order("x-1", "OPEN"), _order("x-2", "CANCELLED", at=T0 + 1.5)]
+    found = plan(rows, orders)
+    assert [(s.reservation_id, s.outcome, s.order and s.order.client_order_id) for s in found.settlements] == [
+        ("r1", "OPEN", "x-1"), ("r2", "CANCELLED", "x-2"), ("r3", "FAILED", None),
+    ]  # fmt: skip
+
+
+def test_an_order_placed_long_before_the_reservation_or_on_the_other_side_does_not_match() -> None:
+    found = plan([_row("r1")], [_order("x-old", "OPEN", at=T0 - 600), _order("x-sell", "OPEN", side="SELL")])
+    assert found.settlements[0].outcome == "FAILED"
+    assert sorted(o.client_order_id for o in found.unaccounted) == ["x-old", "x-sell"]
+
+
+def test_a_bound_client_order_id_wins_over_the_attributes() -> None:
+    row = _row("r1") | {"client_order_id": "x-2"}
+    found = plan([row], [_order("x-1", "OPEN"), _order("x-2", "FILLED", ("0.0003",))])
+    assert found.settlements[0].order.client_order_id == "x-2"  # type: ignore[union-attr]
+    assert [o.client_order_id for o in found.unaccounted] == ["x-1"]
