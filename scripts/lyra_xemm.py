@@ -1,7 +1,8 @@
 """Lyra cross-exchange market making: Hummingbot's XEMMExecutor, maker on one venue, hedge
 on the other, every order governed.
 
-Run in the Hummingbot terminal: `start --script lyra_xemm.py --conf conf_lyra_xemm.yml`.
+Run in the Hummingbot terminal: `start --v2 conf_lyra_xemm.yml`.
+Headless (CONFIG_PASSWORD set): `lyra-governor hummingbot --headless --v2 conf_lyra_xemm.yml`.
 
 Up to one `XEMMExecutor` per maker side. A buy-side executor rests a LIMIT buy on the maker
 venue priced `target_profitability` (plus both venues' fees) under what selling the same

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-NEW_SCRIPTS = ["lyra_dca", "lyra_grid", "lyra_xemm"]
+NEW_SCRIPTS = ["lyra_dca", "lyra_grid", "lyra_xemm", "lyra_dynamic_market_making"]
 
 
 @pytest.mark.parametrize("name", NEW_SCRIPTS)

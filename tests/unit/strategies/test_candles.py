@@ -74,3 +74,19 @@ def test_bollinger_percent_b() -> None:
     assert bollinger_percent_b([1.0, 1.0, 1.0], 3, 2.0) is None  # zero width
     assert bollinger_percent_b([1.0, 2.0], 3, 2.0) is None
     assert bollinger_percent_b([3.0, 2.0, 1.0], 3, 2.0) < 0.5 < bollinger_percent_b([1.0, 2.0, 3.0], 3, 2.0)
+
+
+def test_dynamic_spreads_follow_volatility_within_bounds() -> None:
+    from decimal import Decimal
+
+    from lyra_strategies.dynamic_spread import DynamicParams, spreads
+
+    params = DynamicParams(spread_natr=Decimal("0.5"), min_spread_bps=Decimal(10), max_spread_bps=Decimal(60))
+    calm, normal, wild = spreads(0.05, params), spreads(0.2, params), spreads(1.0, params)
+    assert calm.spread_bps == 10  # 2 x 0.5 x 5 bps = 5, floored at 10
+    assert normal.spread_bps == 20 and normal.skew_bps_at_full == 20 and normal.level_step_bps == 10
+    assert wild.spread_bps == 60  # capped
+    assert calm.skew_bps_at_full < normal.skew_bps_at_full < wild.skew_bps_at_full
+    unknown = spreads(None, params)
+    assert unknown.spread_bps == 60 and spreads(float("nan"), params) == unknown
+    assert spreads(0.0, params).spread_bps == 10  # a flat market is a known volatility: the tightest
