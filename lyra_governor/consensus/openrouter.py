@@ -315,6 +315,12 @@ class OpenRouterVoter:
                 await self._backoff(attempt, None, deadline)
                 continue
             status = response.status_code
+            if status == 404 and mode == "json_schema" and "parameters" in _message(response):
+                # require_parameters found no provider that honours the schema: that 404 is about
+                # the parameters, not a retired model; ask again in json_object before retiring it
+                mode = "json_object"
+                last_error = "no provider for json_schema"
+                continue
             if status == 404 or (status == 400 and _invalid_model(response)):
                 self.retired.append(self.candidates.pop(0))  # retired slug: the next fallback, at once
                 if not self.candidates:
@@ -385,13 +391,16 @@ def _int(value: Any) -> int:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 else 0
 
 
+def _message(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("error", {}).get("message", "")).lower()
+    except (ValueError, AttributeError):
+        return ""
+
+
 def _invalid_model(response: httpx.Response) -> bool:
     """OpenRouter answers an unknown slug with 400 "... is not a valid model ID"."""
-    try:
-        message = str(response.json().get("error", {}).get("message", ""))
-    except (ValueError, AttributeError):
-        return False
-    return "not a valid model" in message.lower()
+    return "not a valid model" in _message(response)
 
 
 def load_keys(settings: Settings, vault: Any = None) -> list[str]:

@@ -37,6 +37,7 @@ class Behaviour:
     content: str | None = None  # raw content instead of the vote (malformed answers)
     vote: dict[str, Any] = field(default_factory=lambda: dict(APPROVE))
     reject_json_schema: bool = False
+    no_schema_provider: bool = False  # 404 for json_schema with require_parameters, as OpenRouter does
     refused_keys: set[str] = field(default_factory=set)  # these keys get 401
     cost: float | None = 0.0005  # None: `usage` without a cost (Lyra prices it from the catalogue)
 
@@ -138,6 +139,9 @@ class FakeOpenRouter:
         if n < b.fail_times:
             headers = {"Retry-After": b.retry_after} if b.retry_after else {}
             return b.status, headers, {"error": {"code": b.status, "message": "simulated"}}
+        if b.no_schema_provider and body.get("provider", {}).get("require_parameters"):
+            message = "No endpoints found that can handle the requested parameters."
+            return 404, {}, {"error": {"code": 404, "message": message}}
         if b.reject_json_schema and body.get("response_format", {}).get("type") == "json_schema":
             return 400, {}, {"error": {"code": 400, "message": "json_schema not supported"}}
         content = b.content if b.content is not None else json.dumps(b.vote)

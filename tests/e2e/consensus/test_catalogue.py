@@ -179,3 +179,14 @@ def test_phase1_fails_the_role_whose_models_are_gone(lyra_home: Path, fake: Fake
     local = load_settings(None, use_env=False, db_url=f"sqlite:///{lyra_home / 'l.db'}", data_dir=str(lyra_home))
     facts = collect_phase1(local, Council.from_settings(local), now=time.time())
     assert {c.name: c for c in phase1_checks(facts, local)}["council models"].passed
+
+
+def test_a_404_for_the_schema_is_not_a_retired_model(lyra_home: Path, fake: FakeOpenRouter, keys: None) -> None:
+    fake.behaviour[RISK[0]] = Behaviour(no_schema_provider=True)
+    result = Council.from_settings(or_settings(lyra_home, fake)).decide(
+        CouncilContext(phase=3, question="health", now=time.time())
+    )
+    ballot = {b.role: b for b in result.ballots}["risk_assessor"]
+    assert ballot.answered and ballot.model == RISK[0]  # still the primary, asked again in json_object
+    kinds = [r["body"]["response_format"]["type"] for r in fake.calls(RISK[0])]
+    assert kinds == ["json_schema", "json_object"] and not fake.calls(RISK[1])

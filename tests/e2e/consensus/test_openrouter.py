@@ -314,7 +314,7 @@ def test_an_early_abort_is_not_reported_as_degraded(lyra_home: Path, fake: FakeO
         vote={"decision": "REJECT", "risk": "CRITICAL", "confidence": 0.95, "rationale": "exchange insolvent"}
     )
     for model in MODELS[2:]:
-        fake.behaviour[model] = Behaviour(latency_s=1.5)
+        fake.behaviour[model] = Behaviour(latency_s=3.0)
     result = decide(or_settings(lyra_home, fake, deadline=5.0))
     assert result.verdict is Verdict.ABORT  # type: ignore[attr-defined]
     assert result.response_rate < 0.75 and not result.degraded  # type: ignore[attr-defined]
