@@ -137,6 +137,20 @@ def test_status_shows_the_sentiment(settings: Settings) -> None:
     assets = extra["sentiment"]["assets"]
     assert assets["BTC"]["label"] == "negative" and assets["ETH"]["label"] == "positive"
     assert health(settings) == {}  # disabled and local: nothing extra
+    from lyra_governor.cli.ops import render_status
+    from lyra_governor.ledger import Ledger
+    from lyra_governor.status import collect_status
+
+    news = with_news(settings)
+    ledger = Ledger.open(news)
+    status = collect_status(news, ledger=ledger, verify_audit=False)
+    ledger.close()
+    assert status["council"]["sentiment"]["assets"]["BTC"]["label"] == "negative"
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(render_status(status))
+    assert "news sentiment over 6 h: BTC negative" in console.export_text()
 
 
 @pytest.mark.parametrize("bad", [{"window_end": "tomorrow"}, {"min_headlines": 0}])
