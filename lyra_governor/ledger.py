@@ -522,11 +522,10 @@ class Ledger:
     def heartbeat(self, bot_id: str, now: float | None = None) -> None:
         now = self.clock() if now is None else now
         with self.engine.begin() as conn:
-            updated = conn.execute(bots.update().where(bots.c.bot_id == bot_id).values(last_heartbeat=now))
+            where = {"host": socket.gethostname(), "pid": os.getpid()}  # a restart updates both
+            updated = conn.execute(bots.update().where(bots.c.bot_id == bot_id).values(last_heartbeat=now, **where))
             if updated.rowcount == 0:
-                conn.execute(
-                    bots.insert().values(bot_id=bot_id, last_heartbeat=now, host=socket.gethostname(), pid=os.getpid())
-                )
+                conn.execute(bots.insert().values(bot_id=bot_id, last_heartbeat=now, **where))
 
     def expire_silent_bots(self, timeout_s: float, now: float | None = None) -> int:
         """Release the open reservations of bots whose heartbeat is older than `timeout_s`."""

@@ -219,7 +219,8 @@ def _broadcast(
             f"MQTT broker {result.broker} unreachable or refused ({type(exc).__name__}: {exc}); the halt is in the "
             "store, so governed bots still deny new exposure; check mqtt.host/mqtt.port and that Mosquitto runs"
         )
-        log.error("%s", result.error)
+        # the caller reports result.error (the CLI prints it once and audits it): not twice
+        log.debug("%s", result.error)
     return result
 
 

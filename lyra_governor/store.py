@@ -311,7 +311,8 @@ class HotPath:
         self.sql_close_reservation = sql(
             "UPDATE lyra_reservations SET status = ?, reserved_musd = 0, closed_at = ? WHERE reservation_id = ?"
         )
-        self.sql_beat = sql("UPDATE lyra_bots SET last_heartbeat = ? WHERE bot_id = ?")
+        # host and pid too: a restarted bot (new process, maybe another host) is shown as it runs now
+        self.sql_beat = sql("UPDATE lyra_bots SET last_heartbeat = ?, host = ?, pid = ? WHERE bot_id = ?")
         self.sql_new_bot = sql("INSERT INTO lyra_bots (bot_id, last_heartbeat, host, pid) VALUES (?, ?, ?, ?)")
         self.sql_silent = sql(
             "SELECT b.bot_id FROM lyra_bots b WHERE b.last_heartbeat < ? AND EXISTS "
@@ -545,7 +546,7 @@ class HotPath:
         """This bot is alive: one small write, no audit record (heartbeats are not decisions)."""
         with self._cursor() as cur:
             self._begin(cur)
-            cur.execute(self.sql_beat, (now, bot_id))
+            cur.execute(self.sql_beat, (now, host, pid, bot_id))
             if cur.rowcount == 0:
                 cur.execute(self.sql_new_bot, (bot_id, now, host, pid))
             self._commit(cur)

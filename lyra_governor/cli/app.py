@@ -72,6 +72,38 @@ def user_error(exc: BaseException) -> LyraError | None:
     return None
 
 
+ROOT_VALUE_OPTIONS = ("--config", "-c")
+
+
+def hoist_root_options(argv: list[str]) -> list[str]:
+    """`lyra-governor phase --config X` as `lyra-governor --config X phase`: the settings file
+    may follow the command (the README promises it for every command). No subcommand has a
+    `--config`/`-c` of its own; anything after `--` is left alone."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "--":  # the root's own options
+        i += 2 if argv[i] in ROOT_VALUE_OPTIONS else 1
+    if i >= len(argv):
+        return argv
+    head, tail = list(argv[:i]), argv[i:]
+    rest: list[str] = []
+    j = 0
+    while j < len(tail):
+        word = tail[j]
+        if word == "--":
+            rest += tail[j:]
+            break
+        if word in ROOT_VALUE_OPTIONS and j + 1 < len(tail):
+            head += [word, tail[j + 1]]
+            j += 2
+            continue
+        if word.startswith("--config="):
+            head.append(word)
+        else:
+            rest.append(word)
+        j += 1
+    return head + rest
+
+
 def main() -> None:
     """Console-script entry point: user mistakes become one clear message and an exit code.
 
@@ -85,7 +117,7 @@ def main() -> None:
     install_redaction(secrets_from_env(os.environ))
     redact_standard_streams()
     try:
-        app(standalone_mode=True)
+        app(args=hoist_root_options(sys.argv[1:]), standalone_mode=True)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)

@@ -361,7 +361,7 @@ def halt_cmd(
             f"instance(s) ({ids}); {len(result['replies'])} replied"
         )
     else:
-        err_console.print(f"[yellow]warning:[/] {escape(str(result['error']))}")
+        err_console.print(f"[yellow]warning:[/] {escape(str(result['error']))}", soft_wrap=True)
     console.print("resume with `lyra-governor resume` once the cause is resolved")
 
 
@@ -412,7 +412,7 @@ def resume_cmd(
         return
     console.print(f"[green]ACTIVE[/] again (was {before.trading_state.value}: {escape(before.reason)})")
     if result is not None and not result["ok"]:
-        err_console.print(f"[yellow]warning:[/] {escape(str(result['error']))}")
+        err_console.print(f"[yellow]warning:[/] {escape(str(result['error']))}", soft_wrap=True)
 
 
 # --- promote / demote -----------------------------------------------------------------------
