@@ -206,6 +206,7 @@ class BinanceSim:
         self.faults: list[Fault] = []
         self.clock_offset_ms = 0
         self.duplicate_events = False
+        self.key_can_trade = True  # what /sapi/v1/account/apiRestrictions reports (withdrawals: never)
         self.reverse_events = False  # each burst of user events goes out in reverse order
         self.user_stream_is_down = False
         self.events_sent: list[dict[str, Any]] = []
@@ -848,7 +849,7 @@ class BinanceSim:
             return 200, {
                 "ipRestrict": True,
                 "enableReading": True,
-                "enableSpotAndMarginTrading": True,
+                "enableSpotAndMarginTrading": self.key_can_trade,
                 "enableWithdrawals": False,
                 "enableInternalTransfer": False,
                 "enableMargin": False,
@@ -1186,7 +1187,7 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m tests.live_sim.binance_sim",
         description="A local Binance spot simulator on 127.0.0.1 for Hummingbot's binance connector and ccxt.",
     )
-    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port (printed)")
     parser.add_argument("--api-key", default="sim-key")
     parser.add_argument("--api-secret", default="sim-secret")
     parser.add_argument(
@@ -1194,36 +1195,50 @@ def main(argv: list[str] | None = None) -> None:
         action="append",
         default=[],
         metavar="ASSET=AMOUNT",
-        help="starting free balance (repeatable; default USDT=1000 BTC=0.01)",
+        help="starting free balance (repeatable; default USDT=1000 BTC=0.01 ETH=0.1 SOL=1)",
     )
-    parser.add_argument("--mid", type=Decimal, default=Decimal(60_000), help="BTCUSDT mid price")
+    parser.add_argument("--market", action="append", default=[], metavar="BASE-QUOTE=MID",
+                        help="a market and its mid price (repeatable; default Lyra's binance pairs: "
+                             "BTC-USDT=60000 ETH-USDT=3000 SOL-USDT=150)")  # fmt: skip
     parser.add_argument(
         "--walk-bps",
         type=float,
         default=5.0,
-        help="the mid moves up to this many basis points every second (0: a still market)",
+        help="each mid moves up to this many basis points every second (0: a still market)",
+    )
+    parser.add_argument(
+        "--read-only-key",
+        action="store_true",
+        help="the key's permissions say it cannot trade (what phases 2-3 require)",
     )
     args = parser.parse_args(argv)
-    balances = dict(b.split("=", 1) for b in args.balance) or {"USDT": "1000", "BTC": "0.01"}
-    sim = BinanceSim(args.api_key, args.api_secret, balances=balances, mid={"BTCUSDT": args.mid}, port=args.port)
+    specs = args.market or ["BTC-USDT=60000", "ETH-USDT=3000", "SOL-USDT=150"]
+    mids: dict[str, Decimal] = {}
+    markets = []
+    for spec in specs:
+        pair, _, mid = spec.partition("=")
+        base, _, quote = pair.partition("-")
+        markets.append(Market(base, quote))
+        mids[base + quote] = Decimal(mid)
+    balances = dict(b.split("=", 1) for b in args.balance) or {"USDT": "1000", "BTC": "0.01", "ETH": "0.1", "SOL": "1"}
+    sim = BinanceSim(args.api_key, args.api_secret, markets, balances, mids, port=args.port)  # type: ignore[arg-type]
+    sim.key_can_trade = not args.read_only_key
 
     async def run() -> None:
         await sim.serve()
-        print(
-            f"Binance simulator on {sim.url} (REST {sim.url}/api/, WS {sim.ws_url}/ws, "
-            f"WS API {sim.ws_url}/ws-api/v3); Ctrl-C stops it",
-            flush=True,
-        )
-        mid = args.mid
+        print(f"Binance simulator on {sim.url} (REST {sim.url}/api/, WS {sim.ws_url}/ws, WS API "
+              f"{sim.ws_url}/ws-api/v3, ccxt layout {sim.url}/<host>/<path>); key {args.api_key!r}; Ctrl-C stops it",
+              flush=True)  # fmt: skip
         while True:
             await asyncio.sleep(1)
-            if args.walk_bps > 0:
-                mid = (mid * (1 + Decimal(random.uniform(-args.walk_bps, args.walk_bps)) / 10_000)).quantize(
-                    Decimal("0.01")
-                )
-                sim._set_book_around("BTCUSDT", mid, publish=True)
-                sim._cross_resting("BTCUSDT")
-                await sim._flush()
+            if args.walk_bps <= 0:
+                continue
+            for symbol in list(mids):
+                step = Decimal(random.uniform(-args.walk_bps, args.walk_bps)) / 10_000
+                mids[symbol] = (mids[symbol] * (1 + step)).quantize(Decimal("0.01"))
+                sim._set_book_around(symbol, mids[symbol], publish=True)
+                sim._cross_resting(symbol)
+            await sim._flush()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
