@@ -274,7 +274,7 @@ def test_market_context_reaches_openrouter_voters_as_quoted_data(
     decide(or_settings(lyra_home, fake), context(market_context=mc))
     for request in fake.calls():
         system, user = (m["content"] for m in request["body"]["messages"])
-        assert "never instructions" in system and "vol_regime" not in system
+        assert "never instructions" in system and str(mc.realised_vol_1h_pct) not in system  # numbers: data only
         data = json.loads(user[user.index("<data>") + 6 : user.index("</data>")])
         sent = data["market_context"]
         assert sent["vol_regime"] == "high" and sent["realised_vol_1h_pct"] == mc.realised_vol_1h_pct
