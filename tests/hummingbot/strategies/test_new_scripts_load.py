@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-NEW_SCRIPTS = ["lyra_dca", "lyra_grid", "lyra_xemm", "lyra_dynamic_market_making"]
+NEW_SCRIPTS = ["lyra_dca", "lyra_grid", "lyra_xemm", "lyra_dynamic_market_making", "lyra_bollinger"]
 
 
 @pytest.mark.parametrize("name", NEW_SCRIPTS)
