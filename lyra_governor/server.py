@@ -35,6 +35,7 @@ from lyra_governor.config import Settings
 from lyra_governor.errors import ConfigError, LyraError, StoreUnavailable
 from lyra_governor.ledger import Ledger
 from lyra_governor.metrics import LyraCollector, VerifyCache, build_registry
+from lyra_governor.redact import redact
 from lyra_governor.status import collect_status
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,7 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self._json(404, {"error": f"no route {path}; try /forensic/status, /metrics or /healthz"})
         except (StoreUnavailable, sa.exc.SQLAlchemyError) as exc:
-            self._json(503, {"error": f"store unavailable: {str(exc).splitlines()[0][:300]}"})
+            self._json(503, {"error": redact(f"store unavailable: {str(exc).splitlines()[0][:300]}")})
         except BrokenPipeError:
             pass
         except Exception:

@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from lyra_governor.cli.common import console, err_console, print_json, settings
+from lyra_governor.cli.common import console, echo_name, err_console, print_json, settings
 
 if TYPE_CHECKING:
     from lyra_governor.commissioning.report import Check
@@ -139,7 +139,7 @@ def validate(
     names = list(exchange or cfg.exchanges)
     unknown = [n for n in names if n not in cfg.exchanges]
     if unknown:
-        raise ConfigError(f"unknown exchange {unknown[0]!r}; configured: {', '.join(cfg.exchanges)}")
+        raise ConfigError(f"unknown exchange {echo_name(unknown[0])}; configured: {', '.join(cfg.exchanges)}")
     ledger = open_ledger(cfg)
     try:
         judged_phase = phase if phase is not None else max(2, ledger.state().phase)

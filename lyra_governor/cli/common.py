@@ -80,3 +80,11 @@ def writable_folder(path: Path, option: str) -> Path:
             "or make it writable"
         ) from None
     return path
+
+
+def echo_name(value: str) -> str:
+    """`value` quoted if it looks like a name (an exchange, a key), else a neutral stand-in:
+    what a user typed in the wrong place may be a secret, and errors never print those."""
+    import re
+
+    return repr(value) if re.fullmatch(r"[a-z][a-z0-9_]{0,31}", value) else "(the name given)"

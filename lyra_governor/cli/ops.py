@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from lyra_governor.cli.common import console, err_console, print_json, settings
+from lyra_governor.cli.common import console, echo_name, err_console, print_json, settings
 from lyra_governor.config import Settings
 
 STATE_STYLE = {"ACTIVE": "green", "REDUCING": "yellow", "HALTED": "bold red"}
@@ -528,7 +528,7 @@ def demote_cmd(
     cfg = settings(ctx)
     who = operator_actor(actor)
     if exchange is not None and exchange not in cfg.exchanges:
-        raise LyraError(f"unknown exchange {exchange!r}; configured: {', '.join(cfg.exchanges)}")
+        raise LyraError(f"unknown exchange {echo_name(exchange)}; configured: {', '.join(cfg.exchanges)}")
     ledger = Ledger.open(cfg)
     try:
         before = ledger.state()

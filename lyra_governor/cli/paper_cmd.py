@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from lyra_governor.cli.common import console, err_console, print_json, settings, writable_folder
+from lyra_governor.cli.common import console, echo_name, err_console, print_json, settings, writable_folder
 from lyra_governor.errors import ConfigError
 
 
@@ -142,7 +142,7 @@ def record_cmd(
     spec = cfg.exchanges.get(exchange)
     if spec is None or not spec.ccxt_id:
         raise ConfigError(
-            f"exchange {exchange!r} has no ccxt_id in the config; choose one of "
+            f"exchange {echo_name(exchange)} has no ccxt_id in the config; choose one of "
             f"{', '.join(n for n, e in cfg.exchanges.items() if e.ccxt_id)}"
         )
     client = getattr(ccxt, spec.ccxt_id)({"enableRateLimit": True, "timeout": 10_000})
