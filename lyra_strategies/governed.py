@@ -345,6 +345,12 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         self._state_changed.set()  # runs on paho's thread: only a flag, the tick does the work
 
     async def on_stop(self) -> None:
+        if not self.offline:  # a halt that stops Hummingbot's strategy is still logged as a change
+            try:
+                self.lyra.ladder_state(fresh=True)
+                self._log_ladder_changes()
+            except Exception:
+                log.debug("no final ladder read on stop", exc_info=True)
         listener, self._halt_listener = self._halt_listener, None
         if listener is not None:
             listener.stop()

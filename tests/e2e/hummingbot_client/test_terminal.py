@@ -152,6 +152,8 @@ def test_hummingbot_terminal_runs_a_governed_script(tmp_path: Path, namespace: s
         assert instance in result["mqtt"]["instance_ids"], (instance, result)
         wait_for("Hummingbot stopping the strategy", lambda: "stopped successfully" in log_text().lower(), 30, log_text)
         assert result["mqtt"]["replies"].get(instance, {}).get("status") == 200, result["mqtt"]
+        wait_for("the governor's state-change line", lambda: "Lyra trading ACTIVE -> HALTED" in log_text(), 10,
+                 log_text)  # fmt: skip
 
         term.type("exit")
         wait_for("Hummingbot to exit", exit_file.exists, 30, term.screen)
