@@ -28,6 +28,7 @@ from lyra_governor.config import load_settings
 from lyra_governor.governor import Governor
 from lyra_governor.models import OrderEvent, OrderEventKind, OrderProposal, Side
 from tests.standing_mandate import StandingMandate
+from tests.watched import UNTHROTTLED, watch
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -52,14 +53,14 @@ def bench_baseline(path: Path, n: int) -> list[float]:
 
 
 def bench_review(db_url: str, n: int) -> tuple[list[float], float]:
-    settings = load_settings(
-        None, use_env=False, db_url=db_url, risk={"order_rate_max": 10**9, "max_open_orders": 10**9}
-    )
+    # every check on, the throttles at the highest rates the settings accept
+    settings = load_settings(None, use_env=False, db_url=db_url, **UNTHROTTLED)
     gov = Governor.from_settings(settings, "bench", mandates=StandingMandate())
     gov.ledger.set_phase(3, "bench", "benchmark")
     out: list[float] = []
     started = time.perf_counter()
     for i in range(n):
+        watch(gov, "binance_paper_trade", "BTC-USDT", Decimal(60005))  # the strategy's tick (untimed)
         proposal = OrderProposal(
             bot_id="bench",
             connector="binance_paper_trade",

@@ -25,10 +25,15 @@ from lyra_governor.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("conf/lyra_governor.yml")
 PAPER_SUFFIX = "_paper_trade"
+#: Governor-clock seconds between a bot's heartbeat writes; `risk.heartbeat_timeout_s` must
+#: leave room for at least HEARTBEAT_MISSES_TOLERATED of them to be late or missed.
+HEARTBEAT_INTERVAL_S = 15.0
+HEARTBEAT_MISSES_TOLERATED = 3
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # allow_inf_nan=False: `inf` or `nan` in any number switches a limit off; refused everywhere.
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 class ExchangeSettings(_Section):
@@ -72,14 +77,58 @@ class LadderSettings(_Section):
         return thresholds
 
 
+class BreakerSettings(_Section):
+    """Deterministic circuit breakers (lyra_governor/breakers); defaults justified in defaults.yml."""
+
+    storm_consecutive: int = Field(default=5, ge=2, le=100)
+    storm_window_s: float = Field(default=300, ge=10, le=86_400)
+    storm_rate: float = Field(default=0.5, gt=0, le=1)
+    storm_min_samples: int = Field(default=10, ge=3, le=10_000)
+    storm_cooldown_s: float = Field(default=300, ge=10, le=86_400)
+    daily_loss_pct: float = Field(default=5.0, gt=0, le=50)
+    drawdown_pct: float = Field(default=10.0, gt=0, le=50)
+    duplicate_window_s: float = Field(default=1.0, ge=0.05, le=60)
+    max_order_amount: dict[str, Decimal] = Field(default_factory=dict)
+    exchange_order_rate_max: int = Field(default=50, ge=1, le=10_000)
+    exchange_order_rate_window_s: float = Field(default=1.0, ge=0.1, le=60)
+
+    @field_validator("max_order_amount")
+    @classmethod
+    def _amounts_positive(cls, amounts: dict[str, Decimal]) -> dict[str, Decimal]:
+        for key, amount in amounts.items():
+            if not amount.is_finite() or amount <= 0:
+                raise ValueError(f"breakers.max_order_amount.{key} must be a finite amount of base units above zero")
+        return amounts
+
+    def max_amount(self, trading_pair: str) -> Decimal | None:
+        """The pair's own limit, else its base asset's (``BTC-USDT`` then ``BTC``)."""
+        return self.max_order_amount.get(trading_pair) or self.max_order_amount.get(trading_pair.split("-", 1)[0])
+
+
 class RiskSettings(_Section):
-    price_collar_pct: float = Field(default=3.0, gt=0, le=50)
-    max_order_notional_usd: Decimal = Field(default=Decimal("250"), gt=0)
-    order_rate_max: int = Field(default=20, ge=1)
-    order_rate_window_s: float = Field(default=1.0, gt=0)
-    max_open_orders: int = Field(default=40, ge=1)
-    stale_price_s: float = Field(default=30, gt=0)
-    heartbeat_timeout_s: float = Field(default=120, gt=0)
+    price_collar_pct: float = Field(default=3.0, gt=0, le=20)
+    max_order_notional_usd: Decimal = Field(default=Decimal("250"), gt=0, le=Decimal(1_000_000))
+    order_rate_max: int = Field(default=20, ge=1, le=1000)
+    order_rate_window_s: float = Field(default=1.0, ge=0.1, le=60)
+    max_open_orders: int = Field(default=40, ge=1, le=1000)
+    stale_price_s: float = Field(default=10, ge=0.5, le=120)
+    future_tolerance_s: float = Field(default=2.0, ge=0, le=10)
+    heartbeat_timeout_s: float = Field(default=120, ge=HEARTBEAT_INTERVAL_S * HEARTBEAT_MISSES_TOLERATED, le=3600)
+    reference_window_s: float = Field(default=60, ge=10, le=3600)
+    reference_min_history_s: float = Field(default=5, ge=2, le=600)
+    fx_band_pct: float = Field(default=10.0, gt=0, le=50)
+    close_tolerance_pct: float = Field(default=0.5, ge=0, le=5)
+
+    @model_validator(mode="after")
+    def _together(self) -> RiskSettings:
+        if self.reference_min_history_s > self.reference_window_s:
+            raise ValueError(
+                "risk.reference_min_history_s must not exceed risk.reference_window_s "
+                "(the history a reference needs cannot be longer than the window it is taken over)"
+            )
+        if self.future_tolerance_s > self.stale_price_s:
+            raise ValueError("risk.future_tolerance_s must not exceed risk.stale_price_s")
+        return self
 
 
 class RoleSettings(_Section):
@@ -111,8 +160,8 @@ class ConsensusSettings(_Section):
     per_order: bool = False
     deadline_s: float = Field(default=8.0, gt=0, le=120)
     mandate_ttl_s: float = Field(default=900, gt=0, le=900)
-    mandate_max_total_usd: Decimal = Field(default=Decimal("10000"), gt=0)
-    daily_budget_usd: float = Field(default=5.0, ge=0)
+    mandate_max_total_usd: Decimal = Field(default=Decimal("10000"), gt=0, le=Decimal(10**9))
+    daily_budget_usd: float = Field(default=5.0, ge=0, le=1000)
     openrouter_base_url: str = "https://openrouter.ai/api/v1"
     catalogue_max_age_s: float = Field(default=3600, ge=0)  # how long a fetched model list is reused
     # Share of the voters' weight that must answer; below it the verdict is degraded and never PROCEED.
@@ -170,6 +219,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         validate_default=True,
+        allow_inf_nan=False,
     )
 
     db_url: str = "sqlite:///data/lyra.db"
@@ -179,6 +229,7 @@ class Settings(BaseSettings):
     exchanges: dict[str, ExchangeSettings] = Field(default_factory=dict)
     ladder: LadderSettings = Field(default_factory=LadderSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
+    breakers: BreakerSettings = Field(default_factory=BreakerSettings)
     consensus: ConsensusSettings = Field(default_factory=ConsensusSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
@@ -218,6 +269,15 @@ class Settings(BaseSettings):
                     raise ValueError(
                         f"exchanges.{name} trades {pair} but fx_usd has no rate for {quote}; add fx_usd.{quote}"
                     )
+                if self.breakers.max_amount(pair) is None:
+                    raise ValueError(
+                        f"exchanges.{name} trades {pair} but breakers.max_order_amount has no limit for it; "
+                        f"add breakers.max_order_amount.{pair.split('-')[0]} (base units per order)"
+                    )
+        if self.risk.max_order_notional_usd > self.ladder.full_capital_usd:
+            raise ValueError("risk.max_order_notional_usd must not exceed ladder.full_capital_usd")
+        if self.breakers.storm_min_samples < self.breakers.storm_consecutive:
+            raise ValueError("breakers.storm_min_samples must be at least breakers.storm_consecutive")
         return self
 
     @classmethod
@@ -293,8 +353,10 @@ def _explain(exc: ValidationError, label: str) -> str:
         if kind == "extra_forbidden":
             lines.append(f"{label}: unknown key '{key}'; remove it or fix its spelling (see conf/lyra_governor.yml)")
         else:
-            # Never the offending value: a secret pasted into the wrong setting would be echoed.
-            lines.append(f"{label}: '{key}': {err['msg']}")
+            # never the value itself: a mistyped key can hold a secret
+            expected = _expected_range(err["loc"])
+            message = str(err["msg"]).removeprefix("Value error, ")
+            lines.append(f"{label}: '{key}': {message}{f'; expected {expected}' if expected else ''}")
     return "\n".join(lines)
 
 
@@ -309,6 +371,29 @@ def _explain_env(exc: SettingsError) -> str:
         f"{var} is not a valid JSON object; give the section as JSON ({var}='{{\"key\": value}}') "
         f"or set one key at a time ({var}__<KEY>=value)"
     )
+
+
+def _expected_range(loc: tuple[int | str, ...]) -> str:
+    """'a finite number >= 45 and <= 3600' for a constrained field, '' when unknown."""
+    model: Any = Settings
+    field = None
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if not isinstance(part, str) or not fields or part not in fields:
+            return ""
+        field = fields[part]
+        model = field.annotation
+    if field is None:
+        return ""
+    bounds = []
+    for meta in field.metadata:
+        for name, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+            value = getattr(meta, name, None)
+            if value is not None:
+                bounds.append(f"{sign} {value:g}" if isinstance(value, float | int) else f"{sign} {value}")
+    if not bounds:
+        return ""
+    return "a finite number " + " and ".join(bounds)
 
 
 def resolve_config_path(explicit: Path | str | None = None) -> Path | None:

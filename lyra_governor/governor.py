@@ -27,7 +27,6 @@ import importlib
 import logging
 import os
 import socket
-import statistics
 import time
 from collections import deque
 from collections.abc import Callable
@@ -37,7 +36,10 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from lyra_governor import audit, phases, risk
-from lyra_governor.config import Settings
+from lyra_governor.breakers import Action, Trip
+from lyra_governor.breakers.board import BreakerBoard
+from lyra_governor.breakers.exchange_rate import check_exchange_rate
+from lyra_governor.config import HEARTBEAT_INTERVAL_S, Settings
 from lyra_governor.errors import StoreUnavailable
 from lyra_governor.ledger import Exposure, LadderState, Ledger, exposure_from_rows
 from lyra_governor.market_context import MarketHistory, sampled_rate
@@ -62,11 +64,9 @@ from lyra_governor.store import HotPath, TradingStopped, from_musd, reservations
 log = logging.getLogger(__name__)
 
 STATE_REFRESH_S = 0.25  # wall-clock: a halt written by another process is seen within this
-HEARTBEAT_EVERY_S = 15.0  # governor-clock seconds between heartbeat writes (timeout default: 120 s)
+HEARTBEAT_EVERY_S = HEARTBEAT_INTERVAL_S  # governor-clock seconds between heartbeat writes (config checks the timeout)
 HOUSEKEEPING_EVERY = 4  # heartbeats between expiry sweeps and WAL checkpoints
 _HOST = socket.gethostname()
-REFERENCE_WINDOW_S = 60.0  # the flash-move reference is the median mid over this window
-REFERENCE_MIN_SAMPLES = 5
 
 
 class MandateProvider(Protocol):
@@ -136,7 +136,8 @@ class Governor:
         self._reservation_exchange: dict[str, str] = {}
         self._mandate_used: dict[str, Decimal] = {}
         self._positions: dict[tuple[str, str, str], Decimal] = {}  # (book, exchange, pair) -> net base
-        self._mids: dict[tuple[str, str], deque[tuple[float, Decimal]]] = {}
+        self._history: dict[tuple[str, str], risk.MidHistory] = {}  # time-weighted reference per market
+        self.breakers = BreakerBoard(settings.breakers)
         self._markets: dict[tuple[str, str], MarketSnapshot] = {}
         self._fx_observed: dict[str, Decimal] = {}
         self._last_heartbeat = float("-inf")
@@ -276,26 +277,32 @@ class Governor:
         self._markets[key] = snapshot
         self.market_history.observe(key[0], key[1], snapshot.timestamp, snapshot.mid_price, snapshot.spread_pct,
                                     snapshot.depth_usd)  # fmt: skip
-        mid = snapshot.mid_price
-        if mid.is_finite() and mid > 0:
-            window = self._mids.setdefault(key, deque())
-            window.append((snapshot.timestamp, mid))
-            while window and window[0][0] < snapshot.timestamp - REFERENCE_WINDOW_S:
-                window.popleft()
+        history = self._history.get(key)
+        if history is None:
+            history = self._history[key] = risk.MidHistory(self.settings.risk.reference_window_s)
+        history.observe(snapshot.timestamp, snapshot.mid_price)
+        rate = self.usd_per_quote(snapshot.trading_pair.split("-")[-1])
+        if rate is not None and snapshot.mid_price.is_finite():  # marks for the loss limits
+            book = phases.PAPER_BOOK if Settings.is_paper(snapshot.connector) else phases.LIVE_BOOK
+            self.breakers.book(book).mark(
+                Settings.exchange_of(snapshot.connector), snapshot.trading_pair, snapshot.mid_price * rate
+            )
 
     def observe_fx(self, currency: str, usd_per_unit: Decimal) -> None:
-        """An observed USD rate (e.g. from an AUD-USDT book) that wins over the configured one."""
+        """An observed USD rate (e.g. from an AUD-USDT book). It wins over the configured one only
+        within `risk.fx_band_pct` of it; outside the band orders in that currency are denied
+        (FX_RATE_OUT_OF_BAND) until an observation inside the band arrives."""
         if usd_per_unit.is_finite() and usd_per_unit > 0:
             self._fx_observed[currency] = usd_per_unit
 
-    def _reference_mid(self, connector: str, pair: str) -> Decimal | None:
-        window = self._mids.get((connector, pair))
-        if not window or len(window) < REFERENCE_MIN_SAMPLES:
-            return None
-        return statistics.median_low(m for _, m in window)
-
     def usd_per_quote(self, quote: str) -> Decimal | None:
-        return self._fx_observed.get(quote) or self.settings.fx_usd.get(quote)
+        observed = self._fx_observed.get(quote)
+        configured = self.settings.fx_usd.get(quote)
+        if observed is not None and (
+            configured is None or risk.check_fx(observed, configured, self.settings.risk.fx_band_pct, quote) is None
+        ):
+            return observed
+        return configured
 
     # --- the hook ---------------------------------------------------------------------------
 
@@ -324,6 +331,7 @@ class Governor:
         now = self.clock()
         self._recent_decisions.append(now)
         state = self.ladder_state()
+        self.breakers.note_state(state.trading_state)  # a resume re-bases the loss limits
         exchange = Settings.exchange_of(p.connector)
         # 1. halted / reducing
         if state.trading_state is TradingState.HALTED:
@@ -334,9 +342,12 @@ class Governor:
         denial = phases.connector_denial(state.phase, Settings.is_paper(p.connector))
         if denial:
             return self._deny(p, *denial)
-        # 3. input sanity
+        # 3. input sanity (a LIMIT needs its own finite positive price; books not from the future)
         config = self.settings.exchanges.get(exchange)
-        failed = risk.check_inputs(p, config.pairs if config else None, now, self.settings.risk.stale_price_s)
+        limits = self.settings.risk
+        failed = risk.check_inputs(
+            p, config.pairs if config else None, now, limits.stale_price_s, limits.future_tolerance_s
+        )
         if failed:
             return self._deny(p, failed.code, failed.message)
         rate = self.usd_per_quote(p.quote)
@@ -344,20 +355,35 @@ class Governor:
             return self._deny(
                 p, DenialCode.FX_RATE_MISSING, f"no USD rate for {p.quote}; add fx_usd.{p.quote} to the config"
             )
-        notional_usd = p.amount * p.reference_price * rate
-        # 4. price collar (limit vs mid, mid vs recent reference). A reduce-only close skips the
-        # flash-move half: a stop-loss fires exactly when the market jumps, and refusing it then
-        # would trap the position; its price is still collared against the mid.
-        failed = risk.check_collar(
-            p.reference_price,
-            p.mid_price,
-            None if p.reduce_only else self._reference_mid(p.connector, p.trading_pair),
-            self.settings.risk.price_collar_pct,
+        failed = risk.check_fx(
+            self._fx_observed.get(p.quote), self.settings.fx_usd.get(p.quote), limits.fx_band_pct, p.quote
         )
         if failed:
+            return self._deny(p, failed.code, failed.message)
+        # A MARKET order is valued at its worst price (mid plus the collar on the side it crosses).
+        price = risk.valuation_price(p, limits.price_collar_pct)
+        notional_usd = p.amount * risk.notional_price(p, limits.price_collar_pct) * rate
+        # 4. price collar (limit vs mid), then what the governor itself saw: enough history, its
+        # last mid agrees with the proposal's, no flash move against the time-weighted reference.
+        # A reduce-only close skips the second half: a stop-loss fires exactly when the market
+        # jumps, and refusing it then would trap the position; its price is still collared.
+        failed = risk.check_collar(price, p.mid_price, None, limits.price_collar_pct)
+        if failed is None and not p.reduce_only:
+            failed = risk.check_reference(
+                p, self._history.get((p.connector, p.trading_pair)), now,
+                limits.reference_min_history_s, limits.stale_price_s, limits.price_collar_pct,
+            )  # fmt: skip
+            if failed is not None and failed.code is DenialCode.REFERENCE_WARMUP:  # a wait, not a refusal
+                return self._decision(p, failed.code, failed.message, notional_usd, DecisionStatus.PENDING)
+        if failed:
             return self._deny(p, failed.code, failed.message, notional_usd)
-        # 5. max order notional
+        # 5. max order notional, then the order-level breakers (quantity in base units, this
+        # bot's rejection-storm block, duplicates)
         failed = risk.check_notional(notional_usd, self.settings.risk.max_order_notional_usd)
+        if failed is None:
+            trip = self.breakers.pre_trade(p, exchange, now)
+            if trip is not None:
+                failed = risk.Denial(trip.code, trip.message)
         if failed:
             return self._deny(p, failed.code, failed.message, notional_usd)
         # 6. order rate and open orders (per bot and exchange)
@@ -365,10 +391,12 @@ class Governor:
         failed = risk.check_rate(window, now, self.settings.risk.order_rate_window_s, self.settings.risk.order_rate_max)
         if failed is None:
             failed = risk.check_open_orders(len(self._open.get(exchange, ())), self.settings.risk.max_open_orders)
-        if failed:
-            return self._deny(p, failed.code, failed.message, notional_usd)
         book = state.book
         assert book is not None  # phases 1-2 were refused above
+        if failed is None:
+            failed = self._exchange_rate(book, exchange, now)
+        if failed:
+            return self._deny(p, failed.code, failed.message, notional_usd)
         # A close (reduce_only) takes the short path only when it really reduces this bot's own
         # net position on this market (another bot's trades neither allow nor block it): no
         # mandate needed, and it passes in a gradual stop. A sell that closes a long frees
@@ -379,9 +407,10 @@ class Governor:
         if p.reduce_only:
             position = self._position(book, exchange, p.trading_pair)
             closable = position if p.side is Side.SELL else -position
-            if p.amount <= max(closable, Decimal(0)) * Decimal("1.05"):
+            tolerance = 1 + Decimal(str(limits.close_tolerance_pct)) / 100
+            if p.amount <= max(closable, Decimal(0)) * tolerance:
                 return self._reserve(
-                    p, book, exchange, notional_usd, rate, None, window, now, reserve=p.side is Side.BUY
+                    p, book, exchange, notional_usd, rate, None, window, now, reserve=p.side is Side.BUY, price=price
                 )
             if state.trading_state is TradingState.REDUCING:
                 held = f"long {position}" if position > 0 else f"short {-position}" if position < 0 else "flat"
@@ -412,7 +441,7 @@ class Governor:
                 DecisionStatus.PENDING,
             )
         # 8. atomic capital reservation
-        decision = self._reserve(p, book, exchange, notional_usd, rate, mandate, window, now, reserve=True)
+        decision = self._reserve(p, book, exchange, notional_usd, rate, mandate, window, now, reserve=True, price=price)
         if decision.allowed:
             self._mandate_used[mandate.mandate_id] = (
                 self._mandate_used.get(mandate.mandate_id, Decimal(0)) + notional_usd
@@ -430,6 +459,7 @@ class Governor:
         window: risk.RateWindow,
         now: float,
         reserve: bool,
+        price: Decimal | None = None,
     ) -> Decision:
         reservation_id = new_id("res")
         amount_musd = to_musd(notional_usd) if reserve else 0
@@ -444,7 +474,7 @@ class Governor:
             p.side.value,
             p.reduce_only,
             str(p.amount),
-            str(p.reference_price),
+            str(price if price is not None else p.reference_price),
             str(rate),
             amount_musd,
             p.client_order_id,
@@ -471,6 +501,7 @@ class Governor:
             code, message = self._cap_denial(book, exchange, notional_usd)
             return self._deny(p, code, message, notional_usd)
         window.add(now)
+        self.breakers.allowed(p, now, reservation_id)
         self._open.setdefault(exchange, set()).add(reservation_id)
         self._reservation_exchange[reservation_id] = exchange
         self._count("ALLOWED")
@@ -485,6 +516,88 @@ class Governor:
             size_scale=mandate.size_scale if mandate else 1.0,
             audit_seq=seq,
         )
+
+    def _exchange_rate(self, book: str, exchange: str, now: float) -> risk.Denial | None:
+        """The exchange-wide order-rate budget across every bot, counted in the store."""
+        cfg = self.settings.breakers
+        count = self.hot.orders_since(book, exchange, now - cfg.exchange_order_rate_window_s)
+        trip = check_exchange_rate(exchange, count, cfg.exchange_order_rate_max, cfg.exchange_order_rate_window_s)
+        return None if trip is None else risk.Denial(trip.code, trip.message)
+
+    # --- circuit breakers -------------------------------------------------------------------
+
+    def _outcome(self, reservation_id: str, failed: bool, now: float) -> None:
+        """The exchange's answer to an allowed order feeds the rejection-storm breaker."""
+        exchange = self._reservation_exchange.get(reservation_id)
+        if exchange is None:
+            return
+        trip = self.breakers.outcome(reservation_id, exchange, failed, now)
+        if trip is not None:
+            self._trip(trip, now)
+        elif failed:
+            self._revoke_if_rejects_jump(exchange, now)
+
+    def _revoke_if_rejects_jump(self, exchange: str, now: float) -> None:
+        """Half the storm's failure rate (over its minimum sample) is enough to re-ask the council."""
+        cfg = self.settings.breakers
+        tally = self.breakers.tallies.get(exchange)
+        if tally is None:
+            return
+        failures, orders = tally.window(now, cfg.storm_window_s)
+        if orders >= cfg.storm_min_samples and failures >= cfg.storm_rate / 2 * orders:
+            self._revoke(exchange, f"{failures} of {orders} recent orders on {exchange} failed")
+
+    def _revoke(self, exchange: str | None, why: str) -> None:
+        revoke = getattr(self.mandates, "revoke", None)
+        if callable(revoke):
+            revoke(exchange, why)
+
+    def _trip(self, trip: Trip, now: float) -> None:
+        """A breaker tripped: audit it, act on it, and revoke the mandates it concerns."""
+        record = {"code": trip.code.value, "action": trip.action.value, "scope": trip.scope, "message": trip.message}
+        try:
+            self.hot.audit("breaker", audit.canonical_json(record), self.bot_id, now)
+        except (sa.exc.SQLAlchemyError, StoreUnavailable) as exc:
+            log.error("could not audit breaker %s: %s", trip.code, exc)
+        self._count(f"breaker:{trip.code.value}")
+        log.warning("circuit breaker %s (%s): %s", trip.code.value, trip.action.value, trip.message)
+        exchange = trip.scope.split(":", 1)[1] if ":" in trip.scope else trip.scope
+        self._revoke(None if exchange == "TOTAL" else exchange, trip.message)
+        try:
+            if trip.action is Action.DEMOTE_AND_STOP:
+                self.ledger.demote(exchange, f"breaker {trip.code.value}: {trip.message}"[:400], "breaker")
+            if trip.action in (Action.GRADUAL_STOP, Action.DEMOTE_AND_STOP):
+                self.ledger.reduce_only(f"breaker {trip.code.value}: {trip.message}"[:400], "breaker")
+                self._state = None
+        except (sa.exc.SQLAlchemyError, StoreUnavailable):
+            log.exception("could not apply breaker %s", trip.code.value)
+
+    def check_loss_limits(self, now: float | None = None) -> list[Trip]:
+        """Fold the book's new fills (every bot's) into its marks and apply the loss limits.
+        Runs on the heartbeat's housekeeping cadence; returns the trips (already applied)."""
+        now = self.clock() if now is None else now
+        state = self.ledger.state()  # not cached: the review path keeps its own refresh rhythm
+        book = state.book
+        if book is None:
+            return []
+        marks = self.breakers.book(book)
+        for row in self.ledger.fill_rows(since=marks.last_fill_ts, book=book):
+            if int(row["id"]) <= marks.last_fill_id:
+                continue
+            marks.last_fill_id = int(row["id"])
+            marks.apply_fill(
+                str(row["exchange"]), str(row["trading_pair"]), row["side"] == Side.BUY.value,
+                Decimal(row["amount"]), from_musd(int(row["notional_musd"])), from_musd(int(row["fee_musd"])),
+                float(row["ts"]),
+            )  # fmt: skip
+        exposure = self.exposure(book)
+        caps = {name: ex.cap_usd for name, ex in exposure.exchanges.items()}
+        trips = self.breakers.loss_trips(
+            book, state.trading_state, now, exposure.total.cap_usd, caps, per_exchange=state.phase == 4
+        )
+        for trip in trips[:1]:  # one stop is enough; the audit names the first limit reached
+            self._trip(trip, now)
+        return trips
 
     def _cap_denial(self, book: str, exchange: str, notional_usd: Decimal) -> tuple[DenialCode, str]:
         exposure = self.exposure(book)
@@ -570,11 +683,15 @@ class Governor:
                 "reservation_id": event.reservation_id,
                 "client_order_id": event.client_order_id,
             }
+            if event.kind is not OrderEventKind.EXPIRED:
+                self._outcome(event.reservation_id, event.kind is OrderEventKind.FAILED, now)
             if self.hot.release(event.reservation_id, _RELEASES[event.kind], released, self.bot_id, now):
                 self._forget(event.reservation_id)
                 if event.kind is OrderEventKind.FAILED:
                     self._recent_failures.append(now)
                 return
+        if event.kind in (OrderEventKind.CREATED, OrderEventKind.FILLED, OrderEventKind.COMPLETED):
+            self._outcome(event.reservation_id, False, now)
         if event.kind is OrderEventKind.FILLED:
             filled = self.hot.fill(
                 event.reservation_id,
@@ -653,6 +770,7 @@ class Governor:
             raise
 
     def _forget(self, reservation_id: str) -> None:
+        self.breakers.closed(reservation_id)
         exchange = self._reservation_exchange.pop(reservation_id, None)
         if exchange is not None:
             self._open.get(exchange, set()).discard(reservation_id)
@@ -671,6 +789,7 @@ class Governor:
                 if self.hot.silent_bots_holding_capital(now - timeout_s):
                     self.ledger.expire_silent_bots(timeout_s, now)
                 self.hot.checkpoint()
+            self.check_loss_limits(now)
         except (sa.exc.SQLAlchemyError, StoreUnavailable) as exc:
             log.error("heartbeat failed: %s", exc)
 

@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
 
-from lyra_governor.models import DenialCode, OrderProposal
+from lyra_governor.models import DenialCode, OrderProposal, OrderType, Side
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,20 @@ def _finite_positive(value: Decimal | None) -> bool:
     return value is not None and value.is_finite() and value > 0
 
 
-def check_inputs(proposal: OrderProposal, pairs: list[str] | None, now: float, stale_after_s: float) -> Denial | None:
-    """NaN, infinity, zero or negative numbers, unknown pairs and stale books are refused."""
+def check_inputs(
+    proposal: OrderProposal,
+    pairs: list[str] | None,
+    now: float,
+    stale_after_s: float,
+    future_tolerance_s: float | None = None,
+) -> Denial | None:
+    """NaN, infinity, zero or negative numbers, unknown pairs and stale books are refused.
+
+    A LIMIT (or LIMIT_MAKER) order needs its own finite positive price: without one it would
+    be valued at mid here and reach the exchange as whatever the connector makes of NaN
+    (upstream hummingbot#7823: a MARKET order). Only a MARKET order may come without a price.
+    A book stamped in the future is a clock problem: accepted only within `future_tolerance_s`.
+    """
     if pairs is None:
         return Denial(
             DenialCode.UNKNOWN_EXCHANGE,
@@ -41,18 +53,55 @@ def check_inputs(proposal: OrderProposal, pairs: list[str] | None, now: float, s
         return Denial(DenialCode.INVALID_AMOUNT, f"amount {proposal.amount} must be a finite number above zero")
     if proposal.price is not None and not _finite_positive(proposal.price):
         return Denial(DenialCode.INVALID_PRICE, f"price {proposal.price} must be a finite number above zero")
+    if proposal.price is None and proposal.order_type is not OrderType.MARKET:
+        return Denial(
+            DenialCode.LIMIT_PRICE_MISSING,
+            f"a {proposal.order_type.value} order needs a limit price; give a finite price above zero "
+            "or propose a MARKET order",
+        )
     if not _finite_positive(proposal.mid_price):
         return Denial(
             DenialCode.INVALID_MID_PRICE,
             f"mid price {proposal.mid_price} is not usable; the order book is empty or broken",
         )
     age = now - proposal.mid_price_ts
-    if math.isnan(age) or age > stale_after_s or age < -stale_after_s:  # NaN-safe
+    ahead = stale_after_s if future_tolerance_s is None else future_tolerance_s
+    if math.isnan(age) or age > stale_after_s:  # NaN-safe
         return Denial(
             DenialCode.STALE_PRICE,
             f"the mid price is {age:.1f} s old (limit {stale_after_s:g} s); the market data feed has stalled",
         )
+    if age < -ahead:
+        return Denial(
+            DenialCode.STALE_PRICE,
+            f"the mid price is stamped {-age:.1f} s in the future (tolerance {ahead:g} s); check the clocks",
+        )
     return None
+
+
+def valuation_price(proposal: OrderProposal, collar_pct: float) -> Decimal:
+    """The price an order is valued (and its reservation recorded) at.
+
+    A limit order: its own price (validated by `check_inputs`). A MARKET order: its worst
+    price, mid plus the collar on the side it crosses (a buy up to mid x (1 + collar), a sell
+    down to mid x (1 - collar)); a fill beyond it is slippage past what was vouched for.
+    """
+    if proposal.price is not None:
+        return proposal.price
+    collar = Decimal(str(collar_pct)) / 100
+    if proposal.side is Side.BUY:
+        return proposal.mid_price * (1 + collar)
+    return proposal.mid_price * (1 - collar)
+
+
+def notional_price(proposal: OrderProposal, collar_pct: float) -> Decimal:
+    """The price the notional (caps, per-order limit) is counted at: the valuation price, but
+    never below mid for a market sell (its worst price is below mid and would count less
+    capital than the order can be worth)."""
+    price = valuation_price(proposal, collar_pct)
+    if proposal.price is None and proposal.side is Side.SELL:
+        return proposal.mid_price
+    return price
 
 
 def check_collar(price: Decimal, mid: Decimal, reference: Decimal | None, collar_pct: float) -> Denial | None:
@@ -120,5 +169,146 @@ def check_open_orders(open_orders: int, max_open: int) -> Denial | None:
         return Denial(
             DenialCode.MAX_OPEN_ORDERS,
             f"{open_orders} orders already open from this bot on this exchange (limit {max_open})",
+        )
+    return None
+
+
+class MidHistory:
+    """The mids one governor saw on one market, one bucket per second (the last mid of that
+    second), kept for `window_s` plus the one bucket before it (the mid in force at its start).
+
+    Why buckets: a reference that is the median of the last *samples* is outvoted by a burst
+    (ten observations a second make a fresh crash look settled). Here each second of the
+    window weighs the same, whatever the observation rate, and a second without an
+    observation carries the mid in force (time-weighted)."""
+
+    __slots__ = ("_buckets", "_cache", "window_s")
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._buckets: deque[tuple[int, Decimal]] = deque()
+        self._cache: tuple[int, Decimal | None] | None = None  # (second, reference), until a new mid
+
+    def observe(self, ts: float, mid: Decimal) -> None:
+        if not (math.isfinite(ts) and mid.is_finite() and mid > 0):
+            return
+        second = math.floor(ts)
+        buckets = self._buckets
+        if buckets and second <= buckets[-1][0]:
+            if second == buckets[-1][0]:
+                # the last mid of the second wins; the reference (a median over the window's
+                # seconds) is recomputed at most once a second, `latest` at once
+                buckets[-1] = (second, mid)
+            return  # an observation older than the last bucket changes nothing
+        buckets.append((second, mid))
+        horizon = second - self.window_s
+        while len(buckets) > 1 and buckets[1][0] <= horizon:
+            buckets.popleft()  # keep one bucket at or before the window's start
+        self._cache = None
+
+    @property
+    def latest(self) -> tuple[int, Decimal] | None:
+        return self._buckets[-1] if self._buckets else None
+
+    def reference(self, now: float, min_history_s: float) -> Decimal | None:
+        """The time-weighted reference at `now`, or None while the history is shorter than
+        `min_history_s` (then non-reducing orders wait: see `check_reference`)."""
+        second = math.floor(now)
+        cached = self._cache
+        if cached is not None and cached[0] == second:
+            return cached[1]
+        value = time_weighted_median(list(self._buckets), now, self.window_s, min_history_s)
+        self._cache = (second, value)
+        return value
+
+
+def time_weighted_median(
+    buckets: list[tuple[int, Decimal]], now: float, window_s: float, min_history_s: float
+) -> Decimal | None:
+    """The median over every second of (now - window_s, now] of the mid in force at that
+    second (the last bucket at or before it); seconds before the first bucket do not count.
+
+    Pure. Returns None when the first bucket is less than `min_history_s` old, or none is."""
+    if not buckets:
+        return None
+    end = math.floor(now)
+    first = buckets[0][0]
+    if end - first < min_history_s:
+        return None
+    start = max(first, end - math.ceil(window_s) + 1)
+    values: list[Decimal] = []
+    i = 0
+    current: Decimal | None = None
+    for t in range(start, end + 1):
+        while i < len(buckets) and buckets[i][0] <= t:
+            current = buckets[i][1]
+            i += 1
+        if current is not None:
+            values.append(current)
+    if not values:
+        return None
+    values.sort()
+    return values[(len(values) - 1) // 2]  # median_low: an observed value, never an average
+
+
+def check_reference(
+    proposal: OrderProposal,
+    history: MidHistory | None,
+    now: float,
+    min_history_s: float,
+    stale_after_s: float,
+    collar_pct: float,
+) -> Denial | None:
+    """What the governor itself saw of this market, against the proposal (non-reducing orders).
+
+    - too little history (a new bot, a market never observed): wait, REFERENCE_WARMUP;
+    - the governor's last observation is stale or disagrees with the proposal's own mid by
+      more than the collar: MID_MISMATCH (the proposal's mid is not the market's);
+    - the mid moved more than the collar from the time-weighted reference: PRICE_COLLAR.
+    """
+    limit = Decimal(str(collar_pct))
+    latest = history.latest if history is not None else None
+    reference = history.reference(now, min_history_s) if history is not None else None
+    if latest is None or reference is None:
+        return Denial(
+            DenialCode.REFERENCE_WARMUP,
+            f"the governor has seen less than {min_history_s:g} s of {proposal.trading_pair} on "
+            f"{proposal.connector}; feed it with observe_market each tick and propose again shortly",
+        )
+    seen_at, seen = latest
+    if now - seen_at > stale_after_s + 1:
+        return Denial(
+            DenialCode.REFERENCE_WARMUP,
+            f"the governor's last look at {proposal.trading_pair} on {proposal.connector} is "
+            f"{now - seen_at:.0f} s old (limit {stale_after_s:g} s); call observe_market each tick",
+        )
+    mismatch = abs(proposal.mid_price - seen) / seen * 100
+    if mismatch > limit:
+        return Denial(
+            DenialCode.MID_MISMATCH,
+            f"the proposal's mid {proposal.mid_price} is {mismatch:.2f} % from the {seen} the governor "
+            f"last observed (tolerance {collar_pct:g} %); propose with the book's current mid",
+        )
+    jump = abs(proposal.mid_price - reference) / reference * 100
+    if jump > limit:
+        return Denial(
+            DenialCode.PRICE_COLLAR,
+            f"mid {proposal.mid_price} moved {jump:.2f} % from the time-weighted reference {reference} "
+            f"(collar {collar_pct:g} %); waiting for the market to settle",
+        )
+    return None
+
+
+def check_fx(observed: Decimal | None, configured: Decimal | None, band_pct: float, quote: str) -> Denial | None:
+    """An observed USD rate is trusted only within `band_pct` of the configured one; outside
+    it the configured rate is not trusted either (one of them is wrong): deny."""
+    if observed is None or configured is None:
+        return None
+    deviation = abs(observed - configured) / configured * 100
+    if deviation > Decimal(str(band_pct)):
+        return Denial(
+            DenialCode.FX_RATE_OUT_OF_BAND,
+            f"the observed USD rate for {quote} is {deviation:.1f} % from fx_usd.{quote} (band {band_pct:g} %); "
+            f"check the FX feed or update fx_usd.{quote}",
         )
     return None

@@ -83,6 +83,11 @@ reservations = sa.Table(
     sa.Column("closed_at", sa.Float),
 )
 
+# The exchange-wide order-rate budget counts recent reservations per exchange (all bots).
+reservations_by_exchange = sa.Index(
+    "ix_lyra_reservations_exchange_created", reservations.c.exchange, reservations.c.created_at
+)
+
 fills = sa.Table(
     "lyra_fills",
     metadata,
@@ -221,6 +226,11 @@ def create_schema(engine: Engine, now: float, phase: int = 1) -> None:
     except sa.exc.ProgrammingError as exc:  # PostgreSQL: concurrent CREATE TABLE
         if "already exists" not in str(exc):
             raise
+    try:  # a store created before the index existed gets it now
+        reservations_by_exchange.create(engine, checkfirst=True)
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError) as exc:
+        if "already exists" not in str(exc):
+            raise
     with engine.begin() as conn:
         if conn.execute(sa.select(ladder.c.id).where(ladder.c.id == 1)).first() is None:
             conn.execute(
@@ -334,6 +344,9 @@ class HotPath:
         self.sql_insert_fill = sql(
             "INSERT INTO lyra_fills (reservation_id, bot_id, book, exchange, trading_pair, side, amount, price, "
             "notional_musd, fee_musd, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        self.sql_orders_since = sql(
+            "SELECT COUNT(*) FROM lyra_reservations WHERE exchange = ? AND created_at > ? AND book = ?"
         )
         self.sql_bot_fills = sql(
             "SELECT side, amount FROM lyra_fills WHERE bot_id = ? AND book = ? AND exchange = ? AND trading_pair = ?"
@@ -568,6 +581,11 @@ class HotPath:
         """Net base amount this bot bought (+) or sold (-) on one market, from its fills."""
         rows = self._query(self.sql_bot_fills, (bot_id, book, exchange, trading_pair))
         return sum((Decimal(a) if side == "BUY" else -Decimal(a) for side, a in rows), Decimal(0))
+
+    def orders_since(self, book: str, exchange: str, since: float) -> int:
+        """Orders allowed on one exchange of one book by every bot since `since` (the
+        exchange-wide order-rate budget)."""
+        return int(self._query(self.sql_orders_since, (exchange, since, book))[0][0])
 
     def reservation_status(self, reservation_id: str) -> str | None:
         rows = self._query(self.sql_get_reservation, (reservation_id,))

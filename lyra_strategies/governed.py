@@ -241,7 +241,11 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         now = self.current_timestamp
         mid = self._mid(connector_name, trading_pair)
         ts = self.book_timestamp(connector_name, trading_pair, now) if self.book_timestamp else now
-        limit = None if order_type == HbOrderType.MARKET or price is None or _is_nan(price) else Decimal(price)
+        # Only a MARKET order goes without a price (it is valued at its worst price). A LIMIT keeps
+        # whatever it was given, NaN included, so the governor refuses it by name: turned into
+        # "no price" it would be valued at mid and reach the exchange as a MARKET order
+        # (upstream hummingbot#7823).
+        limit = None if order_type == HbOrderType.MARKET else _as_decimal(price)
         return OrderProposal(
             bot_id=self.lyra.bot_id,
             strategy=self.lyra_strategy,
@@ -675,6 +679,16 @@ def _is_nan(value: Any) -> bool:
         return math.isnan(float(value))
     except (TypeError, ValueError):
         return True
+
+
+def _as_decimal(value: Any) -> Decimal | None:
+    """A price as given (NaN stays NaN: the governor names it); None stays None."""
+    if value is None:
+        return None
+    try:
+        return Decimal(str(value)) if not isinstance(value, Decimal) else value
+    except (ArithmeticError, ValueError):
+        return Decimal("NaN")
 
 
 def _pairs_of(connector: ConnectorBase) -> list[str]:

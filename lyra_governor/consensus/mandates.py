@@ -10,9 +10,18 @@ PROCEED_WITH_CAUTION), max total notional, a price band around the mid, expiry a
 minutes on the caller's clock. A refusal is remembered for a minute so a strategy proposing
 every tick does not turn into a council call every tick.
 
+The price band covers what the pre-trade checks admit: the mid may drift PRICE_BAND_PCT from
+the mid the council judged, and a quote may sit a collar (`risk.price_collar_pct`) from the
+mid, so the band is their sum. A mandate is not re-judged by waiting out its 15 minutes: it is
+revoked (and asked for again on the next order) when the market's mid leaves the band it was
+granted in, and when the governor says so (`revoke`: a circuit breaker tripped, or the
+exchange's reject/failure rate jumped).
+
 Per-order mode (`consensus.per_order: true`): every order is its own question. The envelope
-is that one order (its side, a price band of 0.5 %, at most 60 s) and `find` consumes it, so
-the next order asks again: 8 model calls per order instead of 8 per market per 15 minutes.
+is that one order (its side, a band of one collar around its mid, at most 60 s) and `find`
+consumes it, so the next order asks again: 8 model calls per order instead of 8 per market
+per 15 minutes. (The band used to be 0.5 % while the collar admits 3 %, so a quote 1-3 %
+from mid stayed PENDING forever, paying for a council call on every tick.)
 """
 
 from __future__ import annotations
@@ -34,8 +43,7 @@ log = logging.getLogger(__name__)
 
 MAX_TTL_S = 900.0
 REFUSAL_BACKOFF_S = 60.0
-PRICE_BAND_PCT = Decimal(5)
-PER_ORDER_BAND_PCT = Decimal("0.5")
+PRICE_BAND_PCT = Decimal(5)  # how far the mid may drift from the judged one before re-asking
 PER_ORDER_TTL_S = 60.0
 
 Key = tuple[str, str]
@@ -56,6 +64,7 @@ class MandateBook:
         self.results: list[ConsensusResult] = []
         self.requests = 0
         self.sentiment = SentimentFeed.from_settings(settings)  # None unless consensus.sentiment.enabled
+        self.revocations = 0
 
     # --- MandateProvider ----------------------------------------------------------------
 
@@ -71,6 +80,9 @@ class MandateBook:
     def find(self, proposal: OrderProposal, notional_usd: Decimal, now: float) -> Mandate | None:
         key = (proposal.connector, proposal.trading_pair)
         mandate = self._mandates.get(key)
+        if mandate is not None and not self._mid_inside(mandate, proposal.mid_price):
+            self._revoke_keys([key], f"the mid {proposal.mid_price} left the band the mandate was granted in")
+            return None
         if mandate is not None and mandate.covers(proposal, notional_usd, now):
             if self.per_order:  # one order, one consensus: used up here
                 with self._lock:
@@ -93,6 +105,36 @@ class MandateBook:
             return
         future = asyncio.run_coroutine_threadsafe(self.council.adecide(context), self._background_loop())
         future.add_done_callback(lambda f: self._settle_future(key, context, f))
+
+    def revoke(self, exchange: str | None, why: str) -> int:
+        """Drop the mandates of one exchange (its live and paper connectors), or all of them
+        with None; the next order on those markets asks the council again. Returns how many."""
+        with self._lock:
+            keys = [
+                k for k in self._mandates
+                if exchange is None or Settings.exchange_of(k[0]) == exchange
+            ]  # fmt: skip
+        return self._revoke_keys(keys, why)
+
+    def _revoke_keys(self, keys: list[Key], why: str) -> int:
+        with self._lock:
+            dropped = [k for k in keys if self._mandates.pop(k, None) is not None]
+            self.revocations += len(dropped)
+        if dropped:
+            log.info("mandates revoked for %s: %s", ", ".join(f"{c} {p}" for c, p in dropped), why)
+        return len(dropped)
+
+    def _collar(self) -> Decimal:
+        return Decimal(str(self.settings.risk.price_collar_pct))
+
+    def _mid_inside(self, mandate: Mandate, mid: Decimal) -> bool:
+        """Whether the market's mid is still within the band the mandate was granted for (its
+        price band less the collar a quote may sit away from the mid)."""
+        if self.per_order or not mid.is_finite():
+            return True
+        granted = (mandate.price_low + mandate.price_high) / 2
+        drift = granted * PRICE_BAND_PCT / 100
+        return granted - drift <= mid <= granted + drift
 
     # --- verdicts -----------------------------------------------------------------------
 
@@ -135,7 +177,7 @@ class MandateBook:
         assert proposal is not None
         scale = Decimal(str(result.size_scale))
         mid = proposal.mid_price
-        band = mid * (PER_ORDER_BAND_PCT if self.per_order else PRICE_BAND_PCT) / 100
+        band = mid * ((self._collar() if self.per_order else PRICE_BAND_PCT + self._collar()) / 100)
         ttl = min(self.settings.consensus.mandate_ttl_s, PER_ORDER_TTL_S if self.per_order else MAX_TTL_S)
         return Mandate(
             consensus_id=result.consensus_id,
@@ -178,4 +220,5 @@ class MandateBook:
             "llm_calls": self.council.calls,
             "cost_usd": self.council.cost_usd,
             "open_mandates": len(self._mandates),
+            "revocations": self.revocations,
         }

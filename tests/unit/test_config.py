@@ -28,7 +28,7 @@ def test_file_overrides_defaults_and_env_overrides_file(lyra_home: Path, monkeyp
     assert settings.risk.price_collar_pct == 1.5
     assert settings.risk.max_open_orders == 9
     assert settings.db_url == "sqlite:///elsewhere.db"
-    assert settings.risk.stale_price_s == 30  # untouched keys keep their defaults
+    assert settings.risk.stale_price_s == 10  # untouched keys keep their defaults
 
 
 def test_lyra_config_env_picks_the_file(lyra_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -63,7 +63,10 @@ def trade_round_trips(settings: Settings, ledger: Ledger, clock: FakeClock, prof
             mid = MIDS[pair.split("-")[1]]
             for side, price in ((Side.BUY, mid), (Side.SELL, mid * (1 + profit_pct / 100))):
                 t = now()
-                gov.observe_market(MarketSnapshot(connector=name, trading_pair=pair, timestamp=t, mid_price=price))
+                for seen in (t - 10, t):  # the governor has watched the market for 10 s
+                    gov.observe_market(
+                        MarketSnapshot(connector=name, trading_pair=pair, timestamp=seen, mid_price=price)
+                    )
                 reservation = _allowed(
                     gov,
                     OrderProposal(

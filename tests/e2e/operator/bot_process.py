@@ -17,6 +17,7 @@ from lyra_governor.governor import Governor
 from lyra_governor.models import (
     CouncilContext,
     Mandate,
+    MarketSnapshot,
     OrderEvent,
     OrderEventKind,
     OrderProposal,
@@ -64,15 +65,19 @@ def main() -> None:
     counts: dict[str, int] = {}
     filled = Decimal(0)
     try:
-        for _ in range(orders):
+        for i in range(orders):
             governor.heartbeat()
+            for seen in (time.time() - 10, time.time()):  # the governor watches the market
+                governor.observe_market(
+                    MarketSnapshot(connector=connector, trading_pair="BTC-USDT", timestamp=seen, mid_price=MID)
+                )
             proposal = OrderProposal(
                 bot_id=bot_id,
                 connector=connector,
                 trading_pair="BTC-USDT",
                 side=Side.BUY,
                 amount=Decimal("0.001"),
-                price=MID,
+                price=MID - i,  # each order its own (the same order again would be a duplicate)
                 mid_price=MID,
                 mid_price_ts=time.time(),
             )

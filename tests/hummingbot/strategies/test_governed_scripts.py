@@ -481,7 +481,7 @@ def _arbitrage(world: dict[str, Any]) -> Any:
 
     strategy = world["loop"].run_until_complete(build())
     world["exchanges"]["okx_paper_trade"].set_balanced_order_book("BTC-USDT", 60_100, 59_100, 61_100, 10, 0.01)
-    _run(world, strategy, 5)  # both markets observed (the collar's reference); no edge after fees
+    _run(world, strategy, 6)  # both markets observed for the reference (5 s of history); no edge after fees
     assert strategy.taken == 0
     return strategy
 

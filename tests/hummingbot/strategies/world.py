@@ -94,10 +94,11 @@ def warm_mandates(world: dict[str, Any], connectors: list[str], mid: float = 60_
     proposals, so a test's first orders are judged on their own merits."""
     for connector in connectors:
         m = Decimal(mid)
-        world["gov"].observe_market(MarketSnapshot(
-            connector=connector, trading_pair="BTC-USDT", timestamp=world["now"][0], mid_price=m,
-            best_bid=m - 5, best_ask=m + 5, spread_pct=10 / mid * 100, data_age_s=0.0,
-        ))  # fmt: skip
+        for seen in (world["now"][0] - 10, world["now"][0]):  # watched for 10 s: the reference's history
+            world["gov"].observe_market(MarketSnapshot(
+                connector=connector, trading_pair="BTC-USDT", timestamp=seen, mid_price=m,
+                best_bid=m - 5, best_ask=m + 5, spread_pct=10 / mid * 100, data_age_s=0.0,
+            ))  # fmt: skip
         proposal = OrderProposal(
             bot_id="hb-test", connector=connector, trading_pair="BTC-USDT", side=Side.BUY, amount=Decimal("0.0001"),
             price=Decimal(mid), mid_price=Decimal(mid), mid_price_ts=world["now"][0],

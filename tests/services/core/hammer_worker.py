@@ -19,20 +19,20 @@ from lyra_governor.config import load_settings
 from lyra_governor.governor import Governor
 from lyra_governor.models import OrderEvent, OrderEventKind, OrderProposal, Side
 from tests.standing_mandate import StandingMandate
+from tests.watched import UNTHROTTLED, watch
 
 
 def main() -> None:
     db_url, bot_id, n, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     rng = random.Random(seed)
-    settings = load_settings(
-        None, use_env=False, db_url=db_url, risk={"order_rate_max": 10**6, "max_open_orders": 10**6}
-    )
+    settings = load_settings(None, use_env=False, db_url=db_url, **UNTHROTTLED)
     gov = Governor.from_settings(settings, bot_id, mandates=StandingMandate())
     gov.heartbeat()
     allowed = 0
     bought: list[tuple[str, Decimal]] = []
-    for _ in range(n):
+    for i in range(n):
         connector = rng.choice(["binance_paper_trade", "okx_paper_trade"])
+        watch(gov, connector, "BTC-USDT", Decimal(60000))
         usd = Decimal(rng.randint(40, 120))
         amount = (usd / Decimal(60000)).quantize(Decimal("0.00000001"))
         decision = gov.review(
@@ -42,7 +42,7 @@ def main() -> None:
                 trading_pair="BTC-USDT",
                 side=Side.BUY,
                 amount=amount,
-                price=Decimal(60000),
+                price=Decimal(60000) - Decimal(i % 1000) / 100,  # the same order twice is a duplicate
                 mid_price=Decimal(60000),
                 mid_price_ts=time.time(),
             )

@@ -11,7 +11,7 @@ import pytest
 
 from lyra_governor.config import Settings
 from lyra_governor.governor import Governor
-from lyra_governor.models import CouncilContext, Mandate, OrderProposal, Side
+from lyra_governor.models import CouncilContext, Mandate, MarketSnapshot, OrderProposal, Side
 
 
 class FakeClock:
@@ -61,6 +61,37 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+WATCHED: list[Governor] = []  # the governors built during the current test (see `watching`)
+
+
+@pytest.fixture(autouse=True)
+def watching(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every governor built in a test is remembered, so `propose` can give it what a live bot
+    gives it each tick: the market it trades, watched for 30 s (the flash-move reference needs
+    history before any non-reducing order passes; tests that observe a market themselves keep
+    exactly what they observed)."""
+    original = Governor.__init__
+
+    def remember(self: Governor, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        WATCHED.append(self)
+
+    monkeypatch.setattr(Governor, "__init__", remember)
+    yield
+    WATCHED.clear()
+
+
+def _watch(proposal: OrderProposal, now: float) -> None:
+    mid = proposal.mid_price
+    if not (mid.is_finite() and mid > 0):
+        return  # a broken book is not something a live bot would observe
+    for gov in WATCHED:
+        if (proposal.connector, proposal.trading_pair) not in gov._history:
+            for t in (now - 30, now):
+                gov.observe_market(MarketSnapshot(connector=proposal.connector, trading_pair=proposal.trading_pair,
+                                                  timestamp=t, mid_price=proposal.mid_price))  # fmt: skip
+
+
 @pytest.fixture
 def mandates() -> EnvelopeMandates:
     return EnvelopeMandates()
@@ -88,7 +119,9 @@ def propose(clock: FakeClock) -> Callable[..., OrderProposal]:
             "mid_price_ts": clock.now,
         }
         fields.update(overrides)
-        return OrderProposal(**fields)
+        proposal = OrderProposal(**fields)
+        _watch(proposal, clock.now)
+        return proposal
 
     return make
 

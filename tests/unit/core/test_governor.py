@@ -225,10 +225,11 @@ def test_order_rate_and_open_order_limits(
     gov = Governor.from_settings(local, "bot-1", mandates=mandates, clock=clock)
     gov.ledger.set_phase(3, "test", "paper")
     small = {"amount": Decimal("0.0001")}
-    codes = [allowed(gov, propose(**small)).code for _ in range(4)]
+    # each a different price: the same order again within a second is a duplicate (DUPLICATE_ORDER)
+    codes = [allowed(gov, propose(**small, price=Decimal(60000 - i))).code for i in range(4)]
     assert codes == [None, None, None, DenialCode.ORDER_RATE]
     clock.advance(2)
-    codes = [allowed(gov, propose(**small, mid_price_ts=clock.now)).code for _ in range(3)]
+    codes = [allowed(gov, propose(**small, mid_price_ts=clock.now, price=Decimal(59990 - i))).code for i in range(3)]
     assert codes == [None, None, DenialCode.MAX_OPEN_ORDERS]
     gov.close()
 
@@ -301,12 +302,12 @@ def test_halt_from_another_process_is_seen_within_a_tick(
     operator = Ledger.open(settings)
     operator.halt("operator emergency stop", "operator")
     governor.ladder_state(fresh=True)  # what the next tick does after STATE_REFRESH_S
-    decision = governor.review(propose())
+    decision = governor.review(propose(price=Decimal(59999)))
     assert decision.code is DenialCode.HALTED and "operator emergency stop" in decision.message
     assert governor.trading_state() is TradingState.HALTED
     operator.resume("operator")
     governor.ladder_state(fresh=True)
-    assert governor.review(propose()).allowed
+    assert governor.review(propose(price=Decimal(59998))).allowed
     operator.close()
 
 
@@ -318,7 +319,7 @@ def test_no_reservation_is_written_after_a_halt_even_with_a_cached_state(
     try:
         before = governor.ledger.exposure("paper").total.used_usd
         operator.halt("halt between two ticks", "operator")
-        decision = governor.review(propose())  # no refresh: the reservation itself re-reads the ladder
+        decision = governor.review(propose(price=Decimal(59999)))  # no refresh: the reservation re-reads the ladder
         assert decision.code is DenialCode.HALTED and "halt between two ticks" in decision.message
         assert governor.ledger.exposure("paper").total.used_usd == before
         assert governor.trading_state() is TradingState.HALTED  # and the cache was refreshed
@@ -326,7 +327,7 @@ def test_no_reservation_is_written_after_a_halt_even_with_a_cached_state(
         governor.ladder_state(fresh=True)  # ACTIVE again in the cache ...
         governor._state_read_at = float("inf")  # ... and kept there on purpose
         operator.reduce_only("gradual stop between two ticks", "council")
-        assert governor.review(propose()).code is DenialCode.REDUCE_ONLY
+        assert governor.review(propose(price=Decimal(59998))).code is DenialCode.REDUCE_ONLY
     finally:
         operator.close()
 

@@ -1,0 +1,144 @@
+"""The counts the breakers read, kept by one governor (no I/O here: the governor feeds the
+board from its events and the store's fill rows, and audits what the board returns)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from lyra_governor.breakers import Action, Trip
+from lyra_governor.breakers.duplicate import OrderKey, RecentOrders, check_duplicate
+from lyra_governor.breakers.loss import TOTAL, BookMarks, check_loss
+from lyra_governor.breakers.quantity import check_quantity
+from lyra_governor.breakers.storm import OutcomeTally, check_storm
+from lyra_governor.config import BreakerSettings
+from lyra_governor.models import OrderProposal, TradingState
+
+
+class BreakerBoard:
+    def __init__(self, settings: BreakerSettings) -> None:
+        self.settings = settings
+        self.tallies: dict[str, OutcomeTally] = {}  # exchange -> this bot's order outcomes there
+        self.blocked: dict[str, tuple[float, Trip]] = {}  # exchange -> (until, trip)
+        self.recent = RecentOrders()
+        self.books: dict[str, BookMarks] = {}
+        self.trips: dict[str, int] = {}  # code -> trips by this governor
+        self._decided: set[str] = set()  # reservations whose outcome was counted
+        self._last_state: TradingState | None = None
+
+    # --- per order ----------------------------------------------------------------------
+
+    def pre_trade(self, p: OrderProposal, exchange: str, now: float) -> Trip | None:
+        """Order-level breakers, cheapest first: quantity, this bot's storm block, duplicate."""
+        cfg = self.settings
+        trip = check_quantity(p.amount, cfg.max_amount(p.trading_pair), p.trading_pair)
+        if trip is not None:
+            return trip
+        if not p.reduce_only:
+            blocked = self.blocked.get(exchange)
+            if blocked is not None:
+                if now < blocked[0]:
+                    return blocked[1]
+                del self.blocked[exchange]
+                self.tallies.pop(exchange, None)  # the cool-down is over: count afresh
+        if p.reduce_only:
+            # closes are bounded by the position they close, and two executors closing equal
+            # fills at once are two closes, not a duplicate
+            return None
+        return check_duplicate(self.order_key(p), self.recent.last(self.order_key(p)), now, cfg.duplicate_window_s)
+
+    @staticmethod
+    def order_key(p: OrderProposal) -> OrderKey:
+        return (p.connector, p.trading_pair, p.side.value, p.price, p.amount)
+
+    def allowed(self, p: OrderProposal, now: float, reservation_id: str) -> None:
+        self.recent.add(self.order_key(p), now, self.settings.duplicate_window_s, reservation_id)
+
+    def closed(self, reservation_id: str) -> None:
+        self.recent.closed(reservation_id)
+
+    def outcome(self, reservation_id: str, exchange: str, failed: bool, now: float) -> Trip | None:
+        """The exchange's answer to one allowed order (counted once per reservation)."""
+        if reservation_id in self._decided:
+            return None
+        self._decided.add(reservation_id)
+        if len(self._decided) > 50_000:
+            self._decided.clear()
+        cfg = self.settings
+        tally = self.tallies.setdefault(exchange, OutcomeTally())
+        tally.record(now, failed)
+        if not failed or exchange in self.blocked:
+            return None
+        failures, orders = tally.window(now, cfg.storm_window_s)
+        trip = check_storm(
+            exchange, tally.consecutive_failures, failures, orders,
+            cfg.storm_consecutive, cfg.storm_rate, cfg.storm_min_samples, cfg.storm_window_s,
+        )  # fmt: skip
+        if trip is not None:
+            self.blocked[exchange] = (now + cfg.storm_cooldown_s, trip)
+            self._count(trip)
+        return trip
+
+    # --- loss limits --------------------------------------------------------------------
+
+    def book(self, name: str) -> BookMarks:
+        return self.books.setdefault(name, BookMarks())
+
+    def loss_trips(
+        self,
+        book: str,
+        state: TradingState,
+        now: float,
+        total_cap_usd: Decimal,
+        exchange_caps_usd: dict[str, Decimal],
+        per_exchange: bool,
+    ) -> list[Trip]:
+        """Trips of the loss limits on `book` (none unless trading is ACTIVE: a stop already in
+        force needs no second one). A resume seen since the last call re-bases the baselines."""
+        marks = self.book(book)
+        resumed = self._last_state is not None and self._last_state is not TradingState.ACTIVE
+        self._last_state = state
+        if state is not TradingState.ACTIVE:
+            return []
+        if resumed:
+            marks.rebase()
+        day = int(now // 86_400)
+        if marks.day is None or day > marks.day:
+            marks.roll_day(day)
+        marks.note_peaks()
+        cfg = self.settings
+        trips: list[Trip] = []
+        scopes = [(TOTAL, total_cap_usd, False)]
+        if per_exchange:
+            scopes += [(ex, cap, True) for ex, cap in exchange_caps_usd.items() if ex in marks.cash]
+        for scope, cap, demote in scopes:
+            trip = check_loss(
+                f"{book}:{scope}", marks.pnl(scope), marks.day_start.get(scope, Decimal(0)),
+                marks.peak.get(scope, Decimal(0)), cap, cfg.daily_loss_pct, cfg.drawdown_pct, demote,
+            )  # fmt: skip
+            if trip is not None:
+                trips.append(trip)
+                self._count(trip)
+        if trips:
+            self._last_state = TradingState.REDUCING  # the governor applies the stop
+        return trips
+
+    def note_state(self, state: TradingState) -> None:
+        """Every review passes the state it saw, so a resume between two loss checks is seen."""
+        if state is not TradingState.ACTIVE:
+            self._last_state = state
+
+    # --- reporting ----------------------------------------------------------------------
+
+    def _count(self, trip: Trip) -> None:
+        self.trips[trip.code.value] = self.trips.get(trip.code.value, 0) + 1
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        return {
+            "trips": dict(self.trips),
+            "blocked": {ex: round(until - now, 1) for ex, (until, _) in self.blocked.items() if until > now},
+            "pnl_usd": {book: str(m.pnl().quantize(Decimal("0.01"))) for book, m in self.books.items()},
+        }
+
+
+__all__ = ["Action", "BreakerBoard", "Trip"]

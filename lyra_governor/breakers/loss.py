@@ -1,0 +1,119 @@
+"""Loss limits per book: daily realised + unrealised loss, and drawdown from the equity peak,
+against the book's total cap (and, in phase 4, each exchange's loss against its rung's cap).
+
+`BookMarks` keeps one book's cash and positions from its fills (every bot's: the limit is a
+global stop across bots, the most requested control in Hummingbot's and Freqtrade's trackers)
+marked at the latest mids the governor saw, else at the last fill price. `check_loss` is pure.
+A trip is a gradual stop, resumable: after an operator's resume the baselines are re-based to
+the equity at that moment (the operator accepted the loss so far).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from lyra_governor.breakers import Action, Trip
+from lyra_governor.models import DenialCode
+
+TOTAL = "TOTAL"
+DAY_S = 86_400
+
+
+@dataclass
+class BookMarks:
+    """Cash (USD), positions (base) and marks (USD per base) of one book, per exchange."""
+
+    cash: dict[str, Decimal] = field(default_factory=dict)
+    positions: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    marks: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    last_fill_id: int = 0
+    last_fill_ts: float = 0.0
+    day: int | None = None  # the UTC day the daily baselines belong to
+    day_start: dict[str, Decimal] = field(default_factory=dict)
+    peak: dict[str, Decimal] = field(default_factory=dict)
+
+    def apply_fill(
+        self, exchange: str, pair: str, buy: bool, amount: Decimal, notional_usd: Decimal, fee_usd: Decimal, ts: float
+    ) -> None:
+        day = int(ts // DAY_S)
+        if self.day is not None and day > self.day:
+            self.roll_day(day)
+        elif self.day is None:
+            self.day = day
+        signed = amount if buy else -amount
+        self.cash[exchange] = self.cash.get(exchange, Decimal(0)) + (-notional_usd if buy else notional_usd) - fee_usd
+        self.positions[(exchange, pair)] = self.positions.get((exchange, pair), Decimal(0)) + signed
+        if amount > 0 and (exchange, pair) not in self.marks:
+            self.marks[(exchange, pair)] = notional_usd / amount
+        self.last_fill_ts = max(self.last_fill_ts, ts)
+        self.note_peaks()
+
+    def mark(self, exchange: str, pair: str, usd_per_base: Decimal) -> None:
+        if usd_per_base.is_finite() and usd_per_base > 0:
+            self.marks[(exchange, pair)] = usd_per_base
+
+    def pnl(self, exchange: str = TOTAL) -> Decimal:
+        """Realised + unrealised PnL in USD (cash flows plus positions at their marks)."""
+        total = Decimal(0)
+        for ex, cash in self.cash.items():
+            if exchange in (TOTAL, ex):
+                total += cash
+        for (ex, pair), qty in self.positions.items():
+            if qty and exchange in (TOTAL, ex):
+                total += qty * self.marks.get((ex, pair), Decimal(0))
+        return total
+
+    def scopes(self) -> list[str]:
+        return [TOTAL, *sorted(self.cash)]
+
+    def note_peaks(self) -> None:
+        for scope in self.scopes():
+            pnl = self.pnl(scope)
+            if pnl > self.peak.get(scope, Decimal(0)):
+                self.peak[scope] = pnl
+
+    def roll_day(self, day: int) -> None:
+        self.day = day
+        self.day_start = {scope: self.pnl(scope) for scope in self.scopes()}
+
+    def rebase(self) -> None:
+        """An operator resumed: today's loss and the drawdown are measured from here on."""
+        self.day_start = {scope: self.pnl(scope) for scope in self.scopes()}
+        self.peak = dict(self.day_start)
+
+
+def check_loss(
+    scope: str,
+    pnl: Decimal,
+    day_start: Decimal,
+    peak: Decimal,
+    cap_usd: Decimal,
+    daily_pct: float,
+    drawdown_pct: float,
+    demote: bool = False,
+) -> Trip | None:
+    """Pure: a trip when today's loss or the drawdown from the peak reaches its % of `cap_usd`."""
+    if cap_usd <= 0:
+        return None
+    action = Action.DEMOTE_AND_STOP if demote else Action.GRADUAL_STOP
+    daily_loss = day_start - pnl
+    if daily_loss * 100 >= cap_usd * Decimal(str(daily_pct)):
+        return Trip(
+            DenialCode.BREAKER_DAILY_LOSS,
+            action,
+            scope,
+            f"{scope} lost {daily_loss:.2f} USD today (realised + unrealised), "
+            f"{daily_loss / cap_usd * 100:.1f} % of its "
+            f"{cap_usd:.2f} USD cap (limit {daily_pct:g} %); gradual stop: review, then `lyra-governor resume`",
+        )
+    drawdown = peak - pnl
+    if drawdown * 100 >= cap_usd * Decimal(str(drawdown_pct)):
+        return Trip(
+            DenialCode.BREAKER_DRAWDOWN,
+            action,
+            scope,
+            f"{scope} is {drawdown:.2f} USD below its equity peak, {drawdown / cap_usd * 100:.1f} % of its "
+            f"{cap_usd:.2f} USD cap (limit {drawdown_pct:g} %); gradual stop: review, then `lyra-governor resume`",
+        )
+    return None

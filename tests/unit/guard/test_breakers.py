@@ -1,0 +1,191 @@
+"""Holes 5 and 14 of issue 14: deterministic circuit breakers (pure functions first, then
+through `Governor.review`/`on_order_event` on a real store, audited with their code)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+
+from lyra_governor import audit
+from lyra_governor.breakers import Action
+from lyra_governor.breakers.duplicate import check_duplicate
+from lyra_governor.breakers.exchange_rate import check_exchange_rate
+from lyra_governor.breakers.loss import BookMarks, check_loss
+from lyra_governor.breakers.quantity import check_quantity
+from lyra_governor.breakers.storm import check_storm
+from lyra_governor.config import Settings
+from lyra_governor.governor import Governor
+from lyra_governor.models import DenialCode, OrderEvent, OrderEventKind, OrderProposal, Side, TradingState
+
+from .conftest import Clock, WideMandates, decide, make_governor, watch
+
+Propose = Callable[..., OrderProposal]
+
+
+def _breaker_records(gov: Governor) -> list[dict[str, object]]:
+    return [r.payload for r in audit.tail(gov.ledger.engine, 500) if r.event == "breaker"]
+
+
+# --- pure ---------------------------------------------------------------------------------------
+
+
+def test_storm_needs_a_minimum_sample() -> None:
+    # one failure among two decisions stops nothing (per-order mode's reject_rate did)
+    assert check_storm("binance", 1, 1, 2, 5, 0.5, 10, 300) is None
+    assert check_storm("binance", 4, 4, 9, 5, 0.5, 10, 300) is None
+    consecutive = check_storm("binance", 5, 5, 5, 5, 0.5, 10, 300)
+    assert consecutive is not None and consecutive.action is Action.BOT_REDUCE_ONLY
+    rate = check_storm("binance", 1, 6, 12, 5, 0.5, 10, 300)
+    assert rate is not None and rate.code is DenialCode.BREAKER_REJECT_STORM
+
+
+def test_loss_limits_are_pure_and_measured_from_the_peak() -> None:
+    cap = Decimal(1000)
+    assert check_loss("paper:TOTAL", Decimal(-49), Decimal(0), Decimal(0), cap, 5, 10) is None
+    daily = check_loss("paper:TOTAL", Decimal(-50), Decimal(0), Decimal(0), cap, 5, 10)
+    assert daily is not None and daily.code is DenialCode.BREAKER_DAILY_LOSS
+    # up 80 yesterday, down 20 from there today: daily fine, drawdown 100 from the peak of 80
+    drawdown = check_loss("paper:TOTAL", Decimal(-20), Decimal(-10), Decimal(80), cap, 5, 10, demote=True)
+    assert drawdown is not None and drawdown.code is DenialCode.BREAKER_DRAWDOWN
+    assert drawdown.action is Action.DEMOTE_AND_STOP
+    marks = BookMarks()
+    marks.apply_fill("binance", "BTC-USDT", True, Decimal(1), Decimal(100), Decimal("0.1"), 0.0)
+    marks.mark("binance", "BTC-USDT", Decimal(90))
+    assert marks.pnl() == Decimal("-10.1") and marks.pnl("binance") == Decimal("-10.1") and marks.pnl("okx") == 0
+
+
+def test_duplicate_quantity_and_rate_are_pure() -> None:
+    key = ("binance", "BTC-USDT", "BUY", Decimal(1), Decimal(1))
+    assert check_duplicate(key, None, 10.0, 1.0) is None
+    assert check_duplicate(key, 9.5, 10.0, 1.0) is not None
+    assert check_duplicate(key, 9.0, 10.0, 1.0) is None
+    assert check_quantity(Decimal("0.01"), Decimal("0.01"), "BTC-USDT") is None
+    assert check_quantity(Decimal("0.011"), Decimal("0.01"), "BTC-USDT") is not None
+    assert check_quantity(Decimal("0.001"), None, "BTC-USDT") is not None  # no limit: fail closed
+    assert check_exchange_rate("binance", 49, 50, 1.0) is None
+    assert check_exchange_rate("binance", 50, 50, 1.0) is not None
+
+
+# --- through the governor -------------------------------------------------------------------
+
+
+def test_ten_rejections_in_a_row_make_the_bot_reduce_only_there(
+    governor: Governor, propose: Propose, clock: Clock, mandates: WideMandates
+) -> None:
+    codes = []
+    for i in range(10):
+        clock.advance(1)
+        watch(governor, "binance_paper_trade", "BTC-USDT", 60010, clock.now, 0)
+        decision = decide(governor, propose(price=Decimal(60000 - i), mid_price_ts=clock.now))
+        codes.append(decision.code)
+        if decision.allowed:
+            governor.on_order_event(OrderEvent(kind=OrderEventKind.FAILED, reservation_id=decision.reservation_id))
+    assert codes[:5] == [None] * 5
+    assert set(codes[5:]) == {DenialCode.BREAKER_REJECT_STORM}
+    trips = _breaker_records(governor)
+    assert len(trips) == 1 and trips[0]["code"] == "BREAKER_REJECT_STORM" and trips[0]["action"] == "BOT_REDUCE_ONLY"
+    assert mandates.revoked and mandates.revoked[0][0] == "binance"
+    # the other exchange is untouched, and a close still passes on this one
+    watch(governor, "okx_paper_trade", "BTC-USDT", 60010, clock.now - 10, 10)
+    assert decide(governor, propose(connector="okx_paper_trade", mid_price_ts=clock.now)).allowed
+    # after the cool-down the bot trades again
+    clock.advance(governor.settings.breakers.storm_cooldown_s + 1)
+    watch(governor, "binance_paper_trade", "BTC-USDT", 60010, clock.now - 10, 10)
+    assert decide(governor, propose(mid_price_ts=clock.now, price=Decimal(59000))).allowed
+    assert audit.verify(governor.ledger.engine).ok
+
+
+def test_one_rejection_among_two_orders_stops_nothing(governor: Governor, propose: Propose, clock: Clock) -> None:
+    first = decide(governor, propose())
+    governor.on_order_event(OrderEvent(kind=OrderEventKind.FAILED, reservation_id=first.reservation_id))
+    clock.advance(1)
+    watch(governor, "binance_paper_trade", "BTC-USDT", 60010, clock.now, 0)
+    assert decide(governor, propose(mid_price_ts=clock.now)).allowed
+    assert governor.trading_state() is TradingState.ACTIVE and not _breaker_records(governor)
+
+
+def test_a_duplicate_order_is_denied(governor: Governor, propose: Propose, clock: Clock) -> None:
+    assert decide(governor, propose()).allowed
+    assert decide(governor, propose()).code is DenialCode.DUPLICATE_ORDER
+    assert decide(governor, propose(price=Decimal(59999))).allowed  # a different order
+    clock.advance(1.0)
+    again = decide(governor, propose(mid_price_ts=clock.now))
+    assert again.allowed  # outside the window
+    # an order the exchange refused may be sent again at once: a retry, not a duplicate
+    governor.on_order_event(OrderEvent(kind=OrderEventKind.FAILED, reservation_id=again.reservation_id))
+    assert decide(governor, propose(mid_price_ts=clock.now)).allowed
+
+
+def test_max_order_quantity_in_base_units(governor: Governor, propose: Propose) -> None:
+    # a broken price makes 0.5 BTC look like 25 USD: the notional check alone would pass it
+    decision = decide(governor, propose(amount=Decimal("0.5"), price=Decimal(50), mid_price=Decimal(50)))
+    assert decision.code in (DenialCode.PRICE_COLLAR, DenialCode.MID_MISMATCH, DenialCode.MAX_ORDER_QUANTITY)
+    assert decide(governor, propose(amount=Decimal("0.011"), price=Decimal(60000))).code in (
+        DenialCode.MAX_ORDER_QUANTITY,
+        DenialCode.MAX_ORDER_NOTIONAL,
+    )
+    local = governor.settings.model_copy(
+        update={"risk": governor.settings.risk.model_copy(update={"max_order_notional_usd": Decimal(5000)})}
+    )
+    governor.settings = local
+    assert decide(governor, propose(amount=Decimal("0.011"))).code is DenialCode.MAX_ORDER_QUANTITY
+    assert decide(governor, propose(amount=Decimal("0.01"))).allowed
+
+
+def test_a_daily_loss_stops_trading_gradually_and_can_be_resumed(
+    governor: Governor, propose: Propose, clock: Clock
+) -> None:
+    bought = decide(governor, propose(amount=Decimal("0.004"), price=Decimal(60000)))
+    assert bought.allowed
+    governor.on_order_event(OrderEvent(kind=OrderEventKind.FILLED, reservation_id=bought.reservation_id,
+                                       filled_amount=Decimal("0.004"), fill_price=Decimal(60000)))  # fmt: skip
+    # the market falls 25 %: 0.004 BTC loses 60 USD, 6 % of the 1,000 USD paper book (limit 5 %)
+    clock.advance(20)
+    watch(governor, "binance_paper_trade", "BTC-USDT", 45000, clock.now - 5, 5)
+    trips = governor.check_loss_limits()
+    assert trips and trips[0].code is DenialCode.BREAKER_DAILY_LOSS
+    assert governor.ladder_state(fresh=True).trading_state is TradingState.REDUCING
+    assert _breaker_records(governor)[0]["code"] == "BREAKER_DAILY_LOSS"
+    assert governor.review(propose(mid_price=Decimal(45000), price=Decimal(45000))).code is DenialCode.REDUCE_ONLY
+    # an operator resumes: the loss so far is accepted, trading goes on, no immediate re-trip
+    governor.ledger.resume("operator", "loss reviewed")
+    governor.ladder_state(fresh=True)
+    clock.advance(60)  # and the market has settled at its new level (the reference follows it)
+    watch(governor, "binance_paper_trade", "BTC-USDT", 45000, clock.now - 60, 60)
+    # the trip revoked the council's mandates (hole 6): the first order asks again
+    assert decide(governor, propose(mid_price=Decimal(45000), price=Decimal(45000), mid_price_ts=clock.now)).allowed
+    assert governor.check_loss_limits() == []
+
+
+def test_the_exchange_wide_rate_budget_counts_every_bot(settings: Settings, clock: Clock, propose: Propose) -> None:
+    local = settings.model_copy(
+        update={"breakers": settings.breakers.model_copy(update={"exchange_order_rate_max": 3})}
+    )
+    bots = [make_governor(local, clock, f"bot-{i}") for i in range(3)]
+    for gov in bots:
+        watch(gov, "binance_paper_trade", "BTC-USDT", 60010, clock.now - 10, 10)
+    codes = [decide(gov, propose(bot_id=gov.bot_id)).code for gov in bots]
+    assert codes == [None, None, None]
+    extra = decide(bots[0], propose(bot_id="bot-0", price=Decimal(59999)))
+    assert extra.code is DenialCode.EXCHANGE_ORDER_RATE
+    # a restart does not reset it: the count is in the store
+    restarted = make_governor(local, clock, "bot-0")
+    watch(restarted, "binance_paper_trade", "BTC-USDT", 60010, clock.now - 10, 10)
+    assert decide(restarted, propose(bot_id="bot-0", price=Decimal(59998))).code is DenialCode.EXCHANGE_ORDER_RATE
+    clock.advance(1.5)
+    assert decide(restarted, propose(bot_id="bot-0", price=Decimal(59998), mid_price_ts=clock.now)).allowed
+    for gov in [*bots, restarted]:
+        gov.close()
+
+
+def test_sell_side_reject_storm_leaves_closes_alone(governor: Governor, propose: Propose, clock: Clock) -> None:
+    bought = decide(governor, propose(amount=Decimal("0.002")))
+    governor.on_order_event(OrderEvent(kind=OrderEventKind.FILLED, reservation_id=bought.reservation_id,
+                                       filled_amount=Decimal("0.002"), fill_price=Decimal(60000)))  # fmt: skip
+    for i in range(5):
+        clock.advance(1)
+        watch(governor, "binance_paper_trade", "BTC-USDT", 60010, clock.now, 0)
+        d = decide(governor, propose(price=Decimal(59000 + i), mid_price_ts=clock.now))
+        governor.on_order_event(OrderEvent(kind=OrderEventKind.FAILED, reservation_id=d.reservation_id))
+    close = governor.review(propose(side=Side.SELL, amount=Decimal("0.002"), reduce_only=True, mid_price_ts=clock.now))
+    assert close.allowed, close.message
