@@ -160,7 +160,8 @@ def test_hummingbot_terminal_runs_a_governed_script(tmp_path: Path, namespace: s
         elapsed = time.monotonic() - began
         assert exit_file.read_text().strip() == "0", (tmp_path / "launcher.err").read_text()
         print(f"real client: UI up in {ui_s:.1f} s, whole session {elapsed:.1f} s")
-        for path in [*root.glob("logs/*.log"), tmp_path / "launcher.err"]:
+        (tmp_path / "screen.txt").write_text(term.screen())  # what the terminal showed after `exit`
+        for path in [*root.glob("logs/*.log"), tmp_path / "launcher.err", tmp_path / "screen.txt"]:
             for block in path.read_text(errors="replace").split("Traceback (most recent call last):")[1:]:
                 frames = re.findall(r'File "([^"]+)"', block.split("\n\n")[0])
                 assert not any("lyra_" in f for f in frames), f"traceback through Lyra in {path.name}:\n{block[:3000]}"
