@@ -55,6 +55,8 @@ def hummingbot_cmd(
         say(f"  linked scripts/{', '.join(done.scripts)}")
     if done.configs:
         say(f"  copied conf/scripts/{', '.join(done.configs)}")
+    for line in done.notes:
+        say(f"  [yellow]note:[/] {escape(line)}")
     for line in done.kept:
         say(f"  [yellow]kept[/] {escape(line)} (your copy; delete it to link Lyra's again)")
     password = os.environ.get(PASSWORD_ENV, "")

@@ -91,6 +91,7 @@ class Prepared:
     scripts: list[str] = field(default_factory=list)
     configs: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def _lyra_sources() -> tuple[Path, Path]:
@@ -146,7 +147,32 @@ def prepare_root(root: Path, settings: Settings) -> Prepared:
     if not client.exists():
         client.write_text(first_client_config(settings), encoding="utf-8")
         done.created.append("conf/conf_client.yml")
+    elif settings.mqtt.enabled:
+        note = bridge_mismatch(client, settings)
+        if note:
+            done.notes.append(note)
     return done
+
+
+def bridge_mismatch(client: Path, settings: Settings) -> str:
+    """Why Hummingbot's MQTT bridge in an existing conf_client.yml will not take Lyra's stop
+    command, or "" when it will (Lyra never edits the user's file)."""
+    import yaml
+
+    try:
+        bridge = (yaml.safe_load(client.read_text(encoding="utf-8")) or {}).get("mqtt_bridge") or {}
+    except (OSError, yaml.YAMLError):
+        return f"{client} cannot be read as YAML; Hummingbot will say why when it starts"
+    wanted = {"mqtt_port": settings.mqtt.port, "mqtt_namespace": settings.mqtt.namespace}
+    wrong = [f"{k} is {bridge[k]!r}, Lyra's {v!r}" for k, v in wanted.items() if k in bridge and bridge[k] != v]
+    wrong += [f"{k} is not true" for k in ("mqtt_autostart", "mqtt_commands") if bridge.get(k) is not True]
+    if not wrong:
+        return ""
+    return (
+        f"Hummingbot's MQTT bridge in {client} will not take `lyra-governor halt`'s stop command ("
+        + "; ".join(wrong)
+        + "): halts still reach the bot through the store; set mqtt_bridge there to match Lyra's mqtt settings"
+    )
 
 
 def first_client_config(settings: Settings) -> str:

@@ -42,3 +42,21 @@ def test_source_checkout_runs_its_own_quickstart(tmp_path: Path, settings: Setti
     argv, env = quickstart_command(root, True, None, settings)
     assert argv[1] == str(root.resolve() / "bin" / "hummingbot_quickstart.py") and argv[2:] == ["--headless"]
     assert ROOT_ENV not in env and str(SHIM_DIR) not in env.get("PYTHONPATH", "")
+
+
+def test_an_existing_client_config_is_never_edited_but_a_bridge_that_cannot_stop_the_bot_is_said(
+    tmp_path: Path, settings: Settings
+) -> None:
+    root = tmp_path / "hbot"
+    (root / "conf").mkdir(parents=True)
+    mine = "instance_id: mine\nmqtt_bridge:\n  mqtt_port: 1884\n  mqtt_commands: true\n"
+    (root / "conf" / "conf_client.yml").write_text(mine)
+    with_mqtt = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"enabled": True})})
+    done = prepare_root(root, with_mqtt)
+    assert (root / "conf" / "conf_client.yml").read_text() == mine
+    assert len(done.notes) == 1 and "mqtt_port is 1884, Lyra's 1883" in done.notes[0]
+    assert "mqtt_autostart is not true" in done.notes[0]
+    (root / "conf" / "conf_client.yml").write_text(
+        "mqtt_bridge:\n  mqtt_port: 1883\n  mqtt_namespace: hbot\n  mqtt_commands: true\n  mqtt_autostart: true\n"
+    )
+    assert prepare_root(root, with_mqtt).notes == []
