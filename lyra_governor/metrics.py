@@ -36,7 +36,7 @@ from lyra_governor.models import TradingState
 from lyra_governor.status import COUNCIL_EVENTS, day_start, openrouter_spend_today
 from lyra_governor.store import audit_head, audit_log
 
-TALLIED_EVENTS = ("decision", "alert", "evidence", *COUNCIL_EVENTS)
+TALLIED_EVENTS = ("decision", "alert", "evidence", "breaker", *COUNCIL_EVENTS)
 HEALTH_EVIDENCE = "checkpoint.ai_health"  # the 15-minute council health check is a council decision too
 LATENCY_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 BATCH = 10_000
@@ -57,6 +57,7 @@ class AuditTally:
     alerts: dict[str, int] = field(default_factory=dict)
     degraded: int = 0  # consultations where fewer than the quorum answered
     no_answer: dict[str, int] = field(default_factory=dict)  # voters without an answer, by why
+    breakers: dict[tuple[str, str], int] = field(default_factory=dict)  # (code, action) -> trips
 
     def reset(self) -> None:
         fresh = AuditTally()
@@ -73,6 +74,9 @@ class AuditTally:
         elif event == "alert":
             level = str(payload.get("level") or "UNKNOWN")
             self.alerts[level] = self.alerts.get(level, 0) + 1
+        elif event == "breaker":
+            trip = (str(payload.get("code") or "UNKNOWN"), str(payload.get("action") or "UNKNOWN"))
+            self.breakers[trip] = self.breakers.get(trip, 0) + 1
         else:
             verdict = str(payload.get("verdict") or "UNKNOWN")
             self.verdicts[verdict] = self.verdicts.get(verdict, 0) + 1
@@ -271,6 +275,13 @@ class LyraCollector(Collector):
         for level, n in sorted(t.alerts.items()):
             alerts.add_metric([level], n)
         yield alerts
+        trips = CounterMetricFamily(
+            "lyra_breaker_trips", "Circuit-breaker trips in the audit trail by code and action",
+            labels=["code", "action"],
+        )
+        for (code, action), n in sorted(t.breakers.items()):
+            trips.add_metric([code, action], n)
+        yield trips
 
         health = ledger.latest_evidence("checkpoint.ai_health")
         rate = health.payload.get("response_rate") if health else None

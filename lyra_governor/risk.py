@@ -21,8 +21,13 @@ class Denial:
     message: str
 
 
+#: No amount or price of a real order comes near this; bigger numbers are typos or attacks, and
+#: their products overflow the 28-digit Decimal context (an INTERNAL_ERROR instead of a denial).
+MAX_NUMBER = Decimal("1e12")
+
+
 def _finite_positive(value: Decimal | None) -> bool:
-    return value is not None and value.is_finite() and value > 0
+    return value is not None and value.is_finite() and 0 < value <= MAX_NUMBER
 
 
 def check_inputs(
@@ -50,9 +55,13 @@ def check_inputs(
             f"{proposal.trading_pair!r} is not an allowed pair on {proposal.connector}; allowed: {', '.join(pairs)}",
         )
     if not _finite_positive(proposal.amount):
-        return Denial(DenialCode.INVALID_AMOUNT, f"amount {proposal.amount} must be a finite number above zero")
+        return Denial(
+            DenialCode.INVALID_AMOUNT, f"amount {proposal.amount} must be a finite number above zero and below 1e12"
+        )
     if proposal.price is not None and not _finite_positive(proposal.price):
-        return Denial(DenialCode.INVALID_PRICE, f"price {proposal.price} must be a finite number above zero")
+        return Denial(
+            DenialCode.INVALID_PRICE, f"price {proposal.price} must be a finite number above zero and below 1e12"
+        )
     if proposal.price is None and proposal.order_type is not OrderType.MARKET:
         return Denial(
             DenialCode.LIMIT_PRICE_MISSING,

@@ -275,6 +275,22 @@ def _activity(settings: Settings, ledger: Ledger, now: float) -> tuple[dict[str,
     return activity, open_mandates
 
 
+def _breakers(ledger: Ledger, now: float) -> dict[str, Any]:
+    """Circuit-breaker trips today (audit event ``breaker``, lyra_governor/breakers) by code, and
+    the latest ones with their scope and sentence."""
+    rows = audit_rows(ledger, ("breaker",), day_start(now), limit=5000)
+    by_code: dict[str, int] = {}
+    for r in rows:
+        code = str(r["p"].get("code") or UNKNOWN)
+        by_code[code] = by_code.get(code, 0) + 1
+    latest = [
+        {"ts": r["ts"], "bot_id": r["actor"], "code": r["p"].get("code"), "action": r["p"].get("action"),
+         "scope": r["p"].get("scope"), "message": r["p"].get("message")}
+        for r in rows[-10:]
+    ]  # fmt: skip
+    return {"trips_today": len(rows), "by_code": by_code, "latest": latest[::-1]}
+
+
 def _alerts(ledger: Ledger, now: float) -> dict[str, Any]:
     rows = audit_rows(ledger, ("alert",), now - 86_400, limit=5000)
     levels: dict[str, int] = {}
@@ -378,6 +394,7 @@ def collect_status(
         activity = _section(status, "activity", lambda: _activity(settings, lg, now))
         status["activity"], status["mandates"] = activity if isinstance(activity, tuple) else (UNKNOWN, UNKNOWN)
         status["alerts"] = _section(status, "alerts", lambda: _alerts(lg, now))
+        status["breakers"] = _section(status, "breakers", lambda: _breakers(lg, now))
         audit_info = audit_result
         if audit_info is None:
             audit_info = _section(status, "audit", lambda: _audit(lg, verify_audit))

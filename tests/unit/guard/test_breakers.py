@@ -189,3 +189,21 @@ def test_sell_side_reject_storm_leaves_closes_alone(governor: Governor, propose:
         governor.on_order_event(OrderEvent(kind=OrderEventKind.FAILED, reservation_id=d.reservation_id))
     close = governor.review(propose(side=Side.SELL, amount=Decimal("0.002"), reduce_only=True, mid_price_ts=clock.now))
     assert close.allowed, close.message
+
+
+def test_a_trip_shows_in_status_and_metrics(governor: Governor, propose: Propose, clock: Clock) -> None:
+    from prometheus_client import generate_latest
+
+    from lyra_governor.metrics import LyraCollector, build_registry
+    from lyra_governor.status import collect_status
+
+    for i in range(5):
+        clock.advance(1)
+        watch(governor, "binance_paper_trade", "BTC-USDT", 60010, clock.now, 0)
+        d = decide(governor, propose(price=Decimal(60000 - i), mid_price_ts=clock.now))
+        governor.on_order_event(OrderEvent(kind=OrderEventKind.FAILED, reservation_id=d.reservation_id))
+    status = collect_status(governor.settings, ledger=governor.ledger, now=clock.now)
+    assert status["breakers"]["by_code"] == {"BREAKER_REJECT_STORM": 1}
+    assert status["breakers"]["latest"][0]["scope"] == "binance"
+    text = generate_latest(build_registry(LyraCollector(governor.settings, governor.ledger, clock=clock))).decode()
+    assert 'lyra_breaker_trips_total{action="BOT_REDUCE_ONLY",code="BREAKER_REJECT_STORM"} 1.0' in text

@@ -1,0 +1,413 @@
+"""A seeded, deterministic simulator of several bots against one store (in the spirit of
+TigerBeetle's VOPR): random interleavings of proposals, fills, cancels, failures, halts,
+gradual stops, silent bots, restarts and crashes, with the governor's invariants checked
+after every step.
+
+It drives only the public API (`Governor.review`, `on_order_event`, `observe_market`,
+`heartbeat`, `Ledger.halt/reduce_only/resume`) and reads only what an operator reads
+(`Ledger.exposure`, `totals_agree`, `fill_rows`, `audit.verify`), so it survives refactors
+of what is behind them. Short in CI (tests/unit/guard/test_simulation.py), long in
+`bench/simulate.py` (>= 10^5 steps, on SQLite and PostgreSQL).
+
+Invariants (a violation is recorded with its step, the seed reproduces it):
+- caps: deployed + reserved <= cap in every scope of the active book, and the sum over the
+  exchanges <= the total cap; unless an overfill or slippage was booked, in which case a
+  gradual stop (or a halt) must be in force;
+- halt: no ALLOWED decision while a committed halt stands;
+- closes: an allowed reduce-only close that took the close path (no mandate) never exceeds
+  the bot's position on that market (with the close tolerance), counted with the closes
+  already resting (hole 3);
+- totals: each scope's reserved capital equals the sum of its open reservations;
+- audit: the chain verifies (every `verify_every` steps and at the end).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from lyra_governor import audit
+from lyra_governor.config import Settings, load_settings
+from lyra_governor.governor import Governor
+from lyra_governor.ledger import Ledger
+from lyra_governor.models import (
+    CouncilContext,
+    Decision,
+    Mandate,
+    MarketSnapshot,
+    OrderEvent,
+    OrderEventKind,
+    OrderProposal,
+    OrderType,
+    Side,
+    TradingState,
+)
+
+CONNECTORS = ("binance_paper_trade", "okx_paper_trade", "kraken_paper_trade")
+PAIR = "BTC-USDT"
+START = 1_800_000_000.0
+
+
+class SimMandates:
+    """A standing mandate per market (the council is not under test; the code path is real)."""
+
+    per_order = False
+
+    def find(self, proposal: OrderProposal, notional_usd: Decimal, now: float) -> Mandate | None:
+        return Mandate(
+            consensus_id="cns-sim", connector=proposal.connector, trading_pair=proposal.trading_pair,
+            sides=frozenset(Side), max_order_notional_usd=Decimal(10**6), max_total_notional_usd=Decimal(10**15),
+            price_low=Decimal(0), price_high=Decimal(10**12), issued_at=now, expires_at=now + 900,
+        )  # fmt: skip
+
+    def request(self, proposal: OrderProposal, context: CouncilContext) -> None:
+        return None
+
+    def revoke(self, exchange: str | None, why: str) -> None:
+        return None
+
+    def subscribe(self, listener: Any) -> None:
+        return None
+
+    def stats(self) -> dict[str, float]:
+        return {"requests": 0, "cost_usd": 0.0}
+
+    def close(self) -> None:
+        return None
+
+
+@dataclass
+class Order:
+    reservation_id: str
+    connector: str
+    side: Side
+    amount: Decimal
+    price: Decimal
+    reduce_only: bool
+    filled: Decimal = Decimal(0)
+    done: bool = False
+
+
+@dataclass
+class Bot:
+    bot_id: str
+    gov: Governor
+    orders: list[Order] = field(default_factory=list)
+    closed: list[Order] = field(default_factory=list)  # for duplicate and late events
+    silent_until: float = 0.0
+
+
+#: Invariants whose holes the core engineer closes (issue 14 holes 3, 4, 7, 8, 9, 10); the rest
+#: (halt, caps without overfills, totals, audit) must hold everywhere.
+CORE_HOLES = ("hole 3", "hole 4", "hole 7", "hole 8", "hole 9", "hole 10")
+
+
+@dataclass
+class Report:
+    steps: int = 0
+    violations: list[str] = field(default_factory=list)
+    actions: Counter[str] = field(default_factory=Counter)
+    decisions: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def core_violations(self) -> list[str]:
+        return [v for v in self.violations if any(h in v for h in CORE_HOLES)]
+
+    @property
+    def other_violations(self) -> list[str]:
+        return [v for v in self.violations if not any(h in v for h in CORE_HOLES)]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "violations": len(self.violations),
+            "violations_core_holes": len(self.core_violations),
+            "first_violations": self.violations[:10],
+            "actions": dict(self.actions),
+            "decisions": dict(self.decisions),
+        }
+
+
+class Simulation:
+    def __init__(self, db_url: str, seed: int, bots: int = 3, verify_every: int = 2000) -> None:
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.now = START
+        self.settings: Settings = load_settings(
+            None, use_env=False, db_url=db_url,
+            risk={"order_rate_max": 50, "max_open_orders": 30},
+            breakers={"storm_cooldown_s": 30, "duplicate_window_s": 0.5},
+        )  # fmt: skip
+        self.operator = Ledger.open(self.settings, self.clock)
+        if self.operator.state().phase != 3:
+            self.operator.set_phase(3, "sim", "simulated paper trading")
+        self.mids = {c: Decimal(60000) for c in CONNECTORS}
+        self.bots = [self._start(f"sim-{seed}-{i}") for i in range(bots)]
+        self.report = Report()
+        self.verify_every = verify_every
+        self.overfilled = False
+        self.bad_fills = False
+        self._positions: dict[tuple[str, str], Decimal] = {}
+        self._fill_id, self._fill_ts = 0, 0.0
+        self.tolerance = 1 + Decimal(str(self.settings.risk.close_tolerance_pct)) / 100
+
+    def clock(self) -> float:
+        return self.now
+
+    def _start(self, bot_id: str) -> Bot:
+        gov = Governor.from_settings(self.settings, bot_id, mandates=SimMandates(), clock=self.clock)
+        bot = Bot(bot_id, gov)
+        for row in gov.ledger.open_reservations(bot_id):  # what a restarted bot learns from the store
+            bot.orders.append(Order(row["reservation_id"], row["connector"], Side(row["side"]), Decimal(row["amount"]),
+                                    Decimal(row["price"]), bool(row["reduce_only"]),
+                                    Decimal(row["filled_amount"])))  # fmt: skip
+        return bot
+
+    def close(self) -> None:
+        for bot in self.bots:
+            bot.gov.close()
+        self.operator.close()
+
+    # --- the run ----------------------------------------------------------------------------
+
+    def run(self, steps: int) -> Report:
+        actions = (
+            (self.tick, 30), (self.propose, 32), (self.fill, 14), (self.cancel, 8), (self.fail, 5),
+            (self.bad_event, 2), (self.operator_move, 1), (self.silence, 1), (self.restart, 1), (self.crash, 1),
+        )  # fmt: skip
+        names = [a.__name__ for a, _ in actions]
+        weights = [w for _, w in actions]
+        for _ in range(steps):
+            i = self.rng.choices(range(len(actions)), weights)[0]
+            self.report.actions[names[i]] += 1
+            actions[i][0]()
+            self.report.steps += 1
+            self.check()
+            if self.report.steps % self.verify_every == 0:
+                self.check_audit()
+        self.check_audit()
+        return self.report
+
+    # --- actions ----------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        self.now += self.rng.choice((0.1, 0.5, 1.0, 1.0, 2.0))
+        for c in CONNECTORS:
+            flash = self.rng.random() < 0.005
+            step = Decimal(self.rng.choice((-0.06, 0.06))) if flash else Decimal(self.rng.gauss(0, 0.0005))
+            self.mids[c] = max(Decimal(1000), (self.mids[c] * (1 + step)).quantize(Decimal("0.01")))
+        for bot in self.bots:
+            if self.now < bot.silent_until:
+                continue
+            for c in CONNECTORS:
+                bot.gov.observe_market(MarketSnapshot(connector=c, trading_pair=PAIR, timestamp=self.now,
+                                                      mid_price=self.mids[c]))  # fmt: skip
+            bot.gov.heartbeat()
+
+    def propose(self) -> None:
+        bot = self.rng.choice(self.bots)
+        if self.now < bot.silent_until:
+            return
+        c = self.rng.choice(CONNECTORS)
+        mid = self.mids[c]
+        side = self.rng.choice((Side.BUY, Side.SELL))
+        reduce_only = self.rng.random() < 0.25
+        amount = self.rng.choice(
+            (Decimal("0.0005"), Decimal("0.001"), Decimal("0.002"), Decimal("0.003"), Decimal("0.004"))
+        )
+        price: Decimal | None = (mid * Decimal(1 + self.rng.uniform(-0.01, 0.01))).quantize(Decimal("0.01"))
+        order_type = OrderType.LIMIT
+        kind = self.rng.random()
+        if kind < 0.15:
+            order_type, price = OrderType.MARKET, None
+        elif kind < 0.20:
+            price = self.rng.choice((Decimal("NaN"), None, Decimal(0), Decimal(-1), Decimal("1e30")))
+        elif kind < 0.24:
+            amount = self.rng.choice((Decimal("NaN"), Decimal("1e30"), Decimal(0), Decimal("-0.001"), Decimal(5)))
+        elif kind < 0.26:
+            price = mid * Decimal("1.5")  # a fat finger
+        if reduce_only:
+            position = self.position(bot, c)
+            if position and self.rng.random() < 0.7:
+                amount = abs(position) if self.rng.random() < 0.5 else abs(position) / 2
+                side = Side.SELL if position > 0 else Side.BUY
+        mid_seen = mid if self.rng.random() > 0.02 else mid * Decimal("1.2")  # a proposal lying about its mid
+        proposal = OrderProposal(bot_id=bot.bot_id, connector=c, trading_pair=PAIR, side=side, order_type=order_type,
+                                 amount=amount, price=price, mid_price=mid_seen, mid_price_ts=self.now,
+                                 reduce_only=reduce_only)  # fmt: skip
+        state_before = self.operator.state().trading_state
+        position_before = self.position(bot, c)
+        resting_closes = sum(
+            (o.amount - o.filled for o in bot.orders if o.connector == c and o.reduce_only and o.side is side
+             and not o.done), Decimal(0),
+        )  # fmt: skip
+        decision: Decision = bot.gov.review(proposal)
+        self.report.decisions[decision.code.value if decision.code else decision.status.value] += 1
+        if not decision.allowed:
+            return
+        if state_before is TradingState.HALTED:
+            self.violation(f"ALLOWED {proposal.side} {proposal.amount} on {c} after a committed halt")
+        if reduce_only and decision.mandate_id is None:  # took the close path
+            closable = position_before if side is Side.SELL else -position_before
+            if amount + resting_closes > max(closable, Decimal(0)) * self.tolerance:
+                self.violation(
+                    f"close of {amount} {side} on {c} with {resting_closes} resting, position {position_before} "
+                    "(hole 3: closes stack)"
+                )
+        assert decision.reservation_id is not None
+        valued = price if price is not None else mid
+        bot.orders.append(Order(decision.reservation_id, c, side, amount, valued, reduce_only))
+
+    def _pick(self) -> tuple[Bot, Order] | None:
+        bot = self.rng.choice(self.bots)
+        live = [o for o in bot.orders if not o.done]
+        if not live:
+            return None
+        return bot, self.rng.choice(live)
+
+    def fill(self) -> None:
+        picked = self._pick()
+        if picked is None:
+            return
+        bot, order = picked
+        left = order.amount - order.filled
+        r = self.rng.random()
+        amount = left if r < 0.6 else (left / 2).quantize(Decimal("0.00000001"))
+        if amount <= 0:
+            return
+        slip = Decimal(1 + self.rng.uniform(-0.001, 0.001))
+        event = OrderEvent(kind=OrderEventKind.FILLED, reservation_id=order.reservation_id,
+                           filled_amount=amount, fill_price=(order.price * slip).quantize(Decimal("0.01")),
+                           timestamp=self.now)  # fmt: skip
+        bot.gov.on_order_event(event)
+        order.filled += amount
+        if order.filled >= order.amount:
+            order.done = True
+            bot.closed.append(order)
+        if self.rng.random() < 0.05:  # the exchange delivers the same fill twice
+            self.report.actions["duplicate_fill"] += 1
+            self.bad_fills = True
+            bot.gov.on_order_event(event)
+
+    def cancel(self) -> None:
+        picked = self._pick()
+        if picked is not None:
+            bot, order = picked
+            bot.gov.on_order_event(OrderEvent(kind=OrderEventKind.CANCELLED, reservation_id=order.reservation_id))
+            order.done = True
+            bot.closed.append(order)
+
+    def fail(self) -> None:
+        picked = self._pick()
+        if picked is not None:
+            bot, order = picked
+            bot.gov.on_order_event(OrderEvent(kind=OrderEventKind.FAILED, reservation_id=order.reservation_id))
+            order.done = True
+            bot.closed.append(order)
+
+    def bad_event(self) -> None:
+        """Late and impossible events: a fill after a cancel, a negative or zero-price fill, an
+        overfill (1000x), an event for an unknown reservation."""
+        bot = self.rng.choice(self.bots)
+        kind = self.rng.random()
+        if kind < 0.5 and bot.closed:
+            order = self.rng.choice(bot.closed)
+            amount = order.amount / 4
+            self.report.actions["late_fill"] += 1
+            self.bad_fills = True
+            bot.gov.on_order_event(OrderEvent(kind=OrderEventKind.FILLED, reservation_id=order.reservation_id,
+                                              filled_amount=amount, fill_price=order.price))  # fmt: skip
+        elif kind < 0.8:
+            self.report.actions["unknown_event"] += 1
+            bot.gov.on_order_event(OrderEvent(kind=OrderEventKind.FILLED, reservation_id="res-doesnotexist",
+                                              filled_amount=Decimal("0.001"), fill_price=Decimal(60000)))  # fmt: skip
+        else:
+            live = [o for o in bot.orders if not o.done]
+            if not live:
+                return
+            order = self.rng.choice(live)
+            amount, price = self.rng.choice(
+                ((Decimal("-0.001"), order.price), (order.amount * 1000, order.price), (order.amount, Decimal(0)))
+            )
+            self.report.actions["impossible_fill"] += 1
+            self.bad_fills = True
+            if amount > order.amount:
+                self.overfilled = True
+            try:
+                bot.gov.on_order_event(OrderEvent(kind=OrderEventKind.FILLED, reservation_id=order.reservation_id,
+                                                  filled_amount=amount, fill_price=price))  # fmt: skip
+            except Exception as exc:  # the governor may refuse it loudly; it must not corrupt the ledger
+                self.report.actions[f"raised:{type(exc).__name__}"] += 1
+
+    def operator_move(self) -> None:
+        state = self.operator.state().trading_state
+        r = self.rng.random()
+        if state is not TradingState.ACTIVE and r < 0.8:
+            self.operator.resume("sim-operator", "simulated resume")
+        elif r < 0.8:
+            self.operator.reduce_only("simulated gradual stop", "sim-operator")
+        else:
+            self.operator.halt("simulated halt", "sim-operator", demote=False)
+
+    def silence(self) -> None:
+        """A bot stops heartbeating for a while (its reservations may be swept as expired)."""
+        bot = self.rng.choice(self.bots)
+        bot.silent_until = self.now + self.rng.choice((30, 200))
+
+    def restart(self) -> None:
+        i = self.rng.randrange(len(self.bots))
+        old = self.bots[i]
+        old.gov.close()
+        self.bots[i] = self._start(old.bot_id)
+
+    def crash(self) -> None:
+        """kill -9 of the bot process: the governor is dropped without `close` (its memory is
+        gone; only what it committed remains)."""
+        i = self.rng.randrange(len(self.bots))
+        old = self.bots[i]
+        old.gov.hot.close()  # the process's connection dies with it
+        self.bots[i] = self._start(old.bot_id)
+
+    # --- invariants -------------------------------------------------------------------------
+
+    def position(self, bot: Bot, connector: str) -> Decimal:
+        """The bot's net position on one market as the store's fills say (read incrementally)."""
+        for f in self.operator.fill_rows(since=self._fill_ts, book="paper"):
+            if int(f["id"]) <= self._fill_id:
+                continue
+            self._fill_id, self._fill_ts = int(f["id"]), float(f["ts"])
+            key = (str(f["bot_id"]), str(f["exchange"]))
+            signed = Decimal(f["amount"]) if f["side"] == "BUY" else -Decimal(f["amount"])
+            self._positions[key] = self._positions.get(key, Decimal(0)) + signed
+        return self._positions.get((bot.bot_id, Settings.exchange_of(connector)), Decimal(0))
+
+    def violation(self, what: str) -> None:
+        self.report.violations.append(f"step {self.report.steps} (seed {self.seed}): {what}")
+
+    def check(self) -> None:
+        exposure = self.operator.exposure("paper")
+        stopped = self.operator.state().trading_state is not TradingState.ACTIVE
+        excused = self.overfilled and stopped  # a real overfill is booked and must stop trading
+        over = [
+            f"{name} used {s.used_usd} > cap {s.cap_usd}"
+            for name, s in [*exposure.exchanges.items(), ("TOTAL", exposure.total)]
+            if s.used_usd > s.cap_usd
+        ]
+        summed = sum((s.used_usd for s in exposure.exchanges.values()), Decimal(0))
+        if summed > exposure.total.cap_usd:
+            over.append(f"sum over exchanges {summed} > total cap {exposure.total.cap_usd} (hole 10)")
+        if over and not excused:
+            self.violation("; ".join(over) + (" (hole 8: an impossible fill was applied)" if self.overfilled else ""))
+        if self.report.steps % 25 == 0:
+            ok, why = self.operator.totals_agree()
+            if not ok:
+                blame = " (hole 8/9: impossible or late fills)" if self.bad_fills else ""
+                self.violation(f"ledger totals: {why}{blame}")
+
+    def check_audit(self) -> None:
+        result = audit.verify(self.operator.engine)
+        if not result.ok:
+            self.violation(f"audit chain: {result.problem}")
