@@ -52,13 +52,13 @@ class ExchangeSettings(_Section):
 
 
 class LadderSettings(_Section):
-    paper_virtual_usd: Decimal = Field(default=Decimal("1000"), gt=0)
+    paper_virtual_usd: Decimal = Field(default=Decimal("1000"), gt=0, le=Decimal(10**7))
     rungs_usd: list[Decimal] = Field(default_factory=lambda: [Decimal(x) for x in (100, 500, 1000, 2500)])
-    full_capital_usd: Decimal = Field(default=Decimal("13947.76"), gt=0)
+    full_capital_usd: Decimal = Field(default=Decimal("13947.76"), gt=0, le=Decimal(10**9))
     phase5_exchange_share: float = Field(default=0.35, gt=0, le=1)
     thresholds: dict[int, float] = Field(default_factory=lambda: {1: 0.70, 2: 0.75, 3: 0.80, 4: 0.85, 5: 0.90})
     paper_success_rate_min: float = Field(default=0.95, ge=0, le=1)
-    rung_min_hours: float = Field(default=24, ge=0)
+    rung_min_hours: float = Field(default=24, ge=0, le=24 * 90)
 
     @field_validator("rungs_usd")
     @classmethod
@@ -66,6 +66,12 @@ class LadderSettings(_Section):
         if not rungs or any(r <= 0 for r in rungs) or rungs != sorted(rungs):
             raise ValueError("rungs_usd must be a non-empty ascending list of positive amounts")
         return rungs
+
+    @model_validator(mode="after")
+    def _rungs_within_capital(self) -> LadderSettings:
+        if self.rungs_usd and self.rungs_usd[-1] > self.full_capital_usd:
+            raise ValueError("ladder.rungs_usd must not exceed ladder.full_capital_usd (the top rung is a share of it)")
+        return self
 
     @field_validator("thresholds")
     @classmethod
@@ -163,7 +169,7 @@ class ConsensusSettings(_Section):
     mandate_max_total_usd: Decimal = Field(default=Decimal("10000"), gt=0, le=Decimal(10**9))
     daily_budget_usd: float = Field(default=5.0, ge=0, le=1000)
     openrouter_base_url: str = "https://openrouter.ai/api/v1"
-    catalogue_max_age_s: float = Field(default=3600, ge=0)  # how long a fetched model list is reused
+    catalogue_max_age_s: float = Field(default=3600, ge=0, le=7 * 86_400)  # how long a fetched model list is reused
     # Share of the voters' weight that must answer; below it the verdict is degraded and never PROCEED.
     quorum: float = Field(default=0.75, gt=0, le=1)
     sentiment: SentimentSettings = Field(default_factory=SentimentSettings)
@@ -205,10 +211,10 @@ class CommissioningSettings(_Section):
     sandbox: bool = True  # use ccxt's sandbox/testnet where the exchange has one
     timeout_s: float = Field(default=10.0, gt=0, le=120)
     min_exchanges: int = Field(default=5, ge=1)
-    max_clock_skew_ms: float = Field(default=5000, gt=0)
-    max_load_per_cpu: float = Field(default=0.9, gt=0)
+    max_clock_skew_ms: float = Field(default=5000, gt=0, le=60_000)
+    max_load_per_cpu: float = Field(default=0.9, gt=0, le=64)
     min_free_memory_pct: float = Field(default=10, ge=0, le=100)
-    min_free_disk_gb: float = Field(default=1.0, ge=0)
+    min_free_disk_gb: float = Field(default=1.0, ge=0, le=100_000)
 
 
 class Settings(BaseSettings):

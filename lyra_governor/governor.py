@@ -566,7 +566,8 @@ class Governor:
         try:
             if trip.action is Action.DEMOTE_AND_STOP:
                 self.ledger.demote(exchange, f"breaker {trip.code.value}: {trip.message}"[:400], "breaker")
-            if trip.action in (Action.GRADUAL_STOP, Action.DEMOTE_AND_STOP):
+            stopping = trip.action in (Action.GRADUAL_STOP, Action.DEMOTE_AND_STOP)
+            if stopping and self.ledger.state().trading_state is TradingState.ACTIVE:
                 self.ledger.reduce_only(f"breaker {trip.code.value}: {trip.message}"[:400], "breaker")
                 self._state = None
         except (sa.exc.SQLAlchemyError, StoreUnavailable):
@@ -595,7 +596,7 @@ class Governor:
         trips = self.breakers.loss_trips(
             book, state.trading_state, now, exposure.total.cap_usd, caps, per_exchange=state.phase == 4
         )
-        for trip in trips[:1]:  # one stop is enough; the audit names the first limit reached
+        for trip in trips:  # each limit reached is audited; its exchange demoted in phase 4; one stop
             self._trip(trip, now)
         return trips
 

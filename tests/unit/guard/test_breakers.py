@@ -207,3 +207,25 @@ def test_a_trip_shows_in_status_and_metrics(governor: Governor, propose: Propose
     assert status["breakers"]["latest"][0]["scope"] == "binance"
     text = generate_latest(build_registry(LyraCollector(governor.settings, governor.ledger, clock=clock))).decode()
     assert 'lyra_breaker_trips_total{action="BOT_REDUCE_ONLY",code="BREAKER_REJECT_STORM"} 1.0' in text
+
+
+def test_in_phase_four_a_loss_on_one_exchange_demotes_its_rung_and_stops(
+    settings: Settings, clock: Clock, propose: Propose
+) -> None:
+    gov = make_governor(settings, clock)
+    gov.ledger.set_phase(4, "test", "live micro capital")
+    gov.ladder_state(fresh=True)
+    watch(gov, "binance", "BTC-USDT", 60010, clock.now - 30, 30)
+    bought = decide(gov, propose(connector="binance", amount=Decimal("0.0015")))  # 90 USD of a 100 USD rung
+    assert bought.allowed, bought.message
+    gov.on_order_event(OrderEvent(kind=OrderEventKind.FILLED, reservation_id=bought.reservation_id,
+                                  filled_amount=Decimal("0.0015"), fill_price=Decimal(60000)))  # fmt: skip
+    clock.advance(10)
+    watch(gov, "binance", "BTC-USDT", 55000, clock.now - 3, 3)  # -7.5 USD: 7.5 % of the rung (limit 5 %)
+    trips = gov.check_loss_limits()
+    scopes = {t.scope: t.action.value for t in trips}
+    assert scopes.get("live:binance") == "DEMOTE_AND_STOP", scopes
+    assert gov.ladder_state(fresh=True).trading_state is TradingState.REDUCING
+    records = [r for r in audit.tail(gov.ledger.engine, 50) if r.event in ("demote", "breaker")]
+    assert {r.event for r in records} == {"demote", "breaker"}
+    gov.close()

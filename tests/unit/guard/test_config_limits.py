@@ -24,6 +24,8 @@ KEYS = [
     ("breakers", "daily_loss_pct"),
     ("breakers", "drawdown_pct"),
     ("ladder", "paper_virtual_usd"),
+    ("ladder", "rung_min_hours"),
+    ("commissioning", "max_clock_skew_ms"),
 ]
 
 
@@ -86,6 +88,7 @@ def test_a_secret_typed_into_a_limit_is_never_echoed(lyra_home: Path) -> None:
         ("breakers:\n  storm_consecutive: 20\n  storm_min_samples: 10\n", "storm_min_samples"),
         ("risk:\n  max_order_notional_usd: 20000\n", "max_order_notional_usd"),
         ("exchanges:\n  binance: {pairs: [DOGE-USDT]}\n", "max_order_amount"),
+        ("ladder:\n  rungs_usd: [100, 50000]\n", "full_capital_usd"),
     ],
 )
 def test_dependent_settings_are_checked_together(lyra_home: Path, yaml_text: str, names: str) -> None:
