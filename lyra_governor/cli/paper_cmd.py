@@ -25,15 +25,22 @@ def paper_cmd(
     data: Path | None = typer.Option(None, "--data", help="CSV of recorded books instead of generated ones."),
     seed: int = typer.Option(7, "--seed", help="Seed of the book generator (same seed, same run)."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json's content as one JSON line."),
+    strategies: str = typer.Option(
+        "all", "--strategies", help="Comma-separated strategy roles to run (default all eight; see README)."
+    ),
 ) -> None:
-    """Run market making, arbitrage and rebalancing governed on $1,000 virtual; exit 0 when the
-    Phase-3 gate passes (success rate > 95 %, every limit respected)."""
+    """Run the eight governed strategies (or `--strategies`) on $1,000 virtual; exit 0 when the
+    Phase-3 gate passes (success rate > 95 %, every limit respected, every strategy tested)."""
     from lyra_governor.ledger import Ledger
     from lyra_strategies.paper import generator, importer, report
-    from lyra_strategies.paper.replay import run_replay
+    from lyra_strategies.paper.replay import pick_strategies, run_replay
 
     cfg = settings(ctx)
     writable_folder(out, "--out")  # before the run, not after it
+    try:
+        roles = pick_strategies(strategies)
+    except ValueError as exc:
+        raise ConfigError(f"--strategies: {exc}") from None
     feed = importer.load_csv(data, hours) if data else generator.generate(hours, seed)
     with Progress(
         TextColumn("[bold]paper run[/]"),
@@ -44,7 +51,9 @@ def paper_cmd(
         disable=as_json,
     ) as bar:
         task = bar.add_task("replay", total=feed.seconds)
-        result = run_replay(cfg, feed, out, progress=lambda done, _total: bar.update(task, completed=done))
+        result = run_replay(
+            cfg, feed, out, progress=lambda done, _total: bar.update(task, completed=done), strategies=roles
+        )
     summary = report.summarize(result, cfg.ladder.paper_success_rate_min, float(cfg.ladder.paper_virtual_usd))
     files = report.write_report(summary, result, out)
     evidence_note = _record_evidence(cfg, summary)
@@ -77,6 +86,9 @@ def paper_cmd(
             table.add_row(key, shown)
         for code, count in summary["denied_by_code"].items():
             table.add_row(f"  denied {code}", str(count))
+        for role, c in summary["strategies"].items():
+            table.add_row(f"  {role}", f"{c['proposed']} proposed, {c['approved']} approved, {c['fills']} fills")
+        table.add_row("all_strategies_tested", str(summary["all_strategies_tested"]))
         console.print(table)
         console.print(f"report: {', '.join(str(f) for f in files)}")
         console.print(f"evidence: {evidence_note}")
@@ -112,6 +124,8 @@ def _record_evidence(cfg: object, summary: dict[str, object]) -> str:
             "arbitrage_taken",
             "max_exposure_usd",
             "cap_usd",
+            "strategies",
+            "strategies_untested",
         )
     }
     try:

@@ -67,6 +67,15 @@ def _paper_checks(facts: GateFacts, settings: Settings) -> list[Check]:
     else:
         detail = f"{arb} arbitrage opportunities detected, {paper.get('arbitrage_taken', '?')} taken"
     checks.append(Check("arbitrage detection", bool(arb), detail))
+    tested = paper.get("strategies")
+    untested = paper.get("strategies_untested") or []
+    if tested is None:
+        detail = "the paper evidence has no per-strategy figures; re-run `lyra-governor paper` (all strategies)"
+    elif untested:
+        detail = f"not proposed, approved and filled at least once: {', '.join(untested)}"
+    else:
+        detail = f"{len(tested)} strategies each proposed, approved and filled: {', '.join(tested)}"
+    checks.append(Check("all trading strategies tested", tested is not None and not untested, detail))
     return checks
 
 

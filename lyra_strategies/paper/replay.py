@@ -54,16 +54,25 @@ BOOK_LEVELS = 40
 #: actions go through a queue to the orchestrator and need three to land in the same second.
 YIELDS_PER_TICK = 1
 
-#: Virtual balances, about $1,000 in all. Each script trades from its own account on each
-#: exchange, as bots with their own (sub-)accounts do: one script's fills never spend the cash
-#: another set aside. The governor's caps still count every account on an exchange together.
+#: Virtual balances, about $1,000 in all (BTC at 60,000, ETH at 3,000: $125 a script). Each
+#: script trades from its own account on each exchange, as bots with their own (sub-)accounts
+#: do: one script's fills never spend the cash another set aside. The governor's caps still
+#: count every account on an exchange together.
 ACCOUNTS: dict[str, dict[str, dict[str, float]]] = {
-    "market_making": {"binance_paper_trade": {"USDT": 150.0, "BTC": 0.0025}},
+    "market_making": {"binance_paper_trade": {"USDT": 64.0, "BTC": 0.001}},
     "arbitrage": {
-        "binance_paper_trade": {"USDT": 100.0, "BTC": 0.0017},
-        "okx_paper_trade": {"USDT": 100.0, "BTC": 0.0017},
+        "binance_paper_trade": {"USDT": 32.0, "BTC": 0.0005},
+        "okx_paper_trade": {"USDT": 32.0, "BTC": 0.0005},
     },
-    "rebalancer": {"okx_paper_trade": {"USDT": 100.0, "BTC": 0.0013, "ETH": 0.04}},
+    "rebalancer": {"okx_paper_trade": {"USDT": 52.0, "BTC": 0.0006, "ETH": 0.013}},
+    "dynamic_market_making": {"binance_paper_trade": {"USDT": 64.0, "BTC": 0.001}},
+    "bollinger": {"binance_paper_trade": {"USDT": 64.0, "BTC": 0.001}},
+    "grid": {"binance_paper_trade": {"USDT": 126.0}},
+    "xemm": {
+        "binance_paper_trade": {"USDT": 32.0, "BTC": 0.0005},
+        "okx_paper_trade": {"USDT": 32.0, "BTC": 0.0005},
+    },
+    "dca": {"binance_paper_trade": {"USDT": 126.0}},
 }
 
 
@@ -77,11 +86,31 @@ class Account:
     assets: dict[str, float]
 
 
+#: The eight governed scripts of the paper run, by role (`--strategies` picks among them).
 SCRIPTS = {
     "market_making": ("lyra_market_making.py", "conf_lyra_market_making.yml"),
     "arbitrage": ("lyra_arbitrage.py", "conf_lyra_arbitrage.yml"),
     "rebalancer": ("lyra_rebalancer.py", "conf_lyra_rebalancer.yml"),
+    "dynamic_market_making": ("lyra_dynamic_market_making.py", "conf_lyra_dynamic_market_making.yml"),
+    "bollinger": ("lyra_bollinger.py", "conf_lyra_bollinger.yml"),
+    "grid": ("lyra_grid.py", "conf_lyra_grid.yml"),
+    "xemm": ("lyra_xemm.py", "conf_lyra_xemm.yml"),
+    "dca": ("lyra_dca.py", "conf_lyra_dca.yml"),
 }
+
+
+def pick_strategies(names: str | list[str] | None) -> list[str]:
+    """The roles to run: all eight for None or "all", else the comma-separated (or listed)
+    roles, in `SCRIPTS` order; a ValueError naming the valid ones for anything else."""
+    if names is None or names in ("all", ["all"]):
+        return list(SCRIPTS)
+    wanted = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
+    unknown = [n for n in wanted if n not in SCRIPTS]
+    if unknown or not wanted:
+        raise ValueError(
+            f"unknown strategy {', '.join(unknown) or '(none given)'}; choose from {', '.join(SCRIPTS)} or all"
+        )
+    return [role for role in SCRIPTS if role in wanted]
 
 
 class TimedGovernor(Governor):
@@ -177,6 +206,8 @@ class ReplayResult:
     totals_detail: str = ""
     ticks_run: int = 0
     halted_reason: str = ""  # set when the run stopped early because trading was halted
+    #: per strategy role: proposed, approved, denied, pending, fills (the report's per-strategy lines)
+    per_strategy: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def load_script(name: str, scripts_dir: Path = SCRIPTS_DIR) -> tuple[type[Any], type[Any]]:
@@ -218,8 +249,11 @@ def run_replay(
     progress: Callable[[int, int], None] | None = None,
     sample_every_s: int = 60,
     governed: bool = True,
+    strategies: str | list[str] | None = None,
 ) -> ReplayResult:
-    """Run the three governed scripts over `feed`; everything lands in `<out_dir>/lyra_paper.db`."""
+    """Run the governed scripts (all eight, or `strategies`) over `feed`; everything lands in
+    `<out_dir>/lyra_paper.db`."""
+    roles = pick_strategies(strategies)
     out_dir.mkdir(parents=True, exist_ok=True)
     db_path = out_dir / "lyra_paper.db"
     for suffix in ("", "-wal", "-shm"):
@@ -230,7 +264,9 @@ def run_replay(
     if hb_db.exists():
         hb_db.unlink()
     paper_settings = settings.model_copy(update={"db_url": f"sqlite:///{db_path}"})
-    return asyncio.run(_replay(paper_settings, feed, out_dir, db_path, hb_db, progress, sample_every_s, governed))
+    return asyncio.run(
+        _replay(paper_settings, feed, out_dir, db_path, hb_db, progress, sample_every_s, governed, roles)
+    )
 
 
 async def _replay(
@@ -242,7 +278,9 @@ async def _replay(
     progress: Callable[[int, int], None] | None,
     sample_every_s: int,
     governed: bool = True,
+    roles: list[str] | None = None,
 ) -> ReplayResult:
+    roles = roles or list(SCRIPTS)
     from hummingbot.connector.exchange.paper_trade.paper_trade_exchange import QuantizationParams
     from hummingbot.core.clock import Clock
     from hummingbot.core.clock_mode import ClockMode
@@ -266,6 +304,7 @@ async def _replay(
     accounts = [
         Account(role, connector, PaperExchange(), assets)
         for role, per_exchange in ACCOUNTS.items()
+        if role in roles
         for connector, assets in per_exchange.items()
     ]
     books_of: dict[str, list[Any]] = {}
@@ -290,7 +329,8 @@ async def _replay(
     strategies: dict[str, Any] = {}
     governors: list[TimedGovernor] = []
     TimedGovernor.spent_s = 0.0
-    for role, (script, conf) in SCRIPTS.items():
+    for role in roles:
+        script, conf = SCRIPTS[role]
         strategy_cls, config_cls = load_script(script)
         config_data = yaml.safe_load((CONF_DIR / conf).read_text()) or {}
         config = config_cls(**config_data)
@@ -379,9 +419,21 @@ async def _replay(
         result.council_requests += int(getattr(gov.mandates, "requests", 0))
         result.ai_cost_usd += float(getattr(getattr(gov.mandates, "council", None), "cost_usd", 0.0))
     result.exchange_failures = sum(s.exchange_failures for s in strategies.values())
-    result.arbitrage_seen = int(strategies["arbitrage"].seen)
-    result.arbitrage_taken = int(strategies["arbitrage"].taken)
-    result.fills = len(ledger.fill_rows(book="paper"))
+    if "arbitrage" in strategies:
+        result.arbitrage_seen = int(strategies["arbitrage"].seen)
+        result.arbitrage_taken = int(strategies["arbitrage"].taken)
+    fill_rows = ledger.fill_rows(book="paper")
+    result.fills = len(fill_rows)
+    for role, gov in zip(strategies, governors, strict=True):
+        approved, pending = gov.counts.get("ALLOWED", 0), gov.counts.get("PENDING", 0)
+        proposed = sum(gov.counts.values())
+        result.per_strategy[role] = {
+            "proposed": proposed,
+            "approved": approved,
+            "denied": proposed - approved - pending,
+            "pending": pending,
+            "fills": sum(1 for row in fill_rows if row["bot_id"] == gov.bot_id),
+        }
     verified = audit.verify(ledger.engine)
     result.audit_ok, result.audit_records, result.audit_head = verified.ok, verified.count, verified.head_hash
     result.totals_ok, result.totals_detail = ledger.totals_agree()
@@ -408,9 +460,25 @@ def start_markets_recorder(connectors: list[Any], db_path: Path) -> Any:
     sql = SQLConnectionManager(
         ClientConfigAdapter(ClientConfigMap()), SQLConnectionType.TRADE_FILLS, db_path=str(db_path)
     )
+    # The replay's copy of Hummingbot's trade records is rebuilt on every run: no fsync per
+    # order (each cost ~20 ms on a busy disk, most of an eight-strategy run's wall time).
+    _no_fsync(sql.engine)
     recorder = MarketsRecorder(sql, connectors, "lyra_paper.yml", "lyra_paper", MarketDataCollectionConfigMap())
     recorder.start()
     return recorder
+
+
+def _no_fsync(engine: Any) -> None:
+    import sqlalchemy as sa
+
+    def pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA synchronous=OFF")
+        cursor.execute("PRAGMA journal_mode=MEMORY")
+        cursor.close()
+
+    sa.event.listen(engine, "connect", pragmas)
+    engine.dispose()  # connections opened before the listener reopen with it
 
 
 def _provider(settings: Settings) -> Any:
@@ -422,7 +490,10 @@ def _provider(settings: Settings) -> Any:
 def _equity(accounts: list[Account], by_market: dict[tuple[str, str], MarketSeries], i: int) -> float:
     total = 0.0
     for account in accounts:
-        for asset in account.assets:
+        # what it started with and every base it can have bought (an account of cash only, as
+        # the grid's and the DCA's, holds BTC once it buys)
+        bases = {pair.split("-")[0] for connector, pair in by_market if connector == account.connector}
+        for asset in dict.fromkeys([*account.assets, *sorted(bases)]):
             balance = float(account.exchange.get_balance(asset))
             if asset in ("USDT", "USD", "USDC"):
                 total += balance

@@ -40,6 +40,9 @@ def summarize(result: ReplayResult, success_min: float, cap_usd: float) -> dict[
         reasons.append("the audit chain does not verify")
     if result.fills == 0:
         reasons.append("no order was filled")
+    untested = untested_strategies(result.per_strategy)
+    if untested:
+        reasons.append(f"strategies not tested (each must propose, be approved and fill): {', '.join(untested)}")
     if result.halted_reason:
         reasons.insert(0, f"trading was halted after {result.ticks_run} s simulated: {result.halted_reason}")
     simulated_hours = result.ticks_run / 3600
@@ -75,7 +78,20 @@ def summarize(result: ReplayResult, success_min: float, cap_usd: float) -> dict[
         "gate_passed": not reasons,
         "gate_reasons": reasons,
         "store": str(result.db_path),
+        "strategies": result.per_strategy,
+        "strategies_untested": untested,
+        "all_strategies_tested": bool(result.per_strategy) and not untested,
     }
+
+
+def untested_strategies(per_strategy: dict[str, dict[str, int]]) -> list[str]:
+    """The Phase-3 criterion "all trading strategies tested": the roles that did not propose,
+    get an order approved and see a fill at least once."""
+    return [
+        role
+        for role, c in per_strategy.items()
+        if not (c.get("proposed", 0) and c.get("approved", 0) and c.get("fills", 0))
+    ]
 
 
 def write_report(summary: dict[str, Any], result: ReplayResult, out_dir: Path) -> list[Path]:
@@ -104,6 +120,12 @@ def write_report(summary: dict[str, Any], result: ReplayResult, out_dir: Path) -
         "gate_passed",
     ):
         lines.append(f"| {key} | {summary[key]} |")
+    lines += ["", "Per strategy (all trading strategies tested: each proposed, approved and filled):", "",
+              "| strategy | proposed | approved | denied | pending | fills | tested |", "|---|---|---|---|---|---|---|"]
+    for role, c in summary.get("strategies", {}).items():
+        tested = "no" if role in summary.get("strategies_untested", []) else "yes"
+        lines.append(f"| {role} | {c['proposed']} | {c['approved']} | {c['denied']} | {c['pending']} | "
+                     f"{c['fills']} | {tested} |")
     lines += ["", "Denied by code:", ""]
     lines += [f"- {code}: {count}" for code, count in summary["denied_by_code"].items()] or ["- none"]
     if summary["gate_reasons"]:

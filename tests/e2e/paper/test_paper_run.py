@@ -40,8 +40,13 @@ def test_short_paper_run_passes_the_gate_and_reconciles_with_the_ledger(lyra_hom
         "ai_calls",
         "audit_ok",
         "gate_passed",
+        "strategies",
+        "all_strategies_tested",
     ):
         assert key in summary, key
+    # all eight strategies ran on their own accounts, each proposed, was approved and filled
+    assert len(summary["strategies"]) == 8 and summary["all_strategies_tested"], summary["strategies"]
+    assert sum(c["fills"] for c in summary["strategies"].values()) == summary["fills"]
     assert summary["gate_passed"] and summary["audit_ok"] and summary["success_rate"] > 0.95
     assert summary["max_exposure_usd"] <= summary["cap_usd"] == 1000.0
     assert summary["denied_by_code"].get("PRICE_COLLAR", 0) > 0  # the flash move was refused
@@ -91,3 +96,9 @@ def test_recorded_csv_replays_and_bad_csv_is_a_clear_error(lyra_home: Path) -> N
     bad = run_cli("paper", "--data", "bad.csv", cwd=lyra_home)
     assert bad.returncode == 2
     assert "missing column" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_strategies_option_names_the_valid_ones(lyra_home: Path) -> None:
+    done = run_cli("paper", "--hours", "0.1", "--strategies", "grid,twap", cwd=lyra_home)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "unknown strategy twap; choose from market_making" in done.stderr + done.stdout

@@ -203,7 +203,8 @@ def test_phase1_checks(settings: Settings) -> None:
 
 
 def test_gate_checks_for_paper_and_live(settings: Settings) -> None:
-    paper = {"success_rate": 0.97, "limits_respected": True, "arbitrage_seen": 2, "orders_proposed": 50}
+    paper = {"success_rate": 0.97, "limits_respected": True, "arbitrage_seen": 2, "orders_proposed": 50,
+             "strategies": {"grid": {"proposed": 2, "approved": 1, "fills": 1}}, "strategies_untested": []}
     facts = GateFacts(3, False, PromotionFacts(phase=3, halted=False), [], paper)
     assert all(c.passed for c in gate_checks(3, facts, settings))
     early = GateFacts(2, False, PromotionFacts(phase=4, halted=False), [])
