@@ -520,6 +520,9 @@ class HotPath:
             left = int(row["reserved_musd"]) - release
             closed_at = now if effect.fully else None
             status = "FILLED" if effect.fully else "OPEN"
+            late = row["status"] != "OPEN"  # reported after a cancel/failure released the reservation
+            if late and not effect.fully:
+                status, closed_at = row["status"], now  # booked, but a closed reservation never reopens
             cur.execute(self.sql_fill_reservation, (left, str(effect.done), status, closed_at, reservation_id))
             cur.execute(
                 self.sql_insert_fill,
@@ -536,7 +539,8 @@ class HotPath:
                 "side": row["side"],
                 "notional_usd": str(from_musd(effect.notional_musd)),
                 "released_usd": str(from_musd(release)),
-                "complete": effect.fully,
+                "complete": effect.fully or late,
+                "late": late,
                 "amount": str(filled_amount),
                 "price": str(fill_price),
             }

@@ -66,6 +66,7 @@ NAN = Decimal("NaN")
 DENIED_PREFIX = "lyra-denied-"
 RECONCILE_TIMEOUT_S = 30.0  # one reconciliation attempt (exchange calls included) at most
 RECONCILE_RETRY_S = 5.0
+ENDED_ORDERS_KEPT = 1000  # cancelled or failed orders whose late fills still reach the ledger
 
 _ORDER_TYPES = {
     HbOrderType.LIMIT: OrderType.LIMIT,
@@ -104,6 +105,7 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         self.lyra: Governor = governor or type(self).injected_governor or governor_for_script(config, name)
         self.lyra_strategy = name
         self._reservation_of: dict[str, str] = {}
+        self._ended_reservation_of: dict[str, str] = {}  # cancelled/failed orders, for late fills
         self._denied: deque[tuple[str, str, HbOrderType]] = deque()
         self._was_halted = False
         self._placing: str | None = None  # the reservation whose order is being placed right now
@@ -552,10 +554,18 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
 
     def _forward(self, order_id: str, kind: OrderEventKind, **fields: Any) -> None:
         reservation_id = self._reservation_of.get(order_id) or self._placing
+        if reservation_id is None and kind is OrderEventKind.FILLED:
+            # a fill Hummingbot reports after the order's cancel or failure (its user-stream event
+            # was lost and polling found it later): still this reservation's capital
+            reservation_id = self._ended_reservation_of.get(order_id)
         if reservation_id is None:
             return
         if kind not in (OrderEventKind.FILLED, OrderEventKind.CREATED):
             self._reservation_of.pop(order_id, None)
+            if kind is not OrderEventKind.COMPLETED:  # completed: every fill is in, none can follow
+                self._ended_reservation_of[order_id] = reservation_id
+                while len(self._ended_reservation_of) > ENDED_ORDERS_KEPT:
+                    self._ended_reservation_of.pop(next(iter(self._ended_reservation_of)))
             if reservation_id == self._placing:
                 self._placing_closed = True
         try:
@@ -573,9 +583,24 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
 
     def did_fill_order(self, event: OrderFilledEvent) -> None:
         fee_pct = Decimal(getattr(event.trade_fee, "percent", 0) or 0)
-        quote = event.trading_pair.split("-")[-1]
+        base, _, quote = event.trading_pair.rpartition("-")
         rate = self.lyra.usd_per_quote(quote) or Decimal(0)
-        fee_usd = Decimal(event.amount) * Decimal(event.price) * fee_pct * rate
+        fee_quote = Decimal(event.amount) * Decimal(event.price) * fee_pct
+        # live connectors report the exchange's commission as flat fees (Binance: in the asset
+        # received); paper engines as a percentage. Both are costs the rung's PnL must see.
+        for flat in getattr(event.trade_fee, "flat_fees", None) or ():
+            if flat.token == quote:
+                fee_quote += Decimal(flat.amount)
+            elif flat.token == base:
+                fee_quote += Decimal(flat.amount) * Decimal(event.price)
+            else:
+                usd = self.lyra.usd_per_quote(flat.token)
+                if usd is None:
+                    log.warning("fee of %s %s on %s not counted: no USD rate for %s",
+                                flat.amount, flat.token, event.order_id, flat.token)  # fmt: skip
+                elif rate:
+                    fee_quote += Decimal(flat.amount) * usd / rate
+        fee_usd = fee_quote * rate
         self._forward(
             event.order_id,
             OrderEventKind.FILLED,

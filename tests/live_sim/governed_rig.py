@@ -171,6 +171,10 @@ def disagreements(
         problems.append(f"position: ledger fills {net_ledger}, governor {position}, simulator trades {net_sim} BTC")
     if len(fills) != len(trades):
         problems.append(f"fills: {len(fills)} in the ledger vs {len(trades)} trades on the simulator")
+    fees_usd = sum((t.commission * (t.price if t.commission_asset == "BTC" else 1) for t in trades), Decimal(0))
+    ledger_fees = sum((Decimal(f["fee_musd"]) / 1_000_000 for f in fills), Decimal(0))
+    if abs(ledger_fees - fees_usd) > CENT:
+        problems.append(f"fees: ledger {ledger_fees} USD vs the simulator's commissions {fees_usd} USD")
     base_fees = sum((t.commission for t in trades if t.commission_asset == "BTC"), Decimal(0))
     quote_fees = sum((t.commission for t in trades if t.commission_asset == "USDT"), Decimal(0))
     free_b, locked_b = sim.balances()["BTC"]

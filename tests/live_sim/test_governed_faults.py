@@ -8,7 +8,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from tests.live_sim.binance_sim import Fault, ip_banned, too_many_requests
-from tests.live_sim.governed_rig import Bot
+from tests.live_sim.governed_rig import Bot, audit_rows
 from tests.live_sim.harness import SYMBOL
 
 
@@ -169,3 +169,45 @@ def test_5xx_on_an_order_the_exchange_never_took(bot: Bot) -> None:
     )
     bot.agree()
     assert not bot.sim.open_orders()
+
+
+def test_a_partial_fill_found_only_after_the_cancel_is_booked(bot: Bot) -> None:
+    """The user stream is down when part of the order fills; the cancel then succeeds on the
+    rest. Hummingbot finds the fill by polling after the order was cancelled: the ledger must
+    book it (deployed and position), and the cancelled reservation must stay closed.
+    Failed before the fix: ledger deployed 0 vs 23.60 USD filled, position 0 vs 0.0004 BTC."""
+    order = bot.buy("0.001", "59000")
+    bot.acked(order)
+    bot.sim.stream_down()
+    bot.sim.fill(order, "0.0004")
+    bot.strategy.cancel("binance", "BTC-USDT", order)
+    bot.rig.wait(lambda: [e for e in bot.rig.named("OrderFilled") if e.order_id == order], 20, "the late fill")
+    bot.sim.stream_up()
+    bot.agree()
+    assert bot.sim.order(order).status == "CANCELED"
+    assert bot.gov.exposure("live").exchanges["binance"].deployed_usd == Decimal("23.6")
+    late = [r for r in audit_rows(bot.gov) if r["event"] == "order_event" and r.get("late")]
+    assert len(late) == 1 and late[0]["amount"] == "0.00040000"
+
+
+def test_fill_racing_a_cancel_while_the_user_stream_is_down(bot: Bot) -> None:
+    """The cancel loses the race and the fill's event is lost too: Hummingbot hears "Unknown
+    order" and finds the fill by polling; the ledger books it once."""
+    order = bot.buy("0.001", "59000")
+    bot.acked(order)
+    bot.sim.stream_down()
+    bot.sim.add_fault(Fault("DELETE", "/api/v3/order", fill_on_cancel=True))
+    bot.strategy.cancel("binance", "BTC-USDT", order)
+    bot.rig.wait(lambda: bot.rig.named("BuyOrderCompleted"), 30, "the fill found by polling")
+    bot.sim.stream_up()
+    bot.agree()
+
+
+def test_the_exchange_cancels_a_resting_order(bot: Bot) -> None:
+    order = bot.buy("0.001", "59000")
+    bot.acked(order)
+    bot.sim.fill(order, "0.0002")
+    bot.sim.cancel_by_exchange(order)
+    bot.rig.wait(lambda: bot.rig.named("OrderCancelled"), what="the exchange's cancel")
+    bot.agree()
+    assert bot.strategy.exchange_failures == 1  # an allowed order the exchange did not execute
