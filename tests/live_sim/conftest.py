@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from lyra_governor.config import Settings
 from tests.live_sim.binance_sim import BinanceSim
-from tests.live_sim.governed_rig import Bot, cap_monitor, phase4_governor, probe_strategy, ready_to_trade
+from tests.live_sim.governed_rig import Bot, cap_monitor, live_settings, phase4_governor, probe_strategy, ready_to_trade
 from tests.live_sim.harness import Rig, binance_pointed_at
 
 
@@ -49,13 +48,13 @@ def rig(sim: BinanceSim) -> Iterator[Rig]:
 
 
 @pytest.fixture
-def bot(rig: Rig, sim: BinanceSim, settings: Settings, tmp_path: Path) -> Iterator[Bot]:
+def bot(rig: Rig, sim: BinanceSim, lyra_home: Path, tmp_path: Path) -> Iterator[Bot]:
     """A governed bot in phase 4 at rung $100 on the real connector, started and ready, with
     Hummingbot's own trade recorder (its executors read it) on its own SQLite file."""
     from lyra_strategies.paper.replay import start_markets_recorder
 
     recorder = rig.run(_async(lambda: start_markets_recorder([rig.connector], tmp_path / "hb.sqlite")))
-    gov = phase4_governor(settings)
+    gov = phase4_governor(live_settings(lyra_home))
     strategy = probe_strategy(rig, gov)
     b = Bot(rig, sim, gov, strategy)
     rig.monitors.append(cap_monitor(gov))

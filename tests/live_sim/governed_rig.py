@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from lyra_governor.config import Settings
+from lyra_governor.config import Settings, load_settings
 from lyra_governor.governor import Governor
 from lyra_governor.models import DecisionStatus, Side
 from tests.live_sim.binance_sim import BinanceSim
@@ -24,6 +25,8 @@ from tests.live_sim.harness import PAIR, SYMBOL, Rig
 EXCHANGE = "binance"
 CAP_USD = Decimal(100)  # phase 4, first rung
 CENT = Decimal("0.01")
+#: the tier's one settings change: the governor's reference warm-up at its minimum (2 s, not 5 s)
+RISK = {"reference_min_history_s": 2}
 
 
 class Bot:
@@ -57,6 +60,13 @@ class Bot:
 
     def problems(self) -> list[str]:
         return disagreements(self.rig, self.gov, self.strategy, self.sim, self.base0, self.quote0)
+
+
+def live_settings(lyra_home: Path) -> Settings:
+    """Embedded defaults on a fresh SQLite file; the governor's reference warm-up at its minimum
+    (2 s instead of 5 s) so each bot starts trading sooner (the tier's time budget)."""
+    return load_settings(None, use_env=False, db_url=f"sqlite:///{lyra_home / 'lyra.db'}", data_dir=str(lyra_home),
+                         risk=RISK)  # fmt: skip
 
 
 def phase4_governor(settings: Settings, bot_id: str = "live-sim-bot") -> Governor:
@@ -101,7 +111,7 @@ def ready_to_trade(rig: Rig, strategy: Any, timeout: float = 20.0) -> None:
              "reconciliation on start and a first look at the book")  # fmt: skip
 
 
-def governed_order(rig: Rig, strategy: Any, side: Side, amount: str, price: str, timeout: float = 10.0) -> str:
+def governed_order(rig: Rig, strategy: Any, side: Side, amount: str, price: str, timeout: float = 20.0) -> str:
     """Propose until the council's mandate covers it (the first proposal asks for one); return
     the order id (a `lyra-denied-` id if the governor refused it)."""
     from hummingbot.core.data_type.common import OrderType

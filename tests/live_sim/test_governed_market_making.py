@@ -14,16 +14,21 @@ import pytest
 from lyra_governor.config import Settings
 from lyra_governor.ledger import Ledger
 from tests.live_sim.binance_sim import BinanceSim, too_many_requests
-from tests.live_sim.governed_rig import EXCHANGE, Bot, cap_monitor, phase4_governor
+from tests.live_sim.governed_rig import EXCHANGE, Bot, cap_monitor, live_settings, phase4_governor
 from tests.live_sim.harness import PAIR, SYMBOL, Rig
 
 
 @pytest.fixture
-def mm_bot(rig: Rig, sim: BinanceSim, settings: Settings, tmp_path: Path) -> Iterator[Bot]:
+def mm_settings(lyra_home: Path) -> Settings:
+    return live_settings(lyra_home)
+
+
+@pytest.fixture
+def mm_bot(rig: Rig, sim: BinanceSim, mm_settings: Settings, tmp_path: Path) -> Iterator[Bot]:
     from lyra_strategies.paper.replay import load_script, start_markets_recorder
 
     recorder = rig.run(_async(lambda: start_markets_recorder([rig.connector], tmp_path / "hb.sqlite")))
-    gov = phase4_governor(settings, bot_id="live-sim-mm")
+    gov = phase4_governor(mm_settings, bot_id="live-sim-mm")
     strategy_cls, config_cls = load_script("lyra_market_making.py")
     config = config_cls(
         connector_name=EXCHANGE,
@@ -56,7 +61,7 @@ def _bot_open(bot: Bot) -> list[Any]:
     return [o for o in bot.sim.open_orders() if o.client_id.startswith("x-")]
 
 
-def test_market_making_through_faults_then_halt(mm_bot: Bot, settings: Settings) -> None:
+def test_market_making_through_faults_then_halt(mm_bot: Bot, mm_settings: Settings) -> None:
     bot, sim = mm_bot, mm_bot.sim
     bot.rig.wait(lambda: {o.side for o in _bot_open(bot)} == {"BUY", "SELL"}, 20, "a bid and an ask quoted")
     bot.agree()
@@ -88,7 +93,7 @@ def test_market_making_through_faults_then_halt(mm_bot: Bot, settings: Settings)
     bot.rig.wait(lambda: not bot.problems(), 20, lambda: "; ".join(bot.problems()))
     sim.stream_up()
     # halt: every open order cancelled on the simulator, nothing new proposed
-    operator = Ledger.open(settings)
+    operator = Ledger.open(mm_settings)
     operator.halt("live_sim drill", "operator")
     operator.close()
     bot.rig.wait(lambda: not _bot_open(bot), 10, "every order cancelled after the halt")

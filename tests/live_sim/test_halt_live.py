@@ -18,7 +18,7 @@ import pytest
 
 from lyra_governor.config import Settings, load_settings
 from tests.live_sim.binance_sim import BinanceSim
-from tests.live_sim.governed_rig import Bot, cap_monitor, phase4_governor, probe_strategy, ready_to_trade
+from tests.live_sim.governed_rig import RISK, Bot, cap_monitor, phase4_governor, probe_strategy, ready_to_trade
 from tests.live_sim.harness import PAIR, Rig
 
 EXE = str(Path(sys.executable).with_name("lyra-governor"))
@@ -35,10 +35,11 @@ def mqtt_bot(rig: Rig, sim: BinanceSim, lyra_home: Path) -> Iterator[tuple[Bot, 
         "LYRA_MQTT__ENABLED": "true",
         "LYRA_MQTT__NAMESPACE": ns,
         "LYRA_MQTT__DISCOVER_S": "0.2",
+        "LYRA_RISK__REFERENCE_MIN_HISTORY_S": "2",
     }
     settings: Settings = load_settings(
         None, use_env=False, db_url=env["LYRA_DB_URL"], data_dir=env["LYRA_DATA_DIR"],
-        mqtt={"enabled": True, "namespace": ns, "discover_s": 0.2},
+        mqtt={"enabled": True, "namespace": ns, "discover_s": 0.2}, risk=RISK,
     )  # fmt: skip
 
     async def recorder_on_loop() -> object:

@@ -21,7 +21,7 @@ from lyra_governor.config import Settings, load_settings
 from lyra_governor.governor import Governor
 from lyra_governor.models import DecisionStatus, OrderProposal, OrderType, Side
 from tests.live_sim.binance_sim import BinanceSim
-from tests.live_sim.governed_rig import Bot, audit_rows, cap_monitor, phase4_governor, probe_strategy
+from tests.live_sim.governed_rig import RISK, Bot, audit_rows, cap_monitor, phase4_governor, probe_strategy
 from tests.live_sim.harness import PAIR, Rig
 
 BOT_ID = "live-sim-crashy"
@@ -32,10 +32,11 @@ ROOT = Path(__file__).parents[2]
 def store(lyra_home: Path) -> tuple[Settings, dict[str, str]]:
     url = f"sqlite:///{lyra_home / 'lyra.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LYRA_")} | {
-        "LYRA_DB_URL": url, "LYRA_DATA_DIR": str(lyra_home / "data"),
+        "LYRA_DB_URL": url, "LYRA_DATA_DIR": str(lyra_home / "data"), "LYRA_RISK__REFERENCE_MIN_HISTORY_S": "2",
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }  # fmt: skip
-    return load_settings(None, use_env=False, db_url=url, data_dir=str(lyra_home / "data")), env
+    settings = load_settings(None, use_env=False, db_url=url, data_dir=str(lyra_home / "data"), risk=RISK)
+    return settings, env
 
 
 def _start_bot(
@@ -83,7 +84,8 @@ def crashed(sim: BinanceSim, store: tuple[Settings, dict[str, str]], lyra_home: 
     sim.cancel_by_exchange(sell)  # the exchange cancels the sell (say, maintenance)
     # a reservation whose order never left the bot (killed between reserve and place)
     ghost = Governor.from_settings(settings, bot_id=BOT_ID)
-    ghost.observe_market(_snapshot())
+    for age in (8, 6, 4, 2, 0):  # the governor's own look at the market (its reference warm-up)
+        ghost.observe_market(_snapshot(time.time() - age))
     decision = ghost.review(OrderProposal(
         bot_id=BOT_ID, strategy="live_sim", connector="binance", trading_pair=PAIR, side=Side.BUY,
         order_type=OrderType.LIMIT, amount=Decimal("0.0002"), price=Decimal("59100"),
@@ -99,13 +101,13 @@ def crashed(sim: BinanceSim, store: tuple[Settings, dict[str, str]], lyra_home: 
     yield {"orders": orders, "ghost": decision.reservation_id, "settings": settings}
 
 
-def _snapshot() -> object:
+def _snapshot(at: float) -> object:
     from lyra_governor.models import MarketSnapshot
 
     return MarketSnapshot(
         connector="binance",
         trading_pair=PAIR,
-        timestamp=time.time(),
+        timestamp=at,
         mid_price=Decimal(60000),
         best_bid=Decimal(59994),
         best_ask=Decimal(60006),
