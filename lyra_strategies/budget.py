@@ -20,10 +20,14 @@ def split_budget_usd(capacity_usd: Decimal, max_order_usd: Decimal, n_orders: in
     return min(capacity_usd / n_orders, max_order_usd) * HEADROOM
 
 
-def per_order_quote(strategy: Any, connector_name: str, quote_asset: str, n_orders: int) -> Decimal:
+def per_order_quote(
+    strategy: Any, connector_name: str, quote_asset: str, n_orders: int, market: bool = False
+) -> Decimal:
     """Quote currency each of `n_orders` new orders may commit on `connector_name` so that
     together they fit the governor's remaining capacity, each under its per-order limit; 0 in a
-    gradual stop or a halt, or without a USD rate for the quote currency."""
+    gradual stop or a halt, or without a USD rate for the quote currency. `market`: MARKET
+    orders, which the governor values at their worst price (mid plus the collar), get that
+    much less."""
     gov = strategy.lyra
     if gov.trading_state() is not TradingState.ACTIVE:
         return Decimal(0)
@@ -31,4 +35,7 @@ def per_order_quote(strategy: Any, connector_name: str, quote_asset: str, n_orde
     if not usd or usd <= 0:
         return Decimal(0)
     capacity = Decimal(gov.capacity_usd(gov.settings.exchange_of(connector_name)))
-    return split_budget_usd(capacity, Decimal(gov.settings.risk.max_order_notional_usd), n_orders) / Decimal(usd)
+    quote = split_budget_usd(capacity, Decimal(gov.settings.risk.max_order_notional_usd), n_orders) / Decimal(usd)
+    if market:
+        quote /= 1 + Decimal(str(gov.settings.risk.price_collar_pct)) / 100
+    return quote

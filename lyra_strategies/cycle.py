@@ -10,6 +10,7 @@ from lyra_governor.models import TradingState
 from lyra_strategies.ladders import store_finished
 
 KEEP_CLOSED = 20  # finished executors kept in memory before they go to Hummingbot's database
+RETRY_S = 5.0  # after a tick with nothing to place, sizing (a capacity read) waits this long
 
 
 class ExecutorCycle:
@@ -25,6 +26,7 @@ class ExecutorCycle:
         self.ended_at = -1e18
         self.started = 0
         self._stopping: set[str] = set()
+        self._retry_at = -1e18
 
     def executors(self) -> list[Any]:
         return list(self.strategy.executor_orchestrator.active_executors.get(self.controller_id, []))
@@ -54,8 +56,12 @@ class ExecutorCycle:
             self.ended_at = max(self.ended_at, *ended)
         if strategy.current_timestamp - self.ended_at < self.cooldown_s:
             return
+        if strategy.current_timestamp < self._retry_at:
+            return
         config = make_config()
-        if config is not None:
-            self.started += 1
-            orchestrator.execute_action(CreateExecutorAction(controller_id=self.controller_id, executor_config=config))
+        if config is None:  # nothing worth placing (no capacity, no balance): look again in a while
+            self._retry_at = strategy.current_timestamp + RETRY_S
+            return
+        self.started += 1
+        orchestrator.execute_action(CreateExecutorAction(controller_id=self.controller_id, executor_config=config))
         store_finished(strategy, self.controller_id, executors, KEEP_CLOSED)

@@ -85,7 +85,7 @@ class LyraBollinger(governed.GovernedStrategyV2Base):
         cfg = self.config
         connector = self.connectors[cfg.connector_name]
         base, quote = cfg.trading_pair.split("-")
-        allowed = budget.per_order_quote(self, cfg.connector_name, quote, 1)
+        allowed = budget.per_order_quote(self, cfg.connector_name, quote, 1, market=True)  # MARKET opens
         if side == TradeType.BUY:
             free = Decimal(connector.get_available_balance(quote))
         else:

@@ -38,6 +38,7 @@ from lyra_strategies import budget, governed, ladders
 CONTROLLER_ID = "main"
 KEEP_CLOSED = 20
 MIN_NOTIONAL = Decimal(5)
+RETRY_S = 5.0
 
 
 class LyraXEMMConfig(StrategyV2ConfigBase):
@@ -68,6 +69,7 @@ class LyraXEMM(governed.GovernedStrategyV2Base):
         self._warned = False
         self._side_ended: dict[TradeType, float] = {TradeType.BUY: -1e18, TradeType.SELL: -1e18}
         self._settled: set[str] = set()  # finished executors whose legs were checked
+        self._retry_at: dict[TradeType, float] = {TradeType.BUY: -1e18, TradeType.SELL: -1e18}
         self.hedged = 0
         self.unwinds = 0
 
@@ -92,10 +94,14 @@ class LyraXEMM(governed.GovernedStrategyV2Base):
                 continue
             if running or self.current_timestamp - self._side_ended[side] < cfg.cooldown_s:
                 continue
+            if self.current_timestamp < self._retry_at[side]:
+                continue
             config = self.xemm_config(side)
-            if config is not None:
-                self.executor_orchestrator.execute_action(
-                    CreateExecutorAction(controller_id=CONTROLLER_ID, executor_config=config))
+            if config is None:  # no capacity or balance for this side: look again in a few seconds
+                self._retry_at[side] = self.current_timestamp + RETRY_S
+                continue
+            self.executor_orchestrator.execute_action(
+                CreateExecutorAction(controller_id=CONTROLLER_ID, executor_config=config))
         ladders.store_finished(self, CONTROLLER_ID, executors, KEEP_CLOSED)
 
     def xemm_config(self, maker_side: TradeType):
@@ -109,7 +115,7 @@ class LyraXEMM(governed.GovernedStrategyV2Base):
         base, quote = cfg.maker_pair.split("-")
         taker_base, taker_quote = cfg.taker_pair.split("-")
         quote_budget = min(budget.per_order_quote(self, cfg.maker_connector, quote, 1),
-                           budget.per_order_quote(self, cfg.taker_connector, taker_quote, 1),
+                           budget.per_order_quote(self, cfg.taker_connector, taker_quote, 1, market=True),  # hedge
                            cfg.order_amount_quote)
         maker_free, taker_free = maker.get_available_balance, taker.get_available_balance
         if maker_side == TradeType.BUY:  # buy on the maker venue, sell the base on the taker venue

@@ -58,6 +58,10 @@ def test_xemm_sizes_from_the_governors_capacity(world: dict[str, Any]) -> None:
     resting = world["exchanges"][BINANCE].limit_orders
     assert len(resting) == 2 and all(Decimal(o.quantity) * Decimal(o.price) <= max_order for o in resting)
     assert strategy.decisions.get("MAX_ORDER_NOTIONAL", 0) == 0
+    book(world, BINANCE, 59_850)  # the bid fills: its MARKET hedge, valued at mid + the collar, fits too
+    run(world, strategy, 8)
+    assert _legs(world) == [("binance", "BUY"), ("okx", "SELL")]
+    assert strategy.decisions.get("MAX_ORDER_NOTIONAL", 0) == 0
 
 
 def test_xemm_in_a_gradual_stop_cancels_its_quotes_and_closes_an_unhedged_fill(world: dict[str, Any]) -> None:
