@@ -93,7 +93,7 @@ def test_halt_reaches_the_bot_and_its_orders_are_cancelled_on_the_exchange(
             "last of 3 cancels on the simulator)"
         )
     assert last_cancel - committed < 2.0
-    assert elapsed < 6.0  # includes the CLI's own start-up on a loaded CI machine
+    assert elapsed < 15.0  # includes the CLI's own start-up (1.7-4.9 s measured on the loaded shared machine)
     bot.agree()
     assert bot.strategy.buy("binance", PAIR, Decimal("0.0003"), OrderType.LIMIT, Decimal(59000)).startswith(
         "lyra-denied-"
