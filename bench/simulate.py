@@ -27,8 +27,14 @@ from tests.simulation import Simulation
 def run(db_url: str, steps: int, seed: int, bots: int) -> dict[str, Any]:
     started = time.perf_counter()
     sim = Simulation(db_url, seed=seed, bots=bots, verify_every=5000)
+
+    def progress(report: Any) -> None:
+        print(f"  {db_url.split(':', maxsplit=1)[0]}: {report.steps} steps, {len(report.violations)} violations "
+              f"({len(report.core_violations)} in holes 3/4/7/8/9/10), {time.perf_counter() - started:.0f} s",
+              flush=True)  # fmt: skip
+
     try:
-        report = sim.run(steps)
+        report = sim.run(steps, progress)
     finally:
         sim.close()
     figures = report.as_dict()

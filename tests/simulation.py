@@ -173,7 +173,9 @@ class Simulation:
 
     # --- the run ----------------------------------------------------------------------------
 
-    def run(self, steps: int) -> Report:
+    def run(self, steps: int, progress: Any = None) -> Report:
+        """`steps` random actions, the invariants checked after each; `progress(report)` is
+        called every `verify_every` steps (the long run prints a line)."""
         actions = (
             (self.tick, 30), (self.propose, 32), (self.fill, 14), (self.cancel, 8), (self.fail, 5),
             (self.bad_event, 2), (self.operator_move, 1), (self.silence, 1), (self.restart, 1), (self.crash, 1),
@@ -188,6 +190,8 @@ class Simulation:
             self.check()
             if self.report.steps % self.verify_every == 0:
                 self.check_audit()
+                if progress is not None:
+                    progress(self.report)
         self.check_audit()
         return self.report
 
