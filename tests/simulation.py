@@ -108,7 +108,8 @@ CORE_HOLES = ("hole 3", "hole 4", "hole 7", "hole 8", "hole 9", "hole 10")
 @dataclass
 class Report:
     steps: int = 0
-    violations: list[str] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)  # one per incident (an invariant newly broken)
+    broken_steps: int = 0  # steps after which some invariant did not hold
     actions: Counter[str] = field(default_factory=Counter)
     decisions: Counter[str] = field(default_factory=Counter)
 
@@ -125,6 +126,7 @@ class Report:
             "steps": self.steps,
             "violations": len(self.violations),
             "violations_core_holes": len(self.core_violations),
+            "broken_steps": self.broken_steps,
             "first_violations": self.violations[:10],
             "actions": dict(self.actions),
             "decisions": dict(self.decisions),
@@ -150,6 +152,7 @@ class Simulation:
         self.verify_every = verify_every
         self.overfilled = False
         self.bad_fills = False
+        self._broken: set[str] = set()
         self._positions: dict[tuple[str, str], Decimal] = {}
         self._fill_id, self._fill_ts = 0, 0.0
         self.tolerance = 1 + Decimal(str(self.settings.risk.close_tolerance_pct)) / 100
@@ -403,13 +406,23 @@ class Simulation:
         summed = sum((s.used_usd for s in exposure.exchanges.values()), Decimal(0))
         if summed > exposure.total.cap_usd:
             over.append(f"sum over exchanges {summed} > total cap {exposure.total.cap_usd} (hole 10)")
+        broken = set()
         if over and not excused:
-            self.violation("; ".join(over) + (" (hole 8: an impossible fill was applied)" if self.overfilled else ""))
+            broken.add("caps")
+            if "caps" not in self._broken:  # one violation per incident; `broken_steps` counts its length
+                blame = " (hole 8: an impossible fill was applied)" if self.overfilled else ""
+                self.violation("; ".join(over) + blame)
         if self.report.steps % 25 == 0:
             ok, why = self.operator.totals_agree()
             if not ok:
-                blame = " (hole 8/9: impossible or late fills)" if self.bad_fills else ""
-                self.violation(f"ledger totals: {why}{blame}")
+                broken.add("totals")
+                if "totals" not in self._broken:
+                    blame = " (hole 8/9: impossible or late fills)" if self.bad_fills else ""
+                    self.violation(f"ledger totals: {why}{blame}")
+        elif "totals" in self._broken:
+            broken.add("totals")
+        self.report.broken_steps += bool(broken)
+        self._broken = broken
 
     def check_audit(self) -> None:
         result = audit.verify(self.operator.engine)
