@@ -79,7 +79,7 @@ def bench_review(db_url: str, n: int) -> tuple[list[float], float]:
         # release it again (not timed) so the cap never fills
         gov.on_order_event(OrderEvent(kind=OrderEventKind.CANCELLED, reservation_id=decision.reservation_id or ""))
         if i % 500 == 499:
-            gov.hot.checkpoint()  # what the bot's heartbeat does every few seconds (untimed here)
+            gov.store.checkpoint()  # what the bot's heartbeat does every few seconds (untimed here)
     wall = time.perf_counter() - started
     gov.close()
     return out, wall

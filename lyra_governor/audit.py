@@ -1,56 +1,32 @@
-"""Hash-chained, append-only audit trail.
+"""Hash-chained, append-only audit trail: the only reader of the audit table.
 
-Each record's hash covers its sequence number, time, actor, event, payload and the previous
-record's hash, so editing, deleting, inserting or reordering any record breaks the chain from
-that record on. `verify` names the first broken record; the head row (updated in the same
-transaction as each append) also catches records cut off the end.
+Each record's hash (`chain.record_hash`) covers its sequence number, time, actor, event,
+payload and the previous record's hash, so editing, deleting, inserting or reordering any
+record breaks the chain from that record on. `verify` names the first broken record; the head
+row (updated in the same transaction as each append) also catches records cut off the end.
 
-Appends happen inside the caller's write transaction (`store.write_tx`), so a state change and
-the record describing it commit together or not at all.
+Records are written by `order_store` only (`order_store.append_audit` inside a `write_tx` for
+the ladder's records, its own transactions for per-order ones), so a state change and the
+record describing it commit together or not at all. Everything that reads records (status,
+metrics, checkpoints, the ladder's promotion facts) goes through `records`, `head`,
+`hash_at`, `tail` or `verify` here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
-from lyra_governor.store import GENESIS_HASH, audit_head, audit_log
+from lyra_governor import chain
+from lyra_governor.chain import GENESIS_HASH, record_hash
+from lyra_governor.store import audit_head, audit_log
 
-
-def canonical_json(payload: dict[str, Any]) -> str:
-    """Deterministic JSON: sorted keys, no spaces, Decimals and enums as strings."""
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
-
-
-def record_hash(seq: int, ts_us: int, actor: str, event: str, payload_json: str, prev_hash: str) -> str:
-    material = "\x1f".join((str(seq), str(ts_us), actor, event, payload_json, prev_hash))
-    return hashlib.sha256(material.encode("utf-8")).hexdigest()
-
-
-def append(conn: Connection, event: str, payload: dict[str, Any], actor: str, now: float | None = None) -> int:
-    """Append one record inside the caller's write transaction; return its sequence number."""
-    head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
-    seq = int(head.seq) + 1
-    ts_us = int((time.time() if now is None else now) * 1_000_000)
-    payload_json = canonical_json(payload)
-    digest = record_hash(seq, ts_us, actor, event, payload_json, head.hash)
-    conn.execute(
-        audit_log.insert().values(
-            seq=seq, ts_us=ts_us, actor=actor, event=event, payload=payload_json, prev_hash=head.hash, hash=digest
-        )
-    )
-    updated = conn.execute(
-        audit_head.update().where(audit_head.c.id == 1, audit_head.c.seq == head.seq).values(seq=seq, hash=digest)
-    )
-    if updated.rowcount != 1:  # pragma: no cover - the write lock makes this unreachable
-        raise RuntimeError("audit head moved during an append; the transaction is rolled back")
-    return seq
+canonical_json = chain.canonical_json  # what callers hash and store (one definition, in chain)
 
 
 @dataclass(frozen=True)
@@ -122,14 +98,72 @@ class AuditRecord:
     hash: str
 
 
-def tail(engine: Engine, n: int = 20, event: str | None = None) -> list[AuditRecord]:
-    """The last `n` records (oldest first), optionally of one event type."""
-    query = sa.select(audit_log).order_by(audit_log.c.seq.desc()).limit(n)
-    if event:
-        query = query.where(audit_log.c.event == event)
+def _payload(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _record(row: Any) -> AuditRecord:
+    return AuditRecord(int(row.seq), row.ts_us / 1_000_000, row.actor, row.event, _payload(row.payload), row.hash)
+
+
+CRITICAL_EVENTS = ("alert", "council_verdict")
+
+
+def is_critical(record: AuditRecord) -> bool:
+    """A CRITICAL alert or a council ABORT: what blocks a promotion and counts in the gates."""
+    return record.event in CRITICAL_EVENTS and (
+        record.payload.get("level") == "CRITICAL" or record.payload.get("verdict") == "ABORT"
+    )
+
+
+def records(
+    engine: Engine,
+    events: Iterable[str] | None = None,
+    since: float | None = None,
+    after_seq: int | None = None,
+    limit: int | None = None,
+    newest: bool = False,
+) -> list[AuditRecord]:
+    """Audit records, oldest first, parsed (an unparseable payload reads as ``{}``).
+
+    `events` keeps only those event types, `since` only records at or after that time,
+    `after_seq` only records after that sequence number; `limit` caps how many: the first
+    ones, or with `newest=True` the last ones (still returned oldest first).
+    """
+    query = sa.select(audit_log)
+    if events is not None:
+        query = query.where(audit_log.c.event.in_(tuple(events)))
+    if since is not None:
+        query = query.where(audit_log.c.ts_us >= int(since * 1_000_000))
+    if after_seq is not None:
+        query = query.where(audit_log.c.seq > after_seq)
+    query = query.order_by(audit_log.c.seq.desc() if newest else audit_log.c.seq)
+    if limit is not None:
+        query = query.limit(limit)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-    return [
-        AuditRecord(int(r.seq), r.ts_us / 1_000_000, r.actor, r.event, json.loads(r.payload), r.hash)
-        for r in reversed(rows)
-    ]
+    found = [_record(r) for r in rows]
+    return found[::-1] if newest else found
+
+
+def head(engine: Engine) -> tuple[int, str]:
+    """(sequence number, hash) of the chain's last record; (0, genesis) for an empty chain."""
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).first()
+    return (int(row.seq), str(row.hash)) if row else (0, GENESIS_HASH)
+
+
+def hash_at(engine: Engine, seq: int) -> str | None:
+    """The hash of record `seq`, or None if the chain has no such record."""
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(audit_log.c.hash).where(audit_log.c.seq == seq)).first()
+    return None if row is None else str(row.hash)
+
+
+def tail(engine: Engine, n: int = 20, event: str | None = None) -> list[AuditRecord]:
+    """The last `n` records (oldest first), optionally of one event type."""
+    return records(engine, events=(event,) if event else None, limit=n, newest=True)

@@ -44,7 +44,7 @@ from lyra_governor.config import Settings
 from lyra_governor.consensus import Council
 from lyra_governor.errors import LyraError
 from lyra_governor.models import CouncilContext
-from lyra_governor.store import audit_log, from_musd
+from lyra_governor.money import from_musd
 
 log = logging.getLogger(__name__)
 
@@ -169,12 +169,6 @@ def reports_dir(settings: Settings) -> Path:
     return Path(settings.data_dir) / "reports"
 
 
-def _chain_hash_at(engine: sa.engine.Engine, seq: int) -> str | None:
-    with engine.connect() as conn:
-        row = conn.execute(sa.select(audit_log.c.hash).where(audit_log.c.seq == seq)).first()
-    return None if row is None else str(row.hash)
-
-
 def verify_reports(
     settings: Settings, engine: sa.engine.Engine | None = None, paths: Sequence[Path] = ()
 ) -> list[ReportCheck]:
@@ -212,7 +206,7 @@ def verify_reports(
             head = report.get("audit", {})
             seq, signed_hash = int(head.get("head_seq", 0)), str(head.get("head_hash", ""))
             if seq > 0:
-                actual = _chain_hash_at(engine, seq)
+                actual = audit.hash_at(engine, seq)
                 if actual != signed_hash:
                     results.append(
                         ReportCheck(

@@ -1,63 +1,41 @@
-"""The durable capital ledger: ladder state, caps, reservations, fills, evidence, bots.
+"""The durable capital ledger: what every bot, the CLI and the server read of the store.
 
-Everything here is a short write transaction against the store (`store.write_tx`) that also
-appends the audit record describing it, so the ledger and the audit trail can never disagree,
-even after `kill -9`. The governor's hot path (`reserve`) is one conditional UPDATE over the
-exchange's row and the book's TOTAL row: it touches both rows or neither, so concurrent bots in
+`Ledger` is the ladder (`ladder.Ladder`: trading state, phase and rung moves, evidence) plus
+the reads of capital, reservations and bots. It writes no per-order state: reservations,
+fills, capital and their audit records are written by `order_store` alone, one conditional
+UPDATE over the exchange's row and the book's TOTAL row per reservation, so concurrent bots in
 any number of processes can never push deployed + reserved over a cap together.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
-from lyra_governor import audit, phases
+from lyra_governor import phases
 from lyra_governor.config import Settings
-from lyra_governor.errors import LyraError
-from lyra_governor.models import ConsensusResult, Side, TradingState
-from lyra_governor.store import (
-    bots,
-    capital,
-    create_schema,
-    create_store_engine,
-    evidence,
-    fills,
-    from_musd,
-    ladder,
-    metadata,
-    reservations,
-    rungs,
-    to_musd,
-    write_tx,
-)
+from lyra_governor.ladder import EvidenceRecord, Ladder, LadderState, PromotionOutcome
+from lyra_governor.models import ReservationStatus
+from lyra_governor.money import from_musd, scope
+from lyra_governor.store import bots, capital, create_schema, create_store_engine, metadata, reservations
 
-
-@dataclass(frozen=True)
-class LadderState:
-    phase: int
-    trading_state: TradingState
-    reason: str
-    rungs: dict[str, int]
-    phase_since: float
-    updated_at: float
-
-    @property
-    def halted(self) -> bool:
-        return self.trading_state is TradingState.HALTED
-
-    @property
-    def book(self) -> str | None:
-        return phases.book_for_phase(self.phase)
+__all__ = [  # the ladder's types are re-exported: callers read them with the ledger
+    "BotRecord",
+    "EvidenceRecord",
+    "Exposure",
+    "LadderState",
+    "Ledger",
+    "PromotionOutcome",
+    "ScopeExposure",
+    "exposure_from_rows",
+    "open_ledger",
+]
 
 
 @dataclass(frozen=True)
@@ -85,34 +63,11 @@ class Exposure:
 
 
 @dataclass(frozen=True)
-class EvidenceRecord:
-    id: int
-    kind: str
-    passed: bool
-    payload: dict[str, Any]
-    actor: str
-    ts: float
-    audit_seq: int
-
-
-@dataclass(frozen=True)
 class BotRecord:
     bot_id: str
     last_heartbeat: float
     host: str
     pid: int
-
-
-@dataclass(frozen=True)
-class PromotionOutcome:
-    promoted: bool
-    blockers: list[str] = field(default_factory=list)
-    state: LadderState | None = None
-    audit_seq: int | None = None
-
-
-def scope(book: str, exchange: str) -> str:
-    return f"{book}:{exchange}"
 
 
 def exposure_from_rows(book: str, rows: list[tuple[str, int, int, int]]) -> Exposure:
@@ -129,13 +84,8 @@ def exposure_from_rows(book: str, rows: list[tuple[str, int, int, int]]) -> Expo
     return Exposure(book, dict(sorted(per.items())), total)
 
 
-class Ledger:
+class Ledger(Ladder):
     """Durable state shared by every bot, the CLI and the server (one store, many processes)."""
-
-    def __init__(self, settings: Settings, engine: Engine, clock: Callable[[], float] = time.time) -> None:
-        self.settings = settings
-        self.engine = engine
-        self.clock = clock
 
     @classmethod
     def open(cls, settings: Settings, clock: Callable[[], float] = time.time, url: str | None = None) -> Ledger:
@@ -158,21 +108,6 @@ class Ledger:
 
     # --- reading ----------------------------------------------------------------------------
 
-    def state(self, conn: Connection | None = None) -> LadderState:
-        if conn is None:
-            with self.engine.connect() as own:
-                return self.state(own)
-        row = conn.execute(sa.select(ladder).where(ladder.c.id == 1)).one()
-        rung_rows = conn.execute(sa.select(rungs.c.exchange, rungs.c.rung)).all()
-        return LadderState(
-            phase=int(row.phase),
-            trading_state=TradingState(row.trading_state),
-            reason=row.reason,
-            rungs={r.exchange: int(r.rung) for r in rung_rows},
-            phase_since=float(row.phase_since),
-            updated_at=float(row.updated_at),
-        )
-
     def exposure(self, book: str | None = None, conn: Connection | None = None) -> Exposure:
         """Capital of `book` (default: the book the current phase trades from, else live)."""
         if conn is None:
@@ -185,413 +120,17 @@ class Ledger:
             book, [(r.scope, int(r.cap_musd), int(r.reserved_musd), int(r.deployed_musd)) for r in rows]
         )
 
-    def capacity_usd(self, book: str, exchange: str) -> Decimal:
-        """What may still be reserved on `exchange`: the smaller of its and the total's headroom."""
-        exp = self.exposure(book)
-        ex = exp.exchanges.get(exchange)
-        if ex is None:
-            return Decimal(0)
-        return min(ex.remaining_usd, exp.total.remaining_usd)
-
     def bots(self) -> list[BotRecord]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(bots).order_by(bots.c.bot_id)).all()
         return [BotRecord(r.bot_id, float(r.last_heartbeat), r.host, int(r.pid)) for r in rows]
 
-    def latest_evidence(self, kind: str) -> EvidenceRecord | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(evidence).where(evidence.c.kind == kind).order_by(evidence.c.id.desc()).limit(1)
-            ).first()
-        if row is None:
-            return None
-        return EvidenceRecord(
-            int(row.id),
-            row.kind,
-            bool(row.passed),
-            json.loads(row.payload),
-            row.actor,
-            float(row.ts),
-            int(row.audit_seq),
-        )
-
     def open_reservations(self, bot_id: str | None = None) -> list[dict[str, Any]]:
-        query = sa.select(reservations).where(reservations.c.status == "OPEN")
+        query = sa.select(reservations).where(reservations.c.status == ReservationStatus.OPEN.value)
         if bot_id is not None:
             query = query.where(reservations.c.bot_id == bot_id)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query).all()]
-
-    def fill_rows(
-        self, since: float = 0.0, exchange: str | None = None, book: str | None = None
-    ) -> list[dict[str, Any]]:
-        query = sa.select(fills).where(fills.c.ts >= since).order_by(fills.c.id)
-        if exchange is not None:
-            query = query.where(fills.c.exchange == exchange)
-        if book is not None:
-            query = query.where(fills.c.book == book)
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query).all()]
-
-    # --- audit and evidence -----------------------------------------------------------------
-
-    def audit_append(self, event: str, payload: dict[str, Any], actor: str) -> int:
-        """Append one audit record on its own (for events that change no ledger state)."""
-        with write_tx(self.engine) as conn:
-            return audit.append(conn, event, payload, actor, self.clock())
-
-    def record_evidence(self, kind: str, payload: dict[str, Any], passed: bool, actor: str) -> int:
-        """Store evidence (commissioning results, paper runs, drills) with its audit record."""
-        now = self.clock()
-        with write_tx(self.engine) as conn:
-            seq = audit.append(conn, "evidence", {"kind": kind, "passed": passed, **payload}, actor, now)
-            conn.execute(
-                evidence.insert().values(
-                    kind=kind, passed=passed, payload=audit.canonical_json(payload), actor=actor, ts=now, audit_seq=seq
-                )
-            )
-        return seq
-
-    # --- trading state ----------------------------------------------------------------------
-
-    def _set_trading_state(
-        self, conn: Connection, new: TradingState, reason: str, actor: str, event: str, extra: dict[str, Any]
-    ) -> int:
-        now = self.clock()
-        before = self.state(conn)
-        conn.execute(
-            ladder.update().where(ladder.c.id == 1).values(trading_state=new.value, reason=reason, updated_at=now)
-        )
-        return audit.append(
-            conn, event, {"from": before.trading_state.value, "to": new.value, "reason": reason, **extra}, actor, now
-        )
-
-    def halt(self, reason: str, actor: str, demote: bool = True) -> LadderState:
-        """Emergency stop: nothing passes until `resume`; in phases 4-5 the ladder drops one rung."""
-        with write_tx(self.engine) as conn:
-            demoted = self._demote_in_tx(conn, None, f"emergency stop: {reason}", actor) if demote else {}
-            self._set_trading_state(conn, TradingState.HALTED, reason, actor, "halt", {"demoted": demoted})
-            return self.state(conn)
-
-    def reduce_only(self, reason: str, actor: str) -> LadderState:
-        """Gradual stop: only orders that reduce exposure pass."""
-        with write_tx(self.engine) as conn:
-            self._set_trading_state(conn, TradingState.REDUCING, reason, actor, "reduce_only", {})
-            return self.state(conn)
-
-    def resume(self, actor: str, reason: str = "operator resumed") -> LadderState:
-        with write_tx(self.engine) as conn:
-            self._set_trading_state(conn, TradingState.ACTIVE, reason, actor, "resume", {})
-            return self.state(conn)
-
-    def drill(self, actor: str) -> bool:
-        """Emergency-stop drill: halt (without demotion), read the halt back on a fresh
-        connection as any bot would, resume, and record the result as evidence."""
-        before = self.state()
-        self.halt("emergency-stop drill", actor, demote=False)
-        with self.engine.connect() as conn:
-            seen = self.state(conn).trading_state
-        passed = seen is TradingState.HALTED
-        if before.trading_state is TradingState.ACTIVE:
-            self.resume(actor, "emergency-stop drill finished")
-        else:
-            with write_tx(self.engine) as conn:
-                self._set_trading_state(conn, before.trading_state, before.reason, actor, "drill_restore", {})
-        self.record_evidence("drill", {"seen_state": seen.value, "phase": before.phase}, passed, actor)
-        return passed
-
-    # --- ladder -----------------------------------------------------------------------------
-
-    def set_phase(self, phase: int, actor: str, reason: str) -> LadderState:
-        """Put the ladder in `phase` directly, audited. For a paper run's own store and for
-        tests; operators go through `promote`, which demands evidence."""
-        if phase not in phases.PHASES:
-            raise LyraError(f"phase must be one of 1-5, not {phase}")
-        now = self.clock()
-        with write_tx(self.engine) as conn:
-            before = self.state(conn)
-            conn.execute(ladder.update().where(ladder.c.id == 1).values(phase=phase, phase_since=now, updated_at=now))
-            if phase >= 4:
-                self._init_rungs(conn, now)
-            audit.append(conn, "set_phase", {"from": before.phase, "to": phase, "reason": reason}, actor, now)
-            self._write_caps(conn)
-            return self.state(conn)
-
-    def _init_rungs(self, conn: Connection, now: float, rung: int = 0) -> None:
-        existing = {r.exchange for r in conn.execute(sa.select(rungs.c.exchange)).all()}
-        for name in self.live_exchanges():
-            if name not in existing:
-                conn.execute(rungs.insert().values(exchange=name, rung=rung, since=now))
-
-    def live_exchanges(self) -> list[str]:
-        """Exchanges Hummingbot can trade live: the only ones with a Phase-4 rung and a live cap
-        (WhiteBIT and Digital Surge serve market data and validation only)."""
-        return [name for name, spec in self.settings.exchanges.items() if spec.hummingbot]
-
-    def promotion_facts(self) -> phases.PromotionFacts:
-        state = self.state()
-        passed = {}
-        for kind in ("phase1", "phase2", "phase3_paper"):
-            record = self.latest_evidence(kind)
-            passed[kind] = bool(record and record.passed)
-        paper = self.latest_evidence("phase3_paper")
-        rung_facts: list[phases.RungFacts] = []
-        critical = 0
-        drill_ok = False
-        if state.phase >= 4:
-            now = self.clock()
-            with self.engine.connect() as conn:
-                rows = conn.execute(sa.select(rungs)).all()
-            oldest = min((float(r.since) for r in rows), default=now)
-            for row in rows:
-                pnl, n = self._pnl_since(float(row.since), row.exchange)
-                rung_facts.append(
-                    phases.RungFacts(row.exchange, int(row.rung), (now - float(row.since)) / 3600, pnl, n)
-                )
-            critical = self._critical_alerts_since(oldest)
-            drill = self.latest_evidence("drill")
-            drill_ok = bool(drill and drill.passed and drill.ts >= oldest)
-        return phases.PromotionFacts(
-            phase=state.phase,
-            halted=state.halted,
-            evidence_passed=passed,
-            paper_success_rate=float(paper.payload.get("success_rate", 0.0)) if paper else None,
-            paper_limits_respected=bool(paper.payload.get("limits_respected", False)) if paper else None,
-            rungs=rung_facts,
-            critical_alerts_since_rung=critical,
-            drill_passed_since_rung=drill_ok,
-        )
-
-    def _pnl_since(self, since: float, exchange: str) -> tuple[Decimal, int]:
-        """Realised plus marked PnL in USD of live fills on `exchange` since `since`."""
-        cash = Decimal(0)
-        position: dict[str, Decimal] = {}
-        last_price: dict[str, Decimal] = {}
-        usd_rate: dict[str, Decimal] = {}
-        rows = self.fill_rows(since, exchange, phases.LIVE_BOOK)
-        for row in rows:
-            amount, price = Decimal(row["amount"]), Decimal(row["price"])
-            notional = from_musd(row["notional_musd"])
-            sign = Decimal(1) if row["side"] == Side.BUY.value else Decimal(-1)
-            cash += -sign * notional - from_musd(row["fee_musd"])
-            pair = row["trading_pair"]
-            position[pair] = position.get(pair, Decimal(0)) + sign * amount
-            last_price[pair] = price
-            usd_rate[pair] = notional / (amount * price) if amount * price else Decimal(1)
-        marked = sum((position[p] * last_price[p] * usd_rate[p] for p in position), Decimal(0))
-        return cash + marked, len(rows)
-
-    def _critical_alerts_since(self, since: float) -> int:
-        from lyra_governor.store import audit_log
-
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(audit_log.c.payload).where(
-                    audit_log.c.event.in_(("alert", "council_verdict")), audit_log.c.ts_us >= int(since * 1_000_000)
-                )
-            ).all()
-        return sum(1 for r in rows if '"CRITICAL"' in r.payload or '"ABORT"' in r.payload)
-
-    def promote(self, actor: str, consensus: ConsensusResult | None) -> PromotionOutcome:
-        """Go one step up the ladder if the evidence, the council and the operator agree.
-
-        Refuses (returns the blockers, changes nothing but the audit trail) otherwise.
-        """
-        facts = self.promotion_facts()
-        blockers = phases.promotion_blockers(facts, self.settings.ladder, consensus)
-        consensus_info = (
-            {
-                "verdict": consensus.verdict.value,
-                "agreement": consensus.agreement,
-                "consensus_id": consensus.consensus_id,
-            }
-            if consensus
-            else None
-        )
-        if blockers:
-            seq = self.audit_append(
-                "promote_refused", {"phase": facts.phase, "blockers": blockers, "consensus": consensus_info}, actor
-            )
-            return PromotionOutcome(False, blockers, self.state(), seq)
-        step = phases.next_step(facts, len(self.settings.ladder.rungs_usd))
-        assert step is not None  # no blockers means a next step exists
-        now = self.clock()
-        with write_tx(self.engine) as conn:
-            if step.to_phase == facts.phase:  # phase 4: the named exchanges go up one rung
-                for name in step.rung_up:
-                    conn.execute(
-                        rungs.update().where(rungs.c.exchange == name).values(rung=rungs.c.rung + 1, since=now)
-                    )
-            else:
-                conn.execute(
-                    ladder.update().where(ladder.c.id == 1).values(phase=step.to_phase, phase_since=now, updated_at=now)
-                )
-                if step.to_phase == 4:
-                    self._init_rungs(conn, now)
-            seq = audit.append(
-                conn,
-                "promote",
-                {
-                    "from_phase": facts.phase,
-                    "to_phase": step.to_phase,
-                    "rung_up": step.rung_up,
-                    "consensus": consensus_info,
-                },
-                actor,
-                now,
-            )
-            self._write_caps(conn)
-            return PromotionOutcome(True, [], self.state(conn), seq)
-
-    def demote(self, exchange: str | None, reason: str, actor: str) -> LadderState:
-        with write_tx(self.engine) as conn:
-            self._demote_in_tx(conn, exchange, reason, actor)
-            return self.state(conn)
-
-    def _demote_in_tx(self, conn: Connection, exchange: str | None, reason: str, actor: str) -> dict[str, Any]:
-        """Phase 4: named exchange (or all) down one rung; phase 5 -> phase 4 at the top rung;
-        phases 1-3 -> one phase down (operator demotion only)."""
-        state = self.state(conn)
-        now = self.clock()
-        change: dict[str, Any] = {"from_phase": state.phase}
-        if state.phase == 4:
-            targets = [exchange] if exchange else list(state.rungs)
-            for name in targets:
-                if name in state.rungs:
-                    new = phases.demoted_rung(state.rungs[name])
-                    conn.execute(rungs.update().where(rungs.c.exchange == name).values(rung=new, since=now))
-                    change[name] = {"from": state.rungs[name], "to": new}
-        elif state.phase == 5:
-            top = len(self.settings.ladder.rungs_usd) - 1
-            conn.execute(ladder.update().where(ladder.c.id == 1).values(phase=4, phase_since=now, updated_at=now))
-            self._init_rungs(conn, now, top)
-            conn.execute(rungs.update().values(rung=top, since=now))
-            change["to_phase"] = 4
-        else:
-            return change  # below phase 4 there is no live rung to lose: an emergency stop only halts
-        change["to_phase"] = change.get("to_phase", state.phase)
-        audit.append(conn, "demote", {"reason": reason, **change}, actor, now)
-        self._write_caps(conn)
-        return change
-
-    def operator_demote_phase(self, reason: str, actor: str) -> LadderState:
-        """One phase down (5 -> 4 -> 3 -> 2 -> 1), for an operator who wants to step back."""
-        now = self.clock()
-        with write_tx(self.engine) as conn:
-            state = self.state(conn)
-            new = max(1, state.phase - 1)
-            conn.execute(ladder.update().where(ladder.c.id == 1).values(phase=new, phase_since=now, updated_at=now))
-            audit.append(conn, "demote", {"reason": reason, "from_phase": state.phase, "to_phase": new}, actor, now)
-            self._write_caps(conn)
-            return self.state(conn)
-
-    # --- caps -------------------------------------------------------------------------------
-
-    def _ensure_caps(self) -> None:
-        with write_tx(self.engine) as conn:
-            self._write_caps(conn)
-
-    def _write_caps(self, conn: Connection) -> None:
-        """Set every scope's cap from the phase and rungs; the inactive book gets cap 0."""
-        state = self.state(conn)
-        ladder_cfg = self.settings.ladder
-        active = state.book
-        existing = {r.scope for r in conn.execute(sa.select(capital.c.scope)).all()}
-        for book in (phases.PAPER_BOOK, phases.LIVE_BOOK):
-            caps: dict[str, Decimal] = {}
-            tradable = set(self.live_exchanges()) if book == phases.LIVE_BOOK else set(self.settings.exchanges)
-            for name in self.settings.exchanges:
-                caps[name] = (
-                    phases.exchange_cap_usd(ladder_cfg, state.phase, state.rungs.get(name, 0))
-                    if book == active and name in tradable
-                    else Decimal(0)
-                )
-            total = phases.total_cap_usd(ladder_cfg, state.phase, list(caps.values())) if book == active else Decimal(0)
-            caps[phases.TOTAL] = total
-            for name, cap in caps.items():
-                key = scope(book, name)
-                if key in existing:
-                    conn.execute(capital.update().where(capital.c.scope == key).values(cap_musd=to_musd(cap)))
-                else:
-                    conn.execute(
-                        capital.insert().values(scope=key, cap_musd=to_musd(cap), reserved_musd=0, deployed_musd=0)
-                    )
-
-    # --- bots -------------------------------------------------------------------------------
-
-    def heartbeat(self, bot_id: str, now: float | None = None) -> None:
-        now = self.clock() if now is None else now
-        with self.engine.begin() as conn:
-            where = {"host": socket.gethostname(), "pid": os.getpid()}  # a restart updates both
-            updated = conn.execute(bots.update().where(bots.c.bot_id == bot_id).values(last_heartbeat=now, **where))
-            if updated.rowcount == 0:
-                conn.execute(bots.insert().values(bot_id=bot_id, last_heartbeat=now, **where))
-
-    def expire_silent_bots(self, timeout_s: float, now: float | None = None) -> int:
-        """Release the open reservations of bots whose heartbeat is older than `timeout_s`."""
-        now = self.clock() if now is None else now
-        with write_tx(self.engine) as conn:
-            silent = [
-                r.bot_id for r in conn.execute(sa.select(bots.c.bot_id).where(bots.c.last_heartbeat < now - timeout_s))
-            ]
-            if not silent:
-                return 0
-            rows = conn.execute(
-                sa.select(reservations).where(reservations.c.status == "OPEN", reservations.c.bot_id.in_(silent))
-            ).all()
-            for row in rows:
-                self.release_in_tx(conn, row._mapping, "EXPIRED", now)
-            if rows:
-                audit.append(
-                    conn,
-                    "reservations_expired",
-                    {"bots": silent, "reservations": [r.reservation_id for r in rows]},
-                    "governor",
-                    now,
-                )
-            return len(rows)
-
-    # --- reservations (called by the governor inside its transactions) ----------------------
-
-    @staticmethod
-    def try_reserve(conn: Connection, book: str, exchange: str, amount_musd: int) -> bool:
-        """THE conditional UPDATE: both the exchange's and the TOTAL row, or neither."""
-        if amount_musd == 0:
-            return True
-        result = conn.execute(
-            capital.update()
-            .where(
-                capital.c.scope.in_((scope(book, exchange), scope(book, phases.TOTAL))),
-                capital.c.reserved_musd + capital.c.deployed_musd + amount_musd <= capital.c.cap_musd,
-            )
-            .values(reserved_musd=capital.c.reserved_musd + amount_musd)
-        )
-        return result.rowcount == 2
-
-    @staticmethod
-    def _adjust(conn: Connection, book: str, exchange: str, reserved_delta: int, deployed_delta: int) -> None:
-        deployed = capital.c.deployed_musd + deployed_delta
-        reserved = capital.c.reserved_musd + reserved_delta
-        conn.execute(
-            capital.update()
-            .where(capital.c.scope.in_((scope(book, exchange), scope(book, phases.TOTAL))))
-            .values(
-                reserved_musd=sa.case((reserved < 0, 0), else_=reserved),
-                deployed_musd=sa.case((deployed < 0, 0), else_=deployed),
-            )
-        )
-
-    def release_in_tx(self, conn: Connection, row: Any, status: str, now: float) -> int:
-        """Give back what is left of a reservation; returns the micro-dollars released."""
-        left = int(row["reserved_musd"])
-        if left:
-            self._adjust(conn, row["book"], row["exchange"], -left, 0)
-        conn.execute(
-            reservations.update()
-            .where(reservations.c.reservation_id == row["reservation_id"])
-            .values(status=status, reserved_musd=0, closed_at=now)
-        )
-        return left
 
     def totals_agree(self) -> tuple[bool, str]:
         """Cross-check: each scope's reserved equals the sum of its OPEN reservations."""
@@ -600,7 +139,7 @@ class Ledger:
             sums: dict[str, int] = {}
             for r in conn.execute(
                 sa.select(reservations.c.book, reservations.c.exchange, reservations.c.reserved_musd).where(
-                    reservations.c.status == "OPEN"
+                    reservations.c.status == ReservationStatus.OPEN.value
                 )
             ).all():
                 sums[scope(r.book, r.exchange)] = sums.get(scope(r.book, r.exchange), 0) + int(r.reserved_musd)

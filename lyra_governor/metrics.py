@@ -12,7 +12,6 @@ counters monotonic, as Prometheus expects of a ``_total``.
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
@@ -34,7 +33,6 @@ from lyra_governor.config import Settings
 from lyra_governor.ledger import Ledger
 from lyra_governor.models import TradingState
 from lyra_governor.status import COUNCIL_EVENTS, day_start, openrouter_spend_today
-from lyra_governor.store import audit_head, audit_log
 
 TALLIED_EVENTS = ("decision", "alert", "evidence", "breaker", *COUNCIL_EVENTS)
 HEALTH_EVIDENCE = "checkpoint.ai_health"  # the 15-minute council health check is a council decision too
@@ -104,26 +102,16 @@ class AuditTally:
 
     def advance(self, engine: sa.engine.Engine) -> None:
         """Read the records after `cursor`; start over if the store was replaced (head went back)."""
-        with engine.connect() as conn:
-            head = conn.execute(sa.select(audit_head.c.seq).where(audit_head.c.id == 1)).scalar()
-            if head is not None and int(head) < self.cursor:
-                self.reset()  # a new store: counters restart (Prometheus sees a counter reset)
-            while True:
-                rows = conn.execute(
-                    sa.select(audit_log.c.seq, audit_log.c.ts_us, audit_log.c.event, audit_log.c.payload)
-                    .where(audit_log.c.seq > self.cursor, audit_log.c.event.in_(TALLIED_EVENTS))
-                    .order_by(audit_log.c.seq)
-                    .limit(BATCH)
-                ).all()
-                for row in rows:
-                    try:
-                        payload = json.loads(row.payload)
-                    except json.JSONDecodeError:
-                        payload = {}
-                    self.add(row.event, row.ts_us / 1_000_000, payload if isinstance(payload, dict) else {})
-                    self.cursor = int(row.seq)
-                if len(rows) < BATCH:
-                    break
+        head_seq, _ = audit.head(engine)
+        if head_seq < self.cursor:
+            self.reset()  # a new store: counters restart (Prometheus sees a counter reset)
+        while True:
+            rows = audit.records(engine, events=TALLIED_EVENTS, after_seq=self.cursor, limit=BATCH)
+            for row in rows:
+                self.add(row.event, row.ts, row.payload)
+                self.cursor = row.seq
+            if len(rows) < BATCH:
+                break
 
 
 class VerifyCache:
@@ -139,8 +127,7 @@ class VerifyCache:
 
     def get(self, engine: sa.engine.Engine) -> dict[str, Any]:
         with self._lock:
-            with engine.connect() as conn:
-                head = conn.execute(sa.select(audit_head.c.seq).where(audit_head.c.id == 1)).scalar()
+            head, _ = audit.head(engine)
             stale = time.monotonic() - self._at >= self.every_s
             if self.result is None or (head != self._head and stale):
                 r = audit.verify(engine)

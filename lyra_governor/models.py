@@ -13,6 +13,7 @@ Why these shapes:
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
@@ -121,6 +122,35 @@ class DenialCode(StrEnum):
     BREAKER_REJECT_STORM = "BREAKER_REJECT_STORM"
     BREAKER_DAILY_LOSS = "BREAKER_DAILY_LOSS"
     BREAKER_DRAWDOWN = "BREAKER_DRAWDOWN"
+
+
+@dataclass(frozen=True)
+class Denial:
+    """Why one check refuses a proposal: a machine-readable code and a sentence naming the fix.
+
+    The one shape of a refusal: every check returns `Denial | None`, and the governor's one
+    deny path turns a `Denial` into an audited decision. `status` is DENIED, or PENDING for a
+    refusal that a later tick lifts by itself (no mandate yet: one has been requested).
+    """
+
+    code: DenialCode
+    message: str
+    status: DecisionStatus = DecisionStatus.DENIED
+
+
+class ReservationStatus(StrEnum):
+    """A reservation's life: OPEN until its order ends; the other states are terminal and a
+    reservation never leaves one (the order store enforces it under the write lock)."""
+
+    OPEN = "OPEN"
+    FILLED = "FILLED"
+    CANCELLED = "CANCELLED"
+    FAILED = "FAILED"
+    EXPIRED = "EXPIRED"
+
+    @property
+    def terminal(self) -> bool:
+        return self is not ReservationStatus.OPEN
 
 
 class OrderProposal(BaseModel):

@@ -18,8 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from lyra_governor import money
 from lyra_governor.config import LadderSettings
-from lyra_governor.models import ConsensusResult, DenialCode, Verdict
+from lyra_governor.models import ConsensusResult, Denial, DenialCode, Verdict
 
 PHASES = (1, 2, 3, 4, 5)
 PHASE_NAMES = {
@@ -31,7 +32,7 @@ PHASE_NAMES = {
 }
 PAPER_BOOK = "paper"
 LIVE_BOOK = "live"
-TOTAL = "TOTAL"
+TOTAL = money.TOTAL  # the scope name of a book's total capital row
 
 
 def book_for_phase(phase: int) -> str | None:
@@ -43,20 +44,20 @@ def book_for_phase(phase: int) -> str | None:
     return None
 
 
-def connector_denial(phase: int, is_paper: bool) -> tuple[DenialCode, str] | None:
+def connector_denial(phase: int, is_paper: bool) -> Denial | None:
     """Why this phase forbids an order on this kind of connector, or None when it permits it."""
     if phase <= 2:
-        return (
+        return Denial(
             DenialCode.PHASE_FORBIDS_ORDERS,
             f"phase {phase} ({PHASE_NAMES[phase]}) places no orders; commission phases 1-2 and promote to phase 3",
         )
     if phase == 3 and not is_paper:
-        return (
+        return Denial(
             DenialCode.LIVE_NOT_PERMITTED,
             "phase 3 trades paper connectors only (<exchange>_paper_trade); live orders need phase 4",
         )
     if phase >= 4 and is_paper:
-        return (
+        return Denial(
             DenialCode.PAPER_NOT_PERMITTED,
             f"phase {phase} counts live capital; paper connectors belong to phase 3",
         )

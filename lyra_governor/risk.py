@@ -9,17 +9,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
 from decimal import Decimal
 
-from lyra_governor.models import DenialCode, OrderProposal, OrderType, Side
-
-
-@dataclass(frozen=True)
-class Denial:
-    code: DenialCode
-    message: str
-
+from lyra_governor.models import Denial, DenialCode, OrderProposal, OrderType, Side
 
 #: No amount or price of a real order comes near this; bigger numbers are typos or attacks, and
 #: their products overflow the 28-digit Decimal context (an INTERNAL_ERROR instead of a denial).

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import importlib
-import json
 import os
 import time
 from decimal import Decimal
@@ -28,7 +27,6 @@ from lyra_governor.config import Settings
 from lyra_governor.errors import StoreUnavailable
 from lyra_governor.ledger import Ledger, ScopeExposure
 from lyra_governor.redact import redact
-from lyra_governor.store import audit_log
 from lyra_governor.store_health import classify, is_damage
 
 UNKNOWN = "unknown"
@@ -61,22 +59,8 @@ def day_start(now: float) -> float:
 
 def audit_rows(ledger: Ledger, events: tuple[str, ...], since: float, limit: int = 50_000) -> list[dict[str, Any]]:
     """Audit records of `events` since `since`, newest `limit` of them, oldest first, parsed."""
-    query = (
-        sa.select(audit_log.c.seq, audit_log.c.ts_us, audit_log.c.actor, audit_log.c.event, audit_log.c.payload)
-        .where(audit_log.c.event.in_(events), audit_log.c.ts_us >= int(since * 1_000_000))
-        .order_by(audit_log.c.seq.desc())
-        .limit(limit)
-    )
-    with ledger.engine.connect() as conn:
-        rows = conn.execute(query).all()
-    out = []
-    for r in reversed(rows):
-        try:
-            payload = json.loads(r.payload)
-        except json.JSONDecodeError:
-            payload = {}
-        out.append({"seq": int(r.seq), "ts": r.ts_us / 1_000_000, "actor": r.actor, "event": r.event, "p": payload})
-    return out
+    found = audit.records(ledger.engine, events=events, since=since, limit=limit, newest=True)
+    return [{"seq": r.seq, "ts": r.ts, "actor": r.actor, "event": r.event, "p": r.payload} for r in found]
 
 
 def ladder_summary(settings: Settings, ledger: Ledger) -> dict[str, Any]:

@@ -375,7 +375,7 @@ class Simulation:
         gone; only what it committed remains)."""
         i = self.rng.randrange(len(self.bots))
         old = self.bots[i]
-        old.gov.hot.close()  # the process's connection dies with it
+        old.gov.store.close()  # the process's connection dies with it
         self.bots[i] = self._start(old.bot_id)
 
     # --- invariants -------------------------------------------------------------------------

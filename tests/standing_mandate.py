@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from lyra_governor.mandate_provider import NoCouncil
 from lyra_governor.models import CouncilContext, Mandate, OrderProposal, Side
 
 
-class StandingMandate:
+class StandingMandate(NoCouncil):
     def find(self, proposal: OrderProposal, notional_usd: Decimal, now: float) -> Mandate | None:
         return Mandate(
             consensus_id="cns-standing",

@@ -191,9 +191,7 @@ def collect_gates(ledger: Any, phase: int, now: float) -> GateFacts:
         else f"{result.problem}; first broken record {result.first_broken}"
     )
     for record in audit.tail(ledger.engine, 2000):
-        if record.ts < now - DAY_S or record.event not in ("alert", "council_verdict"):
-            continue
-        if record.payload.get("level") == "CRITICAL" or record.payload.get("verdict") == "ABORT":
+        if record.ts >= now - DAY_S and audit.is_critical(record):
             facts.critical_alerts_24h += 1
     drill = ledger.latest_evidence("drill")
     if drill is not None:

@@ -416,8 +416,9 @@ async def _replay(
     for gov in governors:
         for code, value in gov.counts.items():
             result.decisions[code] = result.decisions.get(code, 0) + value
-        result.council_requests += int(getattr(gov.mandates, "requests", 0))
-        result.ai_cost_usd += float(getattr(getattr(gov.mandates, "council", None), "cost_usd", 0.0))
+        council = gov.mandates.stats()
+        result.council_requests += int(council.get("requests", 0))
+        result.ai_cost_usd += float(council.get("cost_usd", 0.0))
     result.exchange_failures = sum(s.exchange_failures for s in strategies.values())
     if "arbitrage" in strategies:
         result.arbitrage_seen = int(strategies["arbitrage"].seen)
@@ -442,7 +443,7 @@ async def _replay(
         if listener_task is not None:
             listener_task.cancel()
     for gov in governors:
-        gov.hot.close()
+        gov.store.close()
     recorder.stop()
     ledger.close()
     return result

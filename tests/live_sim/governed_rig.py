@@ -107,7 +107,8 @@ def probe_strategy(rig: Rig, gov: Governor) -> Any:
 def ready_to_trade(rig: Rig, strategy: Any, timeout: float = 20.0) -> None:
     """Wait until the strategy has reconciled with the exchange and observed its book (the
     council judges a mandate on the market it has seen)."""
-    rig.wait(lambda: strategy.reconciliation is not None and (EXCHANGE, PAIR) in strategy.lyra._markets, timeout,
+    seen = strategy.lyra.watch.snapshot
+    rig.wait(lambda: strategy.reconciliation is not None and seen(EXCHANGE, PAIR) is not None, timeout,
              "reconciliation on start and a first look at the book")  # fmt: skip
 
 
@@ -176,7 +177,7 @@ def disagreements(
     fills = gov.ledger.fill_rows(book="live", exchange=EXCHANGE)
     net_ledger = sum((Decimal(f["amount"]) * (1 if f["side"] == "BUY" else -1) for f in fills), Decimal(0))
     net_sim = sum((t.qty * (1 if t.side == "BUY" else -1) for t in trades), Decimal(0))
-    position = gov.hot.bot_position(gov.bot_id, "live", EXCHANGE, PAIR)
+    position = gov.store.bot_position(gov.bot_id, "live", EXCHANGE, PAIR)
     if not (net_ledger == net_sim == position):
         problems.append(f"position: ledger fills {net_ledger}, governor {position}, simulator trades {net_sim} BTC")
     if len(fills) != len(trades):

@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from lyra_governor.config import load_settings
 from lyra_governor.governor import Governor
+from lyra_governor.mandate_provider import NoCouncil
 from lyra_governor.models import (
     CouncilContext,
     Mandate,
@@ -27,10 +28,11 @@ from lyra_governor.models import (
 MID = Decimal(60000)
 
 
-class StandingMandate:
+class StandingMandate(NoCouncil):
     """Test double of the council: one wide mandate per market, always there."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.issued: dict[tuple[str, str], Mandate] = {}
 
     def find(self, proposal: OrderProposal, notional_usd: Decimal, now: float) -> Mandate | None:

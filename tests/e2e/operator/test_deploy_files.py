@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from prometheus_client import generate_latest
 from lyra_governor.config import Settings, load_settings
 from lyra_governor.ledger import Ledger
 from lyra_governor.metrics import LyraCollector, build_registry
+from lyra_governor.order_store import OrderStore
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -117,7 +119,7 @@ def test_alert_rules_check_and_fire_on_the_governors_metrics(settings: Settings)
             "LyraCapNearlyUsed", "LyraBotHeartbeatSilent", "LyraCouncilSpendNearBudget"} <= names  # fmt: skip
     ledger = Ledger.open(settings)
     try:
-        ledger.heartbeat("bot-1")
+        OrderStore(ledger.engine).heartbeat("bot-1", time.time(), "host", 1)
         ledger.audit_append("decision", {"status": "DENIED", "code": "HALTED"}, "bot-1")
         text = generate_latest(build_registry(LyraCollector(settings, ledger))).decode()
         exposed = set(re.findall(r"^(lyra_[a-z_]+)", text, re.M))
@@ -155,7 +157,7 @@ def test_every_dashboard_query_uses_metrics_the_governor_exposes(settings: Setti
     ledger = Ledger.open(settings)
     try:
         ledger.set_phase(4, "test", "live")
-        ledger.heartbeat("bot-1")
+        OrderStore(ledger.engine).heartbeat("bot-1", time.time(), "host", 1)
         ledger.audit_append("council_verdict", {"verdict": "PROCEED", "cost_usd": 0.1, "latency_s": 0.4}, "council")
         ledger.audit_append("decision", {"status": "DENIED", "code": "HALTED"}, "bot-1")
         ledger.audit_append("alert", {"level": "WARNING", "message": "test"}, "checkpoints")

@@ -38,7 +38,7 @@ def test_dca_buys_in_slices_and_takes_profit_reduce_only(world: dict[str, Any]) 
     assert sides == ["BUY", "BUY", "SELL"]
     closes = [d for d in decisions(world) if d["reduce_only"]]
     assert len(closes) == 1 and closes[0]["status"] == "ALLOWED"
-    assert abs(world["gov"]._position("paper", "binance", "BTC-USDT")) < Decimal("1e-9")
+    assert abs(world["gov"].orders.position(("paper", "binance", "BTC-USDT"))) < Decimal("1e-9")
 
 
 def test_dca_slices_outside_the_collar_never_reach_the_exchange(world: dict[str, Any]) -> None:

@@ -519,7 +519,7 @@ def test_arbitrage_closes_the_filled_leg_when_the_exchange_cancels_the_hedge(wor
     assert _fills(world) == [("binance", "BUY"), ("binance", "SELL")]
     closes = [d for d in _decision_payloads(world) if d["reduce_only"]]
     assert len(closes) == 1 and closes[0]["status"] == "ALLOWED" and closes[0]["side"] == "SELL"
-    assert abs(world["gov"]._position("paper", "binance", "BTC-USDT")) < Decimal("1e-12")  # flat (float dust)
+    assert abs(world["gov"].orders.position(("paper", "binance", "BTC-USDT"))) < Decimal("1e-12")  # flat (float dust)
     assert not strategy._legs
 
 
@@ -627,7 +627,7 @@ def test_the_connectors_book_feeds_the_councils_market_context(world: dict[str, 
 
     strategy = _market_making(world)
     _run(world, strategy, 30)
-    snapshot = world["gov"]._markets[("binance_paper_trade", "BTC-USDT")]
+    snapshot = world["gov"].watch.snapshot("binance_paper_trade", "BTC-USDT")
     book = world["exchanges"]["binance_paper_trade"].get_order_book("BTC-USDT")
     expected = sum(r.price * r.amount for r in book.bid_entries() if r.price >= 60_000 * 0.99) + sum(
         r.price * r.amount for r in book.ask_entries() if r.price <= 60_000 * 1.01

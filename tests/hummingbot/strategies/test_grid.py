@@ -40,7 +40,7 @@ def test_grid_buys_levels_sells_them_a_step_higher_and_stops_outside_the_range(w
     assert grid.close_type is not None and grid.close_type.name == "STOP_LOSS"
     assert [f["side"] for f in fills(world)] == ["BUY", "BUY", "SELL"]  # the stop closed both levels at once
     assert not _resting(world)
-    assert abs(world["gov"]._position("paper", "binance", "BTC-USDT")) < Decimal("1e-9")
+    assert abs(world["gov"].orders.position(("paper", "binance", "BTC-USDT"))) < Decimal("1e-9")
 
 
 def test_grid_levels_outside_the_collar_never_reach_the_exchange(world: dict[str, Any]) -> None:

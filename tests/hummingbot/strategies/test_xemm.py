@@ -76,7 +76,7 @@ def test_xemm_in_a_gradual_stop_cancels_its_quotes_and_closes_an_unhedged_fill(w
     closes = [d for d in decisions(world) if d["reduce_only"]]
     assert [d["status"] for d in closes] == ["ALLOWED"]
     assert not _resting(world)  # the ask was cancelled, nothing new quoted
-    assert abs(world["gov"]._position("paper", "binance", "BTC-USDT")) < Decimal("1e-9")
+    assert abs(world["gov"].orders.position(("paper", "binance", "BTC-USDT"))) < Decimal("1e-9")
     from hummingbot.core.data_type.common import TradeType
 
     assert strategy.xemm_config(TradeType.BUY) is None and strategy.xemm_config(TradeType.SELL) is None

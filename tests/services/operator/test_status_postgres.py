@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from prometheus_client import generate_latest
 from lyra_governor.config import load_settings
 from lyra_governor.ledger import Ledger
 from lyra_governor.metrics import LyraCollector, build_registry
+from lyra_governor.order_store import OrderStore
 from lyra_governor.status import collect_status
 
 
@@ -23,7 +25,7 @@ def test_status_and_metrics_on_postgresql(lyra_home: Path, pg_url: str) -> None:
     ledger = Ledger.open(settings)
     try:
         ledger.set_phase(4, "test", "live")
-        ledger.heartbeat("bot-pg")
+        OrderStore(ledger.engine).heartbeat("bot-pg", time.time(), "host", 1)
         ledger.audit_append("council_verdict", {"verdict": "PROCEED", "cost_usd": 0.25, "latency_s": 1.5}, "council")
         ledger.halt("pg test", "ops")  # phase 4: every exchange drops a rung (already the first)
         s = collect_status(settings, ledger=ledger)

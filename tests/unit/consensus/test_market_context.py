@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 
+from lyra_governor.checks import Review
 from lyra_governor.config import Settings
 from lyra_governor.consensus import Council
 from lyra_governor.consensus.local import fault_detector, market_analyst, risk_assessor
@@ -213,11 +214,11 @@ def test_governor_feeds_the_context_and_gives_rates_only_with_samples(settings: 
             MarketSnapshot(connector="binance_paper_trade", trading_pair="BTC-USDT", timestamp=clock[0],
                            mid_price=Decimal(str(round(price, 2))), spread_pct=0.02, depth_usd=50_000)
         )  # fmt: skip
-    gov._recent_failures.append(clock[0])  # one failed order, one decision
-    gov._recent_decisions.append(clock[0])
+    gov.tally.failed(clock[0])  # one failed order, one decision
+    gov.tally.decided(clock[0])
     mid = Decimal(str(round(walk(180, 0.05)[-1], 2)))
     p = proposal(clock[0]).model_copy(update={"mid_price": mid, "price": mid})
-    context = gov._council_context(p, gov.ladder_state(fresh=True), clock[0])
+    context = gov._council_context(Review(p, clock[0], gov.ladder_state(fresh=True), "binance"))
     assert context.error_rate == 0.0 and context.rate_samples == 1  # old code: error_rate 1.0 -> ABORT
     mc = context.market_context
     assert mc is not None and mc.bars >= 179 and mc.return_60m_pct is not None and mc.depth_usd == 50_000

@@ -11,6 +11,7 @@ import pytest
 
 from lyra_governor.config import Settings
 from lyra_governor.governor import Governor
+from lyra_governor.mandate_provider import NoCouncil
 from lyra_governor.models import CouncilContext, Mandate, MarketSnapshot, OrderProposal, Side
 
 
@@ -25,10 +26,11 @@ class FakeClock:
         self.now += seconds
 
 
-class EnvelopeMandates:
+class EnvelopeMandates(NoCouncil):
     """Approves a wide envelope for every request; `refuse=True` never approves anything."""
 
     def __init__(self, refuse: bool = False) -> None:
+        super().__init__()
         self.refuse = refuse
         self.requests: list[CouncilContext] = []
         self.approved: set[tuple[str, str]] = set()
@@ -86,7 +88,7 @@ def _watch(proposal: OrderProposal, now: float) -> None:
     if not (mid.is_finite() and mid > 0):
         return  # a broken book is not something a live bot would observe
     for gov in WATCHED:
-        if (proposal.connector, proposal.trading_pair) not in gov._history:
+        if gov.watch.history(proposal.connector, proposal.trading_pair) is None:
             for t in (now - 30, now):
                 gov.observe_market(MarketSnapshot(connector=proposal.connector, trading_pair=proposal.trading_pair,
                                                   timestamp=t, mid_price=proposal.mid_price))  # fmt: skip

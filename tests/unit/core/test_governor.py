@@ -349,7 +349,7 @@ def test_silent_bot_reservations_expire(settings: Settings, clock: FakeClock, pr
 
 def test_dead_database_fails_closed(governor: Governor, propose: Propose) -> None:
     allowed(governor, propose())  # the mandate is in place
-    governor.hot.close()
+    governor.store.close()
     governor.ledger.engine.dispose()
     path = governor.settings.db_path
     assert path is not None

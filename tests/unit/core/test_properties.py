@@ -78,7 +78,7 @@ def test_caps_hold_under_any_sequence(steps: list[tuple[object, ...]]) -> None:
                 rid, _ = open_ids.pop(int(action[1]) % len(open_ids))
                 gov.on_order_event(OrderEvent(kind=OrderEventKind.CANCELLED, reservation_id=rid))
             elif kind == "restart":
-                gov.hot.close()
+                gov.store.close()
                 gov = Governor.from_settings(cfg, "prop", mandates=mandates, clock=clock)
             elif kind == "wait":
                 clock.advance(int(action[1]))

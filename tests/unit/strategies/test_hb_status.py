@@ -8,14 +8,16 @@ from decimal import Decimal
 
 from lyra_governor.config import Settings
 from lyra_governor.governor import Governor
+from lyra_governor.mandate_provider import NoCouncil
 from lyra_governor.models import CouncilContext, Mandate, OrderProposal, Side
 from lyra_strategies.hb_status import Denial, LadderWatch, safe_store_url, started_line, status_lines
 
 
-class OneMandate:
+class OneMandate(NoCouncil):
     """A provider holding one open mandate (as MandateBook.open_mandates lists them)."""
 
     def __init__(self, now: float) -> None:
+        super().__init__()
         self.mandate = Mandate(
             consensus_id="cns-1", connector="binance_paper_trade", trading_pair="BTC-USDT",
             sides=frozenset({Side.BUY, Side.SELL}), max_order_notional_usd=Decimal(50),

@@ -1,0 +1,24 @@
+"""The audit chain's arithmetic: canonical JSON, one record's hash, the genesis hash.
+
+No imports from the rest of Lyra: the writer (`order_store`) and the reader (`audit`) both
+build on it, so the two can never disagree on what a record's hash covers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+GENESIS_HASH = "0" * 64
+
+
+def canonical_json(payload: dict[str, Any]) -> str:
+    """Deterministic JSON: sorted keys, no spaces, Decimals and enums as strings."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+
+
+def record_hash(seq: int, ts_us: int, actor: str, event: str, payload_json: str, prev_hash: str) -> str:
+    """The hash of one record: it covers every field and the previous record's hash."""
+    material = "\x1f".join((str(seq), str(ts_us), actor, event, payload_json, prev_hash))
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()

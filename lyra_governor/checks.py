@@ -1,0 +1,279 @@
+"""The review pipeline: named checks in the order `Governor.review` runs them.
+
+Each check reads the proposal and what the checks before it established (`Review`), and
+returns None to pass it on or a `Denial` to stop. The pure arithmetic of each check lives in
+`risk` and `phases`; this module only feeds them the governor's facts (settings, the markets
+it has seen, this bot's orders, the council's mandates). The capital reservation that follows
+the last check is the governor's (`Governor._reserve`): it is the one step that writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from lyra_governor import phases, risk
+from lyra_governor.bot_orders import BotOrders
+from lyra_governor.breakers.board import BreakerBoard
+from lyra_governor.breakers.exchange_rate import check_exchange_rate
+from lyra_governor.config import Settings
+from lyra_governor.ladder import LadderState
+from lyra_governor.ledger import Exposure
+from lyra_governor.mandate_provider import MandateProvider
+from lyra_governor.market_watch import MarketWatch
+from lyra_governor.models import (
+    CouncilContext,
+    DecisionStatus,
+    Denial,
+    DenialCode,
+    Mandate,
+    OrderProposal,
+    Side,
+    TradingState,
+)
+
+
+@dataclass(slots=True)
+class Review:
+    """One proposal and the facts the checks establish about it, in order."""
+
+    p: OrderProposal
+    now: float
+    state: LadderState
+    exchange: str
+    rate: Decimal = Decimal(0)  # USD per unit of the quote currency
+    price: Decimal = Decimal(0)  # the valuation price (a MARKET order's worst price), from `valued`
+    notional_usd: Decimal = Decimal(0)  # 0 until `valued`
+    closing: bool = False  # a reduce-only order that reduces this bot's position: no mandate
+    mandate: Mandate | None = None
+
+    @property
+    def book(self) -> str:
+        book = self.state.book
+        assert book is not None  # phases 1-2 are refused by `phase_permits`
+        return book
+
+
+def halted(reason: str) -> str:
+    return f"trading is halted ({reason}); an operator must resume"
+
+
+def reducing(reason: str) -> str:
+    return f"gradual stop in force ({reason}); only orders that reduce exposure pass"
+
+
+class Checks:
+    """The named checks, bound to one governor's facts; `pipeline` is their order."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        watch: MarketWatch,
+        orders: BotOrders,
+        mandates: MandateProvider,
+        breakers: BreakerBoard,
+        orders_since: Callable[[str, str, float], int],
+        council_context: Callable[[Review], CouncilContext],
+    ) -> None:
+        self.settings = settings
+        self.watch = watch
+        self.orders = orders
+        self.mandates = mandates
+        self.breakers = breakers
+        self.orders_since = orders_since  # (book, exchange, since) -> orders every bot placed there
+        self.council_context = council_context
+        self.pipeline: tuple[Callable[[Review], Denial | None], ...] = (
+            self.trading_state,
+            self.phase_permits,
+            self.inputs,
+            self.valued,
+            self.collar,
+            self.reference,
+            self.notional,
+            self.order_breakers,
+            self.throttle,
+            self.exchange_rate,
+            self.close_path,
+            self.mandate,
+        )
+
+    def trading_state(self, r: Review) -> Denial | None:
+        """Halted: nothing passes. Gradual stop: only orders flagged reduce-only go on."""
+        if r.state.trading_state is TradingState.HALTED:
+            return Denial(DenialCode.HALTED, halted(r.state.reason))
+        if r.state.trading_state is TradingState.REDUCING and not r.p.reduce_only:
+            return Denial(DenialCode.REDUCE_ONLY, reducing(r.state.reason))
+        return None
+
+    def phase_permits(self, r: Review) -> Denial | None:
+        return phases.connector_denial(r.state.phase, Settings.is_paper(r.p.connector))
+
+    def inputs(self, r: Review) -> Denial | None:
+        """Finite positive numbers, a known pair, a LIMIT with its own price, a fresh book
+        (neither stale nor stamped in the future)."""
+        config, limits = self.settings.exchanges.get(r.exchange), self.settings.risk
+        pairs = config.pairs if config else None
+        return risk.check_inputs(r.p, pairs, r.now, limits.stale_price_s, limits.future_tolerance_s)
+
+    def valued(self, r: Review) -> Denial | None:
+        """The order's USD value: amount x price x the quote currency's USD rate (trusted only
+        within the FX band). A MARKET order is valued at its worst price (mid plus the collar on
+        the side it crosses)."""
+        rate = self.watch.usd_per_quote(r.p.quote)
+        if rate is None:
+            missing = f"no USD rate for {r.p.quote}; add fx_usd.{r.p.quote} to the config"
+            return Denial(DenialCode.FX_RATE_MISSING, missing)
+        denial = self.watch.fx_denial(r.p.quote)
+        if denial is not None:
+            return denial
+        collar_pct = self.settings.risk.price_collar_pct
+        r.rate = rate
+        r.price = risk.valuation_price(r.p, collar_pct)
+        r.notional_usd = r.p.amount * risk.notional_price(r.p, collar_pct) * rate
+        return None
+
+    def collar(self, r: Review) -> Denial | None:
+        """The order's price within the collar of the proposal's mid."""
+        return risk.check_collar(r.price, r.p.mid_price, None, self.settings.risk.price_collar_pct)
+
+    def reference(self, r: Review) -> Denial | None:
+        """What the governor itself saw: enough history (else the order waits, PENDING), its
+        last mid agrees with the proposal's, no flash move against the time-weighted reference.
+        A reduce-only close skips it: a stop-loss fires exactly when the market jumps, and
+        refusing it then would trap the position (its price is still collared)."""
+        if r.p.reduce_only:
+            return None
+        limits = self.settings.risk
+        denial = risk.check_reference(
+            r.p,
+            self.watch.history(r.p.connector, r.p.trading_pair),
+            r.now,
+            limits.reference_min_history_s,
+            limits.stale_price_s,
+            limits.price_collar_pct,
+        )
+        if denial is not None and denial.code is DenialCode.REFERENCE_WARMUP:  # a wait, not a refusal
+            return Denial(denial.code, denial.message, DecisionStatus.PENDING)
+        return denial
+
+    def notional(self, r: Review) -> Denial | None:
+        return risk.check_notional(r.notional_usd, self.settings.risk.max_order_notional_usd)
+
+    def order_breakers(self, r: Review) -> Denial | None:
+        """Quantity in base units, this bot's rejection-storm block, duplicate orders."""
+        trip = self.breakers.pre_trade(r.p, r.exchange, r.now)
+        return None if trip is None else Denial(trip.code, trip.message)
+
+    def throttle(self, r: Review) -> Denial | None:
+        """Order rate and open orders, per bot and exchange."""
+        limits = self.settings.risk
+        window = self.orders.rate_window(r.exchange)
+        return risk.check_rate(window, r.now, limits.order_rate_window_s, limits.order_rate_max) or (
+            risk.check_open_orders(self.orders.open_count(r.exchange), limits.max_open_orders)
+        )
+
+    def exchange_rate(self, r: Review) -> Denial | None:
+        """The exchange-wide order-rate budget across every bot, counted in the store."""
+        cfg = self.settings.breakers
+        count = self.orders_since(r.book, r.exchange, r.now - cfg.exchange_order_rate_window_s)
+        trip = check_exchange_rate(r.exchange, count, cfg.exchange_order_rate_max, cfg.exchange_order_rate_window_s)
+        return None if trip is None else Denial(trip.code, trip.message)
+
+    def close_path(self, r: Review) -> Denial | None:
+        """A reduce-only order that really reduces this bot's own net position on this market
+        (another bot's trades neither allow nor block it) needs no mandate and passes in a
+        gradual stop. A sell that closes a long frees capital and reserves nothing; a buy that
+        closes a short still adds capital to the exchange, so it must fit the caps like any
+        buy. A close that would not reduce the position is refused in a gradual stop and
+        otherwise judged as an ordinary order."""
+        p = r.p
+        if not p.reduce_only:
+            return None
+        position = self.orders.position((r.book, r.exchange, p.trading_pair))
+        closable = position if p.side is Side.SELL else -position
+        tolerance = 1 + Decimal(str(self.settings.risk.close_tolerance_pct)) / 100
+        if p.amount <= max(closable, Decimal(0)) * tolerance:
+            r.closing = True
+            return None
+        if r.state.trading_state is TradingState.REDUCING:
+            held = f"long {position}" if position > 0 else f"short {-position}" if position < 0 else "flat"
+            return Denial(
+                DenialCode.REDUCE_ONLY,
+                f"gradual stop in force ({r.state.reason}); this {p.side.value.lower()} of {p.amount} {p.base} "
+                f"would not reduce this bot's position on {p.connector} {p.trading_pair} ({held})",
+            )
+        return None
+
+    def mandate(self, r: Review) -> Denial | None:
+        """A live council mandate covers the order with room left in it; else one is requested
+        and the order waits (PENDING)."""
+        if r.closing:
+            return None
+        mandate = self.mandates.find(r.p, r.notional_usd, r.now)
+        if mandate is not None and self.orders.mandate_used(mandate.mandate_id) + r.notional_usd > (
+            mandate.max_total_notional_usd
+        ):
+            mandate = None
+        if mandate is None:
+            self.mandates.request(r.p, self.council_context(r))
+            if self.mandates.per_order:
+                mandate = self.mandates.find(r.p, r.notional_usd, r.now)
+        if mandate is None:
+            return Denial(
+                DenialCode.NO_MANDATE,
+                "no council mandate covers this order yet; one has been requested, propose again on a later tick",
+                DecisionStatus.PENDING,
+            )
+        r.mandate = mandate
+        return None
+
+
+def cap_denial(exposure: Exposure, r: Review) -> Denial:
+    """Which cap a refused reservation would have broken, in a sentence."""
+    ex, notional = exposure.exchanges.get(r.exchange), r.notional_usd
+    if ex is None or ex.used_usd + notional > ex.cap_usd:
+        cap = ex.cap_usd if ex else Decimal(0)
+        used = ex.used_usd if ex else Decimal(0)
+        return Denial(
+            DenialCode.EXCHANGE_CAP,
+            f"{notional:.2f} USD more would put {r.exchange} at {used + notional:.2f} USD, over its "
+            f"{cap:.2f} USD cap for this phase",
+        )
+    total = exposure.total
+    return Denial(
+        DenialCode.TOTAL_CAP,
+        f"{notional:.2f} USD more would put the total at {total.used_usd + notional:.2f} USD, over the "
+        f"{total.cap_usd:.2f} USD cap for this phase",
+    )
+
+
+def decision_payload(
+    p: OrderProposal,
+    status: DecisionStatus,
+    code: DenialCode | None,
+    message: str,
+    notional: Decimal,
+    reservation_id: str | None,
+    r: Review | None,
+) -> dict[str, object]:
+    """A decision as its audit record (`r` names the mandate of an allowed one)."""
+    mandate = r.mandate if r is not None else None
+    return {
+        "proposal_id": p.proposal_id,
+        "status": status.value,
+        "code": code.value if code else None,
+        "message": message,
+        "connector": p.connector,
+        "pair": p.trading_pair,
+        "side": p.side.value,
+        "amount": str(p.amount),
+        "price": str(p.price) if p.price is not None else None,
+        "mid": str(p.mid_price),
+        "notional_usd": str(notional.quantize(Decimal("0.000001"))) if notional.is_finite() else str(notional),
+        "reduce_only": p.reduce_only,
+        "strategy": p.strategy,
+        "reservation_id": reservation_id,
+        "mandate_id": mandate.mandate_id if mandate else None,
+        "consensus_id": mandate.consensus_id if mandate else None,
+    }

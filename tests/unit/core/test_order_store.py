@@ -1,0 +1,73 @@
+"""The order store's SQL is built from the Core tables; these tests check that the two agree
+(every statement runs against a schema created from `store.metadata`, and the reservation row
+type names exactly the columns its INSERT needs)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from lyra_governor import order_store
+from lyra_governor.order_store import ReservationRow, Sql, Statements
+from lyra_governor.store import create_schema, create_store_engine, fills, reservations
+
+
+def _statements(stmts: Statements) -> dict[str, Sql]:
+    return {name: value for name, value in vars(stmts).items() if isinstance(value, Sql)}
+
+
+def test_the_reservation_row_names_every_column_its_insert_needs() -> None:
+    fields = {f.name for f in dataclasses.fields(ReservationRow)}
+    columns = {c.name for c in reservations.columns}
+    assert fields <= columns, f"not columns of lyra_reservations: {fields - columns}"
+    required = {c.name for c in reservations.columns if not c.nullable and c.default is None}
+    assert required <= fields, f"required columns the INSERT leaves out: {required - fields}"
+    insert = order_store.statements(sqlite.dialect()).insert_reservation
+    assert insert.order == order_store.RESERVATION_COLUMNS and insert.text.count("?") == len(fields)
+    assert [c for c in insert.order] == [c.name for c in reservations.columns if c.name in fields]
+
+
+def test_the_fill_insert_names_every_required_column() -> None:
+    required = {c.name for c in fills.columns if not c.nullable and c.default is None and not c.primary_key}
+    assert required <= set(order_store.FILL_COLUMNS)
+
+
+@pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.dialect()], ids=["sqlite", "postgresql"])
+def test_every_statement_binds_every_parameter_by_position(dialect: sa.engine.Dialect) -> None:
+    stmts = Statements(dialect)
+    found = _statements(stmts)
+    assert len(found) >= 15
+    mark = "?" if dialect.name == "sqlite" else "%s"
+    for name, sql in found.items():
+        assert sql.text.count(mark) == len(sql.order), name
+        missing = [k for k in sql.order if k not in sql.fixed]
+        with pytest.raises(KeyError):  # a call that forgets a parameter fails loudly, never binds NULL
+            if missing:
+                sql.params()
+            else:
+                raise KeyError("no caller-supplied parameters")
+    head = stmts.head.text
+    assert ("FOR UPDATE" in head) is (dialect.name == "postgresql")  # the write lock on PostgreSQL
+
+
+def test_every_statement_runs_against_the_tables(tmp_path: Path) -> None:
+    """SQLite's EXPLAIN prepares each statement: an unknown table or column fails here."""
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'lyra.db'}")
+    create_schema(engine, 0.0)
+    stmts = order_store.statements(engine.dialect)
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        for name, sql in _statements(stmts).items():
+            params = sql.params(**{key: None for key in sql.order if key not in sql.fixed})
+            try:
+                cur.execute(f"EXPLAIN {sql.text}", params)
+            except Exception as exc:  # pragma: no cover - the assertion names the statement
+                pytest.fail(f"statement {name} does not agree with the tables: {exc}")
+    finally:
+        raw.close()
+        engine.dispose()
