@@ -74,3 +74,17 @@ def test_ladder_watch_logs_each_change_once(settings: Settings) -> None:
 def test_store_url_never_shows_a_password() -> None:
     shown = safe_store_url("postgresql+psycopg://lyra:s3cret@db:5432/lyra")
     assert "s3cret" not in shown and "db:5432/lyra" in shown
+
+
+def test_status_shows_the_breakers_that_tripped(settings: Settings) -> None:
+    """The governor's own breaker board: five rejected orders in a row trip the storm breaker."""
+    gov = Governor.from_settings(settings, "bot-storm", mandates=OneMandate(time.time()))
+    try:
+        assert "Breakers: none tripped" in "\n".join(status_lines(gov, ["binance_paper_trade"], {}, deque()))
+        now = time.time()
+        for i in range(settings.breakers.storm_consecutive):
+            gov.breakers.outcome(f"res-{i}", "binance", True, now)
+        text = "\n".join(status_lines(gov, ["binance_paper_trade"], {}, deque()))
+        assert "Breakers tripped: binance blocked" in text and "BREAKER_REJECT_STORM x1" in text, text
+    finally:
+        gov.close()
