@@ -124,7 +124,20 @@ class Governor:
         self._last_heartbeat = float("-inf")
         self._beats = 0
         self.orders.adopt((r["reservation_id"], r["exchange"]) for r in ledger.open_reservations(bot_id))
+        self._restore_breakers()
         mandates.subscribe(self.on_council_result)
+
+    def _restore_breakers(self) -> None:
+        """A restart does not lift this bot's storm blocks: they are read back from the audit."""
+        cooldown = self.settings.breakers.storm_cooldown_s
+        try:
+            found = audit.records(self.ledger.engine, events=("breaker",), since=self.clock() - cooldown)
+        except STORE_ERRORS as exc:
+            log.error("could not read this bot's circuit-breaker trips back: %s", exc)
+            return
+        for record in found:
+            if record.actor == self.bot_id:
+                self.breakers.restore(record.payload, record.ts + cooldown)
 
     @property
     def settings(self) -> Settings:

@@ -358,6 +358,8 @@ class Simulation:
             self.operator.reduce_only("simulated gradual stop", "sim-operator")
         else:
             self.operator.halt("simulated halt", "sim-operator", demote=False)
+        for bot in self.bots:  # what the MQTT halt message does: each bot re-reads the store at once
+            bot.gov.ladder_state(fresh=True)
 
     def silence(self) -> None:
         """A bot stops heartbeating for a while (its reservations may be swept as expired)."""

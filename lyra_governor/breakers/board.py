@@ -12,7 +12,7 @@ from lyra_governor.breakers.loss import TOTAL, BookMarks, check_loss
 from lyra_governor.breakers.quantity import check_quantity
 from lyra_governor.breakers.storm import OutcomeTally, check_storm
 from lyra_governor.config import BreakerSettings
-from lyra_governor.models import OrderProposal, TradingState
+from lyra_governor.models import DenialCode, OrderProposal, TradingState
 
 
 class BreakerBoard:
@@ -78,6 +78,15 @@ class BreakerBoard:
             self.blocked[exchange] = (now + cfg.storm_cooldown_s, trip)
             self._count(trip)
         return trip
+
+    def restore(self, record: dict[str, Any], until: float) -> None:
+        """A trip this bot recorded before a restart (its audit payload), still in force."""
+        if record.get("action") != Action.BOT_REDUCE_ONLY.value or not isinstance(record.get("scope"), str):
+            return
+        exchange = str(record["scope"])
+        trip = Trip(DenialCode(str(record.get("code"))), Action.BOT_REDUCE_ONLY, exchange, str(record.get("message")))
+        if until > self.blocked.get(exchange, (float("-inf"), trip))[0]:
+            self.blocked[exchange] = (until, trip)
 
     # --- loss limits --------------------------------------------------------------------
 

@@ -229,3 +229,20 @@ def test_in_phase_four_a_loss_on_one_exchange_demotes_its_rung_and_stops(
     records = [r for r in audit.tail(gov.ledger.engine, 50) if r.event in ("demote", "breaker")]
     assert {r.event for r in records} == {"demote", "breaker"}
     gov.close()
+
+
+def test_a_restart_does_not_lift_a_storm_block(settings: Settings, clock: Clock, propose: Propose) -> None:
+    gov = make_governor(settings, clock)
+    watch(gov, "binance_paper_trade", "BTC-USDT", 60010, clock.now - 30, 30)
+    for i in range(5):
+        d = decide(gov, propose(price=Decimal(60000 - i)))
+        gov.on_order_event(OrderEvent(kind=OrderEventKind.FAILED, reservation_id=d.reservation_id))
+    assert decide(gov, propose(price=Decimal(59000))).code is DenialCode.BREAKER_REJECT_STORM
+    gov.close()
+    restarted = make_governor(settings, clock)  # a crash-looping bot does not escape its block
+    watch(restarted, "binance_paper_trade", "BTC-USDT", 60010, clock.now - 30, 30)
+    assert decide(restarted, propose(price=Decimal(59001))).code is DenialCode.BREAKER_REJECT_STORM
+    clock.advance(settings.breakers.storm_cooldown_s + 1)
+    watch(restarted, "binance_paper_trade", "BTC-USDT", 60010, clock.now - 30, 30)
+    assert decide(restarted, propose(price=Decimal(59002), mid_price_ts=clock.now)).allowed
+    restarted.close()
