@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from lyra_governor import chain
 from lyra_governor.chain import GENESIS_HASH, record_hash
-from lyra_governor.store import audit_head, audit_log
+from lyra_governor.store import audit_head, audit_log, read_tx
 
 canonical_json = chain.canonical_json  # what callers hash and store (one definition, in chain)
 
@@ -41,40 +41,57 @@ class VerifyResult:
     problem: str = ""
 
 
-def verify(engine: Engine, batch: int = 5000) -> VerifyResult:
-    """Walk the whole chain; stop at the first record whose link or hash does not hold."""
+def verify(engine: Engine, batch: int = 5000, conn: Connection | None = None) -> VerifyResult:
+    """Walk the whole chain up to the head, in one snapshot (`store.read_tx`, or the caller's
+    `conn`): bots appending meanwhile are neither seen nor mistaken for damage, and no write
+    lock is taken. Stops at the first record whose link or hash does not hold."""
+    if conn is None:
+        with read_tx(engine) as own:
+            return verify(engine, batch, own)
     prev_hash = GENESIS_HASH
     expected_seq = 1
     count = 0
-    with engine.connect() as conn:
-        head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).first()
-        head_seq, head_hash = (int(head.seq), str(head.hash)) if head else (0, GENESIS_HASH)
-        last = 0
-        while True:
-            rows = conn.execute(
-                sa.select(audit_log).where(audit_log.c.seq > last).order_by(audit_log.c.seq).limit(batch)
-            ).all()
-            if not rows:
-                break
-            for row in rows:
-                seq = int(row.seq)
-                if seq != expected_seq:
-                    return VerifyResult(
-                        False, count, expected_seq, head_seq, head_hash, f"record {expected_seq} is missing"
-                    )
-                if row.prev_hash != prev_hash:
-                    return VerifyResult(
-                        False, count, seq, head_seq, head_hash, f"record {seq} does not link to record {seq - 1}"
-                    )
-                digest = record_hash(seq, int(row.ts_us), row.actor, row.event, row.payload, row.prev_hash)
-                if digest != row.hash:
-                    return VerifyResult(
-                        False, count, seq, head_seq, head_hash, f"record {seq} was altered (hash mismatch)"
-                    )
-                prev_hash = row.hash
-                expected_seq += 1
-                count += 1
-                last = seq
+    head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).first()
+    head_seq, head_hash = (int(head.seq), str(head.hash)) if head else (0, GENESIS_HASH)
+    last = 0
+    while True:
+        rows = conn.execute(
+            sa.select(audit_log)
+            .where(audit_log.c.seq > last, audit_log.c.seq <= head_seq)
+            .order_by(audit_log.c.seq)
+            .limit(batch)
+        ).all()
+        if not rows:
+            break
+        for row in rows:
+            seq = int(row.seq)
+            if seq != expected_seq:
+                return VerifyResult(
+                    False, count, expected_seq, head_seq, head_hash, f"record {expected_seq} is missing"
+                )
+            if row.prev_hash != prev_hash:
+                return VerifyResult(
+                    False, count, seq, head_seq, head_hash, f"record {seq} does not link to record {seq - 1}"
+                )
+            digest = record_hash(seq, int(row.ts_us), row.actor, row.event, row.payload, row.prev_hash)
+            if digest != row.hash:
+                return VerifyResult(
+                    False, count, seq, head_seq, head_hash, f"record {seq} was altered (hash mismatch)"
+                )
+            prev_hash = row.hash
+            expected_seq += 1
+            count += 1
+            last = seq
+    beyond = conn.execute(sa.select(sa.func.count()).where(audit_log.c.seq > head_seq)).scalar() or 0
+    if beyond:  # in one snapshot a record past the head was written without moving it
+        return VerifyResult(
+            False,
+            count,
+            head_seq + 1,
+            head_seq,
+            head_hash,
+            f"{beyond} record(s) lie beyond the head (record {head_seq}): records were added without it",
+        )
     if count != head_seq or prev_hash != head_hash:
         first = min(count, head_seq) + 1
         return VerifyResult(
@@ -144,7 +161,7 @@ def records(
     query = query.order_by(audit_log.c.seq.desc() if newest else audit_log.c.seq)
     if limit is not None:
         query = query.limit(limit)
-    with engine.connect() as conn:
+    with read_tx(engine) as conn:
         rows = conn.execute(query).all()
     found = [_record(r) for r in rows]
     return found[::-1] if newest else found
@@ -152,14 +169,14 @@ def records(
 
 def head(engine: Engine) -> tuple[int, str]:
     """(sequence number, hash) of the chain's last record; (0, genesis) for an empty chain."""
-    with engine.connect() as conn:
+    with read_tx(engine) as conn:
         row = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).first()
     return (int(row.seq), str(row.hash)) if row else (0, GENESIS_HASH)
 
 
 def hash_at(engine: Engine, seq: int) -> str | None:
     """The hash of record `seq`, or None if the chain has no such record."""
-    with engine.connect() as conn:
+    with read_tx(engine) as conn:
         row = conn.execute(sa.select(audit_log.c.hash).where(audit_log.c.seq == seq)).first()
     return None if row is None else str(row.hash)
 
@@ -167,3 +184,39 @@ def hash_at(engine: Engine, seq: int) -> str | None:
 def tail(engine: Engine, n: int = 20, event: str | None = None) -> list[AuditRecord]:
     """The last `n` records (oldest first), optionally of one event type."""
     return records(engine, events=(event,) if event else None, limit=n, newest=True)
+
+
+def verify_since(engine: Engine, seq: int, digest: str, batch: int = 5000) -> tuple[VerifyResult, int, str]:
+    """Verify only the records after `seq` (whose hash is `digest`, already verified), up to
+    the head, in one short snapshot: what a long-running reader (the server) does on each check.
+    Returns the result and the last verified (sequence number, hash)."""
+    with read_tx(engine) as conn:
+        head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).first()
+        head_seq, head_hash = (int(head.seq), str(head.hash)) if head else (0, GENESIS_HASH)
+        if head_seq < seq:  # a new store: start over
+            seq, digest = 0, GENESIS_HASH
+        while seq < head_seq:
+            rows = conn.execute(
+                sa.select(audit_log)
+                .where(audit_log.c.seq > seq, audit_log.c.seq <= head_seq)
+                .order_by(audit_log.c.seq)
+                .limit(batch)
+            ).all()
+            if not rows:
+                break
+            for row in rows:
+                at = int(row.seq)
+                problem = ""
+                if at != seq + 1:
+                    at, problem = seq + 1, f"record {seq + 1} is missing"
+                elif row.prev_hash != digest:
+                    problem = f"record {at} does not link to record {at - 1}"
+                elif record_hash(at, int(row.ts_us), row.actor, row.event, row.payload, row.prev_hash) != row.hash:
+                    problem = f"record {at} was altered (hash mismatch)"
+                if problem:
+                    return VerifyResult(False, seq, at, head_seq, head_hash, problem), seq, digest
+                seq, digest = at, str(row.hash)
+    if seq != head_seq or digest != head_hash:
+        problem = f"the chain holds {seq} records but its head says {head_seq}: records were removed or added"
+        return VerifyResult(False, seq, min(seq, head_seq) + 1, head_seq, head_hash, problem), seq, digest
+    return VerifyResult(True, seq, None, head_seq, head_hash), seq, digest

@@ -217,6 +217,14 @@ class CommissioningSettings(_Section):
     min_free_disk_gb: float = Field(default=1.0, ge=0, le=100_000)
 
 
+class StoreSettings(_Section):
+    """How long the order path may wait on the store: every store call of `review` is bounded
+    by `budget_ms` (a held write lock is STORE_BUSY, a store that does not answer is
+    STORE_UNAVAILABLE; see lyra_governor/store_budget.py)."""
+
+    budget_ms: int = Field(default=200, ge=10, le=10_000)
+
+
 class Settings(BaseSettings):
     """All of Lyra's settings. Build it with `load_settings`, not directly."""
 
@@ -240,6 +248,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     commissioning: CommissioningSettings = Field(default_factory=CommissioningSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
 
     # Not a setting: where these settings came from, for error messages and `status`.
     source: str = Field(default="<embedded defaults>", exclude=True)

@@ -72,6 +72,7 @@ from lyra_governor.models import (
 from lyra_governor.money import from_musd, to_musd
 from lyra_governor.order_store import OrderStore, ReservationRow, TradingStopped
 from lyra_governor.store import STORE_ERRORS
+from lyra_governor.store_budget import EVENT_BUDGET_MS, MarketMovedOn, StoreBusy, WalCheckpointer
 
 __all__ = ["Governor", "MandateProvider", "NoCouncil", "default_mandate_provider"]
 
@@ -109,7 +110,9 @@ class Governor:
         self.strategy = strategy
         self.mandates = mandates
         self.clock = clock
-        self.store = OrderStore(ledger.engine)
+        self.store = OrderStore(ledger.engine, settings.store.budget_ms)
+        # SQLite's WAL is checkpointed off the order path, twice a second (store_budget.WalCheckpointer)
+        self._wal = WalCheckpointer(ledger.engine.raw_connection).start() if self.store.sqlite else None
         self.watch = MarketWatch(settings)
         self.orders = BotOrders(self._position_from_store)
         self.tally = Tally()
@@ -172,6 +175,8 @@ class Governor:
 
     def close(self) -> None:
         self.mandates.close()
+        if self._wal is not None:
+            self._wal.stop()
         self.store.close()
         self.ledger.close()
 
@@ -263,7 +268,9 @@ class Governor:
         `status` and `/metrics` report), then its emergency rules applied."""
         record = verdict_record(result, context)
         try:
-            self.store.audit("council_verdict", audit.canonical_json(record), self.bot_id, self.clock())
+            self.store.audit(
+                "council_verdict", audit.canonical_json(record), self.bot_id, self.clock(), EVENT_BUDGET_MS
+            )
         except STORE_ERRORS as exc:
             log.error("could not audit council verdict %s: %s", result.consensus_id, exc)
         self.apply_verdict(result)
@@ -285,9 +292,13 @@ class Governor:
     # --- the hook ---------------------------------------------------------------------------
 
     def review(self, proposal: OrderProposal) -> Decision:
-        """Allow, deny or hold one proposed order. Never raises, never waits on the network."""
+        """Allow, deny or hold one proposed order. Never raises, never waits on the network:
+        every store call is bounded by `store.budget_ms` (STORE_BUSY / STORE_UNAVAILABLE)."""
         try:
             return self._review(proposal)
+        except StoreBusy as exc:
+            log.warning("store busy during review of %s: %s", proposal.proposal_id, exc)
+            return self._deny(proposal, Denial(DenialCode.STORE_BUSY, str(exc)))
         except STORE_ERRORS as exc:
             log.error("store unavailable during review of %s: %s", proposal.proposal_id, exc)
             unavailable = "the store is unavailable; no order is placed until it is back"
@@ -334,7 +345,22 @@ class Governor:
         )
         payload = decision_payload(p, DecisionStatus.ALLOWED, None, "", r.notional_usd, row.reservation_id, r)
         try:
-            seq = self.store.reserve(row, audit.canonical_json(payload), self.bot_id, r.now, reduce_only=p.reduce_only)
+            seq = self.store.reserve(
+                row,
+                audit.canonical_json(payload),
+                self.bot_id,
+                r.now,
+                reduce_only=p.reduce_only,
+                fresh=lambda: self._still_fresh(p),
+            )
+        except MarketMovedOn:
+            age = self.clock() - p.mid_price_ts
+            stale = Denial(
+                DenialCode.STALE_PRICE,
+                f"the mid price became {age:.2f} s old while waiting for the store (limit "
+                f"{self.settings.risk.stale_price_s:g} s); propose again with fresh market data",
+            )
+            return self._deny(p, stale, r.notional_usd)
         except TradingStopped as stopped:
             self.ladder_state(fresh=True)  # the cached state was up to 0.25 s old
             if stopped.state == TradingState.HALTED.value:
@@ -360,17 +386,26 @@ class Governor:
             audit_seq=seq,
         )
 
+    def _still_fresh(self, p: OrderProposal) -> bool:
+        """The market data's age, asked again once the store's write lock is held."""
+        age = self.clock() - p.mid_price_ts
+        return -self.settings.risk.future_tolerance_s <= age <= self.settings.risk.stale_price_s
+
     def _deny(self, p: OrderProposal, denial: Denial, notional: Decimal = Decimal(0)) -> Decision:
         """The one deny path: audited (unless the store itself is what failed), counted."""
         code, message, status = denial.code, denial.message, denial.status
         now = self.clock()
-        if status is DecisionStatus.DENIED and code is not DenialCode.STORE_UNAVAILABLE:
+        store_failed = code in (DenialCode.STORE_UNAVAILABLE, DenialCode.STORE_BUSY)
+        if status is DecisionStatus.DENIED and not store_failed:
             self.tally.denied(now)
         seq: int | None = None
-        if code is not DenialCode.STORE_UNAVAILABLE:
+        if not store_failed:
             try:
                 payload = decision_payload(p, status, code, message, notional, None, None)
                 seq = self.store.audit("decision", audit.canonical_json(payload), self.bot_id, now)
+            except StoreBusy as exc:
+                log.warning("could not audit the denial of %s: %s", p.proposal_id, exc)
+                code, message = DenialCode.STORE_BUSY, f"{message} (and the store is busy: {exc})"
             except STORE_ERRORS as exc:
                 log.error("could not audit the denial of %s: %s", p.proposal_id, exc)
                 code, message = DenialCode.STORE_UNAVAILABLE, f"{message} (and the store is unavailable)"
@@ -417,7 +452,7 @@ class Governor:
                     self._closed(event.reservation_id)
         elif event.kind is OrderEventKind.CREATED:
             if self.store.reservation_status(event.reservation_id) is None:
-                self.store.audit("orphan_event", audit.canonical_json(facts), self.bot_id, now)
+                self.store.audit("orphan_event", audit.canonical_json(facts), self.bot_id, now, EVENT_BUDGET_MS)
         else:
             ended = self.store.release(event.reservation_id, _ENDS[event.kind], facts, self.bot_id, now)
             if ended.status is not None:

@@ -26,7 +26,7 @@ from lyra_governor.errors import LyraError
 from lyra_governor.models import ConsensusResult, Side, TradingState
 from lyra_governor.money import from_musd, scope, to_musd
 from lyra_governor.order_store import append_audit, set_caps
-from lyra_governor.store import evidence, fills, ladder, rungs, write_tx
+from lyra_governor.store import evidence, fills, ladder, read_tx, rungs, write_tx
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class Ladder:
 
     def state(self, conn: Connection | None = None) -> LadderState:
         if conn is None:
-            with self.engine.connect() as own:
+            with read_tx(self.engine) as own:
                 return self.state(own)
         row = conn.execute(sa.select(ladder).where(ladder.c.id == 1)).one()
         rung_rows = conn.execute(sa.select(rungs.c.exchange, rungs.c.rung)).all()
@@ -90,7 +90,7 @@ class Ladder:
         )
 
     def latest_evidence(self, kind: str) -> EvidenceRecord | None:
-        with self.engine.connect() as conn:
+        with read_tx(self.engine) as conn:
             row = conn.execute(
                 sa.select(evidence).where(evidence.c.kind == kind).order_by(evidence.c.id.desc()).limit(1)
             ).first()
@@ -114,7 +114,7 @@ class Ladder:
             query = query.where(fills.c.exchange == exchange)
         if book is not None:
             query = query.where(fills.c.book == book)
-        with self.engine.connect() as conn:
+        with read_tx(self.engine) as conn:
             return [dict(r._mapping) for r in conn.execute(query).all()]
 
     # --- audit and evidence -----------------------------------------------------------------
@@ -173,7 +173,7 @@ class Ladder:
         connection as any bot would, resume, and record the result as evidence."""
         before = self.state()
         self.halt("emergency-stop drill", actor, demote=False)
-        with self.engine.connect() as conn:
+        with read_tx(self.engine) as conn:
             seen = self.state(conn).trading_state
         passed = seen is TradingState.HALTED
         if before.trading_state is TradingState.ACTIVE:
@@ -224,7 +224,7 @@ class Ladder:
         drill_ok = False
         if state.phase >= 4:
             now = self.clock()
-            with self.engine.connect() as conn:
+            with read_tx(self.engine) as conn:
                 rows = conn.execute(sa.select(rungs)).all()
             oldest = min((float(r.since) for r in rows), default=now)
             for row in rows:

@@ -23,7 +23,7 @@ from lyra_governor.config import Settings
 from lyra_governor.ladder import EvidenceRecord, Ladder, LadderState, PromotionOutcome
 from lyra_governor.models import ReservationStatus
 from lyra_governor.money import from_musd, scope
-from lyra_governor.store import bots, capital, create_schema, create_store_engine, metadata, reservations
+from lyra_governor.store import bots, capital, create_schema, create_store_engine, metadata, read_tx, reservations
 
 __all__ = [  # the ladder's types are re-exported: callers read them with the ledger
     "BotRecord",
@@ -111,7 +111,7 @@ class Ledger(Ladder):
     def exposure(self, book: str | None = None, conn: Connection | None = None) -> Exposure:
         """Capital of `book` (default: the book the current phase trades from, else live)."""
         if conn is None:
-            with self.engine.connect() as own:
+            with read_tx(self.engine) as own:
                 return self.exposure(book, own)
         if book is None:
             book = self.state(conn).book or phases.LIVE_BOOK
@@ -121,7 +121,7 @@ class Ledger(Ladder):
         )
 
     def bots(self) -> list[BotRecord]:
-        with self.engine.connect() as conn:
+        with read_tx(self.engine) as conn:
             rows = conn.execute(sa.select(bots).order_by(bots.c.bot_id)).all()
         return [BotRecord(r.bot_id, float(r.last_heartbeat), r.host, int(r.pid)) for r in rows]
 
@@ -129,22 +129,25 @@ class Ledger(Ladder):
         query = sa.select(reservations).where(reservations.c.status == ReservationStatus.OPEN.value)
         if bot_id is not None:
             query = query.where(reservations.c.bot_id == bot_id)
-        with self.engine.connect() as conn:
+        with read_tx(self.engine) as conn:
             return [dict(r._mapping) for r in conn.execute(query).all()]
 
-    def totals_agree(self) -> tuple[bool, str]:
-        """Cross-check: each scope's reserved equals the sum of its OPEN reservations."""
-        with self.engine.connect() as conn:
-            cap_rows = {r.scope: int(r.reserved_musd) for r in conn.execute(sa.select(capital)).all()}
-            sums: dict[str, int] = {}
-            for r in conn.execute(
-                sa.select(reservations.c.book, reservations.c.exchange, reservations.c.reserved_musd).where(
-                    reservations.c.status == ReservationStatus.OPEN.value
-                )
-            ).all():
-                sums[scope(r.book, r.exchange)] = sums.get(scope(r.book, r.exchange), 0) + int(r.reserved_musd)
-                total_key = scope(r.book, phases.TOTAL)
-                sums[total_key] = sums.get(total_key, 0) + int(r.reserved_musd)
+    def totals_agree(self, conn: Connection | None = None) -> tuple[bool, str]:
+        """Cross-check: each scope's reserved equals the sum of its OPEN reservations, read in one
+        snapshot (`read_tx`, or the caller's `conn`) so bots writing meanwhile raise no false alarm."""
+        if conn is None:
+            with read_tx(self.engine) as own:
+                return self.totals_agree(own)
+        cap_rows = {r.scope: int(r.reserved_musd) for r in conn.execute(sa.select(capital)).all()}
+        sums: dict[str, int] = {}
+        for r in conn.execute(
+            sa.select(reservations.c.book, reservations.c.exchange, reservations.c.reserved_musd).where(
+                reservations.c.status == ReservationStatus.OPEN.value
+            )
+        ).all():
+            sums[scope(r.book, r.exchange)] = sums.get(scope(r.book, r.exchange), 0) + int(r.reserved_musd)
+            total_key = scope(r.book, phases.TOTAL)
+            sums[total_key] = sums.get(total_key, 0) + int(r.reserved_musd)
         for key, reserved in cap_rows.items():
             if reserved != sums.get(key, 0):
                 return (

@@ -29,6 +29,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from lyra_governor import audit, phases
+from lyra_governor.chain import GENESIS_HASH
 from lyra_governor.config import Settings
 from lyra_governor.ledger import Ledger
 from lyra_governor.models import TradingState
@@ -115,33 +116,42 @@ class AuditTally:
 
 
 class VerifyCache:
-    """`audit.verify` walks the whole chain; do it again only when the head moved and at most
-    every `every_s` seconds, so scrapes and status requests stay cheap."""
+    """The audit chain's verification for a long-running reader (the server), kept current
+    incrementally (`audit.verify_since`): each check walks only the records appended since the
+    last verified one, in one short snapshot up to the head it read, at most every `every_s`;
+    the whole chain is walked again every `full_every_s`. So scrapes stay cheap on a long trail
+    and no long read transaction keeps SQLite's WAL from being checkpointed."""
 
-    def __init__(self, every_s: float = 30.0) -> None:
+    def __init__(self, every_s: float = 5.0, full_every_s: float = 3600.0) -> None:
         self.every_s = every_s
+        self.full_every_s = full_every_s
         self.result: dict[str, Any] | None = None
         self._at = -math.inf
-        self._head: int | None = None
+        self._full_at = -math.inf
+        self._seq, self._hash = 0, GENESIS_HASH
         self._lock = threading.Lock()
 
     def get(self, engine: sa.engine.Engine) -> dict[str, Any]:
         with self._lock:
-            head, _ = audit.head(engine)
-            stale = time.monotonic() - self._at >= self.every_s
-            if self.result is None or (head != self._head and stale):
-                r = audit.verify(engine)
-                self.result = {
-                    "ok": r.ok,
-                    "verified": True,
-                    "records": r.count,
-                    "head_seq": r.head_seq,
-                    "head_hash": r.head_hash,
-                    "first_broken": r.first_broken,
-                    "problem": r.problem,
-                    "verified_at": time.time(),
-                }
-                self._at, self._head = time.monotonic(), head
+            now = time.monotonic()
+            if self.result is not None and now - self._at < self.every_s:
+                return self.result
+            if now - self._full_at >= self.full_every_s:
+                self._seq, self._hash, self._full_at = 0, GENESIS_HASH, now
+            if self.result is not None and not self.result["ok"] and self._seq:
+                return self.result  # broken stays broken until the next full walk
+            r, self._seq, self._hash = audit.verify_since(engine, self._seq, self._hash)
+            self.result = {
+                "ok": r.ok,
+                "verified": True,
+                "records": r.count,
+                "head_seq": r.head_seq,
+                "head_hash": r.head_hash,
+                "first_broken": r.first_broken,
+                "problem": r.problem,
+                "verified_at": time.time(),
+            }
+            self._at = now
             return self.result
 
 

@@ -109,6 +109,7 @@ class DenialCode(StrEnum):
     EXCHANGE_CAP = "EXCHANGE_CAP"
     TOTAL_CAP = "TOTAL_CAP"
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+    STORE_BUSY = "STORE_BUSY"
     INTERNAL_ERROR = "INTERNAL_ERROR"
     # guarantees (issue 14): price and market-data sanity
     LIMIT_PRICE_MISSING = "LIMIT_PRICE_MISSING"

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine
 
 from lyra_governor.chain import canonical_json, record_hash
+from lyra_governor.errors import StoreUnavailable
 from lyra_governor.models import ReservationStatus, Side, TradingState
 from lyra_governor.money import fill_effect, from_musd, scopes
 from lyra_governor.store import (
@@ -42,6 +43,19 @@ from lyra_governor.store import (
     ladder,
     reservations,
     rungs,
+)
+from lyra_governor.store_budget import (
+    DEFAULT_BUDGET_MS,
+    EVENT_BUDGET_MS,
+    WATCHDOG,
+    BudgetExceeded,
+    MarketMovedOn,
+    Reconnector,
+    StoreBusy,
+    cut_for,
+    is_lock_timeout,
+    lock_wait_ms,
+    pg_session_sql,
 )
 
 OPEN = ReservationStatus.OPEN.value
@@ -285,50 +299,120 @@ class Released:
 class OrderStore:
     """The per-order writes on one dedicated DBAPI connection (see the module docstring)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, budget_ms: int | None = None) -> None:
         self.engine = engine
         self.sqlite = is_sqlite(engine)
         self.sql = statements(engine.dialect)
         self._raw: Any = None
+        self._cut: Any = None
         self._lock = threading.Lock()
         self._writes_since_checkpoint = 0
+        # every call is bounded by the store budget (lyra_governor/store_budget.py)
+        self.budget_ms = budget_ms or DEFAULT_BUDGET_MS
+        self._lock_budget = self.budget_ms  # what the connection's lock wait is set to
+        self._connected_once = False
+        self._reconnector = Reconnector(self._new_raw, self._install)
 
-    def close(self) -> None:
+    def close(self, broken: bool = False) -> None:
         raw, self._raw = self._raw, None
         if raw is not None:
             with contextlib.suppress(Exception):  # a broken connection has nothing left to protect
-                raw.close()
+                raw.invalidate() if broken else raw.close()
+
+    def _new_raw(self) -> Any:
+        """A new dedicated connection with the order path's settings."""
+        raw = self.engine.raw_connection()
+        cur = raw.cursor()
+        if self.sqlite:
+            # Checkpoints (which fsync) run from `checkpoint` and the WAL checkpointer, not inside
+            # a decision's commit; a held write lock is waited for within the budget only.
+            cur.execute("PRAGMA wal_autocheckpoint=0")
+            cur.execute(f"PRAGMA busy_timeout={lock_wait_ms(self.budget_ms)}")
+        else:
+            for statement in pg_session_sql(self.budget_ms):
+                cur.execute(statement)
+            raw.commit()
+        cur.close()
+        return raw
+
+    def _install(self, raw: Any) -> None:
+        with self._lock:
+            if self._raw is None:
+                self._raw, self._cut, self._lock_budget = raw, cut_for(raw, self.sqlite), self.budget_ms
+                self._connected_once = True
+                return
+        with contextlib.suppress(Exception):
+            raw.close()
+
+    def _lock_wait(self, cur: Any, budget_ms: int) -> None:
+        """Set how long this connection waits for the write lock, when it changes: the review's
+        budget, or the longer one of order events (a fill is never dropped for a short wait)."""
+        if budget_ms == self._lock_budget:
+            return
+        if self.sqlite:
+            cur.execute(f"PRAGMA busy_timeout={lock_wait_ms(budget_ms)}")
+        else:
+            cur.execute(f"SET lock_timeout = {lock_wait_ms(budget_ms)}")
+            cur.execute(f"SET statement_timeout = {budget_ms}")
+            self._raw.commit()
+        self._lock_budget = budget_ms
 
     # --- connection and transactions --------------------------------------------------------
 
     @contextlib.contextmanager
-    def _cursor(self) -> Iterator[Any]:
-        """A cursor on the dedicated connection; (re)connects, and on any database error rolls
-        back, drops the connection (the next call reconnects) and raises `StoreUnavailable`."""
+    def _cursor(self, budget_ms: int | None = None) -> Iterator[Any]:
+        """A cursor on the dedicated connection, the whole block bounded by the store budget.
+
+        Connects inline on SQLite and for PostgreSQL's first connection; a lost PostgreSQL
+        connection is replaced in the background (connecting cannot be bounded below 2 s) while
+        calls fail at once. A held write lock raises `StoreBusy`; a store that does not answer
+        within the budget, or any other database error, drops the connection and raises
+        `StoreUnavailable` (`BudgetExceeded`)."""
         with self._lock:
             try:
                 if self._raw is None:
-                    self._raw = self.engine.raw_connection()
-                    if self.sqlite:
-                        # Checkpoints (which fsync) run from `checkpoint`, called by the governor's
-                        # heartbeat, not inside a decision's commit.
-                        self._raw.cursor().execute("PRAGMA wal_autocheckpoint=0")
+                    if not self.sqlite and self._connected_once:
+                        self._reconnector.start()
+                        reason = self._reconnector.last_error or "its connection was lost"
+                        raise StoreUnavailable(
+                            f"the store at {self.engine.url.render_as_string(hide_password=True)} is reconnecting "
+                            f"({reason}); no order is placed until it answers"
+                        )
+                    self._raw = self._new_raw()
+                    self._lock_budget = self.budget_ms
+                    self._cut = cut_for(self._raw, self.sqlite)
+                    self._connected_once = True
                 cur = self._raw.cursor()
-            except Exception as exc:
-                self.close()
-                raise describe_store_error(str(self.engine.url), exc) from exc
-            try:
-                yield cur
-            except (sa.exc.SQLAlchemyError, self._dbapi_error()) as exc:
-                self._rollback(cur)
-                self.close()
-                raise describe_store_error(str(self.engine.url), exc) from exc
-            except BaseException:
-                self._rollback(cur)
+                budget = max(budget_ms or 0, self.budget_ms)
+                self._lock_wait(cur, budget)
+            except StoreUnavailable:
                 raise
-            finally:
-                with contextlib.suppress(Exception):
-                    cur.close()
+            except Exception as exc:
+                self.close(broken=True)
+                raise describe_store_error(str(self.engine.url), exc) from exc
+            with WATCHDOG.guard(budget / 1000, self._cut) as fired:
+                try:
+                    yield cur
+                except (sa.exc.SQLAlchemyError, self._dbapi_error()) as exc:
+                    self._rollback(cur)
+                    if is_lock_timeout(exc) or (fired() and self.sqlite):  # SQLite only ever waits on a lock
+                        raise StoreBusy(
+                            f"another writer held the store's write lock for more than {budget} ms; "
+                            "no order is placed while it is busy"
+                        ) from exc
+                    if fired():
+                        self.close(broken=True)
+                        raise BudgetExceeded(
+                            f"the store did not answer within {budget} ms; no order is placed until it does"
+                        ) from exc
+                    self.close(broken=True)
+                    raise describe_store_error(str(self.engine.url), exc) from exc
+                except BaseException:
+                    self._rollback(cur)
+                    raise
+                finally:
+                    with contextlib.suppress(Exception):
+                        cur.close()
 
     def _dbapi_error(self) -> type[Exception]:
         error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
@@ -375,27 +459,38 @@ class OrderStore:
 
     # --- writes -----------------------------------------------------------------------------
 
-    def audit(self, event: str, payload_json: str, actor: str, now: float) -> int:
+    def audit(self, event: str, payload_json: str, actor: str, now: float, budget_ms: int | None = None) -> int:
         """Append one audit record in its own transaction."""
-        with self._cursor() as cur:
+        with self._cursor(budget_ms) as cur:
             self._begin_write(cur)
             seq = self._append(cur, event, payload_json, actor, now)
             self._commit(cur)
             return seq
 
     def reserve(
-        self, row: ReservationRow, payload_json: str, actor: str, now: float, reduce_only: bool = False
+        self,
+        row: ReservationRow,
+        payload_json: str,
+        actor: str,
+        now: float,
+        reduce_only: bool = False,
+        fresh: Callable[[], bool] | None = None,
     ) -> int | None:
         """Conditional capital UPDATE + reservation row + audit record, atomically.
 
         Returns the audit sequence number, or None when a cap would be exceeded (nothing written).
         Raises TradingStopped when a halt (or, for an opening order, a gradual stop) was
         committed since the governor last read the ladder: the state is re-read under the write
-        lock, so no reservation is ever written after a halt.
+        lock, so no reservation is ever written after a halt. Raises `MarketMovedOn` when
+        `fresh()` (the market data's age, asked again once the write lock is held: the lock may
+        have been waited for) is false.
         """
         sql = self.sql
         with self._cursor() as cur:
             self._begin_write(cur)
+            if fresh is not None and not fresh():
+                self._rollback(cur)
+                raise MarketMovedOn()
             cur.execute(sql.ladder_row.text, sql.ladder_row.params())
             _, state, reason = cur.fetchone()
             if state == HALTED or (state == REDUCING and not reduce_only):
@@ -444,7 +539,7 @@ class OrderStore:
         A reservation already closed is left as it is (states only move forward) and the event
         is audited with a note; an unknown reservation is audited as an ``orphan_event``.
         """
-        with self._cursor() as cur:
+        with self._cursor(EVENT_BUDGET_MS) as cur:
             self._begin_write(cur)
             cur.execute(self.sql.get_reservation.text, self.sql.get_reservation.params(rid=reservation_id))
             row = cur.fetchone()
@@ -480,7 +575,7 @@ class OrderStore:
         row and its audit record, in one transaction. An unknown reservation is audited as an
         ``orphan_event`` and None is returned."""
         sql = self.sql
-        with self._cursor() as cur:
+        with self._cursor(EVENT_BUDGET_MS) as cur:
             self._begin_write(cur)
             cur.execute(sql.fill_read.text, sql.fill_read.params(rid=reservation_id))
             found = cur.fetchone()

@@ -36,7 +36,9 @@ from lyra_governor.errors import ConfigError, LyraError, StoreUnavailable
 from lyra_governor.ledger import Ledger
 from lyra_governor.metrics import LyraCollector, VerifyCache, build_registry
 from lyra_governor.redact import redact
-from lyra_governor.status import collect_status
+from lyra_governor.status import ActivityWindow, collect_status
+from lyra_governor.store import is_sqlite
+from lyra_governor.store_budget import WalCheckpointer
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,8 @@ TOKEN_ENV = "LYRA_SERVER_TOKEN"  # noqa: S105 - the variable's name, not a secre
 TOKEN_SECRET = "server/token"  # noqa: S105 - the vault entry's name, not a secret
 CHECKPOINT_EVERY_S = 60.0
 STATUS_CACHE_S = 1.0
+METRICS_CACHE_S = 1.0  # Prometheus scrapes every 15 s or so: one computation serves every client
+STALE_MAX_S = 30.0  # the oldest answer served while a newer one is being computed
 
 
 def is_loopback(host: str) -> bool:
@@ -93,9 +97,63 @@ def check_bind(host: str, allow_remote: bool, token: str | None) -> None:
         )
 
 
+class Refreshed:
+    """A value computed from the store at most once per `every_s`, however many clients ask.
+
+    While clients keep asking, one background thread computes the next value and they get the
+    last one at once, never queueing behind a computation (it is at most `every_s` plus one
+    computation old). A value older than `2 * every_s` (an idle server) is computed while the
+    request waits, one request at a time, so the first answer after a pause is fresh. A failed
+    background computation makes the requests fail with its error until one succeeds."""
+
+    def __init__(self, compute: Callable[[], Any], every_s: float) -> None:
+        self.compute = compute
+        self.every_s = every_s
+        self._lock = threading.Lock()
+        self._compute_lock = threading.Lock()
+        self._value: tuple[float, Any] | None = None
+        self._refreshing = False
+        self.last_error: Exception | None = None
+
+    def get(self) -> Any:
+        with self._lock:
+            value, error, busy = self._value, self.last_error, self._refreshing
+            age = time.monotonic() - value[0] if value is not None else float("inf")
+            if value is not None and self.every_s < age <= 2 * self.every_s and not busy:
+                self._refreshing = True
+                threading.Thread(target=self._refresh, daemon=True).start()
+        if error is not None:
+            raise error
+        if value is not None and (age <= 2 * self.every_s or (busy and age <= STALE_MAX_S)):
+            return value[1]  # the next one is being computed: do not queue behind it
+        with self._compute_lock:
+            with self._lock:
+                value = self._value
+            if value is None or time.monotonic() - value[0] > 2 * self.every_s:
+                fresh = self.compute()
+                with self._lock:
+                    self._value = value = (time.monotonic(), fresh)
+            return value[1]
+
+    def _refresh(self) -> None:
+        try:
+            with self._compute_lock:
+                fresh = self.compute()
+        except Exception as exc:  # the store went away: the next requests say so
+            self.last_error = exc
+        else:
+            with self._lock:
+                self._value, self.last_error = (time.monotonic(), fresh), None
+        finally:
+            self._refreshing = False
+
+
 class GovernorServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # the listen backlog: socketserver's default of 5 drops the connections of a sixth concurrent
+    # client, which the kernel retries a second later (a 1 s p99 with 16 readers)
+    request_queue_size = 128
 
     def __init__(
         self,
@@ -113,10 +171,17 @@ class GovernorServer(ThreadingHTTPServer):
         self.verify = VerifyCache()
         self.collector = LyraCollector(settings, ledger, clock, self.verify)
         self.registry = build_registry(self.collector)
-        self._status_lock = threading.Lock()
-        self._status: tuple[float, dict[str, Any]] | None = None
+        self._status = Refreshed(self._compute_status, STATUS_CACHE_S)
+        self._metrics = Refreshed(lambda: generate_latest(self.registry), METRICS_CACHE_S)
+        self.activity = ActivityWindow(settings.consensus.mandate_ttl_s)
+        self.wal = WalCheckpointer(ledger.engine.raw_connection).start() if is_sqlite(ledger.engine) else None
         self.started_at = clock()
         super().__init__((host, port), Handler)
+
+    def server_close(self) -> None:
+        if self.wal is not None:
+            self.wal.stop()
+        super().server_close()
 
     @property
     def url(self) -> str:
@@ -124,14 +189,19 @@ class GovernorServer(ThreadingHTTPServer):
         shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{port}"
 
+    def _compute_status(self) -> dict[str, Any]:
+        audit_result = self.verify.get(self.ledger.engine)
+        return collect_status(
+            self.settings, ledger=self.ledger, now=self.clock(), audit_result=audit_result, activity=self.activity
+        )
+
     def status(self) -> dict[str, Any]:
-        with self._status_lock:
-            now = time.monotonic()
-            if self._status is None or now - self._status[0] > STATUS_CACHE_S:
-                audit_result = self.verify.get(self.ledger.engine)
-                body = collect_status(self.settings, ledger=self.ledger, now=self.clock(), audit_result=audit_result)
-                self._status = (now, body)
-            return self._status[1]
+        result: dict[str, Any] = self._status.get()
+        return result
+
+    def metrics(self) -> bytes:
+        result: bytes = self._metrics.get()
+        return result
 
     def healthy(self) -> tuple[bool, str]:
         try:
@@ -185,7 +255,7 @@ class Handler(BaseHTTPRequestHandler):
             elif path == "/forensic/status":
                 self._json(200, self.server.status())
             elif path == "/metrics":
-                self._send(200, generate_latest(self.server.registry), CONTENT_TYPE_LATEST)
+                self._send(200, self.server.metrics(), CONTENT_TYPE_LATEST)
             elif path == "/":
                 self._json(200, {"routes": ["/forensic/status", "/metrics", "/healthz"]})
             else:

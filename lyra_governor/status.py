@@ -11,6 +11,7 @@ nothing here would be true.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import importlib
@@ -57,9 +58,12 @@ def day_start(now: float) -> float:
     return day.timestamp()
 
 
-def audit_rows(ledger: Ledger, events: tuple[str, ...], since: float, limit: int = 50_000) -> list[dict[str, Any]]:
-    """Audit records of `events` since `since`, newest `limit` of them, oldest first, parsed."""
-    found = audit.records(ledger.engine, events=events, since=since, limit=limit, newest=True)
+def audit_rows(
+    ledger: Ledger, events: tuple[str, ...], since: float, limit: int = 50_000, after_seq: int | None = None
+) -> list[dict[str, Any]]:
+    """Audit records of `events` since `since` (and after `after_seq`), newest `limit` of them,
+    oldest first, parsed."""
+    found = audit.records(ledger.engine, events=events, since=since, after_seq=after_seq, limit=limit, newest=True)
     return [{"seq": r.seq, "ts": r.ts, "actor": r.actor, "event": r.event, "p": r.payload} for r in found]
 
 
@@ -218,14 +222,41 @@ def openrouter_keys_configured(settings: Settings) -> int | str:
     return in_vault or in_env
 
 
-def _activity(settings: Settings, ledger: Ledger, now: float) -> tuple[dict[str, Any], dict[str, Any]]:
+class ActivityWindow:
+    """The decision records of the last `window_s`, kept by a long-running reader (the server):
+    each request reads only the records appended since the last one (by sequence number) and
+    drops those that left the window, instead of re-reading the whole window every time."""
+
+    LIMIT = 50_000
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self.cursor = 0
+        self.rows: collections.deque[dict[str, Any]] = collections.deque()
+
+    def advance(self, ledger: Ledger, now: float) -> list[dict[str, Any]]:
+        fresh = audit_rows(ledger, ("decision",), now - self.window_s, self.LIMIT, after_seq=self.cursor)
+        if fresh and self.rows and fresh[0]["seq"] <= self.rows[-1]["seq"]:  # a new store: start over
+            self.rows.clear()
+        self.rows.extend(fresh)
+        if fresh:
+            self.cursor = int(fresh[-1]["seq"])
+        horizon = now - self.window_s
+        while self.rows and (self.rows[0]["ts"] < horizon or len(self.rows) > self.LIMIT):
+            self.rows.popleft()
+        return list(self.rows)
+
+
+def _activity(
+    settings: Settings, ledger: Ledger, now: float, kept: ActivityWindow | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Decisions of the last mandate window and the mandates they were approved under.
 
     Mandates live in each bot's memory; the decisions that used them are in the audit trail,
     so "open mandates" here are the ones decisions used within the mandate lifetime.
     """
     window = settings.consensus.mandate_ttl_s
-    rows = audit_rows(ledger, ("decision",), now - window)
+    rows = kept.advance(ledger, now) if kept else audit_rows(ledger, ("decision",), now - window)
     counts: dict[str, int] = {}
     mandates: dict[str, dict[str, Any]] = {}
     for r in rows:
@@ -349,6 +380,7 @@ def collect_status(
     now: float | None = None,
     verify_audit: bool = True,
     audit_result: dict[str, Any] | None = None,
+    activity: ActivityWindow | None = None,
 ) -> dict[str, Any]:
     """Everything an operator needs, as one JSON-ready dict (see module docstring).
 
@@ -375,7 +407,8 @@ def collect_status(
         status["council"] = _section(
             status, "council", lambda: _council(settings, lg, now, checkpoints if isinstance(checkpoints, dict) else {})
         )
-        activity = _section(status, "activity", lambda: _activity(settings, lg, now))
+        kept = activity
+        activity = _section(status, "activity", lambda: _activity(settings, lg, now, kept))
         status["activity"], status["mandates"] = activity if isinstance(activity, tuple) else (UNKNOWN, UNKNOWN)
         status["alerts"] = _section(status, "alerts", lambda: _alerts(lg, now))
         status["breakers"] = _section(status, "breakers", lambda: _breakers(lg, now))

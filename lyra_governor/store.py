@@ -150,18 +150,26 @@ audit_head = sa.Table(
 )
 
 
+WAL_SIZE_LIMIT = 64 * 2**20
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None  # we issue BEGIN IMMEDIATE ourselves
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")  # a restarted WAL is cut back to this
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
 
 def _sqlite_begin(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # a reader (`read_tx`) takes a snapshot, never the write lock; everything else may write
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+
+READ_ONLY = "lyra_read_only"
 
 
 def create_store_engine(url: str) -> Engine:
@@ -174,7 +182,9 @@ def create_store_engine(url: str) -> Engine:
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
+    from lyra_governor.store_budget import PG_CONNECT_ARGS
+
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2, connect_args=dict(PG_CONNECT_ARGS))
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -204,6 +214,22 @@ def create_schema(engine: Engine, now: float, phase: int = 1) -> None:
             )
         if conn.execute(sa.select(audit_head.c.id).where(audit_head.c.id == 1)).first() is None:
             conn.execute(audit_head.insert().values(id=1, seq=0, hash=GENESIS_HASH))
+
+
+@contextmanager
+def read_tx(engine: Engine) -> Iterator[Connection]:
+    """One consistent snapshot for a reader that never takes the write lock: a deferred BEGIN on
+    SQLite (WAL: the snapshot is fixed at the first read, writers go on), REPEATABLE READ READ
+    ONLY on PostgreSQL. What is read inside agrees with itself (a chain and its head, reserved
+    capital and the open reservations) however many bots write meanwhile."""
+    with engine.connect() as conn:
+        conn.execution_options(**{READ_ONLY: True})
+        if not is_sqlite(engine):
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            if not is_sqlite(engine):
+                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            yield conn
 
 
 @contextmanager

@@ -27,11 +27,13 @@ def verify_cmd(
     from lyra_governor import audit
     from lyra_governor.checkpoints import verify_reports
     from lyra_governor.ledger import Ledger
+    from lyra_governor.store import read_tx
 
     ledger = Ledger.open(settings(ctx))
     try:
-        result = audit.verify(ledger.engine)
-        totals_ok, totals_detail = ledger.totals_agree()
+        with read_tx(ledger.engine) as snapshot:  # the chain and the ledger as of one moment, up to its head
+            result = audit.verify(ledger.engine, conn=snapshot)
+            totals_ok, totals_detail = ledger.totals_agree(snapshot)
         reports = verify_reports(settings(ctx), ledger.engine)  # signed forensic reports (issue 8)
     finally:
         ledger.close()

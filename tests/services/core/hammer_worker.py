@@ -25,7 +25,9 @@ from tests.watched import UNTHROTTLED, watch
 def main() -> None:
     db_url, bot_id, n, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     rng = random.Random(seed)
-    settings = load_settings(None, use_env=False, db_url=db_url, **UNTHROTTLED)
+    # eight processes on two cores contend for one write lock: a store budget of seconds, not the
+    # default 200 ms (whose STORE_BUSY denials the review-budget tests cover), keeps this about caps
+    settings = load_settings(None, use_env=False, db_url=db_url, store={"budget_ms": 5000}, **UNTHROTTLED)
     gov = Governor.from_settings(settings, bot_id, mandates=StandingMandate())
     gov.heartbeat()
     allowed = 0

@@ -1,0 +1,269 @@
+"""Operators' reads against trading bots: two bots trade on one SQLite store while 16 clients
+read a real `lyra-governor serve` (/metrics and /forensic/status, a bounded number of requests
+each). Figures: the routes' p50/p99, the bots' review p99 with readers against the same bots
+without readers earlier in the same run (the ratio is what to compare across machines), and
+the largest WAL file seen (sampled every 50 ms through both phases).
+
+Goal (issue 17): /metrics p99 <= 100 ms, review p99 with readers within 1.5x of without, WAL
+<= 64 MB.
+
+Usage: python bench/store_readers.py [--quick] [--seconds S] [--requests N]
+The last line printed is one JSON object of the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+READERS = 16
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def bot(db_url: str, bot_id: str, seconds: float, out: str) -> None:
+    """One trading bot: review, then fill or cancel what was allowed; heartbeat every second."""
+    from lyra_governor.config import load_settings
+    from lyra_governor.governor import Governor
+    from lyra_governor.models import MarketSnapshot, OrderEvent, OrderEventKind, OrderProposal, Side
+    from tests.standing_mandate import StandingMandate
+    from tests.watched import UNTHROTTLED, watch
+
+    settings = load_settings(None, use_env=False, db_url=db_url, **UNTHROTTLED)
+    gov = Governor.from_settings(settings, bot_id, mandates=StandingMandate())  # type: ignore[arg-type]
+    markets = [("binance_paper_trade", "BTC-USDT"), ("okx_paper_trade", "BTC-USDT")]
+    mid = Decimal(60005)
+    for connector, pair in markets:
+        watch(gov, connector, pair, Decimal(60005))
+    took: list[float] = []
+    codes: dict[str, int] = {}
+    end = time.monotonic() + seconds
+    beat = time.monotonic()
+    i = 0
+    while time.monotonic() < end:
+        i += 1
+        proposal = OrderProposal(
+            bot_id=bot_id,
+            connector="binance_paper_trade" if i % 2 else "okx_paper_trade",
+            trading_pair="BTC-USDT",
+            side=Side.BUY,
+            amount=Decimal("0.0001") + Decimal(i % 9973) * Decimal("0.00000001"),  # never a duplicate
+            price=Decimal(60000),
+            mid_price=Decimal(60005),
+            mid_price_ts=time.time(),
+        )
+        t0 = time.perf_counter()
+        decision = gov.review(proposal)
+        took.append(time.perf_counter() - t0)
+        key = "ALLOWED" if decision.allowed else str(decision.code)
+        codes[key] = codes.get(key, 0) + 1
+        if decision.allowed and decision.reservation_id:
+            kind = OrderEventKind.FILLED if i % 4 == 0 else OrderEventKind.CANCELLED
+            fill = {"filled_amount": proposal.amount, "fill_price": proposal.price} if i % 4 == 0 else {}
+            gov.on_order_event(OrderEvent(kind=kind, reservation_id=decision.reservation_id, **fill))
+            if kind is OrderEventKind.FILLED:  # sell it back so capital turns over
+                close = proposal.model_copy(update={"side": Side.SELL, "reduce_only": True, "proposal_id": f"c{i}"})
+                sold = gov.review(close)
+                if sold.allowed and sold.reservation_id:
+                    gov.on_order_event(
+                        OrderEvent(
+                            kind=OrderEventKind.FILLED,
+                            reservation_id=sold.reservation_id,
+                            filled_amount=proposal.amount,
+                            fill_price=proposal.price,
+                        )
+                    )
+        if time.monotonic() - beat >= 0.25:  # a strategy's tick: the market seen, the heartbeat
+            for connector, pair in markets:
+                seen = MarketSnapshot(connector=connector, trading_pair=pair, timestamp=time.time(), mid_price=mid)
+                gov.observe_market(seen)
+            gov.heartbeat()
+            beat = time.monotonic()
+    gov.close()
+    Path(out).write_text(json.dumps({"took": took, "codes": codes}))
+
+
+def _prepare(db_url: str) -> None:
+    from lyra_governor.config import load_settings
+    from lyra_governor.ledger import Ledger
+
+    ledger = Ledger.open(load_settings(None, use_env=False, db_url=db_url))
+    ledger.set_phase(3, "bench", "store readers benchmark")
+    ledger.close()
+
+
+def _bots(db_url: str, seconds: float, tmp: Path, tag: str) -> list[subprocess.Popen[str]]:
+    return [
+        subprocess.Popen(
+            [sys.executable, __file__, "--bot", db_url, f"bot-{tag}-{i}", str(seconds), str(tmp / f"{tag}-{i}.json")],
+            cwd=ROOT,
+        )
+        for i in range(2)
+    ]
+
+
+def _collect(procs: list[subprocess.Popen[str]], tmp: Path, tag: str) -> tuple[list[float], dict[str, int]]:
+    took: list[float] = []
+    codes: dict[str, int] = {}
+    for i, proc in enumerate(procs):
+        if proc.wait(timeout=600) != 0:
+            raise SystemExit(f"bot {tag}-{i} failed")
+        data = json.loads((tmp / f"{tag}-{i}.json").read_text())
+        took += data["took"]
+        for k, v in data["codes"].items():
+            codes[k] = codes.get(k, 0) + v
+    return took, codes
+
+
+class WalWatch(threading.Thread):
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.largest = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            with contextlib.suppress(OSError):
+                self.largest = max(self.largest, os.path.getsize(self.path))
+            time.sleep(0.05)
+
+
+def _serve(home: Path, db_url: str) -> tuple[subprocess.Popen[str], str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LYRA_")}
+    env.update({"LYRA_DB_URL": db_url, "LYRA_DATA_DIR": str(home / "data"), "PYTHONPATH": str(ROOT)})
+    exe = str(Path(sys.executable).with_name("lyra-governor"))
+    proc = subprocess.Popen(
+        [exe, "serve", "--port", "0", "--no-checkpoints"], stdout=subprocess.PIPE, text=True, cwd=home, env=env
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = re.search(r"serving on (http://\S+?):? ", proc.stdout.readline())
+        if found:
+            return proc, found.group(1).rstrip(":")
+    proc.kill()
+    raise SystemExit("lyra-governor serve did not start")
+
+
+def _reader(url: str, n: int, out: dict[str, list[float]], errors: list[str]) -> None:
+    for i in range(n):
+        route = "/metrics" if i % 2 == 0 else "/forensic/status"
+        t0 = time.perf_counter()
+        try:
+            with urllib.request.urlopen(url + route, timeout=60) as response:
+                response.read()
+        except Exception as exc:
+            errors.append(f"{route}: {exc}")
+            continue
+        out[route].append(time.perf_counter() - t0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter phases (under 60 s)")
+    parser.add_argument("--seconds", type=float, default=0, help="seconds of trading per phase")
+    parser.add_argument("--requests", type=int, default=0, help="requests per reader")
+    parser.add_argument("--bot", nargs=4, metavar=("DB_URL", "BOT_ID", "SECONDS", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.bot:
+        bot(args.bot[0], args.bot[1], float(args.bot[2]), args.bot[3])
+        return 0
+    seconds = args.seconds or (10.0 if args.quick else 60.0)
+    requests = args.requests or (100 if args.quick else 400)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        db = tmp / "lyra.db"
+        db_url = f"sqlite:///{db}"
+        _prepare(db_url)
+        wal = WalWatch(Path(str(db) + "-wal"))
+        wal.start()
+
+        alone, alone_codes = _collect(_bots(db_url, seconds, tmp, "alone"), tmp, "alone")
+
+        server, url = _serve(tmp, db_url)
+        times: dict[str, list[float]] = {"/metrics": [], "/forensic/status": []}
+        errors: list[str] = []
+        try:
+            procs = _bots(db_url, seconds, tmp, "read")
+            time.sleep(1.0)  # the bots are trading
+            warm = time.monotonic() + 2.0  # a server already in use: its first (cold) answers are made
+            while time.monotonic() < warm:
+                for route in ("/metrics", "/forensic/status"):
+                    with urllib.request.urlopen(url + route, timeout=120) as response:
+                        response.read()
+            readers = [
+                threading.Thread(target=_reader, args=(url, requests, times, errors), daemon=True)
+                for _ in range(READERS)
+            ]
+            started = time.perf_counter()
+            for r in readers:
+                r.start()
+            for r in readers:
+                r.join(timeout=600)
+            read_wall = time.perf_counter() - started
+            read, read_codes = _collect(procs, tmp, "read")
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        wal.stop.set()
+        wal.join()
+    served = len(times["/metrics"]) + len(times["/forensic/status"])
+    figures = {
+        "seconds_per_phase": seconds,
+        "readers": READERS,
+        "requests": READERS * requests,
+        "served": served,
+        "errors": len(errors),
+        "read_wall_s": round(read_wall, 2),
+        "metrics_p50_ms": round(statistics.median(times["/metrics"]) * 1e3, 1) if times["/metrics"] else None,
+        "metrics_p99_ms": round(percentile(times["/metrics"], 0.99) * 1e3, 1),
+        "status_p50_ms": round(statistics.median(times["/forensic/status"]) * 1e3, 1)
+        if times["/forensic/status"]
+        else None,
+        "status_p99_ms": round(percentile(times["/forensic/status"], 0.99) * 1e3, 1),
+        "review_p99_alone_ms": round(percentile(alone, 0.99) * 1e3, 2),
+        "review_p99_readers_ms": round(percentile(read, 0.99) * 1e3, 2),
+        "review_max_readers_ms": round(max(read) * 1e3, 2) if read else None,
+        "reviews_alone": len(alone),
+        "reviews_readers": len(read),
+        "denied_alone": sum(v for k, v in alone_codes.items() if k != "ALLOWED"),
+        "denied_readers": sum(v for k, v in read_codes.items() if k != "ALLOWED"),
+        "wal_max_mb": round(wal.largest / 2**20, 2),
+    }
+    figures["review_p99_ratio"] = round(figures["review_p99_readers_ms"] / figures["review_p99_alone_ms"], 2)
+    print(
+        f"{READERS} readers x {requests} requests while 2 bots trade: /metrics p50 {figures['metrics_p50_ms']} ms "
+        f"p99 {figures['metrics_p99_ms']} ms, /forensic/status p99 {figures['status_p99_ms']} ms "
+        f"({served} served, {len(errors)} errors, in {figures['read_wall_s']} s)"
+    )
+    print(
+        f"bots' review p99: {figures['review_p99_alone_ms']} ms alone, {figures['review_p99_readers_ms']} ms with "
+        f"readers (ratio {figures['review_p99_ratio']}x); largest WAL {figures['wal_max_mb']} MB"
+    )
+    if errors:
+        print("first errors:", errors[:3])
+    print(json.dumps(figures, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""A time budget for every store call on the order path: `review` never waits on the network.
+
+Why it is built this way:
+- The database's own timeouts bound what the database sees: SQLite's ``busy_timeout`` (a write
+  lock held by another process) and PostgreSQL's ``lock_timeout``/``statement_timeout``. They
+  cannot bound what the database never sees: a PostgreSQL whose packets are dropped (a
+  blackhole) leaves the driver waiting for an answer that does not come, and TCP keepalives
+  or ``tcp_user_timeout`` notice that only after seconds, or never when a proxy acknowledges.
+- So a watchdog thread (one per process) bounds the call from outside: `Watchdog.guard` arms
+  a deadline around a call; if the call is still running when it passes, the watchdog makes
+  it fail at once (PostgreSQL: the connection's socket is shut down; SQLite: the connection is
+  interrupted). The caller drops that connection and the governor denies the order.
+- Arming and disarming are a dict update under an uncontended lock (well under a microsecond);
+  the watchdog polls every `TICK_S`, so a call overruns its deadline by at most one tick.
+- Connecting to PostgreSQL cannot be bounded below 2 s (libpq's minimum ``connect_timeout``), so
+  the order path never connects inline: after a lost connection `Reconnector` connects in the
+  background while reviews are denied at once with STORE_UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from lyra_governor.errors import StoreUnavailable
+
+TICK_S = 0.01
+DEFAULT_BUDGET_MS = 200  # with one tick and the review's own work, a review stays under 250 ms
+# Order events (fills, cancels) wait longer: they are facts to record, not decisions to make, and
+# a fill is never dropped because another bot held the write lock for a moment.
+EVENT_BUDGET_MS = 2000
+
+
+class StoreBusy(StoreUnavailable):
+    """Another writer held the store's write lock for longer than the budget."""
+
+
+class BudgetExceeded(StoreUnavailable):
+    """The store did not answer within the budget (the watchdog cut the call short)."""
+
+
+class MarketMovedOn(Exception):
+    """The market data became too old while the store's write lock was waited for."""
+
+
+class Watchdog:
+    """One daemon thread that cuts short the calls whose deadline has passed."""
+
+    def __init__(self, tick_s: float = TICK_S) -> None:
+        self.tick_s = tick_s
+        self._lock = threading.Lock()
+        self._armed: dict[int, tuple[float, Callable[[], None]]] = {}
+        self._fired: set[int] = set()
+        self._ids = itertools.count(1)
+        self._thread: threading.Thread | None = None
+
+    def _start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="lyra-store-watchdog", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.tick_s)
+            if not self._armed:
+                continue
+            now = time.monotonic()
+            with self._lock:
+                due = [(token, cut) for token, (deadline, cut) in self._armed.items() if deadline <= now]
+                for token, _ in due:
+                    del self._armed[token]
+                    self._fired.add(token)
+            for _, cut in due:
+                with contextlib.suppress(Exception):  # the call ended meanwhile: nothing to cut
+                    cut()
+
+    @contextlib.contextmanager
+    def guard(self, budget_s: float, cut: Callable[[], None]) -> Iterator[Callable[[], bool]]:
+        """Run the block with `cut` called if it is still running after `budget_s`; yields a
+        function telling whether the watchdog fired."""
+        token = next(self._ids)
+        with self._lock:
+            if self._thread is None:
+                self._start()
+            self._armed[token] = (time.monotonic() + budget_s, cut)
+        try:
+            yield lambda: token in self._fired
+        finally:
+            with self._lock:
+                self._armed.pop(token, None)
+                self._fired.discard(token)
+
+
+WATCHDOG = Watchdog()
+
+
+def cut_for(raw: Any, sqlite: bool) -> Callable[[], None]:
+    """How to make a blocked call on the DBAPI connection `raw` fail at once."""
+    driver = getattr(raw, "driver_connection", raw)
+    if sqlite:
+        return driver.interrupt  # type: ignore[no-any-return]
+    fd = int(driver.pgconn.socket)
+
+    def shut() -> None:
+        dup = socket.socket(fileno=os.dup(fd))
+        try:
+            dup.shutdown(socket.SHUT_RDWR)
+        finally:
+            dup.close()
+
+    return shut
+
+
+def lock_wait_ms(budget_ms: int) -> int:
+    """How long a write lock is waited for: three quarters of the budget, so the database's own
+    lock timeout (reported STORE_BUSY) ends the wait before the watchdog's deadline does."""
+    return max(1, int(budget_ms * 0.75))
+
+
+def pg_session_sql(budget_ms: int) -> list[str]:
+    """Session settings of the order path's PostgreSQL connection (see `lock_wait_ms`)."""
+    return [
+        f"SET lock_timeout = {lock_wait_ms(budget_ms)}",
+        f"SET statement_timeout = {budget_ms}",
+        f"SET idle_in_transaction_session_timeout = {max(1000, budget_ms * 20)}",
+    ]
+
+
+PG_CONNECT_ARGS: dict[str, Any] = {
+    # bounded connects and dead-peer detection for every PostgreSQL connection (CLI included)
+    "connect_timeout": 2,  # libpq's minimum; the order path connects in the background anyway
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 1,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 3000,
+}
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    """SQLite's 'database is locked' / PostgreSQL's lock_timeout (55P03)."""
+    orig = getattr(exc, "orig", exc)
+    text = str(orig).lower()
+    return (
+        "database is locked" in text
+        or "lock timeout" in text
+        or getattr(orig, "sqlstate", None) == "55P03"
+        or type(orig).__name__ == "LockNotAvailable"
+    )
+
+
+class Reconnector:
+    """Connects in the background (PostgreSQL) so that the order path never waits for it."""
+
+    def __init__(self, connect: Callable[[], Any], install: Callable[[Any], None]) -> None:
+        self._connect = connect
+        self._install = install
+        self._thread: threading.Thread | None = None
+        self.last_error = ""
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._thread = threading.Thread(target=self._run, name="lyra-store-reconnect", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            raw = self._connect()
+        except Exception as exc:
+            self.last_error = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else repr(exc)
+            return
+        self._install(raw)
+
+
+class WalCheckpointer:
+    """Keeps a SQLite store's WAL small, off the order path, on its own connection.
+
+    Every `every_s` a PASSIVE checkpoint copies the WAL into the database file without waiting
+    for anyone. That alone does not bound the file: the WAL starts over only when a writer
+    finds it completely copied, which never happens while bots commit continuously. So once
+    the WAL holds more than `restart_bytes`, a RESTART checkpoint (little is left to copy by
+    then) starts it over and `journal_size_limit` cuts the file back; it waits at most
+    `wait_ms` for the write lock and otherwise gives up until the next round, so a bot waits
+    about that long at most. Before, one checkpoint a minute from the heartbeat let the WAL
+    grow by gigabytes."""
+
+    def __init__(
+        self,
+        connect: Callable[[], Any],
+        every_s: float = 0.5,
+        restart_bytes: int = 16 * 2**20,
+        wait_ms: int = 50,
+    ) -> None:
+        self._connect = connect
+        self.every_s = every_s
+        self.restart_bytes = restart_bytes
+        self.wait_ms = wait_ms
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lyra-wal-checkpoint", daemon=True)
+        self.runs = 0
+        self.truncated = 0
+
+    def start(self) -> WalCheckpointer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _round(self, cur: Any, page_size: int) -> None:
+        cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        _busy, frames, _done = cur.fetchone()
+        self.runs += 1
+        if frames * page_size > self.restart_bytes:
+            cur.execute("PRAGMA wal_checkpoint(RESTART)")
+            busy, _frames, _done = cur.fetchone()
+            self.truncated += int(not busy)
+
+    def _run(self) -> None:
+        raw: Any = None
+        page_size = 4096
+        while not self._stop.wait(self.every_s):
+            try:
+                if raw is None:
+                    raw = self._connect()
+                    cur = raw.cursor()
+                    cur.execute(f"PRAGMA busy_timeout={int(self.wait_ms)}")
+                    cur.execute("PRAGMA page_size")
+                    page_size = int(cur.fetchone()[0])
+                    cur.close()
+                cur = raw.cursor()
+                self._round(cur, page_size)
+                cur.close()
+            except Exception:  # a busy or vanished store: try again on the next round
+                with contextlib.suppress(Exception):
+                    raw.close()
+                raw = None
+        with contextlib.suppress(Exception):
+            raw.close()
