@@ -96,6 +96,8 @@ class Terminal:
 
     def close(self) -> None:
         subprocess.run([self.tmux, "-L", self.socket, "kill-server"], capture_output=True, timeout=10, check=False)
+        folder = Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}"  # where tmux puts it
+        (folder / self.socket).unlink(missing_ok=True)  # our server's socket file, nobody else's
 
 
 @pytest.mark.timeout(150)
