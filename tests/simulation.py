@@ -141,7 +141,8 @@ class Simulation:
         self.settings: Settings = load_settings(
             None, use_env=False, db_url=db_url,
             risk={"order_rate_max": 50, "max_open_orders": 30},
-            breakers={"storm_cooldown_s": 30, "duplicate_window_s": 0.5},
+            # loss limits wide: the random walk is not a strategy, and the unit tests cover them
+            breakers={"storm_cooldown_s": 30, "duplicate_window_s": 0.5, "daily_loss_pct": 50, "drawdown_pct": 50},
         )  # fmt: skip
         self.operator = Ledger.open(self.settings, self.clock)
         if self.operator.state().phase != 3:
@@ -352,11 +353,12 @@ class Simulation:
     def operator_move(self) -> None:
         state = self.operator.state().trading_state
         r = self.rng.random()
-        if state is not TradingState.ACTIVE and r < 0.8:
-            self.operator.resume("sim-operator", "simulated resume")
-        elif r < 0.8:
+        if state is not TradingState.ACTIVE:
+            if r < 0.9:
+                self.operator.resume("sim-operator", "simulated resume")
+        elif r < 0.3:
             self.operator.reduce_only("simulated gradual stop", "sim-operator")
-        else:
+        elif r < 0.5:
             self.operator.halt("simulated halt", "sim-operator", demote=False)
         for bot in self.bots:  # what the MQTT halt message does: each bot re-reads the store at once
             bot.gov.ladder_state(fresh=True)
