@@ -242,6 +242,18 @@ def _book(exchange: Any, series: MarketSeries, i: int) -> None:
     )
 
 
+def _books(exchanges: list[Any], series: MarketSeries, i: int) -> None:
+    """One book for every account on a connector: built once on the first exchange, the same
+    book object handed to the others (with eight scripts, seven accounts share binance). The
+    matching engine only reads its books; each account's orders and balances stay its own."""
+    if not exchanges:
+        return
+    _book(exchanges[0], series, i)
+    book = exchanges[0].order_book_tracker._order_books[series.trading_pair]
+    for exchange in exchanges[1:]:
+        exchange.order_book_tracker._order_books[series.trading_pair] = book
+
+
 def run_replay(
     settings: Settings,
     feed: Feed,
@@ -377,8 +389,7 @@ async def _replay(
                 continue
             mid = float(series.mid[i])
             if abs(mid - last_mid[key]) >= mid * 2e-5 or i % 30 == 0:
-                for exchange in books_of.get(series.connector, []):
-                    _book(exchange, series, i)
+                _books(books_of.get(series.connector, []), series, i)
                 last_mid[key] = mid
         clock.backtest_til(t)
         for _ in range(YIELDS_PER_TICK):
