@@ -16,7 +16,6 @@ from decimal import Decimal
 from lyra_governor import phases, risk
 from lyra_governor.bot_orders import BotOrders
 from lyra_governor.breakers.board import BreakerBoard
-from lyra_governor.breakers.exchange_rate import check_exchange_rate
 from lyra_governor.config import Settings
 from lyra_governor.ladder import LadderState
 from lyra_governor.ledger import Exposure
@@ -93,7 +92,6 @@ class Checks:
             self.notional,
             self.order_breakers,
             self.throttle,
-            self.exchange_rate,
             self.close_path,
             self.mandate,
         )
@@ -172,13 +170,6 @@ class Checks:
         return risk.check_rate(window, r.now, limits.order_rate_window_s, limits.order_rate_max) or (
             risk.check_open_orders(self.orders.open_count(r.exchange), limits.max_open_orders)
         )
-
-    def exchange_rate(self, r: Review) -> Denial | None:
-        """The exchange-wide order-rate budget across every bot, counted in the store."""
-        cfg = self.settings.breakers
-        count = self.orders_since(r.book, r.exchange, r.now - cfg.exchange_order_rate_window_s)
-        trip = check_exchange_rate(r.exchange, count, cfg.exchange_order_rate_max, cfg.exchange_order_rate_window_s)
-        return None if trip is None else Denial(trip.code, trip.message)
 
     def close_path(self, r: Review) -> Denial | None:
         """A reduce-only order that really reduces this bot's own net position on this market

@@ -40,6 +40,7 @@ from lyra_governor import audit, phases
 from lyra_governor.bot_orders import BotOrders, MarketKey, Tally
 from lyra_governor.breakers import Action, Trip
 from lyra_governor.breakers.board import BreakerBoard
+from lyra_governor.breakers.exchange_rate import check_exchange_rate
 from lyra_governor.checks import Checks, Review, cap_denial, decision_payload, halted, reducing
 from lyra_governor.config import HEARTBEAT_INTERVAL_S, Settings
 from lyra_governor.ladder import LadderState
@@ -70,7 +71,7 @@ from lyra_governor.models import (
     new_id,
 )
 from lyra_governor.money import from_musd, to_musd
-from lyra_governor.order_store import OrderStore, ReservationRow, TradingStopped
+from lyra_governor.order_store import OrderStore, RateBudgetSpent, ReservationRow, TradingStopped
 from lyra_governor.store import STORE_ERRORS
 from lyra_governor.store_budget import EVENT_BUDGET_MS, MarketMovedOn, StoreBusy, WalCheckpointer
 
@@ -344,6 +345,7 @@ class Governor:
             created_at=r.now,
         )
         payload = decision_payload(p, DecisionStatus.ALLOWED, None, "", r.notional_usd, row.reservation_id, r)
+        budget = self.settings.breakers  # the exchange-wide order-rate budget, checked under the write lock
         try:
             seq = self.store.reserve(
                 row,
@@ -352,7 +354,14 @@ class Governor:
                 r.now,
                 reduce_only=p.reduce_only,
                 fresh=lambda: self._still_fresh(p),
+                rate_budget=(r.now - budget.exchange_order_rate_window_s, budget.exchange_order_rate_max),
             )
+        except RateBudgetSpent as spent:
+            trip = check_exchange_rate(
+                r.exchange, spent.orders, budget.exchange_order_rate_max, budget.exchange_order_rate_window_s
+            )
+            assert trip is not None
+            return self._deny(p, Denial(trip.code, trip.message), r.notional_usd)
         except MarketMovedOn:
             age = self.clock() - p.mid_price_ts
             stale = Denial(

@@ -278,6 +278,14 @@ def set_caps(conn: Connection, caps_musd: dict[str, int]) -> None:
             conn.execute(capital.insert().values(scope=key, cap_musd=cap, reserved_musd=0, deployed_musd=0))
 
 
+class RateBudgetSpent(Exception):
+    """The exchange-wide order-rate budget was found spent under the write lock."""
+
+    def __init__(self, orders: int) -> None:
+        super().__init__(f"{orders} orders already in the window")
+        self.orders = orders
+
+
 class TradingStopped(Exception):
     """A halt or gradual stop found under the write lock while reserving capital."""
 
@@ -475,6 +483,7 @@ class OrderStore:
         now: float,
         reduce_only: bool = False,
         fresh: Callable[[], bool] | None = None,
+        rate_budget: tuple[float, int] | None = None,
     ) -> int | None:
         """Conditional capital UPDATE + reservation row + audit record, atomically.
 
@@ -496,6 +505,13 @@ class OrderStore:
             if state == HALTED or (state == REDUCING and not reduce_only):
                 self._rollback(cur)
                 raise TradingStopped(str(state), str(reason or ""))
+            if rate_budget is not None:  # (since, max): every bot's orders on this exchange, exactly
+                cur.execute(sql.orders_since.text, sql.orders_since.params(ex=row.exchange, since=rate_budget[0],
+                                                                           bk=row.book))  # fmt: skip
+                placed = int(cur.fetchone()[0])
+                if placed >= rate_budget[1]:
+                    self._rollback(cur)
+                    raise RateBudgetSpent(placed)
             if row.reserved_musd:
                 exchange_scope, total_scope = scopes(row.book, row.exchange)
                 cur.execute(
