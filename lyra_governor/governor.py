@@ -73,7 +73,13 @@ from lyra_governor.models import (
 from lyra_governor.money import from_musd, to_musd
 from lyra_governor.order_store import OrderStore, RateBudgetSpent, ReservationRow, TradingStopped
 from lyra_governor.store import STORE_ERRORS
-from lyra_governor.store_budget import EVENT_BUDGET_MS, MarketMovedOn, StoreBusy, WalCheckpointer
+from lyra_governor.store_budget import (
+    EVENT_BUDGET_MS,
+    MarketMovedOn,
+    StoreBusy,
+    acquire_checkpointer,
+    release_checkpointer,
+)
 
 __all__ = ["Governor", "MandateProvider", "NoCouncil", "default_mandate_provider"]
 
@@ -113,7 +119,7 @@ class Governor:
         self.clock = clock
         self.store = OrderStore(ledger.engine, settings.store.budget_ms)
         # SQLite's WAL is checkpointed off the order path, twice a second (store_budget.WalCheckpointer)
-        self._wal = WalCheckpointer(ledger.engine.raw_connection).start() if self.store.sqlite else None
+        self._wal = acquire_checkpointer(ledger.engine.url.database if self.store.sqlite else None)
         self.watch = MarketWatch(settings)
         self.orders = BotOrders(self._position_from_store)
         self.tally = Tally()
@@ -176,8 +182,8 @@ class Governor:
 
     def close(self) -> None:
         self.mandates.close()
-        if self._wal is not None:
-            self._wal.stop()
+        release_checkpointer(self._wal)
+        self._wal = None
         self.store.close()
         self.ledger.close()
 

@@ -38,7 +38,7 @@ from lyra_governor.metrics import LyraCollector, VerifyCache, build_registry
 from lyra_governor.redact import redact
 from lyra_governor.status import ActivityWindow, collect_status
 from lyra_governor.store import is_sqlite
-from lyra_governor.store_budget import WalCheckpointer
+from lyra_governor.store_budget import acquire_checkpointer, release_checkpointer
 
 log = logging.getLogger(__name__)
 
@@ -174,13 +174,13 @@ class GovernorServer(ThreadingHTTPServer):
         self._status = Refreshed(self._compute_status, STATUS_CACHE_S)
         self._metrics = Refreshed(lambda: generate_latest(self.registry), METRICS_CACHE_S)
         self.activity = ActivityWindow(settings.consensus.mandate_ttl_s)
-        self.wal = WalCheckpointer(ledger.engine.raw_connection).start() if is_sqlite(ledger.engine) else None
+        self.wal = acquire_checkpointer(ledger.engine.url.database if is_sqlite(ledger.engine) else None)
         self.started_at = clock()
         super().__init__((host, port), Handler)
 
     def server_close(self) -> None:
-        if self.wal is not None:
-            self.wal.stop()
+        release_checkpointer(self.wal)
+        self.wal = None
         super().server_close()
 
     @property

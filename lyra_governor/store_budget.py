@@ -249,3 +249,40 @@ class WalCheckpointer:
                 raw = None
         with contextlib.suppress(Exception):
             raw.close()
+
+
+_SHARED: dict[str, list[Any]] = {}  # path -> [checkpointer, users]
+_SHARED_LOCK = threading.Lock()
+
+
+def acquire_checkpointer(path: str | None) -> str | None:
+    """The process's one WAL checkpointer for the SQLite file at `path` (started on first use,
+    on its own sqlite3 connection outside any pool); returns the key to `release_checkpointer`."""
+    if not path or path == ":memory:":
+        return None
+    import sqlite3
+
+    with _SHARED_LOCK:
+        entry = _SHARED.get(path)
+        if entry is None:
+
+            def connect() -> Any:
+                return sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=1.0)
+
+            entry = _SHARED[path] = [WalCheckpointer(connect).start(), 0]
+        entry[1] += 1
+    return path
+
+
+def release_checkpointer(key: str | None) -> None:
+    if key is None:
+        return
+    with _SHARED_LOCK:
+        entry = _SHARED.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] > 0:
+            return
+        del _SHARED[key]
+    entry[0].stop()
