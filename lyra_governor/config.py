@@ -212,7 +212,7 @@ class CommissioningSettings(_Section):
     timeout_s: float = Field(default=10.0, gt=0, le=120)
     min_exchanges: int = Field(default=5, ge=1)
     max_clock_skew_ms: float = Field(default=5000, gt=0, le=60_000)
-    max_load_per_cpu: float = Field(default=0.9, gt=0, le=64)
+    max_load_per_cpu: float = Field(default=0.9, gt=0, le=1000)  # tests on shared hosts switch the check off with 1000
     min_free_memory_pct: float = Field(default=10, ge=0, le=100)
     min_free_disk_gb: float = Field(default=1.0, ge=0, le=100_000)
 
