@@ -186,7 +186,7 @@ class Reconnector:
 class WalCheckpointer:
     """Keeps a SQLite store's WAL small, off the order path, on its own connection.
 
-    Every `every_s` a PASSIVE checkpoint copies the WAL into the database file without waiting
+    Every `every_s` (a quarter second) a PASSIVE checkpoint copies the WAL into the database file without waiting
     for anyone. That alone does not bound the file: the WAL starts over only when a writer
     finds it completely copied, which never happens while bots commit continuously. So once
     the WAL holds more than `restart_bytes`, a RESTART checkpoint (little is left to copy by
@@ -198,9 +198,9 @@ class WalCheckpointer:
     def __init__(
         self,
         connect: Callable[[], Any],
-        every_s: float = 0.5,
+        every_s: float = 0.25,
         restart_bytes: int = 16 * 2**20,
-        wait_ms: int = 50,
+        wait_ms: int = 100,
     ) -> None:
         self._connect = connect
         self.every_s = every_s
