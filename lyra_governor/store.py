@@ -178,7 +178,11 @@ def create_store_engine(url: str) -> Engine:
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 10, "check_same_thread": False})
+        # every governor in a process keeps its own connections (a dedicated one, its WAL
+        # checkpointer): the paper run's eight bots need more than QueuePool's default 5 + 10
+        engine = sa.create_engine(
+            url, pool_size=8, max_overflow=56, connect_args={"timeout": 10, "check_same_thread": False}
+        )
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
