@@ -40,6 +40,9 @@ class ExchangeSettings(_Section):
     ccxt_id: str | None = None
     hummingbot: bool = True
     pairs: list[str] = Field(default_factory=list)
+    # spot fees in percent of notional, charged on every paper fill (the exchange's public rates)
+    maker_fee_pct: float = Field(default=0.1, ge=0, le=5)
+    taker_fee_pct: float = Field(default=0.1, ge=0, le=5)
 
     @field_validator("pairs")
     @classmethod

@@ -102,6 +102,10 @@ _ENDS = {  # order events that end an order without (more) fills, and the state 
 class Governor:
     """The one hook between a strategy and an exchange. See the module docstring."""
 
+    #: When the cached ladder state is re-read: wall clock live; a replay sets its simulated one.
+    state_clock: Callable[[], float] = time.monotonic
+    state_refresh_s: float = STATE_REFRESH_S
+
     def __init__(
         self,
         settings: Settings,
@@ -190,8 +194,8 @@ class Governor:
     # --- state ------------------------------------------------------------------------------
 
     def ladder_state(self, fresh: bool = False) -> LadderState:
-        wall = time.monotonic()
-        if fresh or self._state is None or wall - self._state_read_at > STATE_REFRESH_S:
+        wall = self.state_clock()
+        if fresh or self._state is None or wall - self._state_read_at > self.state_refresh_s:
             if self._state is None or fresh:
                 self._state = self.ledger.state()
             else:

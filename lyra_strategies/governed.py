@@ -585,14 +585,15 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         fee_pct = Decimal(getattr(event.trade_fee, "percent", 0) or 0)
         base, _, quote = event.trading_pair.rpartition("-")
         rate = self.lyra.usd_per_quote(quote) or Decimal(0)
-        fee_quote = Decimal(event.amount) * Decimal(event.price) * fee_pct
+        amount, price = exact_decimal(event.amount), exact_decimal(event.price)
+        fee_quote = amount * price * fee_pct
         # live connectors report the exchange's commission as flat fees (Binance: in the asset
         # received); paper engines as a percentage. Both are costs the rung's PnL must see.
         for flat in getattr(event.trade_fee, "flat_fees", None) or ():
             if flat.token == quote:
                 fee_quote += Decimal(flat.amount)
             elif flat.token == base:
-                fee_quote += Decimal(flat.amount) * Decimal(event.price)
+                fee_quote += Decimal(flat.amount) * price
             else:
                 usd = self.lyra.usd_per_quote(flat.token)
                 if usd is None:
@@ -604,8 +605,8 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         self._forward(
             event.order_id,
             OrderEventKind.FILLED,
-            filled_amount=Decimal(event.amount),
-            fill_price=Decimal(event.price),
+            filled_amount=amount,
+            fill_price=price,
             fee_usd=fee_usd,
         )
 
@@ -697,6 +698,18 @@ def _as_sent(
     except Exception:  # a connector that cannot quantize: the governor judges the raw order
         return amount, price
     return sent_amount, sent_price
+
+
+def exact_decimal(value: Any) -> Decimal:
+    """A fill's amount or price as the decimal it stands for. Hummingbot's paper engine builds
+    MARKET fills from float book rows (`Decimal(0.00009)` is 0.0000900000000000000056...): a
+    float, or a Decimal with more digits than a float carries (what `Decimal(float)` makes),
+    becomes the float's shortest decimal; an exact Decimal is kept."""
+    if isinstance(value, Decimal):
+        return Decimal(repr(float(value))) if len(value.as_tuple().digits) > 17 else value
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return Decimal(value)
 
 
 def _is_nan(value: Any) -> bool:

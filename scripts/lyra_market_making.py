@@ -13,6 +13,9 @@ collar, rate limits, AI mandate); a denied order is never sent and the executor 
 failed-order path. Closing orders are proposed reduce-only, so they pass in a gradual stop
 when they reduce the bot's own position (see `lyra_strategies.governed`).
 
+One quote per level: a refreshed level gets its new quote only once the old one is gone
+(cancelled or filled), so at most `levels` orders a side rest at any time.
+
 Each tick: levels whose open order has not filled are refreshed (stopped) when older than
 `refresh_s` or when mid moved more than `refresh_tolerance_bps` since they were placed; a
 level whose open order the governor refused (not merely deferred for a mandate) is stopped
@@ -102,7 +105,11 @@ class LyraMarketMaking(governed.GovernedStrategyV2Base):
         executors = self.executor_orchestrator.active_executors.get(CONTROLLER_ID, [])
         busy: set[str] = set()
         for executor in executors:
-            if not executor.is_active:
+            if executor.is_closed:
+                continue
+            if not executor.is_active:  # shutting down: its level stays taken until its quote is gone
+                if executor.is_trading or not _open_order_done(executor):
+                    busy.add(executor.config.level_id)
                 continue
             if not executor.is_trading:  # its open order has not filled: refresh or keep
                 age = self.current_timestamp - executor.config.timestamp
@@ -117,6 +124,7 @@ class LyraMarketMaking(governed.GovernedStrategyV2Base):
                                                                cfg.refresh_tolerance_bps):
                     self.executor_orchestrator.execute_action(
                         StopExecutorAction(controller_id=CONTROLLER_ID, executor_id=executor.config.id))
+                    busy.add(executor.config.level_id)  # its quote rests until the cancel lands
                     continue
             busy.add(executor.config.level_id)
         # a refused level waits one refresh period instead of being retried every second
@@ -197,3 +205,10 @@ class LyraMarketMaking(governed.GovernedStrategyV2Base):
             self._placed_mid.pop(executor.config.id, None)
             self.executor_orchestrator.execute_action(
                 StoreExecutorAction(controller_id=CONTROLLER_ID, executor_id=executor.config.id))
+
+
+def _open_order_done(executor) -> bool:
+    """Whether a stopped executor's entry order no longer rests on the exchange (cancelled,
+    filled or never placed): until then a new quote on its level would make two."""
+    tracked = getattr(executor, "_open_order", None)
+    return tracked is None or tracked.is_done or (tracked.order is None and not tracked.order_id)

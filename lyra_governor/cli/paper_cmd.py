@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -20,18 +21,21 @@ def register(app: typer.Typer) -> None:
 
 def paper_cmd(
     ctx: typer.Context,
-    hours: float = typer.Option(2.0, "--hours", min=0.02, max=168, help="Simulated hours of one-second ticks."),
-    out: Path = typer.Option(Path("reports/paper"), "--out", help="Report folder (summary.json, plots, store)."),
+    hours: float | None = typer.Option(
+        None, "--hours", min=0.02, max=168,
+        help="Simulated hours of one-second ticks (default: 2 generated; with --data the whole recording).",
+    ),
+    out: Path = typer.Option(Path("reports/paper"), "--out", help="Report folder (summary, report.html, store)."),
     data: Path | None = typer.Option(None, "--data", help="CSV of recorded books instead of generated ones."),
-    seed: int = typer.Option(7, "--seed", help="Seed of the book generator (same seed, same run)."),
+    seed: int = typer.Option(7, "--seed", help="Seed of the book generator and the run (same seed, same run)."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json's content as one JSON line."),
     strategies: str = typer.Option(
         "all", "--strategies", help="Comma-separated strategy roles to run (default all eight; see README)."
     ),
 ) -> None:
     """Run the eight governed strategies (or `--strategies`) on $1,000 virtual; exit 0 when the
-    Phase-3 gate passes (success rate > 95 %, every limit respected, every strategy tested)."""
-    from lyra_governor.ledger import Ledger
+    Phase-3 gate passes (success rate > 95 %, every limit respected, arbitrage detected, every
+    opening order under a council mandate, every strategy tested)."""
     from lyra_strategies.paper import generator, importer, report
     from lyra_strategies.paper.replay import pick_strategies, run_replay
 
@@ -41,7 +45,11 @@ def paper_cmd(
         roles = pick_strategies(strategies)
     except ValueError as exc:
         raise ConfigError(f"--strategies: {exc}") from None
-    feed = importer.load_csv(data, hours) if data else generator.generate(hours, seed)
+    feed = importer.load_csv(data, hours) if data else generator.generate(hours or 2.0, seed)
+    span = (f"{feed.seconds / 3600:g} simulated h of {feed.source} "
+            f"({report._utc(feed.start)} to {report._utc(feed.start + feed.seconds - 1)})")
+    if not as_json:
+        err_console.print(f"replaying {span}")
     with Progress(
         TextColumn("[bold]paper run[/]"),
         BarColumn(),
@@ -52,56 +60,53 @@ def paper_cmd(
     ) as bar:
         task = bar.add_task("replay", total=feed.seconds)
         result = run_replay(
-            cfg, feed, out, progress=lambda done, _total: bar.update(task, completed=done), strategies=roles
+            cfg, feed, out, progress=lambda done, _total: bar.update(task, completed=done), seed=seed, strategies=roles
         )
-    summary = report.summarize(result, cfg.ladder.paper_success_rate_min, float(cfg.ladder.paper_virtual_usd))
+    summary = report.summarize(result, cfg)
+    summary["evidence"], summary["promote_needs"] = _record_evidence(cfg, summary, result.audit_head)
     files = report.write_report(summary, result, out)
-    evidence_note = _record_evidence(cfg, summary)
-    summary["evidence"] = evidence_note
-    (out / "summary.json").write_text(__import__("json").dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
     if as_json:
         print_json(summary)
     else:
-        table = Table(title=f"Phase-3 paper run: {summary['simulated_hours']:g} simulated h in {result.wall_s:.1f} s")
+        table = Table(title=f"Phase-3 paper run: {span}, in {result.wall_s:.1f} s")
         table.add_column("figure")
         table.add_column("value", justify="right")
-        for key in (
-            "orders_proposed",
-            "orders_approved",
-            "orders_denied",
-            "orders_pending_mandate",
-            "fills",
-            "success_rate",
-            "pnl_usd",
-            "max_exposure_usd",
-            "cap_usd",
-            "arbitrage_seen",
-            "arbitrage_taken",
-            "ai_calls",
-            "ai_cost_usd",
-            "audit_ok",
-        ):
-            value = summary[key]
-            shown = f"{value:.2%}" if key == "success_rate" else str(value)
-            table.add_row(key, shown)
+        for key in ("orders_proposed", "orders_approved", "orders_denied", "orders_pending_mandate", "fills",
+                    "max_exposure_usd", "cap_usd", "arbitrage_seen", "arbitrage_taken", "ai_calls"):
+            table.add_row(key, str(summary[key]))
         for code, count in summary["denied_by_code"].items():
             table.add_row(f"  denied {code}", str(count))
         for role, c in summary["strategies"].items():
             table.add_row(f"  {role}", f"{c['proposed']} proposed, {c['approved']} approved, {c['fills']} fills")
         table.add_row("all_strategies_tested", str(summary["all_strategies_tested"]))
+        pnl = summary["pnl"]
+        table.add_row("PnL total (USD)", f"{pnl['total_usd']:+.2f}")
+        table.add_row("  market move of the start inventory", f"{pnl['market_move_usd']:+.2f}")
+        table.add_row("  trading PnL vs holding (net of fees)", f"{pnl['trading_pnl_usd']:+.2f}")
+        table.add_row("  fees paid", f"{pnl['fees_usd']:.2f}")
+        for criterion in summary["criteria"]:
+            mark = "[green]pass[/]" if criterion["passed"] else "[red]FAIL[/]"
+            table.add_row(criterion["criterion"], f"{criterion['figure']}  {mark}")
         console.print(table)
-        console.print(f"report: {', '.join(str(f) for f in files)}")
-        console.print(f"evidence: {evidence_note}")
+        if result.unmatched:
+            err_console.print(f"[yellow]{result.unmatched_note}[/]")
+        others = ", ".join(f.name for f in files if f.name != "report.html")
+        console.print(f"report: {out / 'report.html'} (and {others})")
+        console.print(f"evidence: {summary['evidence']}")
+        needs = summary["promote_needs"]
+        if needs is not None:
+            console.print("promote still needs: " + ("; ".join(needs) if needs else "nothing"))
         if summary["gate_passed"]:
             console.print("[bold green]Phase-3 gate passed[/]")
         else:
             err_console.print(f"[bold red]Phase-3 gate not passed[/]: {'; '.join(summary['gate_reasons'])}")
-    _ = Ledger  # imported for its side effect of failing early on a broken store module
     raise typer.Exit(0 if summary["gate_passed"] else 1)
 
 
-def _record_evidence(cfg: object, summary: dict[str, object]) -> str:
-    """Write the run's result to the operator's ledger as phase3_paper evidence."""
+def _record_evidence(cfg: object, summary: dict[str, Any], audit_head: str) -> tuple[str, list[str] | None]:
+    """Write the run's result to the operator's ledger as phase3_paper evidence; return where
+    it went and what `promote` still needs afterwards (None if the ledger is unavailable)."""
+    from lyra_governor import phases
     from lyra_governor.config import Settings
     from lyra_governor.errors import StoreUnavailable
     from lyra_governor.ledger import Ledger
@@ -117,7 +122,6 @@ def _record_evidence(cfg: object, summary: dict[str, object]) -> str:
             "fills",
             "pnl_usd",
             "audit_ok",
-            "audit_head",
             "simulated_hours",
             "store",
             "arbitrage_seen",
@@ -128,15 +132,32 @@ def _record_evidence(cfg: object, summary: dict[str, object]) -> str:
             "strategies_untested",
         )
     }
+    payload["audit_head"] = audit_head
+    payload["trading_pnl_usd"] = summary["pnl"]["trading_pnl_usd"]
+    payload["criteria"] = {c["criterion"]: c["passed"] for c in summary["criteria"]}
+    payload["data_source"] = summary["data"]["source"]
     try:
         ledger = Ledger.open(cfg)
     except StoreUnavailable as exc:
-        return f"not recorded: {exc}"
+        return f"not recorded: {exc}", None
     try:
-        seq = ledger.record_evidence("phase3_paper", payload, bool(summary["gate_passed"]), "paper-run")
+        ledger.record_evidence("phase3_paper", payload, bool(summary["gate_passed"]), "paper-run")
+        needs = [b for b in phases.promotion_blockers(ledger.promotion_facts(), cfg.ladder, None)
+                 if not b.startswith("no council verdict")]
     finally:
         ledger.close()
-    return f"phase3_paper recorded in {cfg.db_url} (audit record {seq})"
+    verdict = "passed" if summary["gate_passed"] else "not passed"
+    needs.append("a council verdict on the evidence (`lyra-governor promote` asks for it)")
+    return f"phase3_paper ({verdict}) recorded in {_redacted(cfg.db_url)}", needs
+
+
+def _redacted(url: str) -> str:
+    """A store URL without its password."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url
 
 
 def record_cmd(

@@ -19,23 +19,38 @@ connector stays Hummingbot's and cannot run executors (see README, "Running with
 
 from __future__ import annotations
 
+import logging
+import weakref
 from decimal import Decimal
 from typing import Any
 
+from cachetools import TTLCache
 from hummingbot.connector.client_order_tracker import ClientOrderTracker
 from hummingbot.connector.test_support.mock_paper_exchange import MockPaperExchange
 from hummingbot.connector.trading_rule import TradingRule
 from hummingbot.core.data_type.common import PositionAction, TradeType
 from hummingbot.core.data_type.in_flight_order import InFlightOrder, OrderState, OrderUpdate, TradeUpdate
-from hummingbot.core.event.event_forwarder import SourceInfoEventForwarder
+from hummingbot.core.data_type.trade_fee import TradeFeeSchema
+from hummingbot.core.event.event_forwarder import EventForwarder, SourceInfoEventForwarder
 from hummingbot.core.event.events import MarketEvent
+from hummingbot.core.pubsub import PubSub
 
 
 class PaperExchange(MockPaperExchange):  # type: ignore[misc]
     """A `MockPaperExchange` whose orders Hummingbot's executors can follow."""
 
-    def __init__(self, min_notional: Decimal = Decimal(1)) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        min_notional: Decimal = Decimal(1),
+        name: str = "lyra_paper",
+        maker_fee: Decimal = Decimal(0),
+        taker_fee: Decimal = Decimal(0),
+    ) -> None:
+        # Hummingbot charges a paper fill the fee schema registered under the connector's name
+        # (`build_trade_fee(self.name, ...)`): each exchange gets its own name and schema, so
+        # its fills pay its fees (MockPaperExchange alone registers every instance as one name).
+        self._paper_name = f"lyra_paper_{name}"
+        super().__init__(TradeFeeSchema(maker_percent_fee_decimal=maker_fee, taker_percent_fee_decimal=taker_fee))
         self._rules: dict[str, TradingRule] = {}
         self._min_notional = min_notional
         self._order_tracker = _PaperOrderTracker(self)
@@ -50,8 +65,78 @@ class PaperExchange(MockPaperExchange):  # type: ignore[misc]
             (MarketEvent.OrderCancelled, SourceInfoEventForwarder(self._cancelled)),
             (MarketEvent.OrderFailure, SourceInfoEventForwarder(self._failed)),
         ]
+        # event tag -> its listeners in the order they registered (weakly, as PubSub holds them)
+        self._ordered: dict[int, list[weakref.ref[Any]]] = {}
+        self._dispatchers: dict[int, SourceInfoEventForwarder] = {}
+        self._relays: dict[int, PubSub] = {}  # id(native listener) -> a PubSub holding only it
         for event, forwarder in self._forwarders:
             self.add_listener(event, forwarder)
+
+    # --- events in a fixed order ---------------------------------------------------------
+    #
+    # Hummingbot's PubSub keeps an event's listeners in a C++ set ordered by memory address, so
+    # whether an executor, the strategy (which records the fill in Lyra's ledger) or the order
+    # tracker hears a fill first changes from one process to the next, and so does the run.
+    # Here each event tag has one dispatcher in the PubSub, which calls the listeners in the
+    # order they registered: the order tracker, Hummingbot's recorder, the strategy, then its
+    # executors as they start.
+
+    def add_listener(self, event_tag: Any, listener: Any) -> None:
+        tag = int(event_tag.value)
+        if tag not in self._ordered:
+            self._ordered[tag] = []
+            self._dispatchers[tag] = SourceInfoEventForwarder(self._dispatch)
+            PubSub.add_listener(self, event_tag, self._dispatchers[tag])
+        self._ordered[tag].append(weakref.ref(listener))
+
+    def remove_listener(self, event_tag: Any, listener: Any) -> None:
+        refs = self._ordered.get(int(event_tag.value), [])
+        refs[:] = [r for r in refs if r() is not None and r() is not listener]
+        PubSub.remove_listener(self, event_tag, listener)  # a listener registered natively
+
+    def get_listeners(self, event_tag: Any) -> list[Any]:
+        ordered = [r() for r in self._ordered.get(int(event_tag.value), [])]
+        native = [x for x in PubSub.get_listeners(self, event_tag) if x not in self._dispatchers.values()]
+        return [x for x in ordered if x is not None] + native
+
+    def adopt_native_listeners(self) -> None:
+        """Move the listeners a Cython strategy registered with `c_add_listener` (past
+        `add_listener`) behind the dispatchers; call once the strategy is built."""
+        for event in MarketEvent:
+            for listener in PubSub.get_listeners(self, event):
+                if listener in self._dispatchers.values():
+                    continue
+                PubSub.remove_listener(self, event, listener)
+                if not isinstance(listener, SourceInfoEventForwarder | EventForwarder):
+                    relay = self._relays.setdefault(id(listener), PubSub())
+                    relay.add_listener(event, listener)
+                self.add_listener(event, listener)
+
+    def _dispatch(self, tag: int, _caller: Any, event: Any) -> None:
+        refs = self._ordered.get(tag, [])
+        if any(r() is None for r in refs):
+            refs[:] = [r for r in refs if r() is not None]
+        for ref in list(refs):
+            listener = ref()
+            if listener is None:
+                continue
+            try:
+                if isinstance(listener, SourceInfoEventForwarder):
+                    listener._to_function(tag, self, event)
+                elif isinstance(listener, EventForwarder):
+                    listener._to_function(event)
+                else:  # a Cython listener: only a PubSub can call it
+                    self._relays[id(listener)].trigger_event(MarketEvent(tag), event)
+            except Exception:
+                logging.getLogger(__name__).exception("event listener failed on %s", MarketEvent(tag).name)
+
+    @property
+    def name(self) -> str:
+        return self._paper_name
+
+    @property
+    def display_name(self) -> str:
+        return self._paper_name
 
     # --- what executors read --------------------------------------------------------------
 
@@ -192,6 +277,11 @@ class _PaperOrderTracker(ClientOrderTracker):  # type: ignore[misc]
     def __init__(self, exchange: PaperExchange) -> None:
         super().__init__(exchange)
         self._exchange = exchange
+        # Hummingbot keeps finished orders CACHED_ORDER_TTL seconds of *wall* time; a replay's
+        # lookups must not depend on how fast the machine is: the cache ages in simulated time.
+        self._cached_orders: TTLCache[str, InFlightOrder] = TTLCache(
+            maxsize=self.MAX_CACHE_SIZE, ttl=self.CACHED_ORDER_TTL, timer=lambda: float(exchange.current_timestamp)
+        )
 
     def fetch_order(self, client_order_id: str | None = None, exchange_order_id: str | None = None) -> Any:
         # Hummingbot's lookup copies every active and cached order into two new dicts per call;

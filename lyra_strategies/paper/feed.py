@@ -1,4 +1,11 @@
-"""The replay's input: per market, one top-of-book row per simulated second (pure data)."""
+"""The replay's input: per market, one top-of-book row per simulated second (pure data).
+
+This is the interface every consumer of a replay reads (the replay itself, the report, and
+anything built on the same seconds, such as candles): `Feed.start` is the first simulated
+second (a whole UTC second), tick `i` is second `start + i`, and each `MarketSeries` holds, for
+every tick, the last quote recorded at or before that second. A market has no book before its
+first recorded quote: there `mid` is NaN (`has_book` is False), so nothing can see the future.
+"""
 
 from __future__ import annotations
 
@@ -17,10 +24,22 @@ class MarketSeries:
 
     connector: str
     trading_pair: str
-    mid: FloatArray
+    mid: FloatArray  # NaN before the market's first quote
     spread_bps: FloatArray
     depth_step: FloatArray  # base volume added per book level
-    updated_at: FloatArray
+    updated_at: FloatArray  # time of the quote shown at each tick (<= the tick); NaN before the first
+
+    def has_book(self, i: int) -> bool:
+        return bool(np.isfinite(self.mid[i]))
+
+    def first_tick(self) -> int | None:
+        """The first tick with a quote, or None if the market never has one."""
+        finite = np.flatnonzero(np.isfinite(self.mid))
+        return int(finite[0]) if finite.size else None
+
+    def first_mid(self) -> float | None:
+        first = self.first_tick()
+        return None if first is None else float(self.mid[first])
 
 
 @dataclass
@@ -29,6 +48,8 @@ class Feed:
     seconds: int
     markets: list[MarketSeries] = field(default_factory=list)
     events: list[dict[str, object]] = field(default_factory=list)  # what the generator injected, for the report
+    source: str = ""  # "generator seed 7" or the recording's path, for the report
+    gaps: list[dict[str, object]] = field(default_factory=list)  # recording gaps: market, at, seconds
 
     def market(self, connector: str, trading_pair: str) -> MarketSeries:
         for m in self.markets:

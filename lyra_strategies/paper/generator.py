@@ -100,7 +100,7 @@ def generate(hours: float, seed: int = 7, start: float = START) -> Feed:
     okx_spread = spread(2.0)
     eth_spread = spread(2.5)
     depth = np.clip(0.05 / (1 + vol_bps), 0.002, 0.05)
-    feed = Feed(start=start, seconds=seconds, events=events)
+    feed = Feed(start=start, seconds=seconds, events=events, source=f"generator seed {seed}")
     feed.markets = [
         MarketSeries("binance_paper_trade", "BTC-USDT", binance_mid, binance_spread, depth, binance_updated),
         MarketSeries("okx_paper_trade", "BTC-USDT", okx_mid, okx_spread, depth, okx_updated),

@@ -18,9 +18,12 @@ operator's ledger, which is what `lyra-governor promote` reads.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
 import inspect
 import logging
+import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,27 +56,37 @@ BOOK_LEVELS = 40
 #: replay's scripts need (they create executors synchronously in their tick). A controller's
 #: actions go through a queue to the orchestrator and need three to land in the same second.
 YIELDS_PER_TICK = 1
+#: How often (simulated seconds) each governor re-reads the ladder state: live it is 0.25 s of
+#: wall time, which would make a replay depend on the machine's speed.
+STATE_REFRESH_SIM_S = 5.0
+#: The garbage collector runs every this many simulated seconds (automatic collection is off
+#: during a replay: see `run_replay`).
+GC_EVERY_S = 60
 
-#: Virtual balances, about $1,000 in all (BTC at 60,000, ETH at 3,000: $125 a script). Each
-#: script trades from its own account on each exchange, as bots with their own (sub-)accounts
-#: do: one script's fills never spend the cash another set aside. The governor's caps still
-#: count every account on an exchange together.
-ACCOUNTS: dict[str, dict[str, dict[str, float]]] = {
-    "market_making": {"binance_paper_trade": {"USDT": 64.0, "BTC": 0.001}},
+#: The virtual capital (`ladder.paper_virtual_usd`, $1,000 by default) split in USD, per script,
+#: exchange and asset. Each script trades from its own account on each exchange, as bots with
+#: their own (sub-)accounts do: one script's fills never spend the cash another set aside. The
+#: governor's caps still count every account on an exchange together. Coins are bought at the
+#: data's first price of `<asset>-USDT` on that exchange, so the start is worth exactly the
+#: capital whatever the year of the data; an asset without such a market is held as USDT.
+ALLOCATION_USD: dict[str, dict[str, dict[str, Decimal]]] = {
+    "market_making": {"binance_paper_trade": {"USDT": Decimal(64), "BTC": Decimal(60)}},
     "arbitrage": {
-        "binance_paper_trade": {"USDT": 32.0, "BTC": 0.0005},
-        "okx_paper_trade": {"USDT": 32.0, "BTC": 0.0005},
+        "binance_paper_trade": {"USDT": Decimal(32), "BTC": Decimal(30)},
+        "okx_paper_trade": {"USDT": Decimal(32), "BTC": Decimal(30)},
     },
-    "rebalancer": {"okx_paper_trade": {"USDT": 52.0, "BTC": 0.0006, "ETH": 0.013}},
-    "dynamic_market_making": {"binance_paper_trade": {"USDT": 64.0, "BTC": 0.001}},
-    "bollinger": {"binance_paper_trade": {"USDT": 64.0, "BTC": 0.001}},
-    "grid": {"binance_paper_trade": {"USDT": 126.0}},
+    "rebalancer": {"okx_paper_trade": {"USDT": Decimal(52), "BTC": Decimal(36), "ETH": Decimal(39)}},
+    "dynamic_market_making": {"binance_paper_trade": {"USDT": Decimal(64), "BTC": Decimal(60)}},
+    "bollinger": {"binance_paper_trade": {"USDT": Decimal(64), "BTC": Decimal(60)}},
+    "grid": {"binance_paper_trade": {"USDT": Decimal(126)}},
     "xemm": {
-        "binance_paper_trade": {"USDT": 32.0, "BTC": 0.0005},
-        "okx_paper_trade": {"USDT": 32.0, "BTC": 0.0005},
+        "binance_paper_trade": {"USDT": Decimal(32), "BTC": Decimal(30)},
+        "okx_paper_trade": {"USDT": Decimal(32), "BTC": Decimal(30)},
     },
-    "dca": {"binance_paper_trade": {"USDT": 126.0}},
+    "dca": {"binance_paper_trade": {"USDT": Decimal(126)}},
 }
+QUOTE_ASSETS = ("USDT", "USD", "USDC")
+COIN_STEP = Decimal("0.00000001")
 
 
 @dataclass
@@ -83,7 +96,38 @@ class Account:
     role: str
     connector: str
     exchange: Any
-    assets: dict[str, float]
+    assets: dict[str, Decimal]  # the starting balances
+
+
+def starting_accounts(
+    feed: Feed, capital_usd: Decimal, roles: list[str] | None = None
+) -> dict[str, dict[str, dict[str, Decimal]]]:
+    """Balances per script and connector worth `capital_usd` at the feed's first prices (the
+    scripts in `roles` share it in the proportions of ALLOCATION_USD)."""
+    chosen = {role: ALLOCATION_USD[role] for role in (roles or list(ALLOCATION_USD))}
+    scale = capital_usd / sum(v for per in chosen.values() for assets in per.values() for v in assets.values())
+    out: dict[str, dict[str, dict[str, Decimal]]] = {}
+    for role, per_exchange in chosen.items():
+        for connector, assets in per_exchange.items():
+            balances: dict[str, Decimal] = {}
+            for asset, usd in assets.items():
+                value = usd * scale
+                price = _first_price(feed, connector, asset)
+                if asset in QUOTE_ASSETS or price is None:
+                    balances["USDT"] = balances.get("USDT", Decimal(0)) + value
+                    balances.setdefault(asset, Decimal(0))
+                else:
+                    balances[asset] = (value / price).quantize(COIN_STEP)
+            out.setdefault(role, {})[connector] = balances
+    return out
+
+
+def _first_price(feed: Feed, connector: str, asset: str) -> Decimal | None:
+    for m in feed.markets:
+        if m.connector == connector and m.trading_pair == f"{asset}-USDT":
+            first = m.first_mid()
+            return Decimal(repr(first)) if first is not None else None
+    return None
 
 
 #: The eight governed scripts of the paper run, by role (`--strategies` picks among them).
@@ -179,6 +223,11 @@ class Sample:
     equity_usd: float
     used_usd: float
     cap_usd: float
+    hold_usd: float = 0.0  # the starting balances at this sample's prices (buy and hold)
+    equity_by: dict[str, float] = field(default_factory=dict)  # "<role> <connector>" -> USD
+    hold_by: dict[str, float] = field(default_factory=dict)
+    used_by_exchange: dict[str, float] = field(default_factory=dict)
+    cap_by_exchange: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -206,8 +255,27 @@ class ReplayResult:
     totals_detail: str = ""
     ticks_run: int = 0
     halted_reason: str = ""  # set when the run stopped early because trading was halted
+    accounts: dict[str, dict[str, dict[str, Decimal]]] = field(default_factory=dict)  # starting balances
+    role_decisions: dict[str, dict[str, int]] = field(default_factory=dict)
+    role_failures: dict[str, int] = field(default_factory=dict)
+    role_bots: dict[str, str] = field(default_factory=dict)  # role -> bot id in the ledger
+    unmatched: list[dict[str, str]] = field(default_factory=list)  # script markets with no data
+    unused: list[str] = field(default_factory=list)  # recorded markets no script trades
+    hour_wall_s: list[float] = field(default_factory=list)  # wall seconds per simulated hour
+    fees: dict[str, dict[str, str]] = field(default_factory=dict)  # connector -> maker/taker fraction
     #: per strategy role: proposed, approved, denied, pending, fills (the report's per-strategy lines)
     per_strategy: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def unmatched_note(self) -> str:
+        """One sentence naming the scripts and markets that found no data ('' if none)."""
+        if not self.unmatched:
+            return ""
+        by_role: dict[str, list[str]] = {}
+        for miss in self.unmatched:
+            by_role.setdefault(miss["script"], []).append(f"{miss['trading_pair']} on {miss['connector']}")
+        parts = [f"{role} ({', '.join(markets)})" for role, markets in by_role.items()]
+        return f"No data in this feed for {'; '.join(parts)}: those scripts cannot trade those markets."
 
 
 def load_script(name: str, scripts_dir: Path = SCRIPTS_DIR) -> tuple[type[Any], type[Any]]:
@@ -235,6 +303,8 @@ def load_script(name: str, scripts_dir: Path = SCRIPTS_DIR) -> tuple[type[Any], 
 
 
 def _book(exchange: Any, series: MarketSeries, i: int) -> None:
+    """The exchange's book for tick i: best bid and ask the recorded quote, BOOK_LEVELS levels
+    a side, each `depth_step` deeper."""
     mid = float(series.mid[i])
     step = max(mid * float(series.spread_bps[i]) / 1e4, mid * 1e-6)
     exchange.set_balanced_order_book(
@@ -254,6 +324,11 @@ def _books(exchanges: list[Any], series: MarketSeries, i: int) -> None:
         exchange.order_book_tracker._order_books[series.trading_pair] = book
 
 
+#: Called after every simulated second with (tick, time, strategies by role): tests read what
+#: the strategies see; the replay itself never needs it.
+TickHook = Callable[[int, float, dict[str, Any]], None]
+
+
 def run_replay(
     settings: Settings,
     feed: Feed,
@@ -261,6 +336,8 @@ def run_replay(
     progress: Callable[[int, int], None] | None = None,
     sample_every_s: int = 60,
     governed: bool = True,
+    seed: int = 7,
+    on_tick: TickHook | None = None,
     strategies: str | list[str] | None = None,
 ) -> ReplayResult:
     """Run the governed scripts (all eight, or `strategies`) over `feed`; everything lands in
@@ -276,9 +353,30 @@ def run_replay(
     if hb_db.exists():
         hb_db.unlink()
     paper_settings = settings.model_copy(update={"db_url": f"sqlite:///{db_path}"})
-    return asyncio.run(
-        _replay(paper_settings, feed, out_dir, db_path, hb_db, progress, sample_every_s, governed, roles)
-    )
+    # A run is a function of (code, config, data, seed): Hummingbot draws order and executor
+    # ids from `random`, and its PubSub holds listeners weakly, so when the garbage collector
+    # runs decides which dead listener still hears an event. Both are pinned to the replay.
+    random.seed(seed)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return asyncio.run(
+            _replay(paper_settings, feed, out_dir, db_path, hb_db, progress, sample_every_s, governed, on_tick, roles)
+        )
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def paper_fees(settings: Settings, connector: str) -> tuple[Decimal, Decimal]:
+    """(maker, taker) fee fractions of a paper connector's exchange, from the config."""
+    spec = settings.exchanges.get(settings.exchange_of(connector))
+    if spec is None:
+        return DEFAULT_FEE, DEFAULT_FEE
+    return Decimal(repr(spec.maker_fee_pct)) / 100, Decimal(repr(spec.taker_fee_pct)) / 100
+
+
+DEFAULT_FEE = Decimal("0.001")
 
 
 async def _replay(
@@ -290,6 +388,7 @@ async def _replay(
     progress: Callable[[int, int], None] | None,
     sample_every_s: int,
     governed: bool = True,
+    on_tick: TickHook | None = None,
     roles: list[str] | None = None,
 ) -> ReplayResult:
     roles = roles or list(SCRIPTS)
@@ -313,10 +412,13 @@ async def _replay(
     ledger = Ledger.open(settings, clock_fn)
     ledger.set_phase(3, "paper-run", "offline Phase-3 paper run on its own store")
 
+    balances = starting_accounts(feed, Decimal(settings.ladder.paper_virtual_usd), roles)
+    connectors = sorted({c for per in balances.values() for c in per})
+    fees = {c: paper_fees(settings, c) for c in connectors}
     accounts = [
-        Account(role, connector, PaperExchange(), assets)
-        for role, per_exchange in ACCOUNTS.items()
-        if role in roles
+        Account(role, connector, PaperExchange(name=f"{role}_{connector}", maker_fee=fees[connector][0],
+                                               taker_fee=fees[connector][1]), assets)
+        for role, per_exchange in balances.items()
         for connector, assets in per_exchange.items()
     ]
     books_of: dict[str, list[Any]] = {}
@@ -326,7 +428,6 @@ async def _replay(
             account.exchange.set_balance(asset, amount)
     for series in feed.markets:
         for exchange in books_of.get(series.connector, []):
-            _book(exchange, series, 0)
             exchange.set_quantization_param(QuantizationParams(series.trading_pair, 6, 6, 6, 6))
 
     recorder = start_markets_recorder([a.exchange for a in accounts], hb_db)
@@ -336,10 +437,15 @@ async def _replay(
 
     def book_timestamp(connector: str, pair: str, now: float) -> float:
         series = by_market.get((connector, pair))
-        return float(series.updated_at[feed_index[0]]) if series is not None else now
+        if series is None:
+            return now
+        seen = float(series.updated_at[feed_index[0]])
+        return seen if math.isfinite(seen) else now  # NaN: no quote yet (and no book: nothing proposes)
 
     strategies: dict[str, Any] = {}
-    governors: list[TimedGovernor] = []
+    governors: dict[str, TimedGovernor] = {}
+    unmatched: list[dict[str, str]] = []
+    traded: set[tuple[str, str]] = set()
     TimedGovernor.spent_s = 0.0
     for role in roles:
         script, conf = SCRIPTS[role]
@@ -349,13 +455,22 @@ async def _replay(
         strategy_cls.init_markets(config)
         strategy_cls.offline = True
         strategy_cls.book_timestamp = staticmethod(book_timestamp)
+        for connector, pairs in sorted(strategy_cls.markets.items()):
+            for pair in sorted(pairs):
+                traded.add((connector, pair))
+                found = by_market.get((connector, pair))
+                if found is None or found.first_tick() is None:
+                    unmatched.append({"script": role, "connector": connector, "trading_pair": pair})
         factory = TimedGovernor if governed else PassThroughGovernor
         gov = factory(settings, ledger, f"paper-{role}", _provider(settings), clock_fn, strategy_cls.__name__)
-        governors.append(gov)
+        gov.state_clock, gov.state_refresh_s = clock_fn, STATE_REFRESH_SIM_S
+        governors[role] = gov
         own = {a.connector: a.exchange for a in accounts if a.role == role}
         missing = set(strategy_cls.markets) - set(own)
         assert not missing, f"{role} trades on {missing} but has no paper account there"
         strategies[role] = strategy_cls(own, config, governor=gov)
+        for exchange in own.values():
+            exchange.adopt_native_listeners()
 
     end = feed.start + feed.seconds - 1
     clock = Clock(ClockMode.BACKTEST, 1.0, feed.start, end + 2)
@@ -376,36 +491,57 @@ async def _replay(
         arbitrage_taken=0,
         council_requests=0,
         ai_cost_usd=0.0,
+        accounts=balances,
+        unmatched=unmatched,
+        unused=[f"{p} on {c}" for c, p in sorted(set(by_market) - traded)],
+        fees={c: {"maker": str(m), "taker": str(t)} for c, (m, t) in fees.items()},
+        role_bots={role: gov.bot_id for role, gov in governors.items()},
     )
-    result.start_equity_usd = _equity(accounts, by_market, 0)
-    last_mid = {key: float(series.mid[0]) for key, series in by_market.items()}
+    valuer = _Valuer(accounts, by_market)
+    result.start_equity_usd = valuer.equity(0)[0]
+    shown: dict[tuple[str, str], tuple[float, float, float]] = {}  # the quote each book shows now
+    series_list = list(by_market.items())
     started = time.perf_counter()
+    hour_started = started
     for i in range(feed.seconds):
         t = feed.start + i
         feed_index[0] = i
         sim[0] = t
-        for key, series in by_market.items():
-            if series.updated_at[i] < t:  # stale feed: the exchange's book does not change
+        # each second shows the last quote at or before it; a market before its first quote has
+        # no book at all, and a quote that did not change (a stale feed) leaves the book as it is
+        for key, series in series_list:
+            quote = (float(series.mid[i]), float(series.spread_bps[i]), float(series.depth_step[i]))
+            if not math.isfinite(quote[0]) or shown.get(key) == quote:  # NaN: no quote yet
                 continue
-            mid = float(series.mid[i])
-            if abs(mid - last_mid[key]) >= mid * 2e-5 or i % 30 == 0:
+            first = key not in shown
+            shown[key] = quote
+            if first:  # each account's engine learns the pair once (its own book, listeners, assets)
+                for exchange in books_of.get(series.connector, ()):
+                    _book(exchange, series, i)
+            else:
                 _books(books_of.get(series.connector, []), series, i)
-                last_mid[key] = mid
         clock.backtest_til(t)
         for _ in range(YIELDS_PER_TICK):
             await asyncio.sleep(0)
         result.ticks_run = i + 1
+        if on_tick is not None:
+            on_tick(i, t, strategies)
+        if i % GC_EVERY_S == 0:
+            gc.collect(1 if i % (GC_EVERY_S * 60) else 2)  # on simulated time, not allocation counts
         if i % sample_every_s == 0 or i == feed.seconds - 1:
-            _sample(result, ledger, accounts, by_market, i, t)
+            _sample(result, ledger, valuer, i, t)
+        if (i + 1) % 3600 == 0:
+            now = time.perf_counter()
+            result.hour_wall_s.append(now - hour_started)
+            hour_started = now
         if progress is not None and (i % 600 == 0 or i == feed.seconds - 1):
             progress(i + 1, feed.seconds)
         # An operator's `halt` (or a council ABORT) ends the run: the bots already stopped
-        # proposing on this tick, and a halted run can be no Phase-3 evidence. The state is
-        # cached for 0.25 s of wall clock, so this costs nothing per tick.
-        ladder = governors[0].ladder_state()
+        # proposing on this tick, and a halted run can be no Phase-3 evidence.
+        ladder = next(iter(governors.values())).ladder_state()
         if ladder.trading_state is TradingState.HALTED:
             result.halted_reason = ladder.reason or "halted"
-            _sample(result, ledger, accounts, by_market, i, t)
+            _sample(result, ledger, valuer, i, t)
             break
 
     # close out: executors stop and hold what they bought (no more orders), open orders are
@@ -423,20 +559,22 @@ async def _replay(
                     executor.stop()
     result.wall_s = time.perf_counter() - started
     result.governor_s = TimedGovernor.spent_s
-    result.end_equity_usd = _equity(accounts, by_market, feed.seconds - 1)
-    for gov in governors:
+    result.end_equity_usd = valuer.equity(result.ticks_run - 1)[0]
+    for role, gov in governors.items():
+        result.role_decisions[role] = dict(sorted(gov.counts.items()))
         for code, value in gov.counts.items():
             result.decisions[code] = result.decisions.get(code, 0) + value
         council = gov.mandates.stats()
         result.council_requests += int(council.get("requests", 0))
         result.ai_cost_usd += float(council.get("cost_usd", 0.0))
-    result.exchange_failures = sum(s.exchange_failures for s in strategies.values())
+    result.role_failures = {role: int(s.exchange_failures) for role, s in strategies.items()}
+    result.exchange_failures = sum(result.role_failures.values())
     if "arbitrage" in strategies:
         result.arbitrage_seen = int(strategies["arbitrage"].seen)
         result.arbitrage_taken = int(strategies["arbitrage"].taken)
     fill_rows = ledger.fill_rows(book="paper")
     result.fills = len(fill_rows)
-    for role, gov in zip(strategies, governors, strict=True):
+    for role, gov in governors.items():
         approved, pending = gov.counts.get("ALLOWED", 0), gov.counts.get("PENDING", 0)
         proposed = sum(gov.counts.values())
         result.per_strategy[role] = {
@@ -453,7 +591,7 @@ async def _replay(
         listener_task = getattr(strategy, "listen_to_executor_actions_task", None)
         if listener_task is not None:
             listener_task.cancel()
-    for gov in governors:
+    for gov in governors.values():
         gov.store.close()
     recorder.stop()
     ledger.close()
@@ -499,35 +637,68 @@ def _provider(settings: Settings) -> Any:
     return default_mandate_provider(settings)
 
 
-def _equity(accounts: list[Account], by_market: dict[tuple[str, str], MarketSeries], i: int) -> float:
-    total = 0.0
-    for account in accounts:
-        # what it started with and every base it can have bought (an account of cash only, as
-        # the grid's and the DCA's, holds BTC once it buys)
-        bases = {pair.split("-")[0] for connector, pair in by_market if connector == account.connector}
-        for asset in dict.fromkeys([*account.assets, *sorted(bases)]):
-            balance = float(account.exchange.get_balance(asset))
-            if asset in ("USDT", "USD", "USDC"):
-                total += balance
-                continue
-            series = by_market.get((account.connector, f"{asset}-USDT"))
-            if series is not None:
-                total += balance * float(series.mid[i])
-    return total
+class _Valuer:
+    """Values every account at tick i's mids (before a market's first quote: its first mid,
+    the price its coins were bought at) and what the starting balances would be worth."""
+
+    def __init__(self, accounts: list[Account], by_market: dict[tuple[str, str], MarketSeries]) -> None:
+        self.accounts = accounts
+        self.prices: dict[tuple[str, str], tuple[MarketSeries, float]] = {}
+        # what an account can hold: its start assets and the base of every USDT market of its
+        # exchange (a cash-only grid or DCA account holds the BTC it bought)
+        self.assets: dict[int, list[str]] = {}
+        for account in accounts:
+            bases = [p.split("-")[0] for c, p in by_market if c == account.connector and p.endswith("-USDT")]
+            self.assets[id(account)] = list(dict.fromkeys([*account.assets, *bases]))
+            for asset in self.assets[id(account)]:
+                series = by_market.get((account.connector, f"{asset}-USDT"))
+                first = series.first_mid() if series is not None else None
+                if series is not None and first is not None:
+                    self.prices[(account.connector, asset)] = (series, first)
+
+    def price(self, connector: str, asset: str, i: int) -> float:
+        if asset in QUOTE_ASSETS:
+            return 1.0
+        found = self.prices.get((connector, asset))
+        if found is None:
+            return 0.0
+        mid = float(found[0].mid[i])
+        return mid if math.isfinite(mid) else found[1]
+
+    def equity(self, i: int) -> tuple[float, float, dict[str, float], dict[str, float]]:
+        """(equity, hold value, equity per account, hold value per account) in USD."""
+        total = hold = 0.0
+        by: dict[str, float] = {}
+        hold_by: dict[str, float] = {}
+        for account in self.accounts:
+            key = f"{account.role} {account.connector}"
+            value = held = 0.0
+            for asset in self.assets[id(account)]:
+                price = self.price(account.connector, asset, i)
+                value += float(account.exchange.get_balance(asset)) * price
+                held += float(account.assets.get(asset, 0)) * price
+            by[key], hold_by[key] = value, held
+            total += value
+            hold += held
+        return total, hold, by, hold_by
 
 
-def _sample(
-    result: ReplayResult,
-    ledger: Ledger,
-    accounts: list[Account],
-    by_market: dict[tuple[str, str], MarketSeries],
-    i: int,
-    t: float,
-) -> None:
+def _sample(result: ReplayResult, ledger: Ledger, valuer: _Valuer, i: int, t: float) -> None:
     exposure = ledger.exposure("paper")
     for name, scope in [*exposure.exchanges.items(), ("TOTAL", exposure.total)]:
         if scope.used_usd > scope.cap_usd + Decimal("0.000001"):
             result.limit_breaches.append(f"{name}: {scope.used_usd:.2f} > cap {scope.cap_usd:.2f} at t={t:.0f}")
+    equity, hold, by, hold_by = valuer.equity(i)
     result.samples.append(
-        Sample(t, _equity(accounts, by_market, i), float(exposure.total.used_usd), float(exposure.total.cap_usd))
+        Sample(
+            t,
+            equity,
+            float(exposure.total.used_usd),
+            float(exposure.total.cap_usd),
+            hold,
+            by,
+            hold_by,
+            {name: float(scope.used_usd) for name, scope in sorted(exposure.exchanges.items())},
+            {name: float(scope.cap_usd) for name, scope in sorted(exposure.exchanges.items())},
+        )
     )

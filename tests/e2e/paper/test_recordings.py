@@ -1,0 +1,234 @@
+"""The paper run on recordings these tests build themselves, shaped like real captures:
+fractional receive times, plain exchange names, 2022 prices, a market that starts late, a
+gap, a market missing. (The project's generator hides every one of these.)"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from lyra_governor.config import Settings, load_settings
+from lyra_governor.store import audit_log, create_store_engine, fills
+from lyra_strategies.paper import importer, report
+from lyra_strategies.paper.replay import ReplayResult, run_replay
+
+T0 = 1_656_633_600.0  # 2022-07-01 00:00:00 UTC: BTC near 20,000, ETH near 1,070
+SECONDS = 900
+ETH_STARTS = 120.4  # the okx ETH recording starts two minutes late
+GAP = (600.0, 660.0)  # binance BTC sends nothing for a minute
+
+
+ALL_MARKETS = ("binance BTC", "okx BTC", "okx ETH")
+
+
+def build_recording(path: Path, markets: tuple[str, ...] = ALL_MARKETS, seed: int = 5) -> None:
+    """Top-of-book rows at irregular fractional times (about 1.4 per second per market)."""
+    rng = np.random.default_rng(seed)
+    rows: list[tuple[float, str, str, float, float, float]] = []
+    n = int(SECONDS * 1.4)
+    btc = 20_000 * np.exp(np.cumsum(rng.normal(0, 4e-4, n)))
+    basis = np.zeros(n)
+    basis[int(n * 0.3) : int(n * 0.36)] = 0.004  # okx dear for a while: arbitrage
+    for name in markets:
+        exchange, base = name.split()
+        times = np.sort(T0 + rng.uniform(0, SECONDS, n))
+        if base == "ETH":
+            times = times[times >= T0 + ETH_STARTS]
+        if exchange == "binance":
+            times = times[(times < T0 + GAP[0]) | (times >= T0 + GAP[1])]
+        for k, ts in enumerate(times):
+            j = min(n - 1, int((ts - T0) / SECONDS * n))
+            mid = btc[j] * (1 + (basis[j] if exchange == "okx" else 0.0))
+            if base == "ETH":
+                mid = mid * 0.0535
+            half = round(mid * 1e-4, 2) or 0.01
+            mid = round(mid, 2)
+            rows.append((round(float(ts), 6), exchange, f"{base}-USDT", mid - half, mid + half, 0.05 + k % 3 * 0.01))
+    frame = pd.DataFrame(rows, columns=["timestamp", "connector", "trading_pair", "best_bid", "best_ask", "bid_size"])
+    frame.sample(frac=1.0, random_state=seed).to_csv(path, index=False)  # row order must not matter
+
+
+def expected_mids(path: Path, connector: str, pair: str, grid: np.ndarray) -> list[float]:
+    """Per second: the mid of the last row at or before it (NaN before the first row)."""
+    frame = pd.read_csv(path)
+    rows = frame[(frame.connector == connector) & (frame.trading_pair == pair)].sort_values("timestamp")
+    idx = np.searchsorted(rows.timestamp.to_numpy(), grid, side="right") - 1
+    mids = ((rows.best_bid + rows.best_ask) / 2).to_numpy()
+    return [float(mids[i]) if i >= 0 else math.nan for i in idx]
+
+
+def _settings(home: Path) -> Settings:
+    return load_settings(None, use_env=False, db_url=f"sqlite:///{home / 'lyra.db'}", data_dir=str(home))
+
+
+class Seen:
+    """What the strategies see each simulated second, and how many quotes rest per level."""
+
+    def __init__(self) -> None:
+        self.mm: list[float] = []
+        self.eth: list[float] = []
+        self.resting_per_level = 0
+
+    def __call__(self, _i: int, _t: float, strategies: dict[str, Any]) -> None:
+        mm, rebalancer = strategies["market_making"], strategies["rebalancer"]
+        self.mm.append(float(mm._mid("binance_paper_trade", "BTC-USDT")))
+        self.eth.append(float(rebalancer._mid("okx_paper_trade", "ETH-USDT")))
+        resting = {o.client_order_id for o in mm.connectors["binance_paper_trade"].limit_orders}
+        quotes: dict[str, int] = {}  # level -> entry orders resting on the exchange
+        for executors in mm.executor_orchestrator.active_executors.values():
+            for executor in executors:
+                entry = getattr(executor, "_open_order", None)
+                if entry is not None and entry.order_id in resting:
+                    quotes[executor.config.level_id] = quotes.get(executor.config.level_id, 0) + 1
+        self.resting_per_level = max(self.resting_per_level, *quotes.values(), 0)
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ReplayResult, Seen, dict[str, Any]]:
+    home = tmp_path_factory.mktemp("recording")
+    path = home / "capture.csv"
+    build_recording(path)
+    feed = importer.load_csv(path)
+    seen = Seen()
+    settings = _settings(home)
+    result = run_replay(settings, feed, home / "out", on_tick=seen)
+    return path, result, seen, report.summarize(result, settings)
+
+
+def test_fractional_timestamps_replay_a_moving_book(replayed: tuple[Path, ReplayResult, Seen, dict[str, Any]]) -> None:
+    path, result, seen, _ = replayed
+    grid = result.feed.start + np.arange(result.ticks_run)
+    expected = expected_mids(path, "binance", "BTC-USDT", grid)
+    # each simulated second sees the last quote at or before it, so the strategies see exactly
+    # the recording's distinct per-second quotes (the old replay froze on the first row)
+    assert [round(m, 4) for m in seen.mm] == [round(m, 4) for m in expected]
+    assert len({round(m, 4) for m in seen.mm}) == len({round(m, 4) for m in expected}) > 300
+
+
+def test_a_late_market_has_no_book_before_its_first_row(
+    replayed: tuple[Path, ReplayResult, Seen, dict[str, Any]],
+) -> None:
+    path, result, seen, _ = replayed
+    grid = result.feed.start + np.arange(result.ticks_run)
+    expected = expected_mids(path, "okx", "ETH-USDT", grid)
+    first = next(i for i, m in enumerate(expected) if not math.isnan(m))
+    assert first >= ETH_STARTS - 1
+    assert all(math.isnan(m) for m in seen.eth[:first]) and not math.isnan(seen.eth[first])
+    assert [round(m, 4) for m in seen.eth[first:]] == [round(m, 4) for m in expected[first:]]
+    engine = create_store_engine(f"sqlite:///{result.db_path}")
+    with engine.connect() as conn:
+        records = conn.execute(sa.select(audit_log.c.ts_us, audit_log.c.payload).where(audit_log.c.event == "decision"))
+        decisions = [(ts / 1e6, json.loads(p)) for ts, p in records]
+    engine.dispose()
+    eth = [(ts, d) for ts, d in decisions if d["pair"] == "ETH-USDT"]
+    assert eth and min(ts for ts, _ in eth) >= grid[first]
+    assert not any(re.search(r"-\d+(\.\d+)? s old", d["message"]) for _, d in decisions)
+
+
+def test_the_whole_recording_is_replayed_at_its_own_prices(
+    replayed: tuple[Path, ReplayResult, Seen, dict[str, Any]],
+) -> None:
+    path, result, _, summary = replayed
+    frame = pd.read_csv(path)
+    assert result.ticks_run == int(math.floor(frame.timestamp.max()) - math.ceil(frame.timestamp.min())) + 1
+    assert {m.connector for m in result.feed.markets} == {"binance_paper_trade", "okx_paper_trade"}
+    assert not result.unmatched
+    # $1,000 at 2022 prices, not a 2026 coin count worth half of it
+    assert abs(result.start_equity_usd - 1000.0) < 0.05
+    assert summary["data"]["source"] == str(path)
+    assert summary["data"]["gaps_total"] >= 1 and summary["data"]["stale_periods_total"] >= 1
+    gap = summary["data"]["gaps"][0]
+    assert gap["connector"] == "binance_paper_trade" and gap["seconds"] >= GAP[1] - GAP[0]
+
+
+def test_fills_pay_each_exchanges_fee_in_exact_decimals(
+    replayed: tuple[Path, ReplayResult, Seen, dict[str, Any]],
+) -> None:
+    _, result, _, summary = replayed
+    engine = create_store_engine(f"sqlite:///{result.db_path}")
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(sa.select(fills)).all()]
+    engine.dispose()
+    assert rows
+    rates = {"binance": {Decimal("0.001")}, "okx": {Decimal("0.0008"), Decimal("0.001")}}
+    for row in rows:
+        assert len(Decimal(row["amount"]).as_tuple().digits) <= 17, row["amount"]
+        assert len(Decimal(row["price"]).as_tuple().digits) <= 17, row["price"]
+        rate = Decimal(row["fee_musd"]) / Decimal(row["notional_musd"])
+        assert any(abs(rate - r) < Decimal("0.00002") for r in rates[row["exchange"]]), (row, rate)
+    assert summary["pnl"]["fees_usd"] > 0
+    pnl = summary["pnl"]
+    assert abs(pnl["market_move_usd"] + pnl["trading_pnl_usd"] - pnl["total_usd"]) < 0.01
+
+
+def test_one_quote_per_level(replayed: tuple[Path, ReplayResult, Seen, dict[str, Any]]) -> None:
+    _, _, seen, summary = replayed
+    assert summary["per_script"]["market_making"]["orders_approved"] > 10
+    assert seen.resting_per_level == 1  # the old script rested two quotes on a level for up to a minute
+
+
+def test_the_report_stands_on_its_own(replayed: tuple[Path, ReplayResult, Seen, dict[str, Any]]) -> None:
+    _, result, _, summary = replayed
+    files = report.write_report(summary, result, result.out_dir)
+    names = {f.name for f in files}
+    assert {"summary.json", "run.json", "summary.md", "report.html", "equity.png", "exposure.png"} <= names
+    md = (result.out_dir / "summary.md").read_text()
+    for needle in ("Phase-3 criteria", "success rate > 95 %", "every limit respected", "arbitrage detection",
+                   "AI consensus", "market move", "trading PnL", "Per script", "Per exchange", "Stale periods"):
+        assert needle in md, needle
+    page = (result.out_dir / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 and "<table>" in page
+    for role in ("market_making", "arbitrage", "rebalancer"):
+        row = summary["per_script"][role]
+        for key in ("fill_rate", "turnover_usd", "fees_usd", "max_drawdown_usd", "sharpe", "sortino", "win_rate"):
+            assert key in row
+
+
+def test_markets_without_data_are_named(lyra_home: Path) -> None:
+    path = lyra_home / "binance_only.csv"
+    build_recording(path, markets=("binance BTC",))
+    settings = _settings(lyra_home)
+    result = run_replay(settings, importer.load_csv(path, hours=0.05), lyra_home / "out")
+    missing = {(m["script"], m["connector"], m["trading_pair"]) for m in result.unmatched}
+    assert missing == {
+        ("arbitrage", "okx_paper_trade", "BTC-USDT"),
+        ("rebalancer", "okx_paper_trade", "BTC-USDT"),
+        ("rebalancer", "okx_paper_trade", "ETH-USDT"),
+        ("xemm", "okx_paper_trade", "BTC-USDT"),
+    }
+    note = result.unmatched_note
+    assert note.count(".") == 1 and "arbitrage" in note and "rebalancer" in note and "ETH-USDT" in note
+    summary = report.summarize(result, settings)
+    assert not summary["gate_passed"] and note in summary["gate_reasons"]
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("lyra-governor")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LYRA_", "OPENROUTER", "PYTHONHASHSEED"))}
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600, check=False)
+
+
+@pytest.mark.timeout(600)
+def test_two_runs_of_one_command_give_identical_summaries(lyra_home: Path) -> None:
+    build_recording(lyra_home / "capture.csv")
+    outputs = []
+    for _ in range(2):
+        done = run_cli("paper", "--data", "capture.csv", "--out", "rep", cwd=lyra_home)
+        assert "Traceback" not in done.stderr, done.stderr[-2000:]
+        outputs.append((lyra_home / "rep" / "summary.json").read_text())
+    assert re.search(r"replaying 0\.24\d* simulated h of capture\.csv \(2022-07-01 00:00:0\d UTC", done.stderr)
+    assert outputs[0] == outputs[1]
+    summary = json.loads(outputs[0])
+    assert 0.24 < summary["simulated_hours"] <= 0.25 and summary["fills"] > 0  # the whole recording
