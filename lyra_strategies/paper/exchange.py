@@ -99,6 +99,15 @@ class PaperExchange(MockPaperExchange):  # type: ignore[misc]
         native = [x for x in PubSub.get_listeners(self, event_tag) if x not in self._dispatchers.values()]
         return [x for x in ordered if x is not None] + native
 
+    async def trigger_event_async(self, event_tag: Any, event: Any) -> None:
+        """The engine announces a resting LIMIT order (its Buy/SellOrderCreated event) from a
+        task that first sleeps 0.01 s of *wall* time, so how many simulated seconds passed
+        before an executor learnt its order was open depended on the machine's speed (and a
+        replay differed from run to run). Here the task announces it when it first runs: after
+        `buy`/`sell` returned, within the same simulated second."""
+        tag = event_tag if isinstance(event_tag, MarketEvent) else MarketEvent(int(event_tag))
+        self.trigger_event(tag, event)
+
     def adopt_native_listeners(self) -> None:
         """Move the listeners a Cython strategy registered with `c_add_listener` (past
         `add_listener`) behind the dispatchers; call once the strategy is built."""

@@ -18,7 +18,6 @@ operator's ledger, which is what `lyra-governor promote` reads.
 from __future__ import annotations
 
 import asyncio
-import gc
 import importlib.util
 import inspect
 import logging
@@ -59,9 +58,6 @@ YIELDS_PER_TICK = 1
 #: How often (simulated seconds) each governor re-reads the ladder state: live it is 0.25 s of
 #: wall time, which would make a replay depend on the machine's speed.
 STATE_REFRESH_SIM_S = 5.0
-#: The garbage collector runs every this many simulated seconds (automatic collection is off
-#: during a replay: see `run_replay`).
-GC_EVERY_S = 60
 
 #: The virtual capital (`ladder.paper_virtual_usd`, $1,000 by default) split in USD, per script,
 #: exchange and asset. Each script trades from its own account on each exchange, as bots with
@@ -354,18 +350,12 @@ def run_replay(
         hb_db.unlink()
     paper_settings = settings.model_copy(update={"db_url": f"sqlite:///{db_path}"})
     # A run is a function of (code, config, data, seed): Hummingbot draws order and executor
-    # ids from `random`, and its PubSub holds listeners weakly, so when the garbage collector
-    # runs decides which dead listener still hears an event. Both are pinned to the replay.
+    # ids from `random` (seeded here); every clock it reads is the simulated one (see
+    # `PaperExchange.trigger_event_async`, its order tracker, `STATE_REFRESH_SIM_S`).
     random.seed(seed)
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return asyncio.run(
-            _replay(paper_settings, feed, out_dir, db_path, hb_db, progress, sample_every_s, governed, on_tick, roles)
-        )
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+    return asyncio.run(
+        _replay(paper_settings, feed, out_dir, db_path, hb_db, progress, sample_every_s, governed, on_tick, roles)
+    )
 
 
 def paper_fees(settings: Settings, connector: str) -> tuple[Decimal, Decimal]:
@@ -526,8 +516,6 @@ async def _replay(
         result.ticks_run = i + 1
         if on_tick is not None:
             on_tick(i, t, strategies)
-        if i % GC_EVERY_S == 0:
-            gc.collect(1 if i % (GC_EVERY_S * 60) else 2)  # on simulated time, not allocation counts
         if i % sample_every_s == 0 or i == feed.seconds - 1:
             _sample(result, ledger, valuer, i, t)
         if (i + 1) % 3600 == 0:

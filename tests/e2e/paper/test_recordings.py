@@ -175,7 +175,7 @@ def test_fills_pay_each_exchanges_fee_in_exact_decimals(
 
 def test_one_quote_per_level(replayed: tuple[Path, ReplayResult, Seen, dict[str, Any]]) -> None:
     _, _, seen, summary = replayed
-    assert summary["per_script"]["market_making"]["orders_approved"] > 10
+    assert summary["per_script"]["market_making"]["orders_approved"] > 5  # refreshed quotes
     assert seen.resting_per_level == 1  # the old script rested two quotes on a level for up to a minute
 
 
