@@ -5,7 +5,11 @@ Baseline, measured in the same run: the same replay (same feed, same scripts, sa
 Hummingbot paper engine) with a pass-through governor that allows everything and writes
 nothing. The ratio governed/ungoverned wall time is the cost of governing.
 
-Usage: python bench/paper_replay.py [--quick] [--hours H] [--strategies all|ROLE,ROLE]
+Cost over time: the wall seconds of every simulated hour are measured; `hour1_vs_last` is the
+last full hour's cost over the first's (flat = 1.0). With `--data FILE` the feed is a
+recording (the `paper --data` CSV format) instead of the generator.
+
+Usage: python bench/paper_replay.py [--quick] [--hours H] [--strategies all|ROLE,ROLE] [--data CSV]
 The last line printed is one JSON object of the figures.
 """
 
@@ -19,6 +23,7 @@ from pathlib import Path
 
 from lyra_governor.config import load_settings
 from lyra_strategies.paper.generator import generate
+from lyra_strategies.paper.importer import load_csv
 from lyra_strategies.paper.replay import pick_strategies, run_replay
 
 
@@ -27,14 +32,23 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a short replay (under 60 s)")
     parser.add_argument("--hours", type=float, default=0.0, help="simulated hours (default 24, quick 0.25)")
     parser.add_argument("--strategies", default="all", help="all (the eight) or comma-separated roles")
+    parser.add_argument("--data", type=Path, default=None, help="a recording (CSV) instead of generated books")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the ungoverned run (long replays)")
     args = parser.parse_args()
-    hours = args.hours or (0.25 if args.quick else 24.0)
     roles = pick_strategies(args.strategies)
-    feed = generate(hours, seed=7)
+    if args.data is not None:
+        feed = load_csv(args.data, args.hours or (0.25 if args.quick else None))
+    else:
+        feed = generate(args.hours or (0.25 if args.quick else 24.0), seed=7)
+    hours = feed.seconds / 3600
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(None, use_env=False, db_url=f"sqlite:///{Path(tmp) / 'main.db'}", data_dir=tmp)
-        baseline = run_replay(settings, feed, Path(tmp) / "ungoverned", governed=False, strategies=roles)
+        baseline = None if args.no_baseline else run_replay(
+            settings, feed, Path(tmp) / "ungoverned", governed=False, strategies=roles
+        )
         governed = run_replay(settings, feed, Path(tmp) / "governed", strategies=roles)
+    per_hour = governed.hour_wall_s
+    ratio = round(per_hour[-1] / per_hour[0], 3) if len(per_hour) >= 2 and per_hour[0] else None
     figures = {
         "simulated_hours": hours,
         "ticks": feed.seconds,
@@ -42,8 +56,11 @@ def main() -> int:
         "sim_hours_per_wall_s": round(hours / governed.wall_s, 5),
         "governor_s": round(governed.governor_s, 3),
         "governor_share": round(governed.governor_s / governed.wall_s, 4),
-        "baseline_wall_s": round(baseline.wall_s, 3),
-        "ratio_wall": round(governed.wall_s / baseline.wall_s, 3),
+        "baseline_wall_s": round(baseline.wall_s, 3) if baseline else None,
+        "ratio_wall": round(governed.wall_s / baseline.wall_s, 3) if baseline else None,
+        "hour_wall_s": [round(h, 3) for h in per_hour],
+        "hour1_vs_last": ratio,
+        "source": feed.source,
         "projected_24h_wall_s": round(governed.wall_s * 24 / hours, 1),
         "decisions": sum(governed.decisions.values()),
         "strategies": len(roles),
@@ -55,6 +72,9 @@ def main() -> int:
           f"{figures['governor_s']} s = {figures['governor_share']:.1%} of the run")
     print(f"ungoverned baseline: {figures['baseline_wall_s']} s; governed/ungoverned = {figures['ratio_wall']}x; "
           f"projected 24 h: {figures['projected_24h_wall_s']} s")
+    if ratio is not None:
+        print(f"cost per simulated hour: first {per_hour[0]:.2f} s, last {per_hour[-1]:.2f} s, "
+              f"last/first = {ratio}")
     print(json.dumps(figures, sort_keys=True))
     return 0
 

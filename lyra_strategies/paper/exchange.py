@@ -45,12 +45,18 @@ class PaperExchange(MockPaperExchange):  # type: ignore[misc]
         name: str = "lyra_paper",
         maker_fee: Decimal = Decimal(0),
         taker_fee: Decimal = Decimal(0),
+        fee_token: str | None = "USDT",  # noqa: S107 (a currency, not a secret)
     ) -> None:
         # Hummingbot charges a paper fill the fee schema registered under the connector's name
         # (`build_trade_fee(self.name, ...)`): each exchange gets its own name and schema, so
         # its fills pay its fees (MockPaperExchange alone registers every instance as one name).
         self._paper_name = f"lyra_paper_{name}"
-        super().__init__(TradeFeeSchema(maker_percent_fee_decimal=maker_fee, taker_percent_fee_decimal=taker_fee))
+        # Fees are charged in the quote currency (USDT): a fee taken in the bought base would
+        # need Hummingbot's network rate oracle to be valued, which an offline run has not.
+        super().__init__(
+            TradeFeeSchema(percent_fee_token=fee_token, maker_percent_fee_decimal=maker_fee,
+                           taker_percent_fee_decimal=taker_fee, buy_percent_fee_deducted_from_returns=False)
+        )
         self._rules: dict[str, TradingRule] = {}
         self._min_notional = min_notional
         self._order_tracker = _PaperOrderTracker(self)

@@ -490,6 +490,12 @@ async def _replay(
     valuer = _Valuer(accounts, by_market)
     result.start_equity_usd = valuer.equity(0)[0]
     shown: dict[tuple[str, str], tuple[float, float, float]] = {}  # the quote each book shows now
+    # Hummingbot values a fee charged in another token through its RateOracle (XEMM's fee
+    # estimate, an order's fees in base): offline its prices are the replay's mids, never a network
+    from hummingbot.core.rate_oracle.rate_oracle import RateOracle
+
+    oracle_prices: dict[str, Decimal] = RateOracle.get_instance()._prices
+    oracle_prices.clear()
     series_list = list(by_market.items())
     started = time.perf_counter()
     hour_started = started
@@ -505,6 +511,7 @@ async def _replay(
                 continue
             first = key not in shown
             shown[key] = quote
+            oracle_prices[series.trading_pair] = Decimal(repr(quote[0]))
             if first:  # each account's engine learns the pair once (its own book, listeners, assets)
                 for exchange in books_of.get(series.connector, ()):
                     _book(exchange, series, i)

@@ -423,8 +423,8 @@ def markdown(s: dict[str, Any]) -> str:
         "# Lyra Phase-3 paper run",
         "",
         f"**Phase-3 gate {verdict}.** {s['simulated_hours']:g} simulated hours of {d['source']} "
-        f"({d['start_utc']} to {d['end_utc']}), three governed scripts on {s['cap_usd']:,.0f} USD of virtual "
-        f"capital sized at the data's first prices, Hummingbot's paper engine with each exchange's fees.",
+        f"({d['start_utc']} to {d['end_utc']}), {len(s['per_script'])} governed scripts on "
+        f"{s['cap_usd']:,.0f} USD of virtual capital sized at the data's first prices, Hummingbot's paper engine with each exchange's fees.",
         "",
     ]
     if s["gate_reasons"]:
@@ -576,7 +576,8 @@ def _plots(summary: dict[str, Any], result: ReplayResult, out_dir: Path) -> list
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(10, 4.5))
-    exchanges = sorted({e for s in result.samples for e in s.used_by_exchange})
+    traded = {c.removesuffix("_paper_trade") for per in result.accounts.values() for c in per}
+    exchanges = sorted({e for s in result.samples for e, used in s.used_by_exchange.items() if used or e in traded})
     for n, exchange in enumerate(exchanges):
         color = f"C{n}"
         ax.plot(hours, [s.used_by_exchange.get(exchange, 0.0) for s in result.samples], color=color,

@@ -6,17 +6,16 @@ import pytest
 
 from lyra_governor.commissioning.gates import GateFacts, _paper_checks
 from lyra_governor.config import Settings
-from lyra_strategies.paper.replay import ACCOUNTS, SCRIPTS, pick_strategies
+from lyra_strategies.paper.replay import ALLOCATION_USD, SCRIPTS, pick_strategies
 from lyra_strategies.paper.report import untested_strategies
 
 
 def test_the_paper_run_has_eight_strategies_each_on_its_own_account() -> None:
     assert list(SCRIPTS) == ["market_making", "arbitrage", "rebalancer", "dynamic_market_making", "bollinger",
                              "grid", "xemm", "dca"]  # fmt: skip
-    assert set(ACCOUNTS) == set(SCRIPTS)
-    prices = {"USDT": 1.0, "BTC": 60_000.0, "ETH": 3_000.0}
-    total = sum(prices[a] * v for per in ACCOUNTS.values() for assets in per.values() for a, v in assets.items())
-    assert 990 <= total <= 1010  # $1,000 of virtual capital in all
+    assert set(ALLOCATION_USD) == set(SCRIPTS)
+    total = sum(v for per in ALLOCATION_USD.values() for assets in per.values() for v in assets.values())
+    assert 990 <= total <= 1010  # $1,000 of virtual capital in all (sized at the data's prices)
 
 
 def test_pick_strategies() -> None:
