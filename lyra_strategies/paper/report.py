@@ -424,7 +424,8 @@ def markdown(s: dict[str, Any]) -> str:
         "",
         f"**Phase-3 gate {verdict}.** {s['simulated_hours']:g} simulated hours of {d['source']} "
         f"({d['start_utc']} to {d['end_utc']}), {len(s['per_script'])} governed scripts on "
-        f"{s['cap_usd']:,.0f} USD of virtual capital sized at the data's first prices, Hummingbot's paper engine with each exchange's fees.",
+        f"{s['cap_usd']:,.0f} USD of virtual capital sized at the data's first prices, Hummingbot's paper "
+        "engine with each exchange's fees.",
         "",
     ]
     if s["gate_reasons"]:
