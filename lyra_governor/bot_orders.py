@@ -27,6 +27,7 @@ class BotOrders:
         self._positions: dict[MarketKey, Decimal] = {}
         self._mandate_used: dict[str, Decimal] = {}
         self._rates: dict[str, risk.RateWindow] = {}
+        self._closes: dict[str, tuple[MarketKey, str, Decimal]] = {}  # open reduce-only: key, side, left
 
     def adopt(self, reservations: Iterable[tuple[str, str]]) -> None:
         """(reservation id, exchange) of open reservations found in the store at start."""
@@ -37,7 +38,25 @@ class BotOrders:
         self._open.setdefault(exchange, set()).add(reservation_id)
         self._exchange_of[reservation_id] = exchange
 
+    def close_opened(self, reservation_id: str, key: MarketKey, side: str, amount: Decimal) -> None:
+        """A reduce-only order is resting: it counts against what later closes may close."""
+        self._closes[reservation_id] = (key, side, amount)
+
+    def close_cancelling(self, reservation_id: str) -> None:
+        """Its cancel was requested: it no longer counts against later closes."""
+        self._closes.pop(reservation_id, None)
+
+    def close_filled(self, reservation_id: str, amount: Decimal) -> None:
+        found = self._closes.get(reservation_id)
+        if found is not None:
+            self._closes[reservation_id] = (found[0], found[1], max(Decimal(0), found[2] - amount))
+
+    def resting_closes(self, key: MarketKey, side: str) -> Decimal:
+        """What this bot's resting reduce-only orders on one market and side still have to fill."""
+        return sum((left for k, s, left in self._closes.values() if k == key and s == side), Decimal(0))
+
     def closed(self, reservation_id: str) -> None:
+        self._closes.pop(reservation_id, None)
         exchange = self._exchange_of.pop(reservation_id, None)
         if exchange is not None:
             self._open.get(exchange, set()).discard(reservation_id)

@@ -9,6 +9,7 @@ the last check is the governor's (`Governor._reserve`): it is the one step that 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -41,6 +42,7 @@ class Review:
     now: float
     state: LadderState
     exchange: str
+    bot_reduce_only: str | None = None  # why this bot may only reduce its positions (the store's)
     rate: Decimal = Decimal(0)  # USD per unit of the quote currency
     price: Decimal = Decimal(0)  # the valuation price (a MARKET order's worst price), from `valued`
     notional_usd: Decimal = Decimal(0)  # 0 until `valued`
@@ -60,6 +62,16 @@ def halted(reason: str) -> str:
 
 def reducing(reason: str) -> str:
     return f"gradual stop in force ({reason}); only orders that reduce exposure pass"
+
+
+def bot_reducing(bot_id: str, reason: str) -> str:
+    return (
+        f"bot {bot_id} may only reduce its positions ({reason}); check it, then `lyra-governor resume --bot {bot_id}`"
+    )
+
+
+MAX_ORDER_VALUE_USD = Decimal(10**12)  # beyond any cap Lyra has: a value this large is a broken number
+CLIENT_ORDER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # what every exchange Lyra trades accepts
 
 
 class Checks:
@@ -102,6 +114,8 @@ class Checks:
             return Denial(DenialCode.HALTED, halted(r.state.reason))
         if r.state.trading_state is TradingState.REDUCING and not r.p.reduce_only:
             return Denial(DenialCode.REDUCE_ONLY, reducing(r.state.reason))
+        if r.bot_reduce_only is not None and not r.p.reduce_only:
+            return Denial(DenialCode.BOT_REDUCE_ONLY, bot_reducing(r.p.bot_id, r.bot_reduce_only))
         return None
 
     def phase_permits(self, r: Review) -> Denial | None:
@@ -109,10 +123,18 @@ class Checks:
 
     def inputs(self, r: Review) -> Denial | None:
         """Finite positive numbers, a known pair, a LIMIT with its own price, a fresh book
-        (neither stale nor stamped in the future)."""
+        (neither stale nor stamped in the future), a client order id an exchange would take."""
         config, limits = self.settings.exchanges.get(r.exchange), self.settings.risk
         pairs = config.pairs if config else None
-        return risk.check_inputs(r.p, pairs, r.now, limits.stale_price_s, limits.future_tolerance_s)
+        denial = risk.check_inputs(r.p, pairs, r.now, limits.stale_price_s, limits.future_tolerance_s)
+        cid = r.p.client_order_id
+        if denial is None and cid is not None and not CLIENT_ORDER_ID.fullmatch(cid):
+            shown = cid[:24] + ("..." if len(cid) > 24 else "")
+            denial = Denial(
+                DenialCode.INVALID_CLIENT_ORDER_ID,
+                f"client order id {shown!r} ({len(cid)} characters) must be 1-64 letters, digits or ._:-",
+            )
+        return denial
 
     def valued(self, r: Review) -> Denial | None:
         """The order's USD value: amount x price x the quote currency's USD rate (trusted only
@@ -128,7 +150,14 @@ class Checks:
         collar_pct = self.settings.risk.price_collar_pct
         r.rate = rate
         r.price = risk.valuation_price(r.p, collar_pct)
-        r.notional_usd = r.p.amount * risk.notional_price(r.p, collar_pct) * rate
+        notional = r.p.amount * risk.notional_price(r.p, collar_pct) * rate
+        if not notional.is_finite() or notional > MAX_ORDER_VALUE_USD:
+            return Denial(
+                DenialCode.VALUE_OUT_OF_RANGE,
+                f"amount {r.p.amount:.6g} at {r.price:.6g} is worth {notional:.6g} USD, beyond any order Lyra can "
+                "place; check the order's amount and price",
+            )
+        r.notional_usd = notional
         return None
 
     def collar(self, r: Review) -> Denial | None:
@@ -181,8 +210,9 @@ class Checks:
         p = r.p
         if not p.reduce_only:
             return None
-        position = self.orders.position((r.book, r.exchange, p.trading_pair))
-        closable = position if p.side is Side.SELL else -position
+        key = (r.book, r.exchange, p.trading_pair)
+        position = self.orders.position(key)
+        closable = (position if p.side is Side.SELL else -position) - self.orders.resting_closes(key, p.side.value)
         tolerance = 1 + Decimal(str(self.settings.risk.close_tolerance_pct)) / 100
         if p.amount <= max(closable, Decimal(0)) * tolerance:
             r.closing = True

@@ -41,7 +41,7 @@ from lyra_governor.bot_orders import BotOrders, MarketKey, Tally
 from lyra_governor.breakers import Action, Trip
 from lyra_governor.breakers.board import BreakerBoard
 from lyra_governor.breakers.exchange_rate import check_exchange_rate
-from lyra_governor.checks import Checks, Review, cap_denial, decision_payload, halted, reducing
+from lyra_governor.checks import Checks, Review, bot_reducing, cap_denial, decision_payload, halted, reducing
 from lyra_governor.config import HEARTBEAT_INTERVAL_S, Settings
 from lyra_governor.ladder import LadderState
 from lyra_governor.ledger import Exposure, Ledger, exposure_from_rows
@@ -71,7 +71,15 @@ from lyra_governor.models import (
     new_id,
 )
 from lyra_governor.money import from_musd, to_musd
-from lyra_governor.order_store import OrderStore, RateBudgetSpent, ReservationRow, TradingStopped
+from lyra_governor.order_store import (
+    BOT_REDUCE_ONLY,
+    CapExceeded,
+    NotReducing,
+    OrderStore,
+    RateBudgetSpent,
+    ReservationRow,
+    TradingStopped,
+)
 from lyra_governor.store import STORE_ERRORS
 from lyra_governor.store_budget import (
     EVENT_BUDGET_MS,
@@ -137,7 +145,13 @@ class Governor:
         self._state_read_at = -1.0
         self._last_heartbeat = float("-inf")
         self._beats = 0
-        self.orders.adopt((r["reservation_id"], r["exchange"]) for r in ledger.open_reservations(bot_id))
+        self._bot_reduce_only: str | None = None  # this bot's own restriction (refreshed with the state)
+        for row in ledger.open_reservations(bot_id):
+            self.orders.opened(row["reservation_id"], row["exchange"])
+            if row["reduce_only"]:  # a resting close: later closes are judged net of it
+                key = (row["book"], row["exchange"], row["trading_pair"])
+                left = Decimal(row["amount"]) - Decimal(row["filled_amount"])
+                self.orders.close_opened(row["reservation_id"], key, row["side"], left)
         self._restore_breakers()
         mandates.subscribe(self.on_council_result)
 
@@ -203,6 +217,7 @@ class Governor:
                 cached = self._state
                 if seen != (cached.phase, cached.trading_state.value, cached.reason, cached.rungs):
                     self._state = self.ledger.state()
+            self._bot_reduce_only = self.store.bot_restriction(self.bot_id)
             self._state_read_at = wall
         return self._state
 
@@ -322,7 +337,7 @@ class Governor:
     def _review(self, p: OrderProposal) -> Decision:
         now = self.clock()
         self.tally.decided(now)
-        r = Review(p, now, self.ladder_state(), Settings.exchange_of(p.connector))
+        r = Review(p, now, self.ladder_state(), Settings.exchange_of(p.connector), self._bot_reduce_only)
         self.breakers.note_state(r.state.trading_state)  # a resume re-bases the loss limits
         for check in self.checks.pipeline:
             denial = check(r)
@@ -356,13 +371,15 @@ class Governor:
         )
         payload = decision_payload(p, DecisionStatus.ALLOWED, None, "", r.notional_usd, row.reservation_id, r)
         budget = self.settings.breakers  # the exchange-wide order-rate budget, checked under the write lock
+        tolerance = 1 + Decimal(str(self.settings.risk.close_tolerance_pct)) / 100
         try:
             seq = self.store.reserve(
                 row,
                 audit.canonical_json(payload),
                 self.bot_id,
                 r.now,
-                reduce_only=p.reduce_only,
+                r.closing,
+                tolerance,
                 fresh=lambda: self._still_fresh(p),
                 rate_budget=(r.now - budget.exchange_order_rate_window_s, budget.exchange_order_rate_max),
             )
@@ -384,12 +401,27 @@ class Governor:
             self.ladder_state(fresh=True)  # the cached state was up to 0.25 s old
             if stopped.state == TradingState.HALTED.value:
                 return self._deny(p, Denial(DenialCode.HALTED, halted(stopped.reason)))
+            if stopped.state == BOT_REDUCE_ONLY:
+                return self._deny(p, Denial(DenialCode.BOT_REDUCE_ONLY, bot_reducing(self.bot_id, stopped.reason)))
             return self._deny(p, Denial(DenialCode.REDUCE_ONLY, reducing(stopped.reason)))
-        if seq is None:
+        except NotReducing as short:
+            held = f"position {short.position} {p.base}, closes resting {short.resting}"
+            return self._deny(
+                p,
+                Denial(
+                    DenialCode.CLOSE_EXCEEDS_POSITION,
+                    f"this reduce-only {p.side.value.lower()} of {p.amount} {p.base} would not reduce this bot's "
+                    f"position on {p.connector} {p.trading_pair} ({held}); propose it as an ordinary order",
+                ),
+                r.notional_usd,
+            )
+        except CapExceeded:
             return self._deny(p, cap_denial(self.exposure(r.book), r), r.notional_usd)
         self.orders.rate_window(r.exchange).add(r.now)
         self.breakers.allowed(p, r.now, row.reservation_id)
         self.orders.opened(row.reservation_id, r.exchange)
+        if p.reduce_only:
+            self.orders.close_opened(row.reservation_id, (r.book, r.exchange, p.trading_pair), p.side.value, p.amount)
         if mandate is not None:
             self.orders.use_mandate(mandate.mandate_id, r.notional_usd)
         self.tally.count(DecisionStatus.ALLOWED.value)
@@ -447,21 +479,29 @@ class Governor:
         facts = {
             "kind": event.kind.value,
             "reservation_id": event.reservation_id,
-            "client_order_id": event.client_order_id,
+            "client_order_id": _bounded(event.client_order_id),
         }
         if event.kind is not OrderEventKind.EXPIRED:  # the exchange's answer feeds the storm breaker
             self._outcome(event.reservation_id, event.kind is OrderEventKind.FAILED, now)
         if event.kind is OrderEventKind.FILLED:
-            filled = self.store.fill(
+            result = self.store.fill(
                 event.reservation_id,
-                event.client_order_id,
+                _bounded(event.client_order_id),
                 event.filled_amount,
                 event.fill_price,
-                to_musd(event.fee_usd),
+                to_musd(event.fee_usd) if event.fee_usd.is_finite() and abs(event.fee_usd) < 10**12 else -1,
                 self.bot_id,
                 now,
+                trade_key=_trade_key(event),
             )
+            if result.outcome == "anomaly":
+                log.error("impossible fill for %s: %s", event.reservation_id, result.payload.get("reason"))
+                self._state_read_at = -1.0  # see this bot's restriction on the next review
+            if result.stopped:
+                self._state = None
+            filled = result.payload if result.outcome == "applied" else None
             if filled is not None:
+                self.orders.close_filled(event.reservation_id, event.filled_amount)
                 self.market_history.observe_fill(
                     filled["trading_pair"], filled["side"], event.filled_amount, event.fill_price, now, event.fee_usd
                 )
@@ -478,6 +518,16 @@ class Governor:
                 self._closed(event.reservation_id)
             if ended.released_usd is not None and event.kind is OrderEventKind.FAILED:
                 self.tally.failed(now)
+
+    def cancel_requested(self, reservation_id: str) -> None:
+        """The strategy asked the exchange to cancel one of its orders (a stop-loss replacing
+        its take-profit cancels the take-profit first): a resting close being cancelled no
+        longer counts against the closes that may follow."""
+        try:
+            if self.store.cancel_requested(reservation_id, self.clock()):
+                self.orders.close_cancelling(reservation_id)
+        except STORE_ERRORS as exc:
+            log.error("could not record the cancel request for %s: %s", reservation_id, exc)
 
     def _closed(self, reservation_id: str) -> None:
         self.breakers.closed(reservation_id)
@@ -568,10 +618,27 @@ class Governor:
         self._last_heartbeat = now
         self._beats += 1
         try:
+            if self._beats == 1:  # back after a silence: its orphaned reservations are its own again
+                self.store.reclaim_orphans(self.bot_id, self.bot_id, now)
             self.store.heartbeat(self.bot_id, now, _HOST, os.getpid())
             if self._beats % HOUSEKEEPING_EVERY == 1:
-                self.store.expire_silent_bots(self.settings.risk.heartbeat_timeout_s, now)
+                self.store.orphan_silent_bots(self.settings.risk.heartbeat_timeout_s, now)
                 self.store.checkpoint()
             self.check_loss_limits(now)
         except STORE_ERRORS as exc:
             log.error("heartbeat failed: %s", exc)
+
+
+def _bounded(client_order_id: str | None) -> str | None:
+    """What an event's client order id may put in the audit trail: at most 128 characters."""
+    return None if client_order_id is None else client_order_id[:128]
+
+
+def _trade_key(event: OrderEvent) -> str | None:
+    """What makes a fill the same fill: the exchange's trade id, else (an event without one)
+    its own time, amount and price; None when even the time is unknown (then it is not deduplicated)."""
+    if event.trade_id:
+        return f"id:{event.trade_id}"
+    if event.timestamp is None:
+        return None
+    return f"at:{event.timestamp!r}:{event.filled_amount}@{event.fill_price}"[:160]

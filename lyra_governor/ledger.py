@@ -22,7 +22,7 @@ from lyra_governor import phases
 from lyra_governor.config import Settings
 from lyra_governor.ladder import EvidenceRecord, Ladder, LadderState, PromotionOutcome
 from lyra_governor.models import ReservationStatus
-from lyra_governor.money import from_musd, scope
+from lyra_governor.money import from_musd
 from lyra_governor.store import bots, capital, create_schema, create_store_engine, metadata, read_tx, reservations
 
 __all__ = [  # the ladder's types are re-exported: callers read them with the ledger
@@ -43,10 +43,11 @@ class ScopeExposure:
     cap_usd: Decimal
     reserved_usd: Decimal
     deployed_usd: Decimal
+    orphaned_usd: Decimal = Decimal(0)  # held by ORPHANED reservations (a silent bot's orders)
 
     @property
     def used_usd(self) -> Decimal:
-        return self.reserved_usd + self.deployed_usd
+        return self.reserved_usd + self.deployed_usd + self.orphaned_usd
 
     @property
     def remaining_usd(self) -> Decimal:
@@ -70,12 +71,12 @@ class BotRecord:
     pid: int
 
 
-def exposure_from_rows(book: str, rows: list[tuple[str, int, int, int]]) -> Exposure:
-    """Build an `Exposure` from (scope, cap, reserved, deployed) micro-dollar rows."""
+def exposure_from_rows(book: str, rows: list[tuple[str, int, int, int, int]]) -> Exposure:
+    """Build an `Exposure` from (scope, cap, reserved, deployed, orphaned) micro-dollar rows."""
     per: dict[str, ScopeExposure] = {}
     total = ScopeExposure(Decimal(0), Decimal(0), Decimal(0))
-    for name_scope, cap, reserved, deployed in rows:
-        value = ScopeExposure(from_musd(cap), from_musd(reserved), from_musd(deployed))
+    for name_scope, cap, reserved, deployed, orphaned in rows:
+        value = ScopeExposure(from_musd(cap), from_musd(reserved), from_musd(deployed), from_musd(orphaned))
         name = name_scope.split(":", 1)[1]
         if name == phases.TOTAL:
             total = value
@@ -117,7 +118,11 @@ class Ledger(Ladder):
             book = self.state(conn).book or phases.LIVE_BOOK
         rows = conn.execute(sa.select(capital).where(capital.c.scope.like(f"{book}:%"))).all()
         return exposure_from_rows(
-            book, [(r.scope, int(r.cap_musd), int(r.reserved_musd), int(r.deployed_musd)) for r in rows]
+            book,
+            [
+                (r.scope, int(r.cap_musd), int(r.reserved_musd), int(r.deployed_musd), int(r.orphaned_musd))
+                for r in rows
+            ],
         )
 
     def bots(self) -> list[BotRecord]:
@@ -133,28 +138,14 @@ class Ledger(Ladder):
             return [dict(r._mapping) for r in conn.execute(query).all()]
 
     def totals_agree(self, conn: Connection | None = None) -> tuple[bool, str]:
-        """Cross-check: each scope's reserved equals the sum of its OPEN reservations, read in one
-        snapshot (`read_tx`, or the caller's `conn`) so bots writing meanwhile raise no false alarm."""
-        if conn is None:
-            with read_tx(self.engine) as own:
-                return self.totals_agree(own)
-        cap_rows = {r.scope: int(r.reserved_musd) for r in conn.execute(sa.select(capital)).all()}
-        sums: dict[str, int] = {}
-        for r in conn.execute(
-            sa.select(reservations.c.book, reservations.c.exchange, reservations.c.reserved_musd).where(
-                reservations.c.status == ReservationStatus.OPEN.value
-            )
-        ).all():
-            sums[scope(r.book, r.exchange)] = sums.get(scope(r.book, r.exchange), 0) + int(r.reserved_musd)
-            total_key = scope(r.book, phases.TOTAL)
-            sums[total_key] = sums.get(total_key, 0) + int(r.reserved_musd)
-        for key, reserved in cap_rows.items():
-            if reserved != sums.get(key, 0):
-                return (
-                    False,
-                    f"{key}: reserved {from_musd(reserved)} USD but open reservations sum to "
-                    f"{from_musd(sums.get(key, 0))} USD",
-                )
+        """Cross-check the store's invariants (`invariants.check_invariants`, in one snapshot:
+        `read_tx`, or the caller's `conn`): every scope's reserved and orphaned capital equal its
+        reservations', each total the sum over its exchanges, no cap passed while ACTIVE."""
+        from lyra_governor.invariants import check_invariants
+
+        problems = check_invariants(self.engine, conn=conn)
+        if problems:
+            return False, "; ".join(problems[:3])
         return True, "reserved capital equals the open reservations in every scope"
 
 

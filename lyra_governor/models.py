@@ -123,6 +123,11 @@ class DenialCode(StrEnum):
     BREAKER_REJECT_STORM = "BREAKER_REJECT_STORM"
     BREAKER_DAILY_LOSS = "BREAKER_DAILY_LOSS"
     BREAKER_DRAWDOWN = "BREAKER_DRAWDOWN"
+    # guarantees (issue 14): the order store's own (core)
+    BOT_REDUCE_ONLY = "BOT_REDUCE_ONLY"
+    CLOSE_EXCEEDS_POSITION = "CLOSE_EXCEEDS_POSITION"
+    VALUE_OUT_OF_RANGE = "VALUE_OUT_OF_RANGE"
+    INVALID_CLIENT_ORDER_ID = "INVALID_CLIENT_ORDER_ID"
 
 
 @dataclass(frozen=True)
@@ -148,10 +153,13 @@ class ReservationStatus(StrEnum):
     CANCELLED = "CANCELLED"
     FAILED = "FAILED"
     EXPIRED = "EXPIRED"
+    # A silent bot's reservation: its order may still be live, so its capital stays counted until
+    # the bot comes back (OPEN again) or an operator releases it (EXPIRED). Not terminal.
+    ORPHANED = "ORPHANED"
 
     @property
     def terminal(self) -> bool:
-        return self is not ReservationStatus.OPEN
+        return self not in (ReservationStatus.OPEN, ReservationStatus.ORPHANED)
 
 
 class OrderProposal(BaseModel):
@@ -332,9 +340,12 @@ class OrderEventKind(StrEnum):
 
 
 class OrderEvent(BaseModel):
-    """An exchange event for an order the governor allowed, forwarded by the strategy."""
+    """An exchange event for an order the governor allowed, forwarded by the strategy.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Like `OrderProposal`, any Decimal is accepted (NaN included): an impossible event is the
+    order store's to record as an anomaly, not a validation error inside a strategy's callback."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=True)
 
     kind: OrderEventKind
     reservation_id: str
@@ -343,6 +354,7 @@ class OrderEvent(BaseModel):
     fill_price: Decimal = Decimal(0)
     fee_usd: Decimal = Decimal(0)
     timestamp: float | None = None
+    trade_id: str | None = Field(default=None, max_length=128)  # the exchange's: a fill is applied once
     detail: dict[str, Any] = Field(default_factory=dict)
 
 

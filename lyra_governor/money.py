@@ -52,15 +52,16 @@ def fill_effect(
     usd_per_quote: Decimal,
     reserved_musd: int,
     filled_before: Decimal,
-    reduce_only: bool,
     fill_amount: Decimal,
     fill_price: Decimal,
 ) -> FillEffect:
     """The arithmetic of a fill of `fill_amount` at `fill_price` on a reservation of `amount`
     at `price` that still holds `reserved_musd` after `filled_before` was filled.
 
-    A partial fill turns over its share of the original reservation; the fill that completes
-    the order releases whatever is left. A reduce-only close reserved nothing and releases nothing.
+    A partial fill turns over its share of the original reservation, never more than is left
+    (a sell that closes a long reserved nothing and releases nothing; a buy that closes a short
+    reserved its notional and releases it as it fills); the fill that completes the order
+    releases whatever is left.
     """
     notional = to_musd(fill_amount * fill_price * usd_per_quote)
     done = filled_before + fill_amount
@@ -68,7 +69,7 @@ def fill_effect(
     if fully:
         release = reserved_musd
     else:
-        original = to_musd(amount * price * usd_per_quote) if not reduce_only else 0
+        original = to_musd(amount * price * usd_per_quote)
         release = min(reserved_musd, to_musd(from_musd(original) * fill_amount / amount)) if amount else reserved_musd
     sign = 1 if side == "BUY" else -1
     return FillEffect(notional, release, sign * notional, done, fully)

@@ -59,7 +59,15 @@ from lyra_governor.store_budget import (
 )
 
 OPEN = ReservationStatus.OPEN.value
+ORPHANED = ReservationStatus.ORPHANED.value
+HELD = (OPEN, ORPHANED)  # states that still hold capital
 HALTED, REDUCING = TradingState.HALTED.value, TradingState.REDUCING.value
+BOT_REDUCE_ONLY = "BOT_REDUCE_ONLY"  # TradingStopped.state when only this bot is restricted
+
+# Order events that cannot have happened are never applied as arithmetic (`OrderStore.fill`):
+OVERFILL_TOLERANCE = Decimal("0.05")  # fills beyond the order's amount by more than 5 % are impossible
+PRICE_SANITY_FACTOR = Decimal(10)  # a fill at more than 10x (or under 1/10) the order's price is impossible
+MAX_FILL_USD = Decimal(10**9)  # no fill of a Lyra order is worth a billion USD
 
 
 @dataclass(slots=True)
@@ -94,7 +102,7 @@ RESERVATION_COLUMNS = tuple(f.name for f in dataclasses.fields(ReservationRow))
 _row_values = operator.attrgetter(*RESERVATION_COLUMNS)
 FILL_COLUMNS = (
     "reservation_id", "bot_id", "book", "exchange", "trading_pair", "side", "amount", "price", "notional_musd",
-    "fee_musd", "ts",
+    "fee_musd", "ts", "trade_key",
 )  # fmt: skip
 # What a fill reads of its reservation (`fill_effect`'s inputs and the fill row's copies).
 FILL_READ_COLUMNS = (
@@ -161,24 +169,37 @@ class Statements:
         self.ladder_row = sql(
             sa.select(ladder.c.phase, ladder.c.trading_state, ladder.c.reason).where(ladder.c.id == 1)
         )
+        restriction = sa.select(bots.c.reduce_only_reason).where(bots.c.bot_id == b("bid")).scalar_subquery()
+        self.ladder_for_bot = sql(  # what `reserve` re-reads under the lock: the store's and this bot's state
+            sa.select(ladder.c.trading_state, ladder.c.reason, restriction).where(ladder.c.id == 1)
+        )
+        self.set_state = sql(
+            ladder.update()
+            .where(ladder.c.id == 1)
+            .values(trading_state=b("new_state"), reason=b("new_reason"), updated_at=b("at"))
+        )
+        self.bot_restriction = sql(sa.select(bots.c.reduce_only_reason).where(bots.c.bot_id == b("bid")))
+        self.restrict_bot = sql(bots.update().where(bots.c.bot_id == b("bid")).values(reduce_only_reason=b("why")))
         self.rungs = sql(sa.select(rungs.c.exchange, rungs.c.rung))
         pair: list[Any] = [b("scope_exchange"), b("scope_total")]
+        used = c.reserved_musd + c.deployed_musd + c.orphaned_musd
         self.reserve = sql(
             capital.update()
-            .where(c.scope.in_(pair), c.reserved_musd + c.deployed_musd + b("amount_musd") <= c.cap_musd)
+            .where(c.scope.in_(pair), used + b("amount_musd") <= c.cap_musd)
             .values(reserved_musd=c.reserved_musd + b("amount_musd"))
         )
-        reserved, deployed = c.reserved_musd, c.deployed_musd
-        self.adjust = sql(
+        self.capital_pair = sql(
+            sa.select(c.scope, c.cap_musd, c.reserved_musd, c.deployed_musd, c.orphaned_musd).where(c.scope.in_(pair))
+        )
+        self.capital_set = sql(
             capital.update()
-            .where(c.scope.in_(pair))
-            .values(
-                reserved_musd=sa.case((reserved < b("release_musd"), 0), else_=reserved - b("release_musd")),
-                deployed_musd=sa.case((deployed + b("deployed_musd") < 0, 0), else_=deployed + b("deployed_musd")),
-            )
+            .where(c.scope == b("key"))
+            .values(reserved_musd=b("res"), deployed_musd=b("dep"), orphaned_musd=b("orph"))
         )
         self.capital_like = sql(
-            sa.select(c.scope, c.cap_musd, c.reserved_musd, c.deployed_musd).where(c.scope.like(b("pattern")))
+            sa.select(c.scope, c.cap_musd, c.reserved_musd, c.deployed_musd, c.orphaned_musd).where(
+                c.scope.like(b("pattern"))
+            )
         )
         self.insert_reservation = sql(reservations.insert(), RESERVATION_COLUMNS)
         if self.insert_reservation.order != RESERVATION_COLUMNS:  # pragma: no cover - a test checks it
@@ -200,6 +221,42 @@ class Statements:
             )
         )
         self.insert_fill = sql(fills.insert(), FILL_COLUMNS)
+        self.fill_seen = sql(
+            sa.select(sa.func.count())
+            .select_from(fills)
+            .where(fills.c.reservation_id == b("rid"), fills.c.trade_key == b("key"))
+        )
+        self.resting_closes = sql(  # this bot's open closes on one market and side
+            sa.select(r.amount, r.filled_amount).where(
+                r.bot_id == b("bid"),
+                r.book == b("bk"),
+                r.exchange == b("ex"),
+                r.trading_pair == b("pair"),
+                r.side == b("sd"),
+                r.reduce_only.is_(True),
+                sa.or_(r.status == OPEN, r.status == ORPHANED),
+                r.cancel_requested_at.is_(None),
+            )
+        )
+        self.cancel_requested = sql(
+            reservations.update()
+            .where(r.reservation_id == b("rid"), r.status == OPEN)
+            .values(cancel_requested_at=b("at"))
+        )
+        self.set_status = sql(reservations.update().where(r.reservation_id == b("rid")).values(status=b("new_status")))
+        self.held_of_bot = sql(
+            sa.select(r.reservation_id, r.bot_id, r.book, r.exchange, r.reserved_musd)
+            .where(r.bot_id == b("bid"), r.status == b("held"))
+            .order_by(r.reservation_id)
+        )
+        self.orphans = sql(
+            sa.select(
+                r.reservation_id, r.bot_id, r.connector, r.trading_pair, r.side, r.amount, r.price,
+                r.reserved_musd, r.client_order_id, r.created_at,
+            )
+            .where(r.status == ORPHANED)
+            .order_by(r.bot_id, r.created_at)
+        )  # fmt: skip
         self.orders_since = sql(  # the exchange-wide order-rate budget (index ix_lyra_reservations_exchange_created)
             sa.select(sa.func.count())
             .select_from(reservations)
@@ -293,6 +350,49 @@ class TradingStopped(Exception):
         super().__init__(f"trading is {state.lower()}: {reason}")
         self.state = state
         self.reason = reason
+
+
+class CapExceeded(Exception):
+    """The reservation would pass the exchange's or the total's cap; nothing was written."""
+
+
+class NotReducing(Exception):
+    """A close that would not reduce this bot's position (net of its resting closes)."""
+
+    def __init__(self, position: Decimal, resting: Decimal) -> None:
+        super().__init__(f"position {position}, resting closes {resting}")
+        self.position = position
+        self.resting = resting
+
+
+@dataclass(frozen=True)
+class Filled:
+    """What `OrderStore.fill` did: ``applied`` (`payload` is its audit record; `stopped` when it
+    took a cap past its limit and started a gradual stop), ``duplicate``, ``anomaly`` (an
+    impossible event, not applied) or ``unknown`` (no such reservation)."""
+
+    outcome: str
+    payload: dict[str, Any]
+    stopped: bool = False
+
+
+def _impossible_fill(row: dict[str, Any], amount: Decimal, price: Decimal, fee_musd: int) -> str:
+    """Why this fill cannot have happened, or "" (pure)."""
+    if not (amount.is_finite() and amount > 0):
+        return f"fill amount {amount} is not a finite number above zero"
+    if not (price.is_finite() and price > 0):
+        return f"fill price {price} is not a finite number above zero"
+    if fee_musd < 0:
+        return f"fee {from_musd(fee_musd)} USD is negative"
+    order_amount, order_price = Decimal(row["amount"]), Decimal(row["price"])
+    if order_price > 0 and not order_price / PRICE_SANITY_FACTOR <= price <= order_price * PRICE_SANITY_FACTOR:
+        return f"fill price {price} is more than {PRICE_SANITY_FACTOR}x away from the order's {order_price}"
+    done = Decimal(row["filled_amount"]) + amount
+    if done > order_amount * (1 + OVERFILL_TOLERANCE):
+        return f"fills reach {done} on an order of {order_amount} (more than {OVERFILL_TOLERANCE:.0%} over)"
+    if amount * price * Decimal(row["usd_per_quote"]) > MAX_FILL_USD:
+        return f"a fill of {amount} at {price} is worth more than any order Lyra can place"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -481,18 +581,25 @@ class OrderStore:
         payload_json: str,
         actor: str,
         now: float,
-        reduce_only: bool = False,
+        closing: bool,
+        tolerance: Decimal,
         fresh: Callable[[], bool] | None = None,
         rate_budget: tuple[float, int] | None = None,
-    ) -> int | None:
-        """Conditional capital UPDATE + reservation row + audit record, atomically.
+    ) -> int:
+        """Conditional capital UPDATE + reservation row + audit record, atomically; returns the
+        audit sequence number. Under the write lock, before anything is written:
 
-        Returns the audit sequence number, or None when a cap would be exceeded (nothing written).
-        Raises TradingStopped when a halt (or, for an opening order, a gradual stop) was
-        committed since the governor last read the ladder: the state is re-read under the write
-        lock, so no reservation is ever written after a halt. Raises `MarketMovedOn` when
-        `fresh()` (the market data's age, asked again once the write lock is held: the lock may
-        have been waited for) is false.
+        - `MarketMovedOn` when `fresh()` (the market data's age, asked again once the write lock
+          is held: the lock may have been waited for) is false;
+        - a halt raises `TradingStopped` (no reservation is ever written after a halt commits);
+        - in a gradual stop, or when this bot is restricted to reducing, the order must be
+          flagged reduce-only AND reduce this bot's position as the store has it (position from
+          its fills minus its resting closes on that side, within `tolerance`), else
+          `TradingStopped`: the caller's flag alone never lets an order through;
+        - a close the caller routed without a mandate (`closing`) is checked the same way, so
+          closes can never stack beyond the position (`NotReducing`);
+        - `CapExceeded` when the exchange's or the total's deployed + reserved + orphaned would
+          pass its cap (nothing written).
         """
         sql = self.sql
         with self._cursor() as cur:
@@ -500,9 +607,9 @@ class OrderStore:
             if fresh is not None and not fresh():
                 self._rollback(cur)
                 raise MarketMovedOn()
-            cur.execute(sql.ladder_row.text, sql.ladder_row.params())
-            _, state, reason = cur.fetchone()
-            if state == HALTED or (state == REDUCING and not reduce_only):
+            cur.execute(sql.ladder_for_bot.text, sql.ladder_for_bot.params(bid=row.bot_id))
+            state, reason, restricted = cur.fetchone()
+            if state == HALTED:
                 self._rollback(cur)
                 raise TradingStopped(str(state), str(reason or ""))
             if rate_budget is not None:  # (since, max): every bot's orders on this exchange, exactly
@@ -512,6 +619,18 @@ class OrderStore:
                 if placed >= rate_budget[1]:
                     self._rollback(cur)
                     raise RateBudgetSpent(placed)
+            must_reduce = state == REDUCING or restricted is not None
+            if must_reduce or closing:
+                position, resting = self._position_and_closes(cur, row)
+                closable = (position if row.side == Side.SELL.value else -position) - resting
+                reduces = row.reduce_only and Decimal(row.amount) <= max(closable, Decimal(0)) * tolerance
+                if not reduces:
+                    self._rollback(cur)
+                    if state == REDUCING:
+                        raise TradingStopped(str(state), str(reason or ""))
+                    if restricted is not None:
+                        raise TradingStopped(BOT_REDUCE_ONLY, str(restricted))
+                    raise NotReducing(position, resting)
             if row.reserved_musd:
                 exchange_scope, total_scope = scopes(row.book, row.exchange)
                 cur.execute(
@@ -522,23 +641,46 @@ class OrderStore:
                 )
                 if cur.rowcount != 2:
                     self._rollback(cur)
-                    return None
+                    raise CapExceeded()
             cur.execute(sql.insert_reservation.text, row.values())
             seq = self._append(cur, "decision", payload_json, actor, now)
             self._commit(cur)
             return seq
 
-    def _adjust(self, cur: Any, book: str, exchange: str, release_musd: int, deployed_musd: int) -> None:
-        exchange_scope, total_scope = scopes(book, exchange)
-        cur.execute(
-            self.sql.adjust.text,
-            self.sql.adjust.params(
-                release_musd=release_musd,
-                deployed_musd=deployed_musd,
-                scope_exchange=exchange_scope,
-                scope_total=total_scope,
-            ),
+    def _position_and_closes(self, cur: Any, row: ReservationRow) -> tuple[Decimal, Decimal]:
+        """This bot's net position on the row's market (from its fills) and the amount its
+        resting reduce-only orders on the row's side still have to fill."""
+        market = {"bid": row.bot_id, "bk": row.book, "ex": row.exchange, "pair": row.trading_pair}
+        cur.execute(self.sql.bot_fills.text, self.sql.bot_fills.params(**market))
+        position = sum(
+            (Decimal(a) if side == Side.BUY.value else -Decimal(a) for side, a in cur.fetchall()), Decimal(0)
         )
+        cur.execute(self.sql.resting_closes.text, self.sql.resting_closes.params(**market, sd=row.side))
+        resting = sum((Decimal(a) - Decimal(f) for a, f in cur.fetchall()), Decimal(0))
+        return position, resting
+
+    def _move(
+        self, cur: Any, book: str, exchange: str, reserved: int = 0, orphaned: int = 0, deployed: int = 0
+    ) -> list[tuple[str, int, int, int, int]]:
+        """Apply signed deltas to the exchange's capital row (each floored at 0), and to the
+        book's TOTAL row exactly what the exchange's row changed by: the total is always the
+        sum over exchanges, so a sell on one exchange never nets a buy on another.
+        Returns both rows after, as (scope, cap, reserved, deployed, orphaned)."""
+        exchange_scope, total_scope = scopes(book, exchange)
+        sql = self.sql
+        cur.execute(
+            sql.capital_pair.text, sql.capital_pair.params(scope_exchange=exchange_scope, scope_total=total_scope)
+        )
+        rows = {str(r[0]): [int(v) for v in r[1:]] for r in cur.fetchall()}
+        ex = rows.get(exchange_scope, [0, 0, 0, 0])
+        tot = rows.get(total_scope, [0, 0, 0, 0])
+        after_ex = [ex[0], max(0, ex[1] + reserved), max(0, ex[2] + deployed), max(0, ex[3] + orphaned)]
+        moved = [after_ex[i] - ex[i] for i in range(4)]
+        after_tot = [tot[0], *(max(0, tot[i] + moved[i]) for i in (1, 2, 3))]
+        for key, values in ((exchange_scope, after_ex), (total_scope, after_tot)):
+            params = sql.capital_set.params(key=key, res=values[1], dep=values[2], orph=values[3])
+            cur.execute(sql.capital_set.text, params)
+        return [(exchange_scope, *after_ex), (total_scope, *after_tot)]  # type: ignore[list-item]
 
     def _close(self, cur: Any, reservation_id: str, status: ReservationStatus, now: float) -> None:
         cur.execute(
@@ -549,8 +691,8 @@ class OrderStore:
     def release(
         self, reservation_id: str, status: ReservationStatus, payload: dict[str, Any], actor: str, now: float
     ) -> Released:
-        """The order ended without (more) fills: close an OPEN reservation as `status` and give
-        its capital back, with its audit record, in one transaction.
+        """The order ended without (more) fills: close an OPEN (or ORPHANED) reservation as
+        `status` and give its capital back, with its audit record, in one transaction.
 
         A reservation already closed is left as it is (states only move forward) and the event
         is audited with a note; an unknown reservation is audited as an ``orphan_event``.
@@ -564,13 +706,16 @@ class OrderStore:
                 self._commit(cur)
                 return Released(None, None)
             book, exchange, left, current = row[0], row[1], int(row[2]), str(row[3])
-            if current != OPEN:
+            if current not in HELD:
                 note = {**payload, "note": f"reservation already {current}"}
                 self._append(cur, "order_event", canonical_json(note), actor, now)
                 self._commit(cur)
                 return Released(current, None)
             if left:
-                self._adjust(cur, book, exchange, left, 0)
+                if current == ORPHANED:
+                    self._move(cur, book, exchange, orphaned=-left)
+                else:
+                    self._move(cur, book, exchange, reserved=-left)
             self._close(cur, reservation_id, status, now)
             released = from_musd(left)
             self._append(cur, "order_event", canonical_json({**payload, "released_usd": str(released)}), actor, now)
@@ -586,21 +731,45 @@ class OrderStore:
         fee_musd: int,
         actor: str,
         now: float,
-    ) -> dict[str, Any] | None:
+        trade_key: str | None = None,
+    ) -> Filled:
         """A fill: capital turned over (`money.fill_effect`), the reservation updated, the fill
-        row and its audit record, in one transaction. An unknown reservation is audited as an
-        ``orphan_event`` and None is returned."""
+        row and its audit record, in one transaction, under the write lock. In order:
+
+        - unknown reservation: audited as an ``orphan_event``, nothing applied;
+        - the same fill again (same `trade_key`: the exchange's trade id): audited, applied once;
+        - an impossible fill (amount or price not finite and positive, a price 10x off the
+          order's, more than 5 % beyond the order's amount, an absurd notional): never applied
+          as arithmetic; audited as an ``order_anomaly`` with a CRITICAL ``alert``, and the bot
+          is restricted to reducing its positions until an operator lifts it;
+        - otherwise booked (a late fill after a cancel too, without reopening the reservation);
+          if the fill took any capital row past its cap (a real overfill, MARKET slippage) it
+          is booked all the same (it happened) and the store goes into a gradual stop at once.
+        """
         sql = self.sql
         with self._cursor(EVENT_BUDGET_MS) as cur:
             self._begin_write(cur)
             cur.execute(sql.fill_read.text, sql.fill_read.params(rid=reservation_id))
             found = cur.fetchone()
+            facts = {"kind": "FILLED", "reservation_id": reservation_id, "client_order_id": client_order_id}
             if found is None:
-                orphan = {"kind": "FILLED", "reservation_id": reservation_id, "client_order_id": client_order_id}
-                self._append(cur, "orphan_event", canonical_json(orphan), actor, now)
+                self._append(cur, "orphan_event", canonical_json(facts), actor, now)
                 self._commit(cur)
-                return None
+                return Filled("unknown", {})
             row = dict(zip(FILL_READ_COLUMNS, found, strict=True))
+            if trade_key is not None:
+                cur.execute(sql.fill_seen.text, sql.fill_seen.params(rid=reservation_id, key=trade_key))
+                if int(cur.fetchone()[0]):
+                    note = {**facts, "trade_key": trade_key, "note": "the same fill again: applied once"}
+                    self._append(cur, "order_event", canonical_json(note), actor, now)
+                    self._commit(cur)
+                    return Filled("duplicate", {})
+            impossible = _impossible_fill(row, filled_amount, fill_price, fee_musd)
+            if impossible:
+                seen = {**facts, "amount": str(filled_amount), "price": str(fill_price)}
+                self._anomaly(cur, str(row["bot_id"]), seen, impossible, actor, now)
+                self._commit(cur)
+                return Filled("anomaly", {"reason": impossible})
             effect = fill_effect(
                 side=row["side"],
                 amount=Decimal(row["amount"]),
@@ -608,15 +777,17 @@ class OrderStore:
                 usd_per_quote=Decimal(row["usd_per_quote"]),
                 reserved_musd=int(row["reserved_musd"]),
                 filled_before=Decimal(row["filled_amount"]),
-                reduce_only=bool(row["reduce_only"]),
                 fill_amount=filled_amount,
                 fill_price=fill_price,
             )
             release = effect.release_musd
-            self._adjust(cur, row["book"], row["exchange"], release, effect.deployed_delta_musd)
-            status = ReservationStatus.FILLED.value if effect.fully else OPEN
+            late = row["status"] not in HELD  # reported after a cancel/failure released the reservation
+            held = "orphaned" if row["status"] == ORPHANED else "reserved"
+            after = self._move(
+                cur, row["book"], row["exchange"], deployed=effect.deployed_delta_musd, **{held: -release}
+            )
+            status = ReservationStatus.FILLED.value if effect.fully else row["status"]
             closed_at = now if effect.fully else None
-            late = row["status"] != OPEN  # reported after a cancel/failure released the reservation
             if late and not effect.fully:
                 status, closed_at = row["status"], now  # booked, but a closed reservation never reopens
             cur.execute(
@@ -643,12 +814,11 @@ class OrderStore:
                     notional_musd=effect.notional_musd,
                     fee_musd=fee_musd,
                     ts=now,
+                    trade_key=trade_key,
                 ),
             )
             payload = {
-                "kind": "FILLED",
-                "reservation_id": reservation_id,
-                "client_order_id": client_order_id,
+                **facts,
                 "book": row["book"],
                 "exchange": row["exchange"],
                 "trading_pair": row["trading_pair"],
@@ -657,12 +827,73 @@ class OrderStore:
                 "released_usd": str(from_musd(release)),
                 "complete": effect.fully or late,
                 "late": late,
+                "overfill": effect.done > Decimal(row["amount"]),
                 "amount": str(filled_amount),
                 "price": str(fill_price),
             }
             self._append(cur, "order_event", canonical_json(payload), actor, now)
+            breached = [f"{key} {from_musd(res + dep + orph)} > {from_musd(cap)} USD" for key, cap, res, dep, orph
+                        in after if res + dep + orph > cap]  # fmt: skip
+            stopped = bool(breached) and self._stop_gradually(
+                cur, f"a fill took {', '.join(breached)} (booked: it happened)", actor, now
+            )
             self._commit(cur)
-            return payload
+            return Filled("applied", payload, stopped)
+
+    def _anomaly(self, cur: Any, bot_id: str, facts: dict[str, Any], why: str, actor: str, now: float) -> None:
+        """An impossible order event: audited (with a CRITICAL alert), never applied; the bot may
+        only reduce its positions from now on (`lift_restriction` lifts it)."""
+        self._append(cur, "order_anomaly", canonical_json({**facts, "bot_id": bot_id, "reason": why}), actor, now)
+        message = f"bot {bot_id} reported an impossible order event ({why}); it may only reduce its positions"
+        alert = {"level": "CRITICAL", "source": "order_store", "bot_id": bot_id, "message": message}
+        self._append(cur, "alert", canonical_json(alert), actor, now)
+        reason = f"impossible order event on {facts.get('reservation_id')}: {why}"[:500]
+        cur.execute(self.sql.restrict_bot.text, self.sql.restrict_bot.params(bid=bot_id, why=reason))
+
+    def _stop_gradually(self, cur: Any, why: str, actor: str, now: float) -> bool:
+        """A cap was passed by a fill: the store goes reduce-only at once (if it was ACTIVE),
+        audited with a CRITICAL alert. Returns whether the state changed."""
+        cur.execute(self.sql.ladder_row.text, self.sql.ladder_row.params())
+        _, state, _ = cur.fetchone()
+        if state != TradingState.ACTIVE.value:
+            return False
+        reason = f"cap breached: {why}"[:500]
+        cur.execute(self.sql.set_state.text, self.sql.set_state.params(new_state=REDUCING, new_reason=reason, at=now))
+        record = {"from": state, "to": REDUCING, "reason": reason}
+        self._append(cur, "reduce_only", canonical_json(record), actor, now)
+        alert = {"level": "CRITICAL", "source": "order_store", "message": reason}
+        self._append(cur, "alert", canonical_json(alert), actor, now)
+        return True
+
+    def cancel_requested(self, reservation_id: str, now: float) -> bool:
+        """The strategy asked the exchange to cancel this order: if it is a resting close, the
+        closes that follow are no longer judged net of it (its capital stays until the cancel
+        is confirmed). One small write, no audit record (the cancel itself is audited)."""
+        with self._cursor(EVENT_BUDGET_MS) as cur:
+            self._begin_write(cur)
+            cur.execute(self.sql.cancel_requested.text, self.sql.cancel_requested.params(rid=reservation_id, at=now))
+            changed = bool(cur.rowcount)
+            self._commit(cur)
+            return changed
+
+    def lift_restriction(self, bot_id: str, actor: str, now: float) -> str | None:
+        """An operator lets a restricted bot open positions again; returns the lifted reason."""
+        with self._cursor(EVENT_BUDGET_MS) as cur:
+            self._begin_write(cur)
+            cur.execute(self.sql.bot_restriction.text, self.sql.bot_restriction.params(bid=bot_id))
+            found = cur.fetchone()
+            if found is None or found[0] is None:
+                self._rollback(cur)
+                return None
+            cur.execute(self.sql.restrict_bot.text, self.sql.restrict_bot.params(bid=bot_id, why=None))
+            self._append(cur, "bot_resume", canonical_json({"bot_id": bot_id, "lifted": found[0]}), actor, now)
+            self._commit(cur)
+            return str(found[0])
+
+    def bot_restriction(self, bot_id: str) -> str | None:
+        """Why this bot may only reduce its positions, or None."""
+        rows = self._query(self.sql.bot_restriction, bid=bot_id)
+        return str(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def heartbeat(self, bot_id: str, now: float, host: str, pid: int) -> None:
         """This bot is alive: one small write, no audit record (heartbeats are not decisions)."""
@@ -675,10 +906,12 @@ class OrderStore:
                 cur.execute(self.sql.new_bot.text, new_bot)
             self._commit(cur)
 
-    def expire_silent_bots(self, timeout_s: float, now: float, actor: str = "governor") -> int:
-        """Release the open reservations of bots last heard more than `timeout_s` ago, with one
-        audit record naming them. The common case (no silent bot holding capital) is a read
-        only, so it costs no write lock."""
+    def orphan_silent_bots(self, timeout_s: float, now: float, actor: str = "governor") -> int:
+        """The open reservations of bots last heard more than `timeout_s` ago become ORPHANED:
+        their orders may still be live on the exchange, so their capital stays counted against
+        every cap (moved from reserved to orphaned) until the bot comes back (`reclaim_orphans`)
+        or an operator releases them (`release_orphans`). The common case (no silent bot
+        holding capital) is a read only, so it costs no write lock."""
         cutoff = now - timeout_s
         if not self._query(self.sql.silent, cutoff=cutoff):
             return 0
@@ -688,13 +921,62 @@ class OrderStore:
             rows = list(cur.fetchall())
             for reservation_id, _bot, book, exchange, left in rows:
                 if int(left):
-                    self._adjust(cur, book, exchange, int(left), 0)
-                self._close(cur, reservation_id, ReservationStatus.EXPIRED, now)
+                    self._move(cur, book, exchange, reserved=-int(left), orphaned=int(left))
+                cur.execute(
+                    self.sql.set_status.text, self.sql.set_status.params(rid=reservation_id, new_status=ORPHANED)
+                )
             if rows:
-                payload = {"bots": sorted({str(r[1]) for r in rows}), "reservations": [str(r[0]) for r in rows]}
-                self._append(cur, "reservations_expired", canonical_json(payload), actor, now)
+                payload = {
+                    "bots": sorted({str(r[1]) for r in rows}),
+                    "reservations": [str(r[0]) for r in rows],
+                    "orphaned_usd": str(from_musd(sum(int(r[4]) for r in rows))),
+                }
+                self._append(cur, "reservations_orphaned", canonical_json(payload), actor, now)
             self._commit(cur)
             return len(rows)
+
+    def _move_held(self, bot_id: str, held: str, to: ReservationStatus, event: str, actor: str, now: float,
+                   extra: dict[str, Any]) -> list[str]:  # fmt: skip
+        with self._cursor(EVENT_BUDGET_MS) as cur:
+            self._begin_write(cur)
+            cur.execute(self.sql.held_of_bot.text, self.sql.held_of_bot.params(bid=bot_id, held=held))
+            rows = list(cur.fetchall())
+            if not rows:
+                self._rollback(cur)
+                return []
+            for reservation_id, _bot, book, exchange, left in rows:
+                if to is ReservationStatus.OPEN:  # orphaned -> reserved again
+                    self._move(cur, book, exchange, reserved=int(left), orphaned=-int(left))
+                    cur.execute(
+                        self.sql.set_status.text, self.sql.set_status.params(rid=reservation_id, new_status=OPEN)
+                    )
+                else:  # released: the capital is free
+                    self._move(cur, book, exchange, orphaned=-int(left))
+                    self._close(cur, reservation_id, to, now)
+            ids = [str(r[0]) for r in rows]
+            total = str(from_musd(sum(int(r[4]) for r in rows)))
+            self._append(cur, event, canonical_json({"bot_id": bot_id, "reservations": ids, "usd": total, **extra}),
+                         actor, now)  # fmt: skip
+            self._commit(cur)
+            return ids
+
+    def reclaim_orphans(self, bot_id: str, actor: str, now: float) -> list[str]:
+        """The bot is back: its ORPHANED reservations are OPEN again (counted as reserved), for
+        it to reconcile with the exchange (cancel or adopt what it still holds). Audited."""
+        return self._move_held(bot_id, ORPHANED, ReservationStatus.OPEN, "orphans_reclaimed", actor, now, {})
+
+    def release_orphans(self, bot_id: str, actor: str, now: float, reason: str) -> list[str]:
+        """An operator checked the exchange: the bot's ORPHANED reservations end (EXPIRED) and
+        their capital is free again. Audited with who and why."""
+        extra = {"reason": reason}
+        return self._move_held(bot_id, ORPHANED, ReservationStatus.EXPIRED, "orphans_released", actor, now, extra)
+
+    def orphans(self, bot_id: str | None = None) -> list[dict[str, Any]]:
+        """Every ORPHANED reservation (of one bot, or all), oldest first per bot."""
+        names = ("reservation_id", "bot_id", "connector", "trading_pair", "side", "amount", "price",
+                 "reserved_musd", "client_order_id", "created_at")  # fmt: skip
+        found = [dict(zip(names, r, strict=True)) for r in self._query(self.sql.orphans)]
+        return [r for r in found if bot_id is None or r["bot_id"] == bot_id]
 
     def checkpoint(self, min_writes: int = 256) -> bool:
         """Fold the WAL back into the database file (SQLite; PASSIVE: never waits on readers)
@@ -723,11 +1005,11 @@ class OrderStore:
         rows = self._query(self.sql.get_reservation, rid=reservation_id)
         return ReservationStatus(rows[0][3]) if rows else None
 
-    def capital_rows(self, book: str) -> list[tuple[str, int, int, int]]:
-        """(scope, cap, reserved, deployed) in micro-dollars for one book: what sizing and
-        denial messages read on every tick."""
+    def capital_rows(self, book: str) -> list[tuple[str, int, int, int, int]]:
+        """(scope, cap, reserved, deployed, orphaned) in micro-dollars for one book: what sizing
+        and denial messages read on every tick."""
         rows = self._query(self.sql.capital_like, pattern=f"{book}:%")
-        return [(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows]
+        return [(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
 
     def ladder_row(self) -> tuple[int, str, str, dict[str, int]]:
         """(phase, trading state, reason, rungs): the governor's periodic state refresh."""

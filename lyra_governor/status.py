@@ -46,6 +46,7 @@ def _scope(s: ScopeExposure) -> dict[str, Any]:
         "cap_usd": usd(s.cap_usd),
         "reserved_usd": usd(s.reserved_usd),
         "deployed_usd": usd(s.deployed_usd),
+        "orphaned_usd": usd(s.orphaned_usd),  # silent bots' orders that may still be live (still counted)
         "used_usd": usd(s.used_usd),
         "remaining_usd": usd(s.remaining_usd),
         "utilization": float(s.used_usd / s.cap_usd) if s.cap_usd > 0 else 0.0,

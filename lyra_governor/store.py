@@ -61,6 +61,9 @@ capital = sa.Table(
     sa.Column("cap_musd", sa.BigInteger, nullable=False),
     sa.Column("reserved_musd", sa.BigInteger, nullable=False),
     sa.Column("deployed_musd", sa.BigInteger, nullable=False),
+    # Held by ORPHANED reservations (a silent bot's orders that may still be live): still counted
+    # against the cap until the bot comes back or an operator releases them.
+    sa.Column("orphaned_musd", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 reservations = sa.Table(
@@ -84,6 +87,9 @@ reservations = sa.Table(
     sa.Column("mandate_id", sa.String(40)),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("closed_at", sa.Float),
+    # The strategy asked the exchange to cancel it: a resting close being cancelled no longer
+    # counts against the closes that may follow (a stop-loss replacing its take-profit).
+    sa.Column("cancel_requested_at", sa.Float),
 )
 
 # The exchange-wide order-rate budget counts recent reservations per exchange (all bots).
@@ -106,7 +112,11 @@ fills = sa.Table(
     sa.Column("notional_musd", sa.BigInteger, nullable=False),
     sa.Column("fee_musd", sa.BigInteger, nullable=False),
     sa.Column("ts", sa.Float, nullable=False, index=True),
+    # The exchange's trade id (or, without one, the fill's own facts): each fill is applied once.
+    sa.Column("trade_key", sa.String(160)),
 )
+
+fills_by_trade = sa.Index("uq_lyra_fills_trade", fills.c.reservation_id, fills.c.trade_key, unique=True)
 
 bots = sa.Table(
     "lyra_bots",
@@ -115,6 +125,9 @@ bots = sa.Table(
     sa.Column("last_heartbeat", sa.Float, nullable=False),
     sa.Column("host", sa.String(128), nullable=False, default=""),
     sa.Column("pid", sa.Integer, nullable=False, default=0),
+    # Set when this bot may only reduce its positions (it reported an impossible order event);
+    # an operator lifts it with `lyra-governor resume --bot`.
+    sa.Column("reduce_only_reason", sa.Text),
 )
 
 evidence = sa.Table(
@@ -204,11 +217,13 @@ def create_schema(engine: Engine, now: float, phase: int = 1) -> None:
     except sa.exc.ProgrammingError as exc:  # PostgreSQL: concurrent CREATE TABLE
         if "already exists" not in str(exc):
             raise
-    try:  # a store created before the index existed gets it now
-        reservations_by_exchange.create(engine, checkfirst=True)
-    except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError) as exc:
-        if "already exists" not in str(exc):
-            raise
+    _add_missing_columns(engine)
+    for index in (reservations_by_exchange, fills_by_trade):
+        try:  # a store created before the index existed gets it now
+            index.create(engine, checkfirst=True)
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError) as exc:
+            if "already exists" not in str(exc):
+                raise
     with engine.begin() as conn:
         if conn.execute(sa.select(ladder.c.id).where(ladder.c.id == 1)).first() is None:
             conn.execute(
@@ -218,6 +233,24 @@ def create_schema(engine: Engine, now: float, phase: int = 1) -> None:
             )
         if conn.execute(sa.select(audit_head.c.id).where(audit_head.c.id == 1)).first() is None:
             conn.execute(audit_head.insert().values(id=1, seq=0, hash=GENESIS_HASH))
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Bring a store made by an older Lyra up to these tables: the columns added since are
+    nullable or have a server default, so adding them is all it takes (idempotent, safe to race)."""
+    inspector = sa.inspect(engine)
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in (c for c in table.columns if c.name not in present):
+            kind = column.type.compile(dialect=engine.dialect)
+            default = column.server_default
+            extra = f" NOT NULL DEFAULT {default.arg}" if isinstance(default, sa.DefaultClause) else ""
+            try:
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}{extra}")
+            except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:  # another process added it
+                if "duplicate" not in str(exc).lower() and "already exists" not in str(exc).lower():
+                    raise
 
 
 @contextmanager

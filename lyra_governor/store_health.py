@@ -155,6 +155,8 @@ def check_lyra_store(engine: Engine, url: str, metadata: sa.MetaData) -> None:
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
             raise not_lyra(url, f"it holds other tables ({shown}) and none of Lyra's")
     for name in sorted(present):
-        missing = [c.name for c in metadata.tables[name].columns if c.name not in tables[name]]
+        # columns added since (nullable or with a server default) are added by create_schema
+        required = [c for c in metadata.tables[name].columns if not c.nullable and c.server_default is None]
+        missing = [c.name for c in required if c.name not in tables[name]]
         if missing:
             raise not_lyra(url, f"its table {name} lacks the column(s) {', '.join(missing)}")

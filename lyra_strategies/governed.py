@@ -497,6 +497,7 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
                 OrderEvent(
                     kind=OrderEventKind.FILLED, reservation_id=rid, client_order_id=cid,
                     filled_amount=trade.amount, fill_price=trade.price, fee_usd=fee_quote * rate, timestamp=now,
+                    trade_id=str(trade.trade_id)[:128] if getattr(trade, "trade_id", None) else None,
                 )
             )  # fmt: skip
             summary["booked_fills"] += 1
@@ -608,10 +609,14 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
             filled_amount=amount,
             fill_price=price,
             fee_usd=fee_usd,
+            trade_id=str(getattr(event, "exchange_trade_id", "") or "")[:128] or None,  # a fill is applied once
         )
 
     def cancel(self, connector_name: str, trading_pair: str, order_id: str) -> None:
         self._cancel_requested.add(order_id)
+        reservation_id = self._reservation_of.get(order_id)
+        if reservation_id is not None:  # a close being cancelled no longer limits the next close
+            self.lyra.cancel_requested(reservation_id)
         super().cancel(connector_name, trading_pair, order_id)
 
     def did_cancel_order(self, event: OrderCancelledEvent) -> None:

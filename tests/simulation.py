@@ -138,6 +138,7 @@ class Simulation:
         self.rng = random.Random(seed)
         self.seed = seed
         self.now = START
+        self.fill_breach = False  # a cap passed by a late fill the ledger had to book (see bad_event)
         self.settings: Settings = load_settings(
             None, use_env=False, db_url=db_url,
             risk={"order_rate_max": 50, "max_open_orders": 30},
@@ -328,6 +329,10 @@ class Simulation:
             self.bad_fills = True
             bot.gov.on_order_event(OrderEvent(kind=OrderEventKind.FILLED, reservation_id=order.reservation_id,
                                               filled_amount=amount, fill_price=order.price))  # fmt: skip
+            # a fill after the cancel released its capital is booked all the same (it happened):
+            # if it takes a cap past its limit, that is the exchange's doing, not an order Lyra
+            # allowed (the store stops trading at once and refuses every new reservation)
+            self.fill_breach = self.fill_breach or self._over_cap()
         elif kind < 0.8:
             self.report.actions["unknown_event"] += 1
             bot.gov.on_order_event(OrderEvent(kind=OrderEventKind.FILLED, reservation_id="res-doesnotexist",
@@ -349,6 +354,10 @@ class Simulation:
                                                   filled_amount=amount, fill_price=price))  # fmt: skip
             except Exception as exc:  # the governor may refuse it loudly; it must not corrupt the ledger
                 self.report.actions[f"raised:{type(exc).__name__}"] += 1
+            # the bot is now restricted to reducing (an impossible event); the operator checks it
+            # and lets it trade again, so the run keeps exercising opening orders
+            if bot.gov.store.lift_restriction(bot.bot_id, "operator", self.now):
+                self.report.actions["restriction_lifted"] += 1
 
     def operator_move(self) -> None:
         state = self.operator.state().trading_state
@@ -398,10 +407,17 @@ class Simulation:
     def violation(self, what: str) -> None:
         self.report.violations.append(f"step {self.report.steps} (seed {self.seed}): {what}")
 
+    def _over_cap(self) -> bool:
+        exposure = self.operator.exposure("paper")
+        return any(s.used_usd > s.cap_usd for s in [*exposure.exchanges.values(), exposure.total])
+
     def check(self) -> None:
         exposure = self.operator.exposure("paper")
         stopped = self.operator.state().trading_state is not TradingState.ACTIVE
-        excused = self.overfilled and stopped  # a real overfill is booked and must stop trading
+        if not self._over_cap():
+            self.fill_breach = False
+        # a real overfill is booked and must stop trading; a late fill past a cap is booked too
+        excused = (self.overfilled and stopped) or self.fill_breach
         over = [
             f"{name} used {s.used_usd} > cap {s.cap_usd}"
             for name, s in [*exposure.exchanges.items(), ("TOTAL", exposure.total)]

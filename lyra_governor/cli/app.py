@@ -15,6 +15,7 @@ from lyra_governor.cli import (
     council_cmd,
     hummingbot_cmd,
     ops,
+    orphans_cmd,
     paper_cmd,
     scripts_cmd,
     serve_cmd,
@@ -50,7 +51,8 @@ def root(
 
 
 for module in (
-    ops, audit_cmd, vault_cmd, council_cmd, commission_cmd, paper_cmd, serve_cmd, scripts_cmd, hummingbot_cmd,
+    ops, orphans_cmd, audit_cmd, vault_cmd, council_cmd, commission_cmd, paper_cmd, serve_cmd, scripts_cmd,
+    hummingbot_cmd,
 ):  # fmt: skip
     module.register(app)
 

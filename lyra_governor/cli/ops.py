@@ -382,6 +382,9 @@ def resume_cmd(
     ctx: typer.Context,
     reason: str = typer.Option("operator resumed", "--reason", "-r", help="Why (goes to the audit trail)."),
     actor: str | None = typer.Option(None, "--actor", help="Who is resuming (default operator:<user>@<host>)."),
+    bot: str | None = typer.Option(
+        None, "--bot", help="Only let this bot open positions again (after it reported an impossible order event)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Lift a halt or gradual stop. Bots stopped over MQTT are restarted by their operator."""
@@ -391,6 +394,24 @@ def resume_cmd(
     cfg = settings(ctx)
     who = operator_actor(actor)
     ledger = Ledger.open(cfg)
+    if bot is not None:  # one bot's own restriction, not the store's trading state
+        import time
+
+        from lyra_governor.order_store import OrderStore
+
+        store = OrderStore(ledger.engine)
+        try:
+            lifted = store.lift_restriction(bot, who, time.time())
+        finally:
+            store.close()
+            ledger.close()
+        if as_json:
+            print_json({"bot_id": bot, "resumed": lifted is not None, "was": lifted})
+        elif lifted is None:
+            console.print(f"{escape(bot)} is not restricted; nothing changed")
+        else:
+            console.print(f"[green]{escape(bot)}[/] may open positions again (was: {escape(lifted)})")
+        return
     try:
         before = ledger.state()
         if before.trading_state is TradingState.ACTIVE:

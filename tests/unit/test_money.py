@@ -29,7 +29,6 @@ def _fill(**overrides: object) -> object:
         "usd_per_quote": Decimal(1),
         "reserved_musd": 120_000_000,
         "filled_before": Decimal(0),
-        "reduce_only": False,
         "fill_amount": Decimal("0.001"),
         "fill_price": Decimal(60000),
     }
@@ -56,9 +55,15 @@ def test_a_sell_reduces_deployed_capital() -> None:
     assert effect.deployed_delta_musd == -60_000_000 and effect.fully
 
 
-def test_a_reduce_only_close_releases_nothing_until_it_completes() -> None:
-    effect = _fill(side="SELL", reduce_only=True, reserved_musd=0)
+def test_a_close_that_reserved_nothing_releases_nothing() -> None:
+    effect = _fill(side="SELL", reserved_musd=0)
     assert effect.release_musd == 0 and not effect.fully
+
+
+def test_a_buy_that_closes_a_short_releases_its_share_as_it_fills() -> None:
+    # old code: a reduce-only buy released nothing until complete, so a partial fill counted twice
+    effect = _fill(reserved_musd=120_000_000)
+    assert effect.release_musd == 60_000_000 and effect.deployed_delta_musd == 60_000_000
 
 
 def test_a_partial_fill_never_releases_more_than_is_reserved() -> None:

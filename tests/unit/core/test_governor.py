@@ -206,11 +206,16 @@ def test_reduce_only_is_judged_on_the_bots_own_position(
     assert governor.ledger.exposure("paper").exchanges["binance"].deployed_usd == 0  # the shared figure
     governor.ledger.reduce_only("gradual stop", "council")
     governor.ladder_state(fresh=True)
-    assert governor.review(propose(side=Side.SELL, amount=Decimal("0.002"), reduce_only=True)).allowed
+    first = governor.review(propose(side=Side.SELL, amount=Decimal("0.002"), reduce_only=True))
+    assert first.allowed
     too_much = governor.review(propose(side=Side.SELL, amount=Decimal("0.003"), reduce_only=True))
     assert too_much.code is DenialCode.REDUCE_ONLY and "long 0.002" in too_much.message
-    # a fresh governor for the same bot (a restart) reads the position back from the fills
+    # a fresh governor for the same bot (a restart) reads the position back from the fills, and
+    # the close already resting from the store: a second one would stack (issue 14 hole 3)
     restarted = Governor.from_settings(settings, "bot-1", mandates=EnvelopeMandates(), clock=clock)
+    stacked = restarted.review(propose(side=Side.SELL, amount=Decimal("0.002"), reduce_only=True))
+    assert stacked.code is DenialCode.REDUCE_ONLY
+    restarted.on_order_event(OrderEvent(kind=OrderEventKind.CANCELLED, reservation_id=first.reservation_id or ""))
     assert restarted.review(propose(side=Side.SELL, amount=Decimal("0.002"), reduce_only=True)).allowed
     other.close()
     restarted.close()
@@ -341,9 +346,26 @@ def test_silent_bot_reservations_expire(settings: Settings, clock: FakeClock, pr
     clock.advance(settings.risk.heartbeat_timeout_s + 10)
     alive = Governor.from_settings(settings, "bot-alive", mandates=mandates, clock=clock)
     alive.heartbeat()
-    assert alive.ledger.exposure("paper").total.reserved_usd == 0
-    assert any(r.event == "reservations_expired" for r in audit.tail(alive.ledger.engine, 5))
+    # issue 14 hole 7: the silent bot's orders may still be live, so its capital stays counted
+    # (ORPHANED, old code: released as EXPIRED and free for another bot)
+    total = alive.ledger.exposure("paper").total
+    assert total.reserved_usd == 0 and total.orphaned_usd == Decimal("60") and total.used_usd == Decimal("60")
+    assert alive.capacity_usd("binance") == Decimal(1000) - Decimal(60)
+    assert any(r.event == "reservations_orphaned" for r in audit.tail(alive.ledger.engine, 5))
+    assert [o["bot_id"] for o in alive.store.orphans()] == ["bot-dead"]
+    ok, why = alive.ledger.totals_agree()
+    assert ok, why
+    # the bot comes back: its reservations are its own again (reserved), to reconcile
+    back = Governor.from_settings(settings, "bot-dead", mandates=mandates, clock=clock)
+    assert back.ledger.exposure("paper").total.reserved_usd == Decimal("60") and not back.store.orphans()
+    clock.advance(settings.risk.heartbeat_timeout_s + 10)
+    alive._last_heartbeat, alive._beats = float("-inf"), 0
+    alive.heartbeat()  # silent again; now an operator checks the exchange and releases them
+    assert alive.store.release_orphans("bot-dead", "operator", clock(), "checked on binance: no open orders")
+    assert alive.ledger.exposure("paper").total.used_usd == 0
+    assert any(r.event == "orphans_released" for r in audit.tail(alive.ledger.engine, 5))
     dead.close()
+    back.close()
     alive.close()
 
 

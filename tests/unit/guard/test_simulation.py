@@ -31,7 +31,6 @@ def test_random_interleavings_keep_every_invariant(tmp_path: Path, seed: int) ->
     assert not report.other_violations, "\n".join(report.other_violations[:10])
 
 
-@pytest.mark.xfail(reason="issue 14 holes 3/8/9 (the core engineer's): closes stack, impossible fills applied")
 def test_random_interleavings_keep_the_core_invariants(tmp_path: Path) -> None:
     report = _run(tmp_path, 3, 600).report
     assert not report.core_violations, "\n".join(report.core_violations[:10])
