@@ -353,9 +353,19 @@ def run_replay(
     # ids from `random` (seeded here); every clock it reads is the simulated one (see
     # `PaperExchange.trigger_event_async`, its order tracker, `STATE_REFRESH_SIM_S`).
     random.seed(seed)
-    return asyncio.run(
-        _replay(paper_settings, feed, out_dir, db_path, hb_db, progress, sample_every_s, governed, on_tick, roles)
-    )
+    # the run quiets Hummingbot's loggers (below); put them back afterwards, so a caller in the
+    # same process (a test, a notebook) keeps the logging it had
+    quieted = {name: logging.getLogger(name).level for name in QUIETED_LOGGERS}
+    try:
+        return asyncio.run(
+            _replay(paper_settings, feed, out_dir, db_path, hb_db, progress, sample_every_s, governed, on_tick, roles)
+        )
+    finally:
+        for name, level in quieted.items():
+            logging.getLogger(name).setLevel(level)
+
+
+QUIETED_LOGGERS = ("hummingbot", "hummingbot.strategy_v2.executors")
 
 
 def paper_fees(settings: Settings, connector: str) -> tuple[Decimal, Decimal]:
