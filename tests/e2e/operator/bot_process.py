@@ -17,6 +17,7 @@ from lyra_governor.governor import Governor
 from lyra_governor.mandate_provider import NoCouncil
 from lyra_governor.models import (
     CouncilContext,
+    DenialCode,
     Mandate,
     MarketSnapshot,
     OrderEvent,
@@ -26,6 +27,7 @@ from lyra_governor.models import (
 )
 
 MID = Decimal(60000)
+BUSY = {DenialCode.STORE_BUSY, DenialCode.STORE_UNAVAILABLE}
 
 
 class StandingMandate(NoCouncil):
@@ -84,6 +86,14 @@ def main() -> None:
                 mid_price_ts=time.time(),
             )
             decision = governor.review(proposal)
+            retries = 0
+            # A store busy past the review budget is a fail-closed denial (issue 17); a real bot
+            # proposes again on its next tick, so this one does too, and counts each such retry.
+            while decision.code in BUSY and retries < 50:
+                counts["retried"] = counts.get("retried", 0) + 1
+                retries += 1
+                time.sleep(pause)
+                decision = governor.review(proposal)
             key = decision.code.value if decision.code else decision.status.value
             counts[key] = counts.get(key, 0) + 1
             if decision.allowed and decision.reservation_id:

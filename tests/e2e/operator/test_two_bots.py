@@ -63,7 +63,8 @@ def test_status_is_right_while_two_bots_trade(lyra_home: Path, served: Served) -
     allowed = sum(r["counts"].get("ALLOWED", 0) for r in results)
     capped = sum(r["counts"].get("TOTAL_CAP", 0) + r["counts"].get("EXCHANGE_CAP", 0) for r in results)
     filled = sum(Decimal(r["filled_usd"]) for r in results)
-    assert allowed == 16 and capped == 2 * ORDERS - 16  # 16 x 60 USD fit under 1,000 USD, together
+    # 16 x 60 USD fit under 1,000 USD, together; every other order is refused by a cap
+    assert (allowed, capped) == (16, 2 * ORDERS - 16), [r["counts"] for r in results]
 
     final = json.loads(run_cli(lyra_home, "status", "--json").stdout)
     assert final["deployed_usd"] == float(filled) == 960.0 and final["reserved_usd"] == 0.0
