@@ -89,17 +89,41 @@ class Ledger(Ladder):
     """Durable state shared by every bot, the CLI and the server (one store, many processes)."""
 
     @classmethod
-    def open(cls, settings: Settings, clock: Callable[[], float] = time.time, url: str | None = None) -> Ledger:
-        """Open (and create if needed) the store named by `url` or `settings.db_url`."""
+    def open(
+        cls,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        url: str | None = None,
+        *,
+        read_only: bool = False,
+        write_caps: bool = True,
+    ) -> Ledger:
+        """Open (and create if needed) the store named by `url` or `settings.db_url`.
+
+        A writer (a bot, an operator's command that changes state) sets every scope's cap from
+        its settings. `read_only` (status, phase, audit verify/tail, serve) writes nothing into a
+        store that exists, not even the caps, takes no write lock and works on a read-only file:
+        its engine refuses writes (`create_store_engine`). Only a missing store (or one made by
+        an older Lyra, missing a column) is first created (with its caps) or brought up to
+        date, as a writer would. `write_caps=False`: a writer that never changes the caps (the server's
+        checkpoint loop) leaves them as the bots set them."""
         from lyra_governor import store_health
 
         db_url = url or settings.db_url
         try:
             engine = create_store_engine(db_url)
-            store_health.check_lyra_store(engine, db_url, metadata)  # never write into a foreign database
+            # never write into a foreign database; True when every Lyra table and column is there
+            complete = store_health.check_lyra_store(engine, db_url, metadata)
+            if read_only and complete:
+                engine.dispose()
+                return cls(settings, create_store_engine(db_url, read_only=True), clock)
             create_schema(engine, clock())
             ledger = cls(settings, engine, clock)
-            ledger._ensure_caps()
+            if write_caps or read_only:  # a new store: its caps, as its first bot would set them
+                ledger._ensure_caps()
+            if read_only:
+                engine.dispose()
+                return cls(settings, create_store_engine(db_url, read_only=True), clock)
         except (sa.exc.SQLAlchemyError, OSError) as exc:
             raise store_health.classify(db_url, exc) from None
         return ledger

@@ -292,7 +292,17 @@ class CheckpointLoop:
             vault = importlib.import_module("lyra_governor.vault").open_vault(self.settings)
         except Exception as exc:  # no vault module or no password: checkpoints run without it
             log.info("checkpoints run without the vault (%s)", type(exc).__name__)
-        CheckpointRunner(self.settings, self.ledger, vault=vault).run_forever(self.stopped, self.every_s)
+        # the checkpoints write their evidence: a writer ledger of their own, which leaves the
+        # caps as the bots set them (the server's ledger is read-only)
+        try:
+            writer = Ledger.open(self.settings, self.ledger.clock, write_caps=False)
+        except LyraError as exc:
+            log.error("compliance checkpoints not running: %s", redact(str(exc)))
+            return
+        try:
+            CheckpointRunner(self.settings, writer, vault=vault).run_forever(self.stopped, self.every_s)
+        finally:
+            writer.close()
 
     def stop(self) -> None:
         self.stopped.set()
@@ -312,7 +322,7 @@ def make_server(
     # A loopback bind only ever sees loopback requests: no token, and no vault to unlock.
     token = None if is_loopback(host) else resolve_token(settings)
     check_bind(host, allow_remote, token)
-    ledger = Ledger.open(settings, clock)
+    ledger = Ledger.open(settings, clock, read_only=True)  # the routes only read: no caps written
     try:
         return GovernorServer(settings, host, port, token, ledger, clock)
     except OSError as exc:

@@ -392,7 +392,7 @@ def collect_status(
     own = ledger is None
     try:
         if ledger is None:
-            ledger = Ledger.open(settings)
+            ledger = Ledger.open(settings, read_only=True)
         status: dict[str, Any] = {
             "generated_at": now,
             "generated_at_utc": dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -185,8 +185,24 @@ def _sqlite_begin(conn: Connection) -> None:
 READ_ONLY = "lyra_read_only"
 
 
-def create_store_engine(url: str) -> Engine:
-    """An engine for `url` with Lyra's transaction discipline; creates the SQLite folder."""
+def _sqlite_query_only(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.execute("PRAGMA query_only=ON")  # after the pragmas above: any write now fails
+
+
+def _pg_read_only(dbapi_conn: Any, _record: Any) -> None:
+    autocommit = dbapi_conn.autocommit
+    dbapi_conn.autocommit = True
+    with dbapi_conn.cursor() as cur:
+        cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    dbapi_conn.autocommit = autocommit
+
+
+def create_store_engine(url: str, read_only: bool = False) -> Engine:
+    """An engine for `url` with Lyra's transaction discipline; creates the SQLite folder.
+
+    `read_only` (the operator's reads: status, phase, audit verify/tail, serve): every
+    connection refuses writes (SQLite ``query_only``, PostgreSQL read-only transactions), so a
+    read can never change the store nor need the write lock, and works on a read-only file."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
@@ -198,10 +214,18 @@ def create_store_engine(url: str) -> Engine:
         )
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin)
+        if read_only:
+            sa.event.listen(engine, "connect", _sqlite_query_only)
+            return engine.execution_options(**{READ_ONLY: True})  # a deferred BEGIN: never the write lock
         return engine
     from lyra_governor.store_budget import PG_CONNECT_ARGS
 
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2, connect_args=dict(PG_CONNECT_ARGS))
+    engine = sa.create_engine(
+        url, pool_pre_ping=True, pool_size=2, max_overflow=2, connect_args=dict(PG_CONNECT_ARGS)
+    )
+    if read_only:
+        sa.event.listen(engine, "connect", _pg_read_only)
+    return engine
 
 
 def is_sqlite(engine: Engine) -> bool:

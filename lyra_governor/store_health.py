@@ -134,8 +134,9 @@ def _inspected_tables(engine: Engine, ours: set[str]) -> dict[str, set[str]]:
     return {name: {str(c["name"]) for c in inspector.get_columns(name)} if name in ours else set() for name in names}
 
 
-def check_lyra_store(engine: Engine, url: str, metadata: sa.MetaData) -> None:
-    """Refuse a database that is not a Lyra store before anything is written into it."""
+def check_lyra_store(engine: Engine, url: str, metadata: sa.MetaData) -> bool:
+    """Refuse a database that is not a Lyra store before anything is written into it; True when
+    every Lyra table holds every column (nothing to create or add: a reader may open it as is)."""
     ours = set(metadata.tables)
     try:
         path = sqlite_path(url) if engine.dialect.name == "sqlite" else None
@@ -147,7 +148,7 @@ def check_lyra_store(engine: Engine, url: str, metadata: sa.MetaData) -> None:
             raise classify(url, exc) from None
         raise
     if not tables:
-        return  # a new store
+        return False  # a new store
     present = set(tables) & ours
     if engine.dialect.name == "sqlite":  # a PostgreSQL database may well hold other applications' tables
         foreign = sorted(n for n in set(tables) - ours if not n.startswith("sqlite_"))
@@ -160,3 +161,6 @@ def check_lyra_store(engine: Engine, url: str, metadata: sa.MetaData) -> None:
         missing = [c.name for c in required if c.name not in tables[name]]
         if missing:
             raise not_lyra(url, f"its table {name} lacks the column(s) {', '.join(missing)}")
+    if present != ours:
+        return False
+    return all(c.name in tables[name] for name in ours for c in metadata.tables[name].columns)

@@ -29,7 +29,7 @@ def verify_cmd(
     from lyra_governor.ledger import Ledger
     from lyra_governor.store import read_tx
 
-    ledger = Ledger.open(settings(ctx))
+    ledger = Ledger.open(settings(ctx), read_only=True)  # a reader: writes nothing, no write lock
     try:
         with read_tx(ledger.engine) as snapshot:  # the chain and the ledger as of one moment, up to its head
             result = audit.verify(ledger.engine, conn=snapshot)
@@ -80,7 +80,7 @@ def tail_cmd(
     from lyra_governor import audit
     from lyra_governor.ledger import Ledger
 
-    ledger = Ledger.open(settings(ctx))
+    ledger = Ledger.open(settings(ctx), read_only=True)  # a reader: writes nothing, no write lock
     try:
         records = audit.tail(ledger.engine, n, event)
     finally:

@@ -188,7 +188,7 @@ def status_cmd(
     from lyra_governor.status import collect_status
 
     cfg = settings(ctx)
-    ledger = Ledger.open(cfg)
+    ledger = Ledger.open(cfg, read_only=True)  # a reader: writes nothing, no write lock
     shown = 0
     try:
         while True:
@@ -221,7 +221,7 @@ def phase_cmd(
     from lyra_governor.status import ladder_summary, promotion_summary
 
     cfg = settings(ctx)
-    ledger = Ledger.open(cfg)
+    ledger = Ledger.open(cfg, read_only=True)  # a reader: writes nothing, no write lock
     try:
         ladder = ladder_summary(cfg, ledger)
         promotion = promotion_summary(cfg, ledger)
