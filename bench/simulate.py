@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,9 +30,9 @@ def run(db_url: str, steps: int, seed: int, bots: int) -> dict[str, Any]:
     sim = Simulation(db_url, seed=seed, bots=bots, verify_every=5000)
 
     def progress(report: Any) -> None:
-        print(f"  {db_url.split(':', maxsplit=1)[0]}: {report.steps} steps, {len(report.violations)} violations "
-              f"({len(report.core_violations)} in holes 3/4/7/8/9/10), {time.perf_counter() - started:.0f} s",
-              flush=True)  # fmt: skip
+        print(f"  {db_url.split(':', maxsplit=1)[0]}: {report.steps} steps, {report.allowed} ALLOWED, "
+              f"{len(report.violations)} violations ({len(report.core_violations)} in holes 3/4/7/8/9/10), "
+              f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
 
     try:
         report = sim.run(steps, progress)
@@ -39,7 +40,31 @@ def run(db_url: str, steps: int, seed: int, bots: int) -> dict[str, Any]:
         sim.close()
     figures = report.as_dict()
     figures["wall_s"] = round(time.perf_counter() - started, 1)
+    figures["seed"] = seed
     return figures
+
+
+def commit() -> str:
+    """The commit measured (with `+dirty` when the work tree differs from it)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def summary(name: str, f: dict[str, Any]) -> None:
+    """The figures of one run, as the closing note quotes them."""
+    print(f"{name}: seed {f['seed']}, {f['steps']} steps in {f['wall_s']} s, {f['proposals']} proposals, "
+          f"{f['allowed']} ALLOWED ({f['allowed'] / max(1, f['proposals']):.0%}), {f['fills']} fills booked, "
+          f"{f['violations']} violations ({f['violations_core_holes']} in holes 3/4/7/8/9/10)")  # fmt: skip
+    print(f"  denials by code: {json.dumps(f['denials'], sort_keys=True)}")
+    for v in f["first_violations"]:
+        print("  ", v)
 
 
 def pg_schema_url(base: str) -> tuple[str, Any]:
@@ -70,26 +95,18 @@ def main() -> int:
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # breakers trip often under random interleavings: by design
     steps = args.steps or (2000 if args.quick else 100_000)
-    out: dict[str, Any] = {"seed": args.seed, "bots": args.bots}
+    out: dict[str, Any] = {"seed": args.seed, "bots": args.bots, "commit": commit()}
     if not args.pg_only:
         with tempfile.TemporaryDirectory() as tmp:
             out["sqlite"] = run(f"sqlite:///{Path(tmp) / 'sim.db'}", steps, args.seed, args.bots)
-        s = out["sqlite"]
-        print(f"SQLite: {s['steps']} steps, {s['violations']} violations ({s['violations_core_holes']} in holes "
-              f"3/4/7/8/9/10), {s['decisions'].get('ALLOWED', 0)} orders allowed, {s['wall_s']} s")  # fmt: skip
-        for v in s["first_violations"]:
-            print("  ", v)
+        summary("SQLite", out["sqlite"])
     if args.pg_url:
         url, drop = pg_schema_url(args.pg_url)
         try:
             out["postgresql"] = run(url, steps, args.seed, args.bots)
         finally:
             drop()
-        p = out["postgresql"]
-        print(f"PostgreSQL: {p['steps']} steps, {p['violations']} violations ({p['violations_core_holes']} in "
-              f"holes 3/4/7/8/9/10), {p['decisions'].get('ALLOWED', 0)} orders allowed, {p['wall_s']} s")  # fmt: skip
-        for v in p["first_violations"]:
-            print("  ", v)
+        summary("PostgreSQL", out["postgresql"])
     print(json.dumps(out, sort_keys=True))
     return 0
 

@@ -1,7 +1,10 @@
 """A seeded, deterministic simulator of several bots against one store (in the spirit of
 TigerBeetle's VOPR): random interleavings of proposals, fills, cancels, failures, halts,
 gradual stops, silent bots, restarts and crashes, with the governor's invariants checked
-after every step.
+after every step. The operator reviews the store as often as a runbook asks (lifts a bot's
+restriction after an impossible event, resumes, releases a silent bot's orphans) and restarted
+bots reconcile their reclaimed orders, so a large share of proposals is ALLOWED and fills: the
+invariants are checked under traffic, not only under denials.
 
 It drives only the public API (`Governor.review`, `on_order_event`, `observe_market`,
 `heartbeat`, `Ledger.halt/reduce_only/resume`) and reads only what an operator reads
@@ -45,6 +48,7 @@ from lyra_governor.models import (
     Side,
     TradingState,
 )
+from lyra_governor.order_store import OrderStore
 
 CONNECTORS = ("binance_paper_trade", "okx_paper_trade", "kraken_paper_trade")
 PAIR = "BTC-USDT"
@@ -98,6 +102,7 @@ class Bot:
     orders: list[Order] = field(default_factory=list)
     closed: list[Order] = field(default_factory=list)  # for duplicate and late events
     silent_until: float = 0.0
+    reconcile: bool = False  # restarted: once its first heartbeat reclaimed its orphans, reconcile
 
 
 #: Invariants whose holes the core engineer closes (issue 14 holes 3, 4, 7, 8, 9, 10); the rest
@@ -112,6 +117,15 @@ class Report:
     broken_steps: int = 0  # steps after which some invariant did not hold
     actions: Counter[str] = field(default_factory=Counter)
     decisions: Counter[str] = field(default_factory=Counter)
+    fills: int = 0  # fills the store booked (read from its fills table at the end)
+
+    @property
+    def allowed(self) -> int:
+        return self.decisions.get("ALLOWED", 0)
+
+    @property
+    def denials(self) -> dict[str, int]:
+        return {code: n for code, n in sorted(self.decisions.items()) if code != "ALLOWED"}
 
     @property
     def core_violations(self) -> list[str]:
@@ -124,6 +138,10 @@ class Report:
     def as_dict(self) -> dict[str, Any]:
         return {
             "steps": self.steps,
+            "allowed": self.allowed,
+            "proposals": sum(self.decisions.values()),
+            "fills": self.fills,
+            "denials": self.denials,
             "violations": len(self.violations),
             "violations_core_holes": len(self.core_violations),
             "broken_steps": self.broken_steps,
@@ -146,6 +164,7 @@ class Simulation:
             breakers={"storm_cooldown_s": 30, "duplicate_window_s": 0.5, "daily_loss_pct": 50, "drawdown_pct": 50},
         )  # fmt: skip
         self.operator = Ledger.open(self.settings, self.clock)
+        self.desk = OrderStore(self.operator.engine)  # what `resume --bot` and `orphans release` write with
         if self.operator.state().phase != 3:
             self.operator.set_phase(3, "sim", "simulated paper trading")
         self.mids = {c: Decimal(60000) for c in CONNECTORS}
@@ -174,6 +193,7 @@ class Simulation:
     def close(self) -> None:
         for bot in self.bots:
             bot.gov.close()
+        self.desk.close()
         self.operator.close()
 
     # --- the run ----------------------------------------------------------------------------
@@ -183,7 +203,8 @@ class Simulation:
         called every `verify_every` steps (the long run prints a line)."""
         actions = (
             (self.tick, 30), (self.propose, 32), (self.fill, 14), (self.cancel, 8), (self.fail, 5),
-            (self.bad_event, 2), (self.operator_move, 1), (self.silence, 1), (self.restart, 1), (self.crash, 1),
+            (self.bad_event, 2), (self.operator_move, 1), (self.operator_review, 3), (self.silence, 0.3),
+            (self.restart, 1), (self.crash, 1),
         )  # fmt: skip
         names = [a.__name__ for a, _ in actions]
         weights = [w for _, w in actions]
@@ -198,6 +219,7 @@ class Simulation:
                 if progress is not None:
                     progress(self.report)
         self.check_audit()
+        self.report.fills = len(self.operator.fill_rows(book="paper"))
         return self.report
 
     # --- actions ----------------------------------------------------------------------------
@@ -215,6 +237,8 @@ class Simulation:
                 bot.gov.observe_market(MarketSnapshot(connector=c, trading_pair=PAIR, timestamp=self.now,
                                                       mid_price=self.mids[c]))  # fmt: skip
             bot.gov.heartbeat()
+            if bot.reconcile:
+                self.reconcile(bot)
 
     def propose(self) -> None:
         bot = self.rng.choice(self.bots)
@@ -223,6 +247,9 @@ class Simulation:
         c = self.rng.choice(CONNECTORS)
         mid = self.mids[c]
         side = self.rng.choice((Side.BUY, Side.SELL))
+        fullness, deployed = self._fullness(c)
+        if deployed and self.rng.random() < fullness:  # the book works its inventory off as the cap fills
+            side = Side.SELL
         reduce_only = self.rng.random() < 0.25
         amount = self.rng.choice(
             (Decimal("0.0005"), Decimal("0.001"), Decimal("0.002"), Decimal("0.003"), Decimal("0.004"))
@@ -354,10 +381,8 @@ class Simulation:
                                                   filled_amount=amount, fill_price=price))  # fmt: skip
             except Exception as exc:  # the governor may refuse it loudly; it must not corrupt the ledger
                 self.report.actions[f"raised:{type(exc).__name__}"] += 1
-            # the bot is now restricted to reducing (an impossible event); the operator checks it
-            # and lets it trade again, so the run keeps exercising opening orders
-            if bot.gov.store.lift_restriction(bot.bot_id, "operator", self.now):
-                self.report.actions["restriction_lifted"] += 1
+            # the bot is now restricted to reducing (an impossible event) until the operator
+            # checks it and lets it trade again (`operator_review`)
 
     def operator_move(self) -> None:
         state = self.operator.state().trading_state
@@ -372,16 +397,63 @@ class Simulation:
         for bot in self.bots:  # what the MQTT halt message does: each bot re-reads the store at once
             bot.gov.ladder_state(fresh=True)
 
+    def operator_review(self) -> None:
+        """The operator reads `status` and acts, as the runbook says: lets a bot restricted after
+        an impossible event trade again (`resume --bot`, after checking it), resumes a stopped
+        store, and releases a silent bot's orphaned reservations once the exchange shows none of
+        its orders (`orphans release`: the sim's exchange cancels them first). Without it the run
+        soon has every bot reduce-only and tests the denials only."""
+        for bot in self.bots:
+            if self.rng.random() < 0.6 and self.desk.lift_restriction(bot.bot_id, "sim-operator", self.now):
+                self.report.actions["restriction_lifted"] += 1
+        state = self.operator.state().trading_state
+        if state is not TradingState.ACTIVE and self.rng.random() < 0.5:
+            self.operator.resume("sim-operator", "simulated review")
+            self.report.actions["resumed"] += 1
+            for bot in self.bots:
+                bot.gov.ladder_state(fresh=True)
+        for bot in self.bots:
+            if self.now >= bot.silent_until or self.rng.random() < 0.5:
+                continue
+            released = set(self.desk.release_orphans(bot.bot_id, "sim-operator", self.now, "checked the exchange"))
+            if released:
+                self.report.actions["orphans_released"] += 1
+                for order in bot.orders:
+                    if order.reservation_id in released and not order.done:
+                        order.done = True
+                        bot.closed.append(order)
+
+    def reconcile(self, bot: Bot) -> None:
+        """A restarted bot, once its first heartbeat made its orphaned reservations its own again,
+        reconciles with the exchange: it adopts what the exchange still holds (tracks it again) and
+        cancels the rest."""
+        bot.reconcile = False
+        known = {o.reservation_id for o in bot.orders}
+        for row in bot.gov.ledger.open_reservations(bot.bot_id):
+            if row["reservation_id"] in known:
+                continue
+            order = Order(row["reservation_id"], row["connector"], Side(row["side"]), Decimal(row["amount"]),
+                          Decimal(row["price"]), bool(row["reduce_only"]), Decimal(row["filled_amount"]))  # fmt: skip
+            if self.rng.random() < 0.5:
+                self.report.actions["reconcile_adopted"] += 1
+                bot.orders.append(order)
+            else:
+                self.report.actions["reconcile_cancelled"] += 1
+                bot.gov.on_order_event(OrderEvent(kind=OrderEventKind.CANCELLED, reservation_id=order.reservation_id))
+                order.done = True
+                bot.closed.append(order)
+
     def silence(self) -> None:
         """A bot stops heartbeating for a while (its reservations may be swept as expired)."""
         bot = self.rng.choice(self.bots)
-        bot.silent_until = self.now + self.rng.choice((30, 200))
+        bot.silent_until = self.now + self.rng.choice((15, 45, 150))  # past the 120 s timeout: orphaned
 
     def restart(self) -> None:
         i = self.rng.randrange(len(self.bots))
         old = self.bots[i]
         old.gov.close()
         self.bots[i] = self._start(old.bot_id)
+        self.bots[i].reconcile = True
 
     def crash(self) -> None:
         """kill -9 of the bot process: the governor is dropped without `close` (its memory is
@@ -390,6 +462,7 @@ class Simulation:
         old = self.bots[i]
         old.gov.store.close()  # the process's connection dies with it
         self.bots[i] = self._start(old.bot_id)
+        self.bots[i].reconcile = True
 
     # --- invariants -------------------------------------------------------------------------
 
@@ -406,6 +479,15 @@ class Simulation:
 
     def violation(self, what: str) -> None:
         self.report.violations.append(f"step {self.report.steps} (seed {self.seed}): {what}")
+
+    def _fullness(self, connector: str) -> tuple[float, bool]:
+        """How much of the total cap is used (0..1), and whether the connector's exchange holds
+        deployed capital (a sell there frees some), as an operator's `status` shows them."""
+        exposure = self.operator.exposure("paper")
+        total = exposure.total
+        held = exposure.exchanges.get(Settings.exchange_of(connector))
+        fullness = min(1.0, float(total.used_usd / total.cap_usd)) if total.cap_usd else 1.0
+        return fullness, held is not None and held.deployed_usd > 0
 
     def _over_cap(self) -> bool:
         exposure = self.operator.exposure("paper")

@@ -25,9 +25,14 @@ def _run(tmp_path: Path, seed: int, steps: int) -> Simulation:
 def test_random_interleavings_keep_every_invariant(tmp_path: Path, seed: int) -> None:
     report = _run(tmp_path, seed, 600).report
     assert report.steps == 600
-    # it really traded (the count varies a little: the governor's state cache ages on the wall clock)
-    assert report.decisions.get("ALLOWED", 0) > 10, report.as_dict()
+    # it really traded, not only denied: a large share of the proposals is allowed and fills
+    # (the count varies a little: the governor's state cache ages on the wall clock; about 45 %
+    # of 200 proposals at seed 1 on this machine)
+    proposals = sum(report.decisions.values())
+    assert report.allowed >= 0.25 * proposals and report.allowed >= 40, report.as_dict()
+    assert report.fills >= 20, report.as_dict()
     assert report.actions["crash"] and report.actions["restart"] and report.actions["operator_move"]
+    assert report.actions["operator_review"] and report.actions["bad_event"]
     assert not report.other_violations, "\n".join(report.other_violations[:10])
 
 
