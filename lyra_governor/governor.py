@@ -285,7 +285,10 @@ class Governor:
             error_rate=sampled_rate(failures, decisions),
             reject_rate=sampled_rate(denials, decisions),
             rate_samples=decisions,
-            market_context=self.market_history.context(r.p.connector, r.p.trading_pair, r.now),
+            # the strategy's drawdown is judged against the capital it may deploy here (the cap, in the quote)
+            market_context=self.market_history.context(
+                r.p.connector, r.p.trading_pair, r.now, float(ex.cap_usd / r.rate) if ex and r.rate > 0 else 0.0
+            ),
             now=r.now,
         )
 

@@ -80,7 +80,7 @@ class MarketContext(BaseModel):
     position_base: float = 0.0
     realised_pnl: float = 0.0  # in the quote currency, average-cost method, fees deducted
     unrealised_pnl: float = 0.0
-    drawdown_pct: float = 0.0  # fall of the strategy's PnL from its peak, % of the capital it used
+    drawdown_pct: float = 0.0  # fall of the strategy's PnL from its peak, % of the capital it may use
 
 
 # --- pure functions ---------------------------------------------------------------------------
@@ -228,9 +228,15 @@ class Pnl:
     drawdown_pct: float
 
 
-def fills_pnl(fills: Sequence[Fill], mark: float | None) -> Pnl:
+def fills_pnl(fills: Sequence[Fill], mark: float | None, capital_floor: float = 0.0) -> Pnl:
     """Average-cost PnL of a fill sequence marked at `mark`, and the drawdown of its running PnL
-    from the peak, as a percentage of the most capital the position ever held (never < 0)."""
+    from the peak, as a percentage of the capital at stake (never < 0): the most the position
+    ever held, or `capital_floor` (the capital the bot may deploy there) when that is larger.
+
+    Why the floor: a market maker holds one small level at a time, so one stop-loss of a $25
+    position in a flash move was a "10 % drawdown" of the strategy; the risk assessor refused
+    every mandate on it, and with no trades the figure could never recover (the paper run's
+    market making quoted nothing after its first flash move)."""
     position = cost = realised = 0.0
     peak = 0.0
     worst = 0.0
@@ -257,6 +263,7 @@ def fills_pnl(fills: Sequence[Fill], mark: float | None) -> Pnl:
     equity = realised + unrealised
     peak = max(peak, equity)
     worst = max(worst, peak - equity)
+    capital = max(capital, capital_floor)
     drawdown = 100.0 * worst / capital if capital > 0 else 0.0
     return Pnl(position, realised, unrealised, round(drawdown, 4))
 
@@ -273,8 +280,10 @@ def build_context(
     fills: Sequence[Fill] = (),
     spread_pct: float | None = None,
     depth_usd: float | None = None,
+    capital: float = 0.0,
 ) -> MarketContext:
-    """Everything above for one market: `points` are (ts, mid) in time order."""
+    """Everything above for one market: `points` are (ts, mid) in time order; `capital` (in the
+    quote currency) is what the bot may deploy on the market's exchange (see `fills_pnl`)."""
     closes = minute_closes(points, now)
     returns = log_returns(closes)
     vol = realised_vol_pct(returns)
@@ -282,7 +291,7 @@ def build_context(
     percentile = percentile_rank(vol, windows) if vol is not None and len(windows) >= MIN_VOL_WINDOWS else None
     slope = trend_slope_pct_per_hour(closes)
     mark = closes[-1] if closes else None
-    pnl = fills_pnl(fills, mark)
+    pnl = fills_pnl(fills, mark, capital)
     day = [f for f in fills if f.ts >= now - DAY_S]
     return MarketContext(
         connector=connector,
@@ -354,7 +363,7 @@ class MarketHistory:
         fills = self._fills.setdefault(pair, deque(maxlen=MAX_FILLS))
         fills.append(Fill(ts=ts, side=str(side).upper(), amount=float(amount), price=float(price), fee=float(fee)))
 
-    def context(self, connector: str, pair: str, now: float) -> MarketContext | None:
+    def context(self, connector: str, pair: str, now: float, capital: float = 0.0) -> MarketContext | None:
         key = (connector, pair)
         points = self._points.get(key)
         if not points:
@@ -363,4 +372,4 @@ class MarketHistory:
         if not valid:
             return None
         spread, depth = self._book.get(key, (0.0, 0.0))
-        return build_context(connector, pair, now, valid, list(self._fills.get(pair, ())), spread, depth)
+        return build_context(connector, pair, now, valid, list(self._fills.get(pair, ())), spread, depth, capital)

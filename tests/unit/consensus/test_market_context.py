@@ -226,3 +226,40 @@ def test_governor_feeds_the_context_and_gives_rates_only_with_samples(settings: 
     assert decision.status in (DecisionStatus.PENDING, DecisionStatus.ALLOWED), decision.message
     assert gov.ladder_state(fresh=True).trading_state.value == "ACTIVE"
     gov.close()
+
+
+def test_one_stopped_out_quote_is_no_strategy_drawdown(settings: Settings) -> None:
+    """The paper run's market making quoted nothing after its first flash move: one $24 level
+    stopped out 11 % under its entry was an "11 % drawdown" of the strategy (the position's
+    peak cost was the denominator), so the risk assessor refused every mandate, and without
+    trades the figure could never recover. The drawdown is judged against the capital the bot
+    may deploy on the exchange (the cap); a loss that large against the cap is still refused."""
+    clock = [T0]
+    gov = Governor.from_settings(settings, "bot-dd", clock=lambda: clock[0])
+    gov.ledger.set_phase(3, "test", "paper")
+    prices = walk(120, 0.02)
+    for i, price in enumerate(prices):
+        clock[0] = T0 + i * 60
+        gov.observe_market(
+            MarketSnapshot(connector="binance_paper_trade", trading_pair="BTC-USDT", timestamp=clock[0],
+                           mid_price=Decimal(str(round(price, 2))), spread_pct=0.02, depth_usd=50_000)
+        )  # fmt: skip
+    entry = prices[-1]
+    gov.market_history.observe_fill("BTC-USDT", "BUY", 0.0004, entry, clock[0] - 120)
+    gov.market_history.observe_fill("BTC-USDT", "SELL", 0.0004, entry * 0.89, clock[0] - 60, fee=0.02)
+    mid = Decimal(str(round(entry, 2)))
+    p = proposal(clock[0]).model_copy(update={"mid_price": mid, "price": mid})
+    review = Review(p, clock[0], gov.ladder_state(fresh=True), "binance", rate=Decimal(1))
+    context = gov._council_context(review)
+    mc = context.market_context
+    assert mc is not None and mc.realised_pnl == pytest.approx(-(entry * 0.0004 * 0.11) - 0.02)
+    loss = -mc.realised_pnl
+    assert context.cap_usd > 0
+    assert mc.drawdown_pct == pytest.approx(100 * loss / float(context.cap_usd), rel=1e-3)  # old code: 11.1 %
+    assert risk_assessor(context).decision is VoteDecision.APPROVE
+    # a loss of 12 % of the cap is a drawdown, whatever the position's size
+    big = 0.12 * float(context.cap_usd) / (entry * 0.11)
+    gov.market_history.observe_fill("BTC-USDT", "BUY", big, entry, clock[0] - 50)
+    gov.market_history.observe_fill("BTC-USDT", "SELL", big, entry * 0.89, clock[0] - 40)
+    assert risk_assessor(gov._council_context(review)).decision is VoteDecision.REJECT
+    gov.close()
