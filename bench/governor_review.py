@@ -1,11 +1,15 @@
 """Latency and throughput of Governor.review (checks + reservation + audit, committed).
 
-Baseline, measured in the same run on the same kind of file: one bare SQLite INSERT + COMMIT
-in WAL mode with synchronous=NORMAL (the least any durable decision can cost). The ratio
-p99(review) / p99(baseline) is what to compare across machines; the absolute figures are
-printed too. With --pg-url (or LYRA_BENCH_PG_URL) the same review loop runs on PostgreSQL.
+Two baselines, measured in the same run on the same kind of file:
+- the same review loop on an older commit (`--against`, default bc56119, the store before the
+  one-writer refactor of issue 15), run in alternating rounds with this tree's loop (each round
+  a fresh process and store), so that the load of a shared machine falls on both alike;
+  `vs_*` is this tree's figure over the older one's (p99 and throughput within 10 % is the goal);
+- one bare SQLite INSERT + COMMIT in WAL mode with synchronous=NORMAL (the least any durable
+  decision can cost): p99(review) / p99(baseline) is what to compare across machines.
+With --pg-url (or LYRA_BENCH_PG_URL) the same review loop also runs on PostgreSQL.
 
-Usage: python bench/governor_review.py [--quick] [--n N] [--pg-url URL]
+Usage: python bench/governor_review.py [--quick] [--n N] [--against REV] [--pg-url URL]
 The last line printed is one JSON object of the figures.
 """
 
@@ -16,19 +20,15 @@ import json
 import os
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from lyra_governor.config import load_settings
-from lyra_governor.governor import Governor
-from lyra_governor.models import OrderEvent, OrderEventKind, OrderProposal, Side
-from tests.standing_mandate import StandingMandate
-from tests.watched import UNTHROTTLED, watch
+ROOT = Path(__file__).resolve().parents[1]
+BASE_REV = "bc56119"  # the store before the one-writer refactor (issue 15)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -53,14 +53,28 @@ def bench_baseline(path: Path, n: int) -> list[float]:
 
 
 def bench_review(db_url: str, n: int) -> tuple[list[float], float]:
-    # every check on, the throttles at the highest rates the settings accept
-    settings = load_settings(None, use_env=False, db_url=db_url, **UNTHROTTLED)
+    """The review loop of the tree first on sys.path (this one, or an older commit's)."""
+    from lyra_governor.config import load_settings
+    from lyra_governor.governor import Governor
+    from lyra_governor.models import MarketSnapshot, OrderEvent, OrderEventKind, OrderProposal, Side
+    from tests.standing_mandate import StandingMandate
+
+    try:  # every check on, the throttles at the highest rates the settings accept
+        from tests.watched import UNTHROTTLED as overrides
+    except ImportError:  # an older tree: its settings took any rate
+        overrides = {"risk": {"order_rate_max": 10**9, "max_open_orders": 10**9}}
+    settings = load_settings(None, use_env=False, db_url=db_url, **overrides)
     gov = Governor.from_settings(settings, "bench", mandates=StandingMandate())
     gov.ledger.set_phase(3, "bench", "benchmark")
+    store = getattr(gov, "store", None) or gov.hot  # type: ignore[attr-defined]  # older trees: `hot`
     out: list[float] = []
     started = time.perf_counter()
     for i in range(n):
-        watch(gov, "binance_paper_trade", "BTC-USDT", Decimal(60005))  # the strategy's tick (untimed)
+        now = time.time()  # the strategy's tick (untimed): the market watched for 10 s
+        for t in (now - 10, now):
+            snap = MarketSnapshot(connector="binance_paper_trade", trading_pair="BTC-USDT", timestamp=t,
+                                  mid_price=Decimal(60005))  # fmt: skip
+            gov.observe_market(snap)
         proposal = OrderProposal(
             bot_id="bench",
             connector="binance_paper_trade",
@@ -79,10 +93,44 @@ def bench_review(db_url: str, n: int) -> tuple[list[float], float]:
         # release it again (not timed) so the cap never fills
         gov.on_order_event(OrderEvent(kind=OrderEventKind.CANCELLED, reservation_id=decision.reservation_id or ""))
         if i % 500 == 499:
-            gov.store.checkpoint()  # what the bot's heartbeat does every few seconds (untimed here)
+            store.checkpoint()  # what the bot's heartbeat does every few seconds (untimed here)
     wall = time.perf_counter() - started
     gov.close()
     return out, wall
+
+
+def worker(tree: Path, n: int) -> int:
+    """One round in this process: `tree`'s review loop on a fresh store; prints the samples."""
+    sys.path.insert(0, str(tree))
+    with tempfile.TemporaryDirectory() as tmp:
+        reviews, wall = bench_review(f"sqlite:///{Path(tmp) / 'lyra.db'}", n)
+    print(json.dumps({"us": [round(r * 1e6, 2) for r in reviews], "wall": wall}))
+    return 0
+
+
+def rounds(trees: dict[str, Path], n: int, count: int) -> dict[str, list[float]]:
+    """`count` alternating rounds of n / count decisions per tree, each in a fresh process."""
+    samples: dict[str, list[float]] = {name: [] for name in trees}
+    per_round = max(100, n // count)
+    for i in range(count):
+        order = list(trees.items()) if i % 2 == 0 else list(reversed(trees.items()))
+        for name, tree in order:
+            env = {**os.environ, "PYTHONPATH": str(tree)}
+            done = subprocess.run(
+                [sys.executable, __file__, "--worker", str(tree), "--n", str(per_round)],
+                env=env, cwd=tree, capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            samples[name] += [us / 1e6 for us in json.loads(done.stdout.strip().splitlines()[-1])["us"]]
+    return samples
+
+
+def summary(reviews: list[float]) -> dict[str, float]:
+    return {
+        "p50_us": round(statistics.median(reviews) * 1e6, 1),
+        "p99_us": round(percentile(reviews, 0.99) * 1e6, 1),
+        # throughput of review alone (the loop also releases each reservation, untimed)
+        "decisions_per_s": round(len(reviews) / sum(reviews), 1),
+    }
 
 
 def main() -> int:
@@ -94,40 +142,53 @@ def main() -> int:
         default=os.environ.get("LYRA_BENCH_PG_URL", ""),
         help="also run on this PostgreSQL URL (postgresql+psycopg://...)",
     )
+    parser.add_argument("--against", default=BASE_REV, help="the older commit measured alongside ('' for none)")
+    parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     n = args.n or (3000 if args.quick else 20000)
+    if args.worker:
+        return worker(Path(args.worker), n)
     with tempfile.TemporaryDirectory() as tmp:
+        trees = {"this": ROOT}
+        if args.against:
+            old = Path(tmp) / "against"
+            old.mkdir()
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.against], capture_output=True, check=True)
+            subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+            trees["against"] = old
+        measured = rounds(trees, n, 4 if args.quick else 8)
         base = bench_baseline(Path(tmp) / "baseline.db", n)
-        reviews, wall = bench_review(f"sqlite:///{Path(tmp) / 'lyra.db'}", n)
-    figures = {
-        "n": n,
-        "p50_us": round(statistics.median(reviews) * 1e6, 1),
-        "p99_us": round(percentile(reviews, 0.99) * 1e6, 1),
-        # throughput of review alone (the loop also releases each reservation, untimed)
-        "decisions_per_s": round(n / sum(reviews), 1),
-        "loop_wall_s": round(wall, 3),
-        "baseline_p50_us": round(statistics.median(base) * 1e6, 1),
-        "baseline_p99_us": round(percentile(base, 0.99) * 1e6, 1),
-    }
-    figures["ratio_p99"] = round(figures["p99_us"] / figures["baseline_p99_us"], 2)
-    figures["ratio_p50"] = round(figures["p50_us"] / figures["baseline_p50_us"], 2)
+    this = summary(measured["this"])
+    figures: dict[str, float] = {"n": len(measured["this"]), **this}
+    figures["baseline_p50_us"] = round(statistics.median(base) * 1e6, 1)
+    figures["baseline_p99_us"] = round(percentile(base, 0.99) * 1e6, 1)
+    figures["ratio_p99"] = round(this["p99_us"] / figures["baseline_p99_us"], 2)
+    figures["ratio_p50"] = round(this["p50_us"] / figures["baseline_p50_us"], 2)
     print(
-        f"SQLite review: p50 {figures['p50_us']} us, p99 {figures['p99_us']} us, "
-        f"{figures['decisions_per_s']} decisions/s over {n} decisions"
+        f"SQLite review: p50 {this['p50_us']} us, p99 {this['p99_us']} us, "
+        f"{this['decisions_per_s']} decisions/s over {len(measured['this'])} decisions"
     )
+    if "against" in measured:
+        old = summary(measured["against"])
+        figures.update({f"against_{key}": value for key, value in old.items()})
+        figures["vs_against_p50"] = round(this["p50_us"] / old["p50_us"], 2)
+        figures["vs_against_p99"] = round(this["p99_us"] / old["p99_us"], 2)
+        figures["vs_against_throughput"] = round(this["decisions_per_s"] / old["decisions_per_s"], 2)
+        print(
+            f"SQLite review at {args.against} (same run, alternating rounds): p50 {old['p50_us']} us, "
+            f"p99 {old['p99_us']} us, {old['decisions_per_s']} decisions/s; this tree / {args.against}: "
+            f"p50 {figures['vs_against_p50']}x, p99 {figures['vs_against_p99']}x, "
+            f"throughput {figures['vs_against_throughput']}x"
+        )
     print(
         f"SQLite bare insert+commit baseline: p50 {figures['baseline_p50_us']} us, "
         f"p99 {figures['baseline_p99_us']} us; ratio p99 {figures['ratio_p99']}x, p50 {figures['ratio_p50']}x"
     )
     if args.pg_url:
-        pg_reviews, _ = bench_review(args.pg_url, max(500, n // 4))
-        figures["pg_p50_us"] = round(statistics.median(pg_reviews) * 1e6, 1)
-        figures["pg_p99_us"] = round(percentile(pg_reviews, 0.99) * 1e6, 1)
-        figures["pg_decisions_per_s"] = round(len(pg_reviews) / sum(pg_reviews), 1)
-        print(
-            f"PostgreSQL review: p50 {figures['pg_p50_us']} us, p99 {figures['pg_p99_us']} us, "
-            f"{figures['pg_decisions_per_s']} decisions/s"
-        )
+        sys.path.insert(0, str(ROOT))
+        pg = summary(bench_review(args.pg_url, max(500, n // 4))[0])
+        figures.update({f"pg_{key}": value for key, value in pg.items()})
+        print(f"PostgreSQL review: p50 {pg['p50_us']} us, p99 {pg['p99_us']} us, {pg['decisions_per_s']} decisions/s")
     print(json.dumps(figures, sort_keys=True))
     return 0
 

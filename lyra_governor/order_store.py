@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import operator
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -301,10 +301,14 @@ def statements(dialect: Dialect) -> Statements:
 Execute = Callable[[str, tuple[Any, ...]], Any]
 
 
-def _append(execute: Execute, sql: Statements, event: str, payload_json: str, actor: str, now: float) -> int:
-    """Append one record to the audit chain inside the caller's write transaction."""
-    head_seq, head_hash = execute(sql.head.text, sql.head.params()).fetchone()
-    seq = int(head_seq) + 1
+Head = tuple[int, str]  # the audit chain's head: (sequence number, hash)
+
+
+def _chain(execute: Execute, sql: Statements, head: Head, event: str, payload_json: str, actor: str,
+           now: float) -> Head:  # fmt: skip
+    """Append one record after `head` (read under the caller's write lock); returns the new head."""
+    head_seq, head_hash = head
+    seq = head_seq + 1
     ts_us = int(now * 1_000_000)
     digest = record_hash(seq, ts_us, actor, event, payload_json, head_hash)
     execute(
@@ -316,13 +320,19 @@ def _append(execute: Execute, sql: Statements, event: str, payload_json: str, ac
     moved = execute(sql.move_head.text, sql.move_head.params(new_seq=seq, new_hash=digest, old_seq=head_seq))
     if moved.rowcount != 1:  # pragma: no cover - the write lock makes this unreachable
         raise RuntimeError("audit head moved during an append; the transaction is rolled back")
-    return seq
+    return seq, digest
+
+
+def _read_head(execute: Execute, sql: Statements) -> Head:
+    head_seq, head_hash = execute(sql.head.text, sql.head.params()).fetchone()
+    return int(head_seq), str(head_hash)
 
 
 def append_audit(conn: Connection, event: str, payload: dict[str, Any], actor: str, now: float) -> int:
     """Append one audit record inside a `store.write_tx` transaction (ladder moves, evidence,
     notes): the same statements and chain arithmetic as the order path's own records."""
-    return _append(conn.exec_driver_sql, statements(conn.dialect), event, canonical_json(payload), actor, now)
+    execute, sql = conn.exec_driver_sql, statements(conn.dialect)
+    return _chain(execute, sql, _read_head(execute, sql), event, canonical_json(payload), actor, now)[0]
 
 
 def set_caps(conn: Connection, caps_musd: dict[str, int]) -> None:
@@ -395,6 +405,11 @@ def _impossible_fill(row: dict[str, Any], amount: Decimal, price: Decimal, fee_m
     return ""
 
 
+def _net(fill_rows: Iterable[tuple[str, str]]) -> Decimal:
+    """Net base amount of (side, amount) fill rows: bought +, sold -."""
+    return sum((Decimal(a) if side == Side.BUY.value else -Decimal(a) for side, a in fill_rows), Decimal(0))
+
+
 @dataclass(frozen=True)
 class Released:
     """What `OrderStore.release` did: `released_usd` is None when nothing was released
@@ -402,6 +417,58 @@ class Released:
 
     status: str | None
     released_usd: Decimal | None
+
+
+MarketOf = tuple[str, str, str, str]  # (bot, book, exchange, trading pair)
+
+
+class WriterMemo:
+    """What this writer learnt under the write lock, kept while no other writer has written.
+
+    Every reservation and every fill is written with an audit record, so the audit head's
+    sequence number moves with each of them: when a write transaction finds the head where
+    this writer left it, nobody else has written since, and what it read before (plus what it
+    wrote itself) is still exact. Any other head clears the memo; so does any failure.
+    Kept: an upper bound on the orders counted for each exchange-wide rate budget (the count
+    then grows only by this writer's own orders, so a bound below the budget proves the order
+    fits without counting again) and each market's net position from the fills.
+    """
+
+    def __init__(self) -> None:
+        self.seq: int | None = None  # the head this memo is exact at
+        self.rates: dict[tuple[str, str], tuple[float, int]] = {}  # (book, exchange) -> (since, at most)
+        self.positions: dict[MarketOf, Decimal] = {}
+
+    def at_head(self, seq: int) -> None:
+        """A write transaction began with the head at `seq` (read under the write lock)."""
+        if seq != self.seq:
+            self.forget()
+            self.seq = seq
+
+    def forget(self) -> None:
+        self.seq = None
+        self.rates.clear()
+        self.positions.clear()
+
+    def within_rate(self, book: str, exchange: str, since: float, most: int) -> bool:
+        """Whether fewer than `most` orders were placed on the exchange since `since`, known
+        without counting (False: count them)."""
+        bound = self.rates.get((book, exchange))
+        return bound is not None and since >= bound[0] and bound[1] < most
+
+    def counted(self, book: str, exchange: str, since: float, orders: int) -> None:
+        self.rates[(book, exchange)] = (since, orders)
+
+    def placed(self, book: str, exchange: str) -> None:
+        """This writer placed one more order on the exchange (committed)."""
+        bound = self.rates.get((book, exchange))
+        if bound is not None:
+            self.rates[(book, exchange)] = (bound[0], bound[1] + 1)
+
+    def filled(self, market: MarketOf, signed_amount: Decimal) -> None:
+        """This writer booked a fill (committed): the market's position moves by it."""
+        if market in self.positions:
+            self.positions[market] += signed_amount
 
 
 class OrderStore:
@@ -420,8 +487,11 @@ class OrderStore:
         self._lock_budget = self.budget_ms  # what the connection's lock wait is set to
         self._connected_once = False
         self._reconnector = Reconnector(self._new_raw, self._install)
+        self.memo = WriterMemo()
+        self._head: Head | None = None  # the audit head inside a write transaction
 
     def close(self, broken: bool = False) -> None:
+        self.memo.forget()
         raw, self._raw = self._raw, None
         if raw is not None:
             with contextlib.suppress(Exception):  # a broken connection has nothing left to protect
@@ -502,6 +572,7 @@ class OrderStore:
                 try:
                     yield cur
                 except (sa.exc.SQLAlchemyError, self._dbapi_error()) as exc:
+                    self.memo.forget()
                     self._rollback(cur)
                     if is_lock_timeout(exc) or (fired() and self.sqlite):  # SQLite only ever waits on a lock
                         raise StoreBusy(
@@ -516,6 +587,7 @@ class OrderStore:
                     self.close(broken=True)
                     raise describe_store_error(str(self.engine.url), exc) from exc
                 except BaseException:
+                    self.memo.forget()
                     self._rollback(cur)
                     raise
                 finally:
@@ -528,11 +600,12 @@ class OrderStore:
 
     def _begin_write(self, cur: Any) -> None:
         """The store's write lock before anything is read: BEGIN IMMEDIATE on SQLite, the audit
-        head row locked on PostgreSQL (as `write_tx` does)."""
+        head row locked on PostgreSQL (as `write_tx` does); then the head, which tells whether
+        another writer wrote since this one's last transaction (`WriterMemo`)."""
         if self.sqlite:
             cur.execute("BEGIN IMMEDIATE")
-        else:
-            cur.execute(self.sql.head.text, self.sql.head.params())
+        self._head = _read_head(cur.execute, self.sql)
+        self.memo.at_head(self._head[0])
 
     def _commit(self, cur: Any) -> None:
         if self.sqlite:
@@ -540,8 +613,11 @@ class OrderStore:
         else:
             self._raw.commit()
         self._writes_since_checkpoint += 1
+        if self._head is not None:  # the memo is exact at the head this transaction left
+            self.memo.seq, self._head = self._head[0], None
 
     def _rollback(self, cur: Any) -> None:
+        self._head = None
         try:
             if self.sqlite:
                 cur.execute("ROLLBACK")
@@ -555,7 +631,10 @@ class OrderStore:
             self._raw.rollback()  # PostgreSQL opened a transaction for the read; end it
 
     def _append(self, cur: Any, event: str, payload_json: str, actor: str, now: float) -> int:
-        return _append(cur.execute, self.sql, event, payload_json, actor, now)
+        """Append one audit record inside a transaction opened by `_begin_write`."""
+        assert self._head is not None, "an audit record is appended under the write lock only"
+        self._head = _chain(cur.execute, self.sql, self._head, event, payload_json, actor, now)
+        return self._head[0]
 
     def _query(self, sql: Sql, **params: Any) -> list[tuple[Any, ...]]:
         """One read on the dedicated connection (PostgreSQL's implicit transaction ended)."""
@@ -612,11 +691,12 @@ class OrderStore:
             if state == HALTED:
                 self._rollback(cur)
                 raise TradingStopped(str(state), str(reason or ""))
-            if rate_budget is not None:  # (since, max): every bot's orders on this exchange, exactly
-                cur.execute(sql.orders_since.text, sql.orders_since.params(ex=row.exchange, since=rate_budget[0],
-                                                                           bk=row.book))  # fmt: skip
+            if rate_budget is not None and not self.memo.within_rate(row.book, row.exchange, *rate_budget):
+                since, most = rate_budget  # every bot's orders on this exchange, counted exactly
+                cur.execute(sql.orders_since.text, sql.orders_since.params(ex=row.exchange, since=since, bk=row.book))
                 placed = int(cur.fetchone()[0])
-                if placed >= rate_budget[1]:
+                self.memo.counted(row.book, row.exchange, since, placed)
+                if placed >= most:
                     self._rollback(cur)
                     raise RateBudgetSpent(placed)
             must_reduce = state == REDUCING or restricted is not None
@@ -645,16 +725,18 @@ class OrderStore:
             cur.execute(sql.insert_reservation.text, row.values())
             seq = self._append(cur, "decision", payload_json, actor, now)
             self._commit(cur)
+            self.memo.placed(row.book, row.exchange)
             return seq
 
     def _position_and_closes(self, cur: Any, row: ReservationRow) -> tuple[Decimal, Decimal]:
         """This bot's net position on the row's market (from its fills) and the amount its
         resting reduce-only orders on the row's side still have to fill."""
         market = {"bid": row.bot_id, "bk": row.book, "ex": row.exchange, "pair": row.trading_pair}
-        cur.execute(self.sql.bot_fills.text, self.sql.bot_fills.params(**market))
-        position = sum(
-            (Decimal(a) if side == Side.BUY.value else -Decimal(a) for side, a in cur.fetchall()), Decimal(0)
-        )
+        key = (row.bot_id, row.book, row.exchange, row.trading_pair)
+        position = self.memo.positions.get(key)
+        if position is None:
+            cur.execute(self.sql.bot_fills.text, self.sql.bot_fills.params(**market))
+            position = self.memo.positions[key] = _net(cur.fetchall())
         cur.execute(self.sql.resting_closes.text, self.sql.resting_closes.params(**market, sd=row.side))
         resting = sum((Decimal(a) - Decimal(f) for a, f in cur.fetchall()), Decimal(0))
         return position, resting
@@ -838,6 +920,10 @@ class OrderStore:
                 cur, f"a fill took {', '.join(breached)} (booked: it happened)", actor, now
             )
             self._commit(cur)
+            signed = filled_amount if row["side"] == Side.BUY.value else -filled_amount
+            self.memo.filled(
+                (str(row["bot_id"]), str(row["book"]), str(row["exchange"]), str(row["trading_pair"])), signed
+            )
             return Filled("applied", payload, stopped)
 
     def _anomaly(self, cur: Any, bot_id: str, facts: dict[str, Any], why: str, actor: str, now: float) -> None:
@@ -993,8 +1079,7 @@ class OrderStore:
 
     def bot_position(self, bot_id: str, book: str, exchange: str, trading_pair: str) -> Decimal:
         """Net base amount this bot bought (+) or sold (-) on one market, from its fills."""
-        rows = self._query(self.sql.bot_fills, bid=bot_id, bk=book, ex=exchange, pair=trading_pair)
-        return sum((Decimal(a) if side == Side.BUY.value else -Decimal(a) for side, a in rows), Decimal(0))
+        return _net(self._query(self.sql.bot_fills, bid=bot_id, bk=book, ex=exchange, pair=trading_pair))
 
     def orders_since(self, book: str, exchange: str, since: float) -> int:
         """Orders allowed on one exchange of one book by every bot since `since` (the

@@ -71,3 +71,44 @@ def test_every_statement_runs_against_the_tables(tmp_path: Path) -> None:
     finally:
         raw.close()
         engine.dispose()
+
+
+def _close_of(bot: str, amount: str, side: str = "SELL") -> ReservationRow:
+    return ReservationRow(
+        reservation_id=f"res-{bot}-{side}-{amount}", bot_id=bot, connector="binance", book="live",
+        exchange="binance", trading_pair="BTC-USDT", side=side, reduce_only=side == "SELL", amount=amount,
+        price="60000", usd_per_quote="1", reserved_musd=0 if side == "SELL" else 120_000_000, filled_amount="0",
+        status="OPEN", client_order_id=None, mandate_id=None, created_at=1.0,
+    )  # fmt: skip
+
+
+def test_a_position_remembered_under_the_lock_is_read_again_after_another_writer(tmp_path: Path) -> None:
+    """The writer memo keeps a market's position between its own transactions; a fill written
+    by another connection (another process of the same bot) must be seen by the next close."""
+    from decimal import Decimal
+
+    from lyra_governor.store import write_tx
+
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'lyra.db'}")
+    create_schema(engine, 0.0)
+    with write_tx(engine) as conn:
+        order_store.set_caps(conn, {"live:binance": 10**12, "live:TOTAL": 10**12})
+    mine, other = order_store.OrderStore(engine), order_store.OrderStore(engine)
+    one = Decimal("1.05")
+    try:
+        bought = _close_of("bot", "0.002", "BUY")
+        mine.reserve(bought, "{}", "bot", 1.0, False, one)
+        mine.fill(bought.reservation_id, None, Decimal("0.002"), Decimal(60000), 0, "bot", 1.0, "t1")
+        first = _close_of("bot", "0.002")
+        mine.reserve(first, "{}", "bot", 2.0, True, one)  # position 0.002 read and remembered
+        mine.release(first.reservation_id, order_store.ReservationStatus.CANCELLED, {}, "bot", 2.5)
+        again = dataclasses.replace(bought, reservation_id="res-bot-again")
+        other.reserve(again, "{}", "bot", 3.0, False, one)
+        other.fill(again.reservation_id, None, Decimal("0.002"), Decimal(60000), 0, "bot", 3.0, "t2")
+        mine.reserve(_close_of("bot", "0.004"), "{}", "bot", 4.0, True, one)  # 0.004 held now: it reduces
+        with pytest.raises(order_store.NotReducing):
+            mine.reserve(_close_of("bot", "0.0001"), "{}", "bot", 5.0, True, one)  # all of it is resting
+    finally:
+        mine.close()
+        other.close()
+        engine.dispose()

@@ -246,3 +246,21 @@ def test_a_restart_does_not_lift_a_storm_block(settings: Settings, clock: Clock,
     watch(restarted, "binance_paper_trade", "BTC-USDT", 60010, clock.now - 30, 30)
     assert decide(restarted, propose(price=Decimal(59002), mid_price_ts=clock.now)).allowed
     restarted.close()
+
+
+def test_the_rate_budget_counts_again_after_another_writer(settings: Settings, clock: Clock, propose: Propose) -> None:
+    """A writer that skips counting (its own orders since its last count keep it under the
+    budget) must count again once another bot has written: that bot's orders count too."""
+    local = settings.model_copy(
+        update={"breakers": settings.breakers.model_copy(update={"exchange_order_rate_max": 3})}
+    )
+    first, second = make_governor(local, clock, "bot-0"), make_governor(local, clock, "bot-1")
+    for gov in (first, second):
+        watch(gov, "binance_paper_trade", "BTC-USDT", 60010, clock.now - 10, 10)
+    assert decide(first, propose(bot_id="bot-0")).allowed  # counted 0, then 1 of its own
+    assert decide(second, propose(bot_id="bot-1")).allowed
+    assert decide(second, propose(bot_id="bot-1", price=Decimal(59999))).allowed
+    refused = decide(first, propose(bot_id="bot-0", price=Decimal(59998)))
+    assert refused.code is DenialCode.EXCHANGE_ORDER_RATE, refused.message
+    for gov in (first, second):
+        gov.close()
