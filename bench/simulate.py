@@ -29,7 +29,13 @@ def run(db_url: str, steps: int, seed: int, bots: int) -> dict[str, Any]:
     started = time.perf_counter()
     sim = Simulation(db_url, seed=seed, bots=bots, verify_every=5000)
 
+    shown = 0
+
     def progress(report: Any) -> None:
+        nonlocal shown
+        for v in report.violations[shown:]:  # as they happen: a long run that fails says so early
+            print("   violation:", v, flush=True)
+        shown = len(report.violations)
         print(f"  {db_url.split(':', maxsplit=1)[0]}: {report.steps} steps, {report.allowed} ALLOWED, "
               f"{len(report.violations)} violations ({len(report.core_violations)} in holes 3/4/7/8/9/10), "
               f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip

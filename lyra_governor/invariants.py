@@ -9,12 +9,18 @@ stateful simulation): `check_invariants(engine)` returns every violation as a se
 - each scope's reserved equals the sum of its OPEN reservations, its orphaned the sum of its
   ORPHANED ones; a terminal reservation holds nothing;
 - optionally (`chain=True`, it reads every record) the audit chain verifies.
+
+`stopped_but_allowed(engine)` replays the audit trail: no ALLOWED decision is recorded after a
+committed halt (before the resume that ends it), and in a gradual stop only reduce-only orders
+are allowed. Both are written in the transaction that decides, so the trail's order is the
+order the store saw.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -86,3 +92,39 @@ def check_invariants(engine: Engine, chain: bool = False, conn: Connection | Non
         if not verified.ok:
             problems.append(f"audit chain: {verified.problem}")
     return problems
+
+
+#: Audit events that change the trading state (their payload's "to" is the new state).
+STATE_EVENTS = ("halt", "reduce_only", "resume", "drill_restore")
+
+
+@dataclass
+class TrailCursor:
+    """Where a replay of the audit trail stopped (to go on from there on the next call)."""
+
+    seq: int = 0
+    state: str = TradingState.ACTIVE.value
+    allowed: int = 0  # ALLOWED decisions seen so far
+    problems: list[str] = field(default_factory=list)
+
+
+def stopped_but_allowed(engine: Engine, cursor: TrailCursor | None = None) -> TrailCursor:
+    """Replay the decisions and trading-state changes recorded after `cursor` (from the start
+    without one); every ALLOWED decision under a halt, and every allowed order that does not
+    reduce under a gradual stop, is added to `cursor.problems`."""
+    cursor = cursor or TrailCursor()
+    for record in audit.records(engine, events=(*STATE_EVENTS, "decision"), after_seq=cursor.seq):
+        cursor.seq = record.seq
+        payload = record.payload
+        if record.event != "decision":
+            cursor.state = str(payload.get("to", cursor.state))
+            continue
+        if payload.get("status") != "ALLOWED":
+            continue
+        cursor.allowed += 1
+        what = f"audit seq {record.seq}: {payload.get('side')} {payload.get('amount')} on {payload.get('connector')}"
+        if cursor.state == TradingState.HALTED.value:
+            cursor.problems.append(f"{what} ALLOWED after a committed halt")
+        elif cursor.state == TradingState.REDUCING.value and not payload.get("reduce_only"):
+            cursor.problems.append(f"{what} ALLOWED in a gradual stop without reduce_only")
+    return cursor

@@ -27,14 +27,18 @@ Invariants (a violation is recorded with its step, the seed reproduces it):
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from lyra_governor import audit
 from lyra_governor.config import Settings, load_settings
+from lyra_governor.errors import StoreUnavailable
 from lyra_governor.governor import Governor
+from lyra_governor.invariants import TrailCursor, stopped_but_allowed
 from lyra_governor.ledger import Ledger
 from lyra_governor.models import (
     CouncilContext,
@@ -53,6 +57,62 @@ from lyra_governor.order_store import OrderStore
 CONNECTORS = ("binance_paper_trade", "okx_paper_trade", "kraken_paper_trade")
 PAIR = "BTC-USDT"
 START = 1_800_000_000.0
+
+
+def hostile_proposal(
+    rng: random.Random,
+    bot_id: str,
+    connector: str,
+    mid: Decimal,
+    now: float,
+    position: Callable[[], Decimal],
+    fullness: Callable[[], tuple[float, bool]],
+) -> OrderProposal:
+    """One random proposal as a strategy under attack makes them: mostly ordinary LIMIT quotes
+    within 1 % of mid, and MARKET orders, NaN/zero/negative/1e30 prices and amounts, fat
+    fingers, reduce-only closes (of the whole `position()` or half, or of nothing), a mid that
+    lies. `fullness()` is (share of the total cap used, whether this exchange holds deployed
+    capital): as the cap fills, the book sells its inventory off, as a strategy would."""
+    side = rng.choice((Side.BUY, Side.SELL))
+    used, deployed = fullness()
+    if deployed and rng.random() < used:  # the book works its inventory off as the cap fills
+        side = Side.SELL
+    reduce_only = rng.random() < 0.25
+    amount = rng.choice((Decimal("0.0005"), Decimal("0.001"), Decimal("0.002"), Decimal("0.003"), Decimal("0.004")))
+    price: Decimal | None = (mid * Decimal(1 + rng.uniform(-0.01, 0.01))).quantize(Decimal("0.01"))
+    order_type = OrderType.LIMIT
+    kind = rng.random()
+    if kind < 0.15:
+        order_type, price = OrderType.MARKET, None
+    elif kind < 0.20:
+        price = rng.choice((Decimal("NaN"), None, Decimal(0), Decimal(-1), Decimal("1e30")))
+    elif kind < 0.24:
+        amount = rng.choice((Decimal("NaN"), Decimal("1e30"), Decimal(0), Decimal("-0.001"), Decimal(5)))
+    elif kind < 0.26:
+        price = mid * Decimal("1.5")  # a fat finger
+    if reduce_only:
+        held = position()
+        if held and rng.random() < 0.7:
+            amount = abs(held) if rng.random() < 0.5 else abs(held) / 2
+            side = Side.SELL if held > 0 else Side.BUY
+    mid_seen = mid if rng.random() > 0.02 else mid * Decimal("1.2")  # a proposal lying about its mid
+    return OrderProposal(bot_id=bot_id, connector=connector, trading_pair=PAIR, side=side, order_type=order_type,
+                         amount=amount, price=price, mid_price=mid_seen, mid_price_ts=now,
+                         reduce_only=reduce_only)  # fmt: skip
+
+
+def deliver_event(gov: Governor, event: OrderEvent, counts: Counter[str]) -> None:
+    """`gov.on_order_event(event)`, retried while the store does not answer (see `deliver`)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            gov.on_order_event(event)
+            return
+        except StoreUnavailable:
+            counts["event_retried"] += 1
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 class SimMandates:
@@ -174,6 +234,7 @@ class Simulation:
         self.overfilled = False
         self.bad_fills = False
         self._broken: set[str] = set()
+        self._trail = TrailCursor()
         self._positions: dict[tuple[str, str], Decimal] = {}
         self._fill_id, self._fill_ts = 0, 0.0
         self.tolerance = 1 + Decimal(str(self.settings.risk.close_tolerance_pct)) / 100
@@ -245,35 +306,10 @@ class Simulation:
         if self.now < bot.silent_until:
             return
         c = self.rng.choice(CONNECTORS)
+        proposal = hostile_proposal(self.rng, bot.bot_id, c, self.mids[c], self.now, lambda: self.position(bot, c),
+                                    lambda: self._fullness(c))  # fmt: skip
+        side, amount, reduce_only, price = proposal.side, proposal.amount, proposal.reduce_only, proposal.price
         mid = self.mids[c]
-        side = self.rng.choice((Side.BUY, Side.SELL))
-        fullness, deployed = self._fullness(c)
-        if deployed and self.rng.random() < fullness:  # the book works its inventory off as the cap fills
-            side = Side.SELL
-        reduce_only = self.rng.random() < 0.25
-        amount = self.rng.choice(
-            (Decimal("0.0005"), Decimal("0.001"), Decimal("0.002"), Decimal("0.003"), Decimal("0.004"))
-        )
-        price: Decimal | None = (mid * Decimal(1 + self.rng.uniform(-0.01, 0.01))).quantize(Decimal("0.01"))
-        order_type = OrderType.LIMIT
-        kind = self.rng.random()
-        if kind < 0.15:
-            order_type, price = OrderType.MARKET, None
-        elif kind < 0.20:
-            price = self.rng.choice((Decimal("NaN"), None, Decimal(0), Decimal(-1), Decimal("1e30")))
-        elif kind < 0.24:
-            amount = self.rng.choice((Decimal("NaN"), Decimal("1e30"), Decimal(0), Decimal("-0.001"), Decimal(5)))
-        elif kind < 0.26:
-            price = mid * Decimal("1.5")  # a fat finger
-        if reduce_only:
-            position = self.position(bot, c)
-            if position and self.rng.random() < 0.7:
-                amount = abs(position) if self.rng.random() < 0.5 else abs(position) / 2
-                side = Side.SELL if position > 0 else Side.BUY
-        mid_seen = mid if self.rng.random() > 0.02 else mid * Decimal("1.2")  # a proposal lying about its mid
-        proposal = OrderProposal(bot_id=bot.bot_id, connector=c, trading_pair=PAIR, side=side, order_type=order_type,
-                                 amount=amount, price=price, mid_price=mid_seen, mid_price_ts=self.now,
-                                 reduce_only=reduce_only)  # fmt: skip
         state_before = self.operator.state().trading_state
         position_before = self.position(bot, c)
         resting_closes = sum(
@@ -297,6 +333,12 @@ class Simulation:
         valued = price if price is not None else mid
         bot.orders.append(Order(decision.reservation_id, c, side, amount, valued, reduce_only))
 
+    def deliver(self, bot: Bot, event: OrderEvent) -> None:
+        """Hand an exchange event to the bot's governor as a connector does: a store that does
+        not answer in its budget (StoreUnavailable/StoreBusy: a loaded machine, a PostgreSQL
+        reconnect) gets it again until it takes it (up to 30 wall s, then the run fails)."""
+        deliver_event(bot.gov, event, self.report.actions)
+
     def _pick(self) -> tuple[Bot, Order] | None:
         bot = self.rng.choice(self.bots)
         live = [o for o in bot.orders if not o.done]
@@ -318,7 +360,7 @@ class Simulation:
         event = OrderEvent(kind=OrderEventKind.FILLED, reservation_id=order.reservation_id,
                            filled_amount=amount, fill_price=(order.price * slip).quantize(Decimal("0.01")),
                            timestamp=self.now)  # fmt: skip
-        bot.gov.on_order_event(event)
+        self.deliver(bot, event)
         order.filled += amount
         if order.filled >= order.amount:
             order.done = True
@@ -326,13 +368,13 @@ class Simulation:
         if self.rng.random() < 0.05:  # the exchange delivers the same fill twice
             self.report.actions["duplicate_fill"] += 1
             self.bad_fills = True
-            bot.gov.on_order_event(event)
+            self.deliver(bot, event)
 
     def cancel(self) -> None:
         picked = self._pick()
         if picked is not None:
             bot, order = picked
-            bot.gov.on_order_event(OrderEvent(kind=OrderEventKind.CANCELLED, reservation_id=order.reservation_id))
+            self.deliver(bot, OrderEvent(kind=OrderEventKind.CANCELLED, reservation_id=order.reservation_id))
             order.done = True
             bot.closed.append(order)
 
@@ -340,7 +382,7 @@ class Simulation:
         picked = self._pick()
         if picked is not None:
             bot, order = picked
-            bot.gov.on_order_event(OrderEvent(kind=OrderEventKind.FAILED, reservation_id=order.reservation_id))
+            self.deliver(bot, OrderEvent(kind=OrderEventKind.FAILED, reservation_id=order.reservation_id))
             order.done = True
             bot.closed.append(order)
 
@@ -354,7 +396,7 @@ class Simulation:
             amount = order.amount / 4
             self.report.actions["late_fill"] += 1
             self.bad_fills = True
-            bot.gov.on_order_event(OrderEvent(kind=OrderEventKind.FILLED, reservation_id=order.reservation_id,
+            self.deliver(bot, OrderEvent(kind=OrderEventKind.FILLED, reservation_id=order.reservation_id,
                                               filled_amount=amount, fill_price=order.price))  # fmt: skip
             # a fill after the cancel released its capital is booked all the same (it happened):
             # if it takes a cap past its limit, that is the exchange's doing, not an order Lyra
@@ -362,7 +404,7 @@ class Simulation:
             self.fill_breach = self.fill_breach or self._over_cap()
         elif kind < 0.8:
             self.report.actions["unknown_event"] += 1
-            bot.gov.on_order_event(OrderEvent(kind=OrderEventKind.FILLED, reservation_id="res-doesnotexist",
+            self.deliver(bot, OrderEvent(kind=OrderEventKind.FILLED, reservation_id="res-doesnotexist",
                                               filled_amount=Decimal("0.001"), fill_price=Decimal(60000)))  # fmt: skip
         else:
             live = [o for o in bot.orders if not o.done]
@@ -377,7 +419,7 @@ class Simulation:
             if amount > order.amount:
                 self.overfilled = True
             try:
-                bot.gov.on_order_event(OrderEvent(kind=OrderEventKind.FILLED, reservation_id=order.reservation_id,
+                self.deliver(bot, OrderEvent(kind=OrderEventKind.FILLED, reservation_id=order.reservation_id,
                                                   filled_amount=amount, fill_price=price))  # fmt: skip
             except Exception as exc:  # the governor may refuse it loudly; it must not corrupt the ledger
                 self.report.actions[f"raised:{type(exc).__name__}"] += 1
@@ -439,7 +481,7 @@ class Simulation:
                 bot.orders.append(order)
             else:
                 self.report.actions["reconcile_cancelled"] += 1
-                bot.gov.on_order_event(OrderEvent(kind=OrderEventKind.CANCELLED, reservation_id=order.reservation_id))
+                self.deliver(bot, OrderEvent(kind=OrderEventKind.CANCELLED, reservation_id=order.reservation_id))
                 order.done = True
                 bot.closed.append(order)
 
@@ -530,3 +572,7 @@ class Simulation:
         result = audit.verify(self.operator.engine)
         if not result.ok:
             self.violation(f"audit chain: {result.problem}")
+        seen = len(self._trail.problems)  # the trail replayed: nothing ALLOWED under a halt
+        self._trail = stopped_but_allowed(self.operator.engine, self._trail)
+        for problem in self._trail.problems[seen:]:
+            self.violation(problem)
