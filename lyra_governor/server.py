@@ -103,8 +103,12 @@ class Refreshed:
     While clients keep asking, one background thread computes the next value and they get the
     last one at once, never queueing behind a computation (it is at most `every_s` plus one
     computation old). A value older than `2 * every_s` (an idle server) is computed while the
-    request waits, one request at a time, so the first answer after a pause is fresh. A failed
-    background computation makes the requests fail with its error until one succeeds."""
+    request waits, one request at a time, so the first answer after a pause is fresh.
+
+    A failed computation (the store is away) is the answer for `every_s`: requests fail at once
+    with its error, then the next request computes again. Before, the error was kept until a
+    background computation succeeded, but none was started once the last value had aged: after
+    a store restart the server answered 503 for good (found by the soak, tests/soak.py)."""
 
     def __init__(self, compute: Callable[[], Any], every_s: float) -> None:
         self.compute = compute
@@ -112,38 +116,64 @@ class Refreshed:
         self._lock = threading.Lock()
         self._compute_lock = threading.Lock()
         self._value: tuple[float, Any] | None = None
+        self._error: tuple[float, Exception] | None = None
         self._refreshing = False
-        self.last_error: Exception | None = None
+
+    @property
+    def last_error(self) -> Exception | None:
+        return None if self._error is None else self._error[1]
+
+    def _answer(self, now: float) -> tuple[bool, Any]:
+        """(True, value) or raises when a cached value or a recent failure answers at once."""
+        value, error, busy = self._value, self._error, self._refreshing
+        if error is not None and now - error[0] <= self.every_s:
+            raise error[1]
+        if error is None and value is not None:
+            age = now - value[0]
+            if age <= 2 * self.every_s or (busy and age <= STALE_MAX_S):
+                return True, value[1]  # the next one is being computed: do not queue behind it
+        return False, None
 
     def get(self) -> Any:
+        now = time.monotonic()
         with self._lock:
-            value, error, busy = self._value, self.last_error, self._refreshing
-            age = time.monotonic() - value[0] if value is not None else float("inf")
-            if value is not None and self.every_s < age <= 2 * self.every_s and not busy:
+            value = self._value
+            if (
+                value is not None
+                and self._error is None
+                and self.every_s < now - value[0] <= 2 * self.every_s
+                and not self._refreshing
+            ):
                 self._refreshing = True
                 threading.Thread(target=self._refresh, daemon=True).start()
-        if error is not None:
-            raise error
-        if value is not None and (age <= 2 * self.every_s or (busy and age <= STALE_MAX_S)):
-            return value[1]  # the next one is being computed: do not queue behind it
+            found, answer = self._answer(now)
+        if found:
+            return answer
         with self._compute_lock:
-            with self._lock:
-                value = self._value
-            if value is None or time.monotonic() - value[0] > 2 * self.every_s:
+            with self._lock:  # another request may have computed it (or failed) meanwhile
+                found, answer = self._answer(time.monotonic())
+            if found:
+                return answer
+            try:
                 fresh = self.compute()
+            except Exception as exc:
                 with self._lock:
-                    self._value = value = (time.monotonic(), fresh)
-            return value[1]
+                    self._error = (time.monotonic(), exc)
+                raise
+            with self._lock:
+                self._value, self._error = (time.monotonic(), fresh), None
+            return fresh
 
     def _refresh(self) -> None:
         try:
             with self._compute_lock:
                 fresh = self.compute()
         except Exception as exc:  # the store went away: the next requests say so
-            self.last_error = exc
+            with self._lock:
+                self._error = (time.monotonic(), exc)
         else:
             with self._lock:
-                self._value, self.last_error = (time.monotonic(), fresh), None
+                self._value, self._error = (time.monotonic(), fresh), None
         finally:
             self._refreshing = False
 
