@@ -475,7 +475,8 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
                 continue
             since = min(float(r["created_at"]) for r in group) - reconcile.CLOCK_SLACK_S
             orders = await source.orders(connector, pair, since)
-            found = reconcile.plan(group, orders, getattr(connector, "client_order_id_prefix", ""))
+            applied = reconcile.applied_trades(self.lyra.ledger.fill_rows(since=since))  # by trade id
+            found = reconcile.plan(group, orders, getattr(connector, "client_order_id_prefix", ""), applied)
             for settlement in found.settlements:
                 self._settle(connector, pair, settlement, summary)
             summary["unaccounted"] += [o.client_order_id for o in found.unaccounted]

@@ -1,13 +1,18 @@
 """Reconciliation on start: what a governed bot does with the reservations a crash left behind.
 
 A bot killed mid-stream (crash, `kill -9`, power loss) leaves OPEN reservations in the store
-for orders whose fate it never heard: filled while it was dead, cancelled by the exchange,
+(ORPHANED once it has been silent past `risk.heartbeat_timeout_s`: still counted against every
+cap; its governor takes them back, OPEN again, when it starts) for orders whose fate it never
+heard: filled while it was dead, cancelled by the exchange,
 still resting, or never placed at all. On start, before its strategy proposes anything, the
 bot asks the exchange for its orders and fills since the oldest such reservation and settles
 each reservation from the exchange's answer:
 
 - the exchange's fills not yet in the ledger are booked (so deployed capital and the bot's
-  position are the exchange's);
+  position are the exchange's). A fill is known by the exchange's trade id (the ledger keys
+  every live fill by it, `lyra_fills.trade_key`), so a fill the bot saw out of order is not
+  mistaken for an earlier one it missed; only fills recorded without an id fall back to the
+  order's cumulative amount;
 - an order the exchange filled completes its reservation; one it cancelled or expired releases
   the rest;
 - an order still resting is adopted into Hummingbot's order tracker (its known fills applied,
@@ -20,12 +25,13 @@ Reservations and exchange orders are matched on what the governor judged and the
 (pair, side, amount, limit price, placed no earlier than the reservation): governed orders are
 quantized before review (`governed._as_sent`), so both sides carry the same figures.
 
-`plan` is pure; `BinanceSource` reads the exchange through Hummingbot's own signed REST client.
+`plan` is pure; `BinanceSource` and `OkxSource` read the exchange through Hummingbot's own
+signed REST client.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import MappingProxyType
@@ -80,9 +86,27 @@ class Plan:
     unaccounted: list[ExchangeOrder]  # resting orders no OPEN reservation of this bot explains
 
 
-def plan(reservations: list[dict[str, Any]], orders: list[ExchangeOrder], prefix: str = "") -> Plan:
+def applied_trades(fill_rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Decimal]]:
+    """The fills the ledger holds, by reservation: the exchange's trade id -> amount (fills
+    recorded without a trade id are left out: `plan` counts them by amount)."""
+    applied: dict[str, dict[str, Decimal]] = {}
+    for row in fill_rows:
+        key = str(row.get("trade_key") or "")
+        if key.startswith("id:"):
+            applied.setdefault(str(row["reservation_id"]), {})[key[3:]] = Decimal(row["amount"])
+    return applied
+
+
+def plan(
+    reservations: list[dict[str, Any]],
+    orders: list[ExchangeOrder],
+    prefix: str = "",
+    applied: Mapping[str, Mapping[str, Decimal]] | None = None,
+) -> Plan:
     """Match this bot's OPEN reservations (store rows) to the exchange's orders, oldest first,
-    each order to at most one reservation, and say how each reservation is settled."""
+    each order to at most one reservation, and say how each reservation is settled. `applied`
+    (`applied_trades`): the trade ids already in the ledger per reservation; a trade is booked
+    unless its id is there or a fill recorded without an id already counts its amount."""
     free = sorted(orders, key=lambda o: (o.time_s, o.exchange_order_id))
     settlements = []
     for row in sorted(reservations, key=lambda r: (float(r["created_at"]), r["reservation_id"])):
@@ -94,12 +118,16 @@ def plan(reservations: list[dict[str, Any]], orders: list[ExchangeOrder], prefix
             settlements.append(Settlement(row["reservation_id"], None, outcome="FAILED"))
             continue
         free.remove(match)
-        known = Decimal(row["filled_amount"] or 0)
-        missing, seen = [], Decimal(0)
+        by_id = (applied or {}).get(row["reservation_id"], {})
+        unkeyed = Decimal(row["filled_amount"] or 0) - sum(by_id.values(), Decimal(0))
+        missing = []
         for trade in sorted(match.trades, key=lambda t: (t.time_s, t.trade_id)):
-            seen += trade.amount
-            if seen > known:  # the ledger counted the first `known` of this order's fills
-                missing.append(trade)
+            if trade.trade_id in by_id:
+                continue  # in the ledger under its own id
+            if unkeyed >= trade.amount:  # counted by a fill recorded without an id
+                unkeyed -= trade.amount
+                continue
+            missing.append(trade)
         outcome = match.status if match.status != "OPEN" else "OPEN"
         settlements.append(Settlement(row["reservation_id"], match, missing, outcome))
     unaccounted = [o for o in free if o.status == "OPEN" and o.client_order_id.startswith(prefix)]
@@ -159,5 +187,55 @@ class BinanceSource:
         ]
 
 
+#: OKX order states as reconciliation sees them
+OKX_STATUS = MappingProxyType({"live": "OPEN", "partially_filled": "OPEN", "filled": "FILLED"})
+OKX_ORDER_TYPE = MappingProxyType({"limit": "LIMIT", "post_only": "LIMIT_MAKER", "market": "MARKET"})
+OKX_PAGE = 100  # OKX answers at most 100 orders or fills per call
+
+
+class OkxSource:
+    """OKX spot's orders (pending, and the history since a time) and fills since that time,
+    through the connector's signed client. OKX charges fees as negative amounts; here a fee is
+    what was paid (positive)."""
+
+    async def orders(self, connector: Any, trading_pair: str, since_s: float) -> list[ExchangeOrder]:
+        inst = await connector.exchange_symbol_associated_to_pair(trading_pair=trading_pair)
+        begin = str(int(since_s * 1000))
+        order_limit, fills_limit = "/api/v5/trade/order", "/api/v5/trade/fills"  # Hummingbot's own limits
+        base = {"instType": "SPOT", "instId": inst, "limit": str(OKX_PAGE)}
+        pending = await connector._api_get(path_url="/api/v5/trade/orders-pending", params=base,
+                                           is_auth_required=True, limit_id=order_limit)  # fmt: skip
+        history = await connector._api_get(path_url="/api/v5/trade/orders-history", params=base | {"begin": begin},
+                                           is_auth_required=True, limit_id=order_limit)  # fmt: skip
+        fills = await connector._api_get(path_url=fills_limit, params=base | {"begin": begin},
+                                         is_auth_required=True, limit_id=fills_limit)  # fmt: skip
+        for answer in (pending, history, fills):
+            if str(answer.get("code")) != "0":
+                raise OSError(f"OKX refused the reconciliation read: {answer.get('code')} {answer.get('msg')}")
+            if len(answer.get("data") or []) >= OKX_PAGE:
+                raise OSError("more than one page of OKX orders or fills since the oldest reservation")
+        trades: dict[str, list[ExchangeTrade]] = {}
+        for t in fills["data"]:
+            trades.setdefault(str(t["ordId"]), []).append(
+                ExchangeTrade(str(t["tradeId"]), Decimal(t["fillSz"]), Decimal(t["fillPx"]), -Decimal(t["fee"]),
+                              str(t["feeCcy"]), float(t["ts"]) / 1000)
+            )  # fmt: skip
+        seen: dict[str, ExchangeOrder] = {}
+        for o in [*pending["data"], *history["data"]]:
+            seen[str(o["ordId"])] = ExchangeOrder(
+                client_order_id=str(o["clOrdId"]),
+                exchange_order_id=str(o["ordId"]),
+                trading_pair=trading_pair,
+                side=str(o["side"]).upper(),
+                order_type=OKX_ORDER_TYPE.get(str(o["ordType"]), "LIMIT"),
+                amount=Decimal(o["sz"]),
+                price=Decimal(o["px"] or 0),
+                status=OKX_STATUS.get(str(o["state"]), "CANCELLED"),
+                time_s=float(o["cTime"]) / 1000,
+                trades=tuple(trades.get(str(o["ordId"]), ())),
+            )
+        return list(seen.values())
+
+
 #: the exchanges reconciliation can read, by Hummingbot connector name
-SOURCES: Mapping[str, BinanceSource] = MappingProxyType({"binance": BinanceSource()})
+SOURCES: Mapping[str, BinanceSource | OkxSource] = MappingProxyType({"binance": BinanceSource(), "okx": OkxSource()})

@@ -1,4 +1,5 @@
-"""A local Binance spot exchange: aiohttp on 127.0.0.1, its own book, balances and matching.
+"""A local Binance spot exchange: the Binance protocol over the simulators' one engine
+(tests/live_sim/engine.py: book, balances, matching, fault scripts).
 
 It speaks the parts of Binance's spot protocol Hummingbot's `BinanceExchange` connector and
 ccxt use (shapes from Binance's public API docs; the connector's own tests show which fields
@@ -16,14 +17,6 @@ it reads):
 - The ccxt layout ``/<real host>/<real path>`` (``commissioning.exchange_api_url``) reaches the
   same routes, so phase-2 validation and the live connector can share one simulator.
 
-Matching: orders cross the simulator's market book (taker fills at the book's prices, which
-consume it); the rest rests. A resting order fills when the market moves through it
-(`move`), when another participant trades (`trade`), or on a scripted `fill` (partial fills).
-
-Faults are scripted per test (`Fault`, `fail`, `stream_down`, `duplicate_events`, ...): see
-tests/live_sim/README in the module docstrings of the tests. All state lives on the
-simulator's own event loop thread; the control methods are safe to call from any thread.
-
 Run it by hand: ``python -m tests.live_sim.binance_sim --port 8765`` (see docs/commissioning.md).
 """
 
@@ -34,113 +27,42 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import itertools
 import json
 import logging
 import random
 import secrets
-import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future
-from dataclasses import dataclass, field
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
 
+from tests.live_sim.engine import (
+    D0,
+    ApiError,
+    Fault,
+    Market,
+    Order,
+    Rejected,
+    SimExchange,
+    Trade,
+    _json,
+    fmt,
+)
+
+__all__ = ["BinanceError", "BinanceSim", "Fault", "Market", "Order", "Trade", "ip_banned", "too_many_requests"]
+
 log = logging.getLogger(__name__)
 
-D0 = Decimal(0)
-EIGHT = Decimal("0.00000001")  # Binance's amounts have 8 decimals
 RECV_WINDOW_MS = 5000
-
-
-def fmt(value: Decimal) -> str:
-    return f"{value:.8f}"
-
-
-@dataclass(frozen=True)
-class Market:
-    base: str
-    quote: str
-    tick: Decimal = Decimal("0.01")
-    step: Decimal = Decimal("0.00001")
-    min_qty: Decimal = Decimal("0.00001")
-    min_notional: Decimal = Decimal("5")
-
-    @property
-    def symbol(self) -> str:
-        return self.base + self.quote
-
-
-@dataclass
-class Order:
-    order_id: int
-    client_id: str
-    symbol: str
-    side: str  # BUY | SELL
-    type: str  # LIMIT | LIMIT_MAKER | MARKET
-    price: Decimal
-    qty: Decimal
-    tif: str
-    created_ms: int
-    executed: Decimal = D0
-    quote_filled: Decimal = D0
-    status: str = "NEW"
-    updated_ms: int = 0
-    locked: Decimal = D0  # what this order still locks (quote for a buy, base for a sell)
-
-    @property
-    def remaining(self) -> Decimal:
-        return self.qty - self.executed
-
-    @property
-    def is_open(self) -> bool:
-        return self.status in ("NEW", "PARTIALLY_FILLED")
-
-
-@dataclass(frozen=True)
-class Trade:
-    trade_id: int
-    order_id: int
-    client_id: str
-    symbol: str
-    side: str
-    price: Decimal
-    qty: Decimal
-    commission: Decimal
-    commission_asset: str
-    time_ms: int
-    maker: bool
-
-
-@dataclass
-class Fault:
-    """One scripted misbehaviour, matched on method and path (``/api/v3/order``), used `times`
-    times (None: until removed). Exactly one of the actions applies:
-
-    - ``status``/``body``/``headers``: answer that instead (429, 418, 5xx, a rejection);
-    - ``delay_s``: answer normally, that much later (slow responses);
-    - ``fill_on_cancel``: a cancel fills the order first, then answers "Unknown order sent";
-    - ``events_before_ack``: an order's user-stream events go out before its REST answer,
-      which is held ``delay_s`` (fills before the acknowledgement);
-    - ``execute_then``: do the request, then answer ``status``/``body`` anyway (a 5xx on an
-      order the exchange did take).
-    """
-
-    method: str
-    path: str
-    times: int | None = 1
-    status: int | None = None
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    delay_s: float = 0.0
-    fill_on_cancel: bool = False
-    events_before_ack: bool = False
-    execute_then: bool = False
-    hits: int = 0
+#: the engine's reasons for refusing an order, as Binance says them (HTTP status, code)
+REJECT_CODES = {
+    "symbol": (400, -1121), "side": (400, -1102), "type": (400, -1116), "param": (400, -1102),
+    "duplicate": (400, -2010), "price": (400, -1013), "lot": (400, -1013), "notional": (400, -1013),
+    "would_take": (400, -2010), "balance": (400, -2010),
+}  # fmt: skip
+BINANCE_MSG = {"balance": "Account has insufficient balance for requested action."}
 
 
 def too_many_requests(retry_after_s: int = 1, times: int | None = 1, path: str = "/api/v3/order") -> Fault:
@@ -168,14 +90,16 @@ def ip_banned(retry_after_s: int = 2, times: int | None = 1, path: str = "/api/v
     )
 
 
-class BinanceError(Exception):
+class BinanceError(ApiError):
     def __init__(self, status: int, code: int, msg: str) -> None:
-        super().__init__(msg)
-        self.status, self.code, self.msg = status, code, msg
+        super().__init__(status, {"code": code, "msg": msg})
+        self.code, self.msg = code, msg
 
 
-class BinanceSim:
-    """The simulator. `start()` serves it on its own thread; `stop()` ends it."""
+class BinanceSim(SimExchange):
+    """The Binance adapter. `start()` serves it on its own thread; `stop()` ends it."""
+
+    name = "binance"
 
     def __init__(
         self,
@@ -188,238 +112,25 @@ class BinanceSim:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        self.api_key, self.api_secret = api_key, api_secret
-        self.markets = {m.symbol: m for m in markets or [Market("BTC", "USDT")]}
-        self.free: dict[str, Decimal] = {
-            a: Decimal(str(v)) for a, v in (balances or {"USDT": 1000, "BTC": 0.01}).items()
-        }
-        self.locked: dict[str, Decimal] = {a: D0 for a in self.free}
-        self.fee_rate = fee_rate
-        self.host, self.port = host, port
-        self.bids: dict[str, dict[Decimal, Decimal]] = {}
-        self.asks: dict[str, dict[Decimal, Decimal]] = {}
-        self.update_id: dict[str, int] = {}
-        self.orders: dict[int, Order] = {}
-        self.trades: list[Trade] = []
-        self.requests: list[tuple[float, str, str]] = []  # (time, method, path)
-        self.errors: list[tuple[str, str, int, Any]] = []  # (method, path, HTTP status, Binance code)
-        self.faults: list[Fault] = []
-        self.clock_offset_ms = 0
-        self.duplicate_events = False
         self.key_can_trade = True  # what /sapi/v1/account/apiRestrictions reports (withdrawals: never)
-        self.reverse_events = False  # each burst of user events goes out in reverse order
-        self.user_stream_is_down = False
-        self.events_sent: list[dict[str, Any]] = []
-        self._ids = itertools.count(100_001)
-        self._trade_ids = itertools.count(5_000_001)
         self._listen_keys: set[str] = set()
-        self._public: list[tuple[web.WebSocketResponse, set[str]]] = []
-        self._user: list[tuple[web.WebSocketResponse, int | None]] = []  # (ws, subscriptionId or None)
-        self._pending: list[dict[str, Any]] = []
-        self._held: list[dict[str, Any]] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        for symbol, m in (mid or {"BTCUSDT": 60_000}).items():
-            self._set_book_around(symbol, Decimal(str(m)))
+        super().__init__(
+            api_key, api_secret, markets or [Market("BTC", "USDT")], balances or {"USDT": 1000, "BTC": 0.01},
+            mid or {"BTCUSDT": 60_000}, fee_rate, host, port,
+        )  # fmt: skip
 
-    # --- lifecycle -----------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}"
-
-    def app(self) -> web.Application:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/ws", self._ws_public)
         app.router.add_get("/ws/{listen_key}", self._ws_listen_key)
         app.router.add_get("/ws-api/v3", self._ws_api)
-        app.router.add_route("*", "/{tail:.*}", self._rest)
-        return app
-
-    async def serve(self) -> None:
-        """Serve on the running loop (the caller's thread becomes the simulator's)."""
-        self._loop = asyncio.get_running_loop()
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            self.port = server.sockets[0].getsockname()[1]
-
-    def start(self) -> BinanceSim:
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            loop.run_until_complete(self.serve())
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._shutdown())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="binance-sim", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the Binance simulator did not start within 10 s")
-        return self
-
-    async def _shutdown(self) -> None:
-        for ws, _ in [*self._public, *self._user]:
-            await ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-            self._thread = None
-
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run `fn` on the simulator's loop (where all its state lives) and return its result."""
-        if self._loop is None or threading.current_thread() is self._thread or not self._loop.is_running():
-            result = fn(*args, **kwargs)
-            if asyncio.iscoroutine(result):
-                raise RuntimeError("call a coroutine on the simulator's loop only from another thread")
-            return result
-
-        async def run() -> Any:
-            result = fn(*args, **kwargs)
-            if asyncio.iscoroutine(result):
-                result = await result
-            await self._flush()
-            return result
-
-        future: Future[Any] = asyncio.run_coroutine_threadsafe(run(), self._loop)
-        return future.result(10)
-
-    # --- time ------------------------------------------------------------------------------
-
-    def now_ms(self) -> int:
-        return int(time.time() * 1000) + self.clock_offset_ms
-
-    # --- control (tests and the CLI) -------------------------------------------------------
-
-    def add_fault(self, fault: Fault) -> Fault:
-        self.call(self.faults.append, fault)
-        return fault
-
-    def clear_faults(self) -> None:
-        self.call(self.faults.clear)
-
-    def set_balance(self, asset: str, free: Decimal | str | float) -> None:
-        def do() -> None:
-            self.free[asset] = Decimal(str(free))
-            self.locked.setdefault(asset, D0)
-            self._account_event([asset])
-
-        self.call(do)
-
-    def balances(self) -> dict[str, tuple[Decimal, Decimal]]:
-        return dict(self.call(lambda: {a: (self.free[a], self.locked.get(a, D0)) for a in self.free}))
-
-    def open_orders(self, symbol: str | None = None) -> list[Order]:
-        return list(self.call(lambda: [o for o in self.orders.values() if o.is_open and symbol in (None, o.symbol)]))
-
-    def order(self, client_id: str) -> Order | None:
-        return self.call(lambda: next((o for o in self.orders.values() if o.client_id == client_id), None))  # type: ignore[no-any-return]
-
-    def trades_of(self, symbol: str | None = None) -> list[Trade]:
-        return list(self.call(lambda: [t for t in self.trades if symbol in (None, t.symbol)]))
 
     def best(self, symbol: str = "BTCUSDT") -> tuple[Decimal, Decimal]:
-        return self.call(lambda: (max(self.bids[symbol]), min(self.asks[symbol])))  # type: ignore[no-any-return]
-
-    def move(self, symbol: str, mid: Decimal | str | float) -> None:
-        """The market moves: a new book around `mid`; resting orders it crosses fill."""
-
-        def do() -> None:
-            self._set_book_around(symbol, Decimal(str(mid)), publish=True)
-            self._cross_resting(symbol)
-
-        self.call(do)
-
-    def fill(self, client_id: str, qty: Decimal | str | float | None = None) -> Trade:
-        """Someone trades against a resting order: `qty` of it (all that is left by default)
-        fills at its price, as maker. How partial fills are scripted."""
-
-        def do() -> Trade:
-            order = next(o for o in self.orders.values() if o.client_id == client_id and o.is_open)
-            amount = order.remaining if qty is None else min(Decimal(str(qty)), order.remaining)
-            trade = self._execute(order, order.price, amount, maker=True)
-            self._public_trade(order.symbol, order.price, amount, buyer_maker=order.side == "BUY")
-            return trade
-
-        return self.call(do)  # type: ignore[no-any-return]
-
-    def stream_down(self) -> None:
-        """The user-data stream drops: its sockets close, new ones are refused and events are
-        lost until `stream_up` (polling must find the fills)."""
-
-        async def do() -> None:
-            self.user_stream_is_down = True
-            users, self._user = self._user, []
-            for ws, _ in users:
-                await ws.close()
-
-        self.call(do)
-
-    def stream_up(self) -> None:
-        self.call(setattr, self, "user_stream_is_down", False)
-
-    def hold_events(self) -> None:
-        """Hold user events until `release_events` (to send a burst out of order)."""
-        self.call(setattr, self, "_held", [])
-
-    def release_events(self, order: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] = lambda e: e) -> None:
-        def do() -> None:
-            held, self._held = self._held or [], None
-            self._pending.extend(order(held))
-
-        self.call(do)
-
-    def cancel_by_exchange(self, client_id: str) -> None:
-        """The exchange cancels one open order without being asked."""
-
-        def do() -> None:
-            order = next(o for o in self.orders.values() if o.client_id == client_id and o.is_open)
-            self._cancel(order, order.client_id)
-
-        self.call(do)
+        return super().best(symbol)
 
     def cancel_all_by_exchange(self, symbol: str = "BTCUSDT") -> None:
-        """The exchange cancels every open order (e.g. maintenance) without being asked."""
+        super().cancel_all_by_exchange(symbol)
 
-        def do() -> None:
-            for o in [o for o in self.orders.values() if o.is_open and o.symbol == symbol]:
-                self._cancel(o, o.client_id)
-
-        self.call(do)
-
-    # --- the book and matching -----------------------------------------------------------
-
-    def _set_book_around(self, symbol: str, mid: Decimal, publish: bool = False, levels: int = 10) -> None:
-        m = self.markets[symbol]
-        old_b, old_a = self.bids.get(symbol, {}), self.asks.get(symbol, {})
-        half = (mid * Decimal("0.0001")).quantize(m.tick) or m.tick  # 1 bp each side
-        bids = {(mid - half - i * m.tick * 10).quantize(m.tick): Decimal("0.5") for i in range(levels)}
-        asks = {(mid + half + i * m.tick * 10).quantize(m.tick): Decimal("0.5") for i in range(levels)}
-        self.bids[symbol], self.asks[symbol] = bids, asks
-        if publish:
-            self._publish_depth(
-                symbol,
-                {**{p: D0 for p in old_b if p not in bids}, **bids},
-                {**{p: D0 for p in old_a if p not in asks}, **asks},
-            )
-        else:
-            self.update_id[symbol] = self.update_id.get(symbol, 1000) + 1
+    # --- public streams ------------------------------------------------------------------
 
     def _publish_depth(self, symbol: str, bids: dict[Decimal, Decimal], asks: dict[Decimal, Decimal]) -> None:
         first = self.update_id.get(symbol, 1000) + 1
@@ -450,214 +161,9 @@ class BinanceSim:
         }
         self._broadcast_public(f"{symbol.lower()}@trade", msg)
 
-    def _broadcast_public(self, stream: str, msg: dict[str, Any]) -> None:
-        if self._loop is None:
-            return
-        data = json.dumps(msg)
-        for ws, streams in list(self._public):
-            if stream in streams and not ws.closed:
-                self._loop.create_task(_send(ws, data))
-
-    def _cross_resting(self, symbol: str) -> None:
-        """Resting orders the book now crosses fill at their own price (maker), up to the
-        book's quantity there, which they consume."""
-        for order in sorted(
-            (o for o in self.orders.values() if o.is_open and o.symbol == symbol), key=lambda o: o.order_id
-        ):
-            book = self.asks[symbol] if order.side == "BUY" else self.bids[symbol]
-            crossing = [p for p in book if (p <= order.price if order.side == "BUY" else p >= order.price)]
-            available = sum((book[p] for p in crossing), D0)
-            amount = min(order.remaining, available)
-            if amount <= 0:
-                continue
-            left = amount
-            for p in sorted(crossing, reverse=order.side != "BUY"):
-                take = min(left, book[p])
-                book[p] -= take
-                left -= take
-                if book[p] <= 0:
-                    del book[p]
-                if left <= 0:
-                    break
-            self._execute(order, order.price, amount, maker=True)
-            self._public_trade(symbol, order.price, amount, buyer_maker=order.side == "BUY")
-
-    def _take(self, order: Order) -> None:
-        """An incoming order takes what the book offers within its price."""
-        book = self.asks[order.symbol] if order.side == "BUY" else self.bids[order.symbol]
-        changed: dict[Decimal, Decimal] = {}
-        for p in sorted(book, reverse=order.side != "BUY"):
-            if order.remaining <= 0:
-                break
-            if order.type != "MARKET" and (p > order.price if order.side == "BUY" else p < order.price):
-                break
-            take = min(order.remaining, book[p])
-            if order.side == "BUY" and order.type == "MARKET":
-                affordable = self.free.get(self.markets[order.symbol].quote, D0) / (p * (1 + self.fee_rate))
-                take = min(take, affordable.quantize(self.markets[order.symbol].step, ROUND_DOWN))
-                if take <= 0:
-                    break
-            book[p] -= take
-            changed[p] = book[p]
-            if book[p] <= 0:
-                del book[p]
-            self._execute(order, p, take, maker=False)
-            self._public_trade(order.symbol, p, take, buyer_maker=order.side == "SELL")
-        if changed:
-            side_bids = {} if order.side == "BUY" else changed
-            side_asks = changed if order.side == "BUY" else {}
-            self._publish_depth(order.symbol, side_bids, side_asks)
-
-    def _execute(self, order: Order, price: Decimal, qty: Decimal, maker: bool) -> Trade:
-        m = self.markets[order.symbol]
-        quote_amount = price * qty
-        if order.side == "BUY":
-            fee, fee_asset = (qty * self.fee_rate).quantize(EIGHT, ROUND_DOWN), m.base
-            if order.type == "MARKET":
-                self.free[m.quote] -= quote_amount
-            else:
-                release = min(order.locked, order.price * qty)
-                order.locked -= release
-                self.locked[m.quote] -= release
-                self.free[m.quote] += release - quote_amount  # a better price leaves quote free
-            self.free[m.base] = self.free.get(m.base, D0) + qty - fee
-        else:
-            fee, fee_asset = (quote_amount * self.fee_rate).quantize(EIGHT, ROUND_DOWN), m.quote
-            if order.type == "MARKET":
-                self.free[m.base] -= qty
-            else:
-                order.locked -= qty
-                self.locked[m.base] -= qty
-            self.free[m.quote] = self.free.get(m.quote, D0) + quote_amount - fee
-        self.locked.setdefault(m.base, D0)
-        order.executed += qty
-        order.quote_filled += quote_amount
-        order.status = "FILLED" if order.remaining <= 0 else "PARTIALLY_FILLED"
-        order.updated_ms = self.now_ms()
-        if order.status == "FILLED" and order.locked > 0:  # a buy filled below its limit
-            asset = m.quote if order.side == "BUY" else m.base
-            self.locked[asset] -= order.locked
-            self.free[asset] += order.locked
-            order.locked = D0
-        trade = Trade(
-            next(self._trade_ids),
-            order.order_id,
-            order.client_id,
-            order.symbol,
-            order.side,
-            price,
-            qty,
-            fee,
-            fee_asset,
-            order.updated_ms,
-            maker,
-        )
-        self.trades.append(trade)
-        self._execution_report(order, "TRADE", trade)
-        self._account_event([m.base, m.quote])
-        return trade
-
-    def _place(self, params: dict[str, str]) -> Order:
-        symbol = params.get("symbol", "")
-        m = self.markets.get(symbol)
-        if m is None:
-            raise BinanceError(400, -1121, "Invalid symbol.")
-        side, otype = params.get("side", ""), params.get("type", "")
-        if side not in ("BUY", "SELL"):
-            raise BinanceError(400, -1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed.")
-        if otype not in ("LIMIT", "LIMIT_MAKER", "MARKET"):
-            raise BinanceError(400, -1116, "Invalid orderType.")
-        client_id = params.get("newClientOrderId") or f"sim-{secrets.token_hex(8)}"
-        if any(o.client_id == client_id and o.is_open for o in self.orders.values()):
-            raise BinanceError(400, -2010, "Duplicate order sent.")
-        try:
-            qty = Decimal(params["quantity"])
-            price = Decimal(params["price"]) if otype != "MARKET" else D0
-        except (KeyError, ArithmeticError) as exc:
-            raise BinanceError(
-                400, -1102, f"Mandatory parameter {exc} was not sent, was empty/null, or malformed."
-            ) from None
-        if otype == "LIMIT" and params.get("timeInForce") not in ("GTC", "IOC", "FOK"):
-            raise BinanceError(
-                400, -1102, "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed."
-            )
-        if otype != "MARKET" and (price <= 0 or price % m.tick != 0):
-            raise BinanceError(400, -1013, "Filter failure: PRICE_FILTER")
-        if qty < m.min_qty or qty % m.step != 0:
-            raise BinanceError(400, -1013, "Filter failure: LOT_SIZE")
-        reference = (
-            price if otype != "MARKET" else (min(self.asks[symbol]) if side == "BUY" else max(self.bids[symbol]))
-        )
-        if qty * reference < m.min_notional:
-            raise BinanceError(400, -1013, "Filter failure: NOTIONAL")
-        best_ask, best_bid = min(self.asks[symbol]), max(self.bids[symbol])
-        if otype == "LIMIT_MAKER" and (price >= best_ask if side == "BUY" else price <= best_bid):
-            raise BinanceError(400, -2010, "Order would immediately match and take.")
-        if side == "BUY":
-            need, asset = (qty * price if otype != "MARKET" else qty * best_ask), m.quote
-        else:
-            need, asset = qty, m.base
-        if self.free.get(asset, D0) < need:
-            raise BinanceError(400, -2010, "Account has insufficient balance for requested action.")
-        now = self.now_ms()
-        order = Order(
-            next(self._ids),
-            client_id,
-            symbol,
-            side,
-            otype,
-            price,
-            qty,
-            params.get("timeInForce", "GTC"),
-            now,
-            updated_ms=now,
-        )
-        if otype != "MARKET":
-            order.locked = need
-            self.free[asset] -= need
-            self.locked[asset] = self.locked.get(asset, D0) + need
-        self.orders[order.order_id] = order
-        self._execution_report(order, "NEW")
-        if otype != "MARKET":
-            self._account_event([asset])
-        self._take(order)
-        if order.is_open and (otype == "MARKET" or order.tif in ("IOC", "FOK")):
-            self._release(order)
-            order.status = "EXPIRED"
-            self._execution_report(order, "EXPIRED")
-        return order
-
-    def _release(self, order: Order) -> None:
-        m = self.markets[order.symbol]
-        asset = m.quote if order.side == "BUY" else m.base
-        self.locked[asset] -= order.locked
-        self.free[asset] += order.locked
-        order.locked = D0
-
-    def _cancel(self, order: Order, orig_client_id: str) -> str:
-        self._release(order)
-        order.status = "CANCELED"
-        order.updated_ms = self.now_ms()
-        cancel_id = f"sim-cancel-{secrets.token_hex(6)}"
-        self._execution_report(order, "CANCELED", cancel_id=cancel_id)
-        m = self.markets[order.symbol]
-        self._account_event([m.quote if order.side == "BUY" else m.base])
-        return cancel_id
-
-    def _find(self, params: dict[str, str], code: int = -2013, msg: str = "Order does not exist.") -> Order:
-        symbol = params.get("symbol")
-        if "orderId" in params:
-            order = self.orders.get(int(params["orderId"]))
-        else:
-            cid = params.get("origClientOrderId")
-            order = next((o for o in reversed(list(self.orders.values())) if o.client_id == cid), None)
-        if order is None or order.symbol != symbol:
-            raise BinanceError(400, code, msg)
-        return order
-
     # --- user-stream events --------------------------------------------------------------
 
-    def _execution_report(self, order: Order, exec_type: str, trade: Trade | None = None, cancel_id: str = "") -> None:
+    def _order_event(self, order: Order, exec_type: str, trade: Trade | None = None, cancel_id: str = "") -> None:
         now = self.now_ms()
         self._user_event(
             {
@@ -713,75 +219,51 @@ class BinanceSim:
             }
         )
 
-    def _user_event(self, event: dict[str, Any]) -> None:
-        if self._held is not None:
-            self._held.append(event)
-        else:
-            self._pending.append(event)
-
-    async def _flush(self) -> None:
-        """Send the events queued by one request or control call, with the scripted faults."""
-        events, self._pending = self._pending, []
-        if not events:
-            return
-        if self.reverse_events:
-            events.reverse()
-        if self.user_stream_is_down:
-            return  # lost: nobody was listening
-        for event in events:
-            self.events_sent.append(event)
-            for ws, sub in list(self._user):
-                if ws.closed:
-                    continue
-                data = json.dumps(event if sub is None else {"subscriptionId": sub, "event": event})
-                await _send(ws, data)
-                if self.duplicate_events:
-                    await _send(ws, data)
+    def _wire(self, event: dict[str, Any], subscription: Any) -> str | None:
+        return json.dumps(event if subscription is None else {"subscriptionId": subscription, "event": event})
 
     # --- REST ------------------------------------------------------------------------------
 
-    async def _rest(self, request: web.Request) -> web.StreamResponse:
-        path = request.path
+    def _route_path(self, path: str) -> str:
         if not path.startswith("/api/") and path.count("/") >= 2:  # ccxt: /<real host>/<real path>
             host, _, rest = path.lstrip("/").partition("/")
             if "." in host:
-                path = "/" + rest
-        self.requests.append((time.time(), request.method, path))
-        body = await request.text() if request.can_read_body else ""
-        fault = self._fault_for(request.method, path)
-        if fault is not None and fault.status is not None and not fault.execute_then:
-            code = fault.body.get("code") if isinstance(fault.body, dict) else None
-            self.errors.append((request.method, path, fault.status, code))
-            return _json(fault.status, fault.body, fault.headers)
-        if fault is not None and fault.delay_s and not fault.events_before_ack:
-            await asyncio.sleep(fault.delay_s)
-        try:
-            status, payload = self._dispatch(request, path, body, fault)
-        except BinanceError as exc:
-            status, payload = exc.status, {"code": exc.code, "msg": exc.msg}
-        if fault is not None and fault.events_before_ack:
-            await self._flush()
-            await asyncio.sleep(fault.delay_s or 0.3)
-        if fault is not None and fault.execute_then and fault.status is not None:
-            status, payload = fault.status, fault.body
-        if status >= 400:
-            self.errors.append(
-                (request.method, path, status, payload.get("code") if isinstance(payload, dict) else None)
-            )
-        response = _json(status, payload, fault.headers if fault and fault.execute_then else {})
-        await self._flush()
-        return response
+                return "/" + rest
+        return path
 
-    def _fault_for(self, method: str, path: str) -> Fault | None:
-        for fault in self.faults:
-            if (
-                fault.method in ("*", method)
-                and fault.path == path
-                and (fault.times is None or fault.hits < fault.times)
-            ):
-                fault.hits += 1
-                return fault
-        return None
+    def _place_from(self, params: dict[str, str]) -> Order:
+        otype = params.get("type", "")
+        try:
+            qty = Decimal(params["quantity"])
+            price = Decimal(params["price"]) if otype != "MARKET" else D0
+        except (KeyError, ArithmeticError) as exc:
+            raise BinanceError(
+                400, -1102, f"Mandatory parameter {exc} was not sent, was empty/null, or malformed."
+            ) from None
+        if otype == "LIMIT" and params.get("timeInForce") not in ("GTC", "IOC", "FOK"):
+            raise BinanceError(
+                400, -1102, "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed."
+            )
+        client_id = params.get("newClientOrderId") or f"sim-{secrets.token_hex(8)}"
+        try:
+            return self._place(params.get("symbol", ""), params.get("side", ""), otype, qty, price,
+                               params.get("timeInForce", "GTC"), client_id)  # fmt: skip
+        except Rejected as exc:
+            status, code = REJECT_CODES[exc.reason]
+            raise BinanceError(status, code, BINANCE_MSG.get(exc.reason, exc.msg)) from None
+
+    def _find(self, params: dict[str, str], code: int = -2013, msg: str = "Order does not exist.") -> Order:
+        symbol = params.get("symbol")
+        if "orderId" in params:
+            order = self.orders.get(int(params["orderId"]))
+        else:
+            cid = params.get("origClientOrderId")
+            order = next((o for o in reversed(list(self.orders.values())) if o.client_id == cid), None)
+        if order is None or order.symbol != symbol:
+            raise BinanceError(400, code, msg)
+        return order
+
+    # --- user-stream events --------------------------------------------------------------
 
     def _signed(self, request: web.Request, body: str) -> dict[str, str]:
         if request.headers.get("X-MBX-APIKEY") != self.api_key:
@@ -806,7 +288,7 @@ class BinanceSim:
             raise BinanceError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
         return params
 
-    def _dispatch(self, request: web.Request, path: str, body: str, fault: Fault | None) -> tuple[int, Any]:
+    async def _dispatch(self, request: web.Request, path: str, body: str, fault: Fault | None) -> tuple[int, Any]:
         method = request.method
         q = dict(request.query)
         if path == "/api/v3/ping":
@@ -882,15 +364,13 @@ class BinanceSim:
             }
         if path == "/api/v3/order":
             if method == "POST":
-                order = self._place(signed)
+                order = self._place_from(signed)
                 return 200, self._order_json(order, full=True)
             if method == "DELETE":
                 order = self._find(signed, -2011, "Unknown order sent.")
-                if fault is not None and fault.fill_on_cancel and order.is_open:
-                    self._execute(order, order.price, order.remaining, maker=True)
-                if not order.is_open:
+                cancel_id = self._cancel_request(order, fault)
+                if cancel_id is None:
                     raise BinanceError(400, -2011, "Unknown order sent.")
-                cancel_id = self._cancel(order, order.client_id)
                 answer = self._order_json(order)
                 answer.update(origClientOrderId=order.client_id, clientOrderId=cancel_id, transactTime=self.now_ms())
                 return 200, answer
@@ -901,7 +381,7 @@ class BinanceSim:
             if method == "DELETE":
                 answers = []
                 for o in orders:
-                    cancel_id = self._cancel(o, o.client_id)
+                    cancel_id = self._cancel(o)
                     answers.append(self._order_json(o) | {"origClientOrderId": o.client_id, "clientOrderId": cancel_id})
                 return 200, answers
             return 200, [self._order_json(o) for o in orders]
@@ -1170,15 +650,6 @@ def _strip_signature(pieces: list[str]) -> str:
     return "".join("&".join(p for p in piece.split("&") if not p.startswith("signature=")) for piece in pieces)
 
 
-async def _send(ws: web.WebSocketResponse, data: str) -> None:
-    with contextlib.suppress(ConnectionError, RuntimeError):  # a socket closing under us
-        await ws.send_str(data)
-
-
-def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, text=json.dumps(payload), content_type="application/json", headers=headers or {})
-
-
 # --- by hand -------------------------------------------------------------------------------------
 
 
@@ -1236,8 +707,7 @@ def main(argv: list[str] | None = None) -> None:
             for symbol in list(mids):
                 step = Decimal(random.uniform(-args.walk_bps, args.walk_bps)) / 10_000
                 mids[symbol] = (mids[symbol] * (1 + step)).quantize(Decimal("0.01"))
-                sim._set_book_around(symbol, mids[symbol], publish=True)
-                sim._cross_resting(symbol)
+            sim.walk(mids)
             await sim._flush()
 
     with contextlib.suppress(KeyboardInterrupt):

@@ -1,8 +1,8 @@
-"""A governed bot in its own process, for the kill -9 test: Hummingbot's real Binance connector
-pointed at a running simulator, a governed probe strategy, the store from LYRA_DB_URL.
+"""A governed bot in its own process, for the kill -9 test: Hummingbot's real Binance (or OKX)
+connector pointed at a running simulator, a governed probe strategy, the store from LYRA_DB_URL.
 
-    python -m tests.live_sim.bot_process --url http://127.0.0.1:PORT --key K --secret S \\
-        --bot-id ID --order BUY:0.0003:59000 --order SELL:0.0003:61000
+    python -m tests.live_sim.bot_process --venue binance --url http://127.0.0.1:PORT --key K \\
+        --secret S [--passphrase P] --bot-id ID --order BUY:0.0003:59000 --order SELL:0.0003:61000
 
 It places the orders through the governor, prints one line ``READY {"orders": [...]}`` once
 the exchange holds them all, then runs until it is killed."""
@@ -18,21 +18,23 @@ from types import SimpleNamespace
 from lyra_governor.config import load_settings
 from lyra_governor.models import Side
 from tests.live_sim.governed_rig import governed_order, phase4_governor, probe_strategy, ready_to_trade
-from tests.live_sim.harness import Rig, binance_pointed_at
+from tests.live_sim.harness import Rig, pointed_at
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--venue", choices=("binance", "okx"), default="binance")
     parser.add_argument("--url", required=True)
     parser.add_argument("--key", required=True)
     parser.add_argument("--secret", required=True)
+    parser.add_argument("--passphrase", default="")
     parser.add_argument("--bot-id", required=True)
     parser.add_argument("--order", action="append", default=[], help="SIDE:AMOUNT:PRICE")
     args = parser.parse_args()
-    sim = SimpleNamespace(url=args.url, ws_url=args.url.replace("http://", "ws://"), api_key=args.key,
-                          api_secret=args.secret)  # fmt: skip
-    with binance_pointed_at(sim):  # type: ignore[arg-type]
-        rig = Rig(sim)  # type: ignore[arg-type]
+    sim = SimpleNamespace(name=args.venue, url=args.url, ws_url=args.url.replace("http://", "ws://"),
+                          api_key=args.key, api_secret=args.secret, passphrase=args.passphrase)  # fmt: skip
+    with pointed_at(sim):
+        rig = Rig(sim)
         from lyra_strategies.paper.replay import start_markets_recorder
 
         async def recorder() -> object:
@@ -46,7 +48,7 @@ def main() -> None:
         ids = []
         for spec in args.order:
             side, amount, price = spec.split(":")
-            ids.append(governed_order(rig, strategy, Side(side), amount, price))
+            ids.append(governed_order(rig, strategy, Side(side), amount, price, exchange=args.venue))
         from hummingbot.core.data_type.in_flight_order import OrderState
 
         rig.wait(lambda: all(rig.connector.in_flight_orders[i].current_state is OrderState.OPEN for i in ids), 20,

@@ -1,8 +1,9 @@
-"""A governed bot on the real Binance connector, and the check that its three pictures agree.
+"""A governed bot on the real Binance and OKX connectors, and the check that its three pictures
+agree, per exchange.
 
-The three pictures of one bot's capital after any fault script:
-- the ledger's: OPEN reservations and the live book's reserved and deployed USD on binance;
-- the bot's: the connector's in-flight orders and the governor's net position;
+The three pictures of one bot's capital on one exchange after any fault script:
+- the ledger's: OPEN reservations and the live book's reserved and deployed USD there;
+- the bot's: the connector's in-flight orders and the governor's net position there;
 - the simulator's: its open orders, its trades and its balances.
 """
 
@@ -19,8 +20,7 @@ import sqlalchemy as sa
 from lyra_governor.config import Settings, load_settings
 from lyra_governor.governor import Governor
 from lyra_governor.models import DecisionStatus, Side
-from tests.live_sim.binance_sim import BinanceSim
-from tests.live_sim.harness import PAIR, SYMBOL, Rig
+from tests.live_sim.harness import PAIR, SYMBOLS, Rig
 
 EXCHANGE = "binance"
 CAP_USD = Decimal(100)  # phase 4, first rung
@@ -30,27 +30,40 @@ RISK = {"reference_min_history_s": 2}
 
 
 class Bot:
-    """The rig, the simulator, the governor and the strategy of one governed bot, plus the
-    simulator's balances when the bot started (what the three-picture check counts from)."""
+    """The rig, one simulator, the governor and the strategy of one governed bot, seen on that
+    simulator's exchange, plus the simulator's balances when the bot started (what the
+    three-picture check counts from). A bot on two venues has one `Bot` view per venue."""
 
-    def __init__(self, rig: Rig, sim: BinanceSim, gov: Governor, strategy: Any) -> None:
+    def __init__(self, rig: Rig, sim: Any, gov: Governor, strategy: Any) -> None:
         self.rig, self.sim, self.gov, self.strategy = rig, sim, gov, strategy
+        self.exchange: str = sim.name
+        self.symbol = SYMBOLS[self.exchange]
         balances = sim.balances()
         self.base0 = sum(balances["BTC"], Decimal(0))
         self.quote0 = sum(balances["USDT"], Decimal(0))
 
+    @property
+    def connector(self) -> Any:
+        return self.rig.connectors[self.exchange]
+
     def buy(self, amount: str, price: str) -> str:
-        return governed_order(self.rig, self.strategy, Side.BUY, amount, price)
+        return governed_order(self.rig, self.strategy, Side.BUY, amount, price, exchange=self.exchange)
 
     def sell(self, amount: str, price: str) -> str:
-        return governed_order(self.rig, self.strategy, Side.SELL, amount, price)
+        return governed_order(self.rig, self.strategy, Side.SELL, amount, price, exchange=self.exchange)
+
+    def cancel(self, order_id: str) -> None:
+        self.strategy.cancel(self.exchange, PAIR, order_id)
+
+    def exposure(self) -> Any:
+        return self.gov.exposure("live").exchanges[self.exchange]
 
     def acked(self, order_id: str) -> None:
         """Wait until the connector holds the order as open on the exchange."""
         from hummingbot.core.data_type.in_flight_order import OrderState
 
         def done() -> bool:
-            order = self.rig.connector.in_flight_orders.get(order_id)
+            order = self.connector.in_flight_orders.get(order_id)
             return order is not None and order.current_state is OrderState.OPEN
 
         self.rig.wait(done, 10, f"the exchange's id for {order_id}")
@@ -60,6 +73,17 @@ class Bot:
 
     def problems(self) -> list[str]:
         return disagreements(self.rig, self.gov, self.strategy, self.sim, self.base0, self.quote0)
+
+
+def agree_all(bots: list[Bot], timeout: float = 10.0) -> None:
+    """Wait (bounded) until every venue's three pictures agree at once."""
+    last: list[list[str]] = [[]]
+
+    def check() -> bool:
+        last[0] = [f"{b.exchange}: {p}" for b in bots for p in b.problems()]
+        return not last[0]
+
+    bots[0].rig.wait(check, timeout, lambda: "the three pictures to agree on every venue:\n  " + "\n  ".join(last[0]))
 
 
 def live_settings(lyra_home: Path) -> Settings:
@@ -85,11 +109,15 @@ def probe_strategy(rig: Rig, gov: Governor) -> Any:
 
     from lyra_strategies.governed import GovernedStrategyV2Base
 
+    names = list(rig.connectors)
+
     class ProbeConfig(StrategyV2ConfigBase):  # type: ignore[misc]
         script_file_name: str = "live_sim_probe.py"
 
         def update_markets(self, markets: Any) -> Any:
-            return markets.add_or_update(EXCHANGE, PAIR)
+            for name in names:
+                markets = markets.add_or_update(name, PAIR)
+            return markets
 
     class Probe(GovernedStrategyV2Base):  # type: ignore[misc]
         def on_tick(self) -> None:
@@ -99,7 +127,7 @@ def probe_strategy(rig: Rig, gov: Governor) -> Any:
     Probe.init_markets(config)
 
     async def build() -> Any:
-        return Probe({EXCHANGE: rig.connector}, config, governor=gov)
+        return Probe(dict(rig.connectors), config, governor=gov)
 
     return rig.run(build())
 
@@ -108,11 +136,13 @@ def ready_to_trade(rig: Rig, strategy: Any, timeout: float = 20.0) -> None:
     """Wait until the strategy has reconciled with the exchange and observed its book (the
     council judges a mandate on the market it has seen)."""
     seen = strategy.lyra.watch.snapshot
-    rig.wait(lambda: strategy.reconciliation is not None and seen(EXCHANGE, PAIR) is not None, timeout,
-             "reconciliation on start and a first look at the book")  # fmt: skip
+    rig.wait(lambda: strategy.reconciliation is not None and all(seen(n, PAIR) is not None for n in rig.connectors),
+             timeout, "reconciliation on start and a first look at every book")  # fmt: skip
 
 
-def governed_order(rig: Rig, strategy: Any, side: Side, amount: str, price: str, timeout: float = 20.0) -> str:
+def governed_order(
+    rig: Rig, strategy: Any, side: Side, amount: str, price: str, timeout: float = 20.0, exchange: str = EXCHANGE
+) -> str:
     """Propose until the council's mandate covers it (the first proposal asks for one); return
     the order id (a `lyra-denied-` id if the governor refused it)."""
     from hummingbot.core.data_type.common import OrderType
@@ -121,7 +151,7 @@ def governed_order(rig: Rig, strategy: Any, side: Side, amount: str, price: str,
     order_id: list[str] = []
 
     def attempt() -> bool:
-        order_id[:] = [place(EXCHANGE, PAIR, Decimal(amount), OrderType.LIMIT, Decimal(price))]
+        order_id[:] = [place(exchange, PAIR, Decimal(amount), OrderType.LIMIT, Decimal(price))]
         return strategy.last_decision.status is not DecisionStatus.PENDING
 
     rig.wait(attempt, timeout, lambda: f"a mandate for {side} {amount} @ {price}: {strategy.last_decision}")
@@ -136,28 +166,31 @@ def audit_rows(gov: Governor) -> list[dict[str, Any]]:
     return [{"event": r.event, **json.loads(r.payload)} for r in rows]
 
 
-def disagreements(
-    rig: Rig, gov: Governor, strategy: Any, sim: BinanceSim, base0: Decimal, quote0: Decimal
-) -> list[str]:
-    """Every way the ledger, the bot and the simulator disagree (empty: they agree)."""
+def disagreements(rig: Rig, gov: Governor, strategy: Any, sim: Any, base0: Decimal, quote0: Decimal) -> list[str]:
+    """Every way the ledger, the bot and the simulator of `sim`'s exchange disagree (empty:
+    they agree)."""
     from lyra_governor import audit
 
+    exchange = sim.name
+    connector = rig.connectors[exchange]
     problems: list[str] = []
     rid_of: dict[str, str] = {**strategy._reservation_of}
     sim_orders = {o.client_id: o for o in sim.call(lambda: list(sim.orders.values()))}
-    bot_orders = {cid for cid in sim_orders if cid.startswith("x-")}
+    bot_orders = {cid for cid in sim_orders if cid.startswith(connector.client_order_id_prefix)}
     sim_open = {cid for cid in bot_orders if sim_orders[cid].is_open}
-    hb_open = {cid for cid, o in rig.connector.in_flight_orders.items() if not o.is_done}
+    hb_open = {cid for cid, o in connector.in_flight_orders.items() if not o.is_done}
     if sim_open != hb_open:
         problems.append(f"open orders: simulator {sorted(sim_open)} vs Hummingbot {sorted(hb_open)}")
-    ledger_open = {r["reservation_id"]: r for r in gov.ledger.open_reservations(gov.bot_id)}
+    ledger_open = {
+        r["reservation_id"]: r for r in gov.ledger.open_reservations(gov.bot_id) if r["connector"] == exchange
+    }
     expected_open = {rid_of[cid] for cid in sim_open if cid in rid_of}
     if set(ledger_open) != expected_open:
         problems.append(
             f"OPEN reservations: ledger {sorted(ledger_open)} vs the simulator's open orders {sorted(expected_open)}"
         )
     exposure = gov.ledger.exposure("live")
-    ex = exposure.exchanges[EXCHANGE]
+    ex = exposure.exchanges[exchange]
 
     def reserves(cid: str) -> bool:  # a reduce-only sell (closing a long) reserves nothing
         row = ledger_open.get(rid_of.get(cid, ""))
@@ -166,7 +199,7 @@ def disagreements(
     reserved = sum((sim_orders[cid].remaining * sim_orders[cid].price for cid in sim_open if reserves(cid)), Decimal(0))
     if abs(ex.reserved_usd - reserved) > CENT:
         problems.append(f"reserved: ledger {ex.reserved_usd} USD vs open orders on the simulator {reserved} USD")
-    trades = [t for t in sim.trades_of(SYMBOL) if t.client_id in bot_orders]
+    trades = [t for t in sim.trades_of(SYMBOLS[exchange]) if t.client_id in bot_orders]
     deployed = Decimal(0)  # the ledger's rule: a sale never takes deployed capital below zero
     for t in sorted(trades, key=lambda t: t.trade_id):
         deployed = max(Decimal(0), deployed + t.qty * t.price * (1 if t.side == "BUY" else -1))
@@ -174,10 +207,10 @@ def disagreements(
         problems.append(f"deployed: ledger {ex.deployed_usd} USD vs the simulator's fills {deployed} USD")
     if ex.reserved_usd + ex.deployed_usd > ex.cap_usd or ex.cap_usd != CAP_USD:
         problems.append(f"cap: reserved {ex.reserved_usd} + deployed {ex.deployed_usd} vs cap {ex.cap_usd}")
-    fills = gov.ledger.fill_rows(book="live", exchange=EXCHANGE)
+    fills = gov.ledger.fill_rows(book="live", exchange=exchange)
     net_ledger = sum((Decimal(f["amount"]) * (1 if f["side"] == "BUY" else -1) for f in fills), Decimal(0))
     net_sim = sum((t.qty * (1 if t.side == "BUY" else -1) for t in trades), Decimal(0))
-    position = gov.store.bot_position(gov.bot_id, "live", EXCHANGE, PAIR)
+    position = gov.store.bot_position(gov.bot_id, "live", exchange, PAIR)
     if not (net_ledger == net_sim == position):
         problems.append(f"position: ledger fills {net_ledger}, governor {position}, simulator trades {net_sim} BTC")
     if len(fills) != len(trades):
@@ -195,7 +228,7 @@ def disagreements(
     spent = sum((t.qty * t.price * (1 if t.side == "BUY" else -1) for t in trades), Decimal(0))
     if free_q + locked_q != quote0 - spent - quote_fees:
         problems.append(f"USDT balance {free_q + locked_q} vs start {quote0} - fills {spent} - fees {quote_fees}")
-    hb_total = rig.connector.get_balance("USDT")
+    hb_total = connector.get_balance("USDT")
     if hb_total != free_q + locked_q:
         problems.append(f"Hummingbot's USDT balance {hb_total} vs the simulator's {free_q + locked_q}")
     rows = audit_rows(gov)
@@ -204,8 +237,9 @@ def disagreements(
     if missing:
         problems.append(f"decisions missing from the audit trail: {sorted(missing)}")
     audited_fills = [r for r in rows if r["event"] == "order_event" and r.get("kind") == "FILLED"]
-    if len(audited_fills) != len(fills):
-        problems.append(f"fills in the audit trail {len(audited_fills)} vs fill rows {len(fills)}")
+    all_fills = gov.ledger.fill_rows(book="live")
+    if len(audited_fills) != len(all_fills):
+        problems.append(f"fills in the audit trail {len(audited_fills)} vs fill rows {len(all_fills)}")
     verified = audit.verify(gov.ledger.engine)
     if not verified.ok:
         problems.append(f"audit chain broken: {verified.problem}")
@@ -213,7 +247,7 @@ def disagreements(
 
 
 def agree(
-    rig: Rig, gov: Governor, strategy: Any, sim: BinanceSim, base0: Decimal, quote0: Decimal, timeout: float = 10.0
+    rig: Rig, gov: Governor, strategy: Any, sim: Any, base0: Decimal, quote0: Decimal, timeout: float = 10.0
 ) -> None:
     """Wait (bounded) until the three pictures agree; fail naming every disagreement left."""
     last: list[list[str]] = [[]]
@@ -226,14 +260,15 @@ def agree(
 
 
 def cap_monitor(gov: Governor) -> Callable[[], None]:
-    """A check for every poll of `Rig.wait`: reserved + deployed never above the cap."""
+    """A check for every poll of `Rig.wait`: on every exchange, reserved + deployed never above
+    the cap (`peak`: the most used on any one)."""
     peak = [Decimal(0)]
 
     def check() -> None:
-        ex = gov.exposure("live").exchanges[EXCHANGE]
-        used = ex.reserved_usd + ex.deployed_usd
-        peak[0] = max(peak[0], used)
-        assert used <= ex.cap_usd, f"cap exceeded: {used} USD > {ex.cap_usd} USD"
+        for name, ex in gov.exposure("live").exchanges.items():
+            used = ex.reserved_usd + ex.deployed_usd
+            peak[0] = max(peak[0], used)
+            assert used <= ex.cap_usd, f"cap exceeded on {name}: {used} USD > {ex.cap_usd} USD"
 
     check.peak = peak  # type: ignore[attr-defined]
     return check

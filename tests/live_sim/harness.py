@@ -1,8 +1,9 @@
-"""Hummingbot's real `BinanceExchange` connector against the local simulator.
+"""Hummingbot's real `BinanceExchange` and `OkxExchange` connectors against the local simulators.
 
-The only thing changed in Hummingbot is where its URL constants point (REST, public WS, WS
-API), plus its polling periods, shortened so a test sees a poll within a second or two instead
-of 5-120 s (class attributes the connector reads each tick; its logic is untouched).
+The only thing changed in Hummingbot is where its URL constants point (Binance: REST, public
+WS, WS API; OKX: the functions that build its REST and WS addresses), plus its polling periods,
+shortened so a test sees a poll within a second or two instead of 5-120 s (class attributes the
+connector reads each tick; its logic is untouched).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from tests.live_sim.binance_sim import BinanceSim
 
 PAIR = "BTC-USDT"
 SYMBOL = "BTCUSDT"
+#: each venue's name for PAIR on its own wire
+SYMBOLS = {"binance": "BTCUSDT", "okx": "BTC-USDT"}
 #: polling periods for the tier (Hummingbot's defaults: 5 s, 120 s, 60 s and 10 s)
 POLLING = {
     "SHORT_POLL_INTERVAL": 1.0,
@@ -43,35 +46,77 @@ def binance_pointed_at(sim: BinanceSim) -> Iterator[None]:
         constants.REST_URL, constants.WSS_URL, constants.WSS_API_URL = saved
 
 
-def new_connector(sim: BinanceSim, pairs: list[str] | None = None) -> Any:
-    """Must be called with the test's event loop running (Hummingbot binds to it)."""
-    from hummingbot.connector.exchange.binance.binance_exchange import BinanceExchange
+@contextmanager
+def okx_pointed_at(sim: Any) -> Iterator[None]:
+    """Hummingbot's OKX address builders aimed at the simulator (restored afterwards): the
+    connector calls them for every REST call (`domain`) and every websocket it opens."""
+    import hummingbot.connector.exchange.okx.okx_constants as constants
 
-    connector = BinanceExchange(
-        binance_api_key=sim.api_key,
-        binance_api_secret=sim.api_secret,
-        trading_pairs=pairs or [PAIR],
-        trading_required=True,
-    )
+    names = ("get_okx_base_url", "get_okx_ws_uri_public", "get_okx_ws_uri_private")
+    saved = [getattr(constants, n) for n in names]
+    constants.get_okx_base_url = lambda sub_domain="www": f"{sim.url}/"
+    constants.get_okx_ws_uri_public = lambda sub_domain="www": f"{sim.ws_url}/ws/v5/public"
+    constants.get_okx_ws_uri_private = lambda sub_domain="www": f"{sim.ws_url}/ws/v5/private"
+    try:
+        yield
+    finally:
+        for name, value in zip(names, saved, strict=True):
+            setattr(constants, name, value)
+
+
+@contextmanager
+def pointed_at(sim: Any) -> Iterator[None]:
+    """The connector of `sim`'s venue aimed at it."""
+    with binance_pointed_at(sim) if sim.name == "binance" else okx_pointed_at(sim):
+        yield
+
+
+def new_connector(sim: Any, pairs: list[str] | None = None) -> Any:
+    """Hummingbot's real connector for `sim`'s venue (`sim.name`: binance or okx). Must be
+    called with the test's event loop running (Hummingbot binds to it)."""
+    if sim.name == "okx":
+        from hummingbot.connector.exchange.okx.okx_exchange import OkxExchange
+
+        connector: Any = OkxExchange(
+            okx_api_key=sim.api_key,
+            okx_secret_key=sim.api_secret,
+            okx_passphrase=sim.passphrase,
+            trading_pairs=pairs or [PAIR],
+            trading_required=True,
+        )
+    else:
+        from hummingbot.connector.exchange.binance.binance_exchange import BinanceExchange
+
+        connector = BinanceExchange(
+            binance_api_key=sim.api_key,
+            binance_api_secret=sim.api_secret,
+            trading_pairs=pairs or [PAIR],
+            trading_required=True,
+        )
     for name, value in POLLING.items():
         setattr(connector, name, value)
     return connector
 
 
 class Rig:
-    """One event loop (the test's thread) running a Hummingbot realtime Clock over the
-    connector and, optionally, a strategy; the simulator runs on its own thread."""
+    """One event loop (the test's thread) running a Hummingbot realtime Clock over one
+    connector per simulator (the first is `connector`) and, optionally, a strategy; each
+    simulator runs on its own thread."""
 
-    def __init__(self, sim: BinanceSim, tick_size: float = 0.2) -> None:
+    def __init__(self, sim: Any, *more: Any, tick_size: float = 0.2) -> None:
         from hummingbot.core.clock import Clock
         from hummingbot.core.clock_mode import ClockMode
 
         self.sim = sim
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
-        self.connector = self.run(_async(lambda: new_connector(sim)))
+        self.connectors: dict[str, Any] = {}
+        for s in (sim, *more):
+            self.connectors[s.name] = self.run(_async(lambda s=s: new_connector(s)))
+        self.connector = self.connectors[sim.name]
         self.clock = Clock(ClockMode.REALTIME, tick_size=tick_size)
-        self.clock.add_iterator(self.connector)
+        for connector in self.connectors.values():
+            self.clock.add_iterator(connector)
         self._clock_task: asyncio.Task[Any] | None = None
         self.events: list[tuple[str, Any]] = []
         self.monitors: list[Callable[[], None]] = []  # invariants checked on every poll of `wait`
@@ -93,7 +138,8 @@ class Rig:
         ):
             forwarder = SourceInfoEventForwarder(lambda t, _m, e: self.events.append((MarketEvent(t).name, e)))
             self._listeners.append(forwarder)
-            self.connector.add_listener(tag, forwarder)
+            for connector in self.connectors.values():
+                connector.add_listener(tag, forwarder)
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
@@ -108,7 +154,9 @@ class Rig:
 
         self._clock_task = self.loop.create_task(tick())
         self.wait(
-            lambda: self.connector.ready, ready_timeout, lambda: f"connector not ready: {self.connector.status_dict}"
+            lambda: all(c.ready for c in self.connectors.values()),
+            ready_timeout,
+            lambda: "connector not ready: " + "; ".join(f"{n} {c.status_dict}" for n, c in self.connectors.items()),
         )
         return self
 
@@ -155,7 +203,8 @@ class Rig:
         try:
             if self._clock_task is not None:
                 self._clock_task.cancel()
-            self.run(_quiet(self.connector.stop_network()))
+            for connector in self.connectors.values():
+                self.run(_quiet(connector.stop_network()))
         finally:
             from hummingbot.core.web_assistant.connections.connections_factory import ConnectionsFactory
 

@@ -14,13 +14,13 @@ import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lyra_governor.config import Settings, load_settings
 from lyra_governor.governor import Governor
-from lyra_governor.models import DecisionStatus, OrderProposal, OrderType, Side
-from tests.live_sim.binance_sim import BinanceSim
+from lyra_governor.models import DecisionStatus, MarketSnapshot, OrderProposal, OrderType, Side
 from tests.live_sim.governed_rig import RISK, Bot, audit_rows, cap_monitor, phase4_governor, probe_strategy
 from tests.live_sim.harness import PAIR, Rig
 
@@ -39,11 +39,17 @@ def store(lyra_home: Path) -> tuple[Settings, dict[str, str]]:
     return settings, env
 
 
-def _start_bot(
-    sim: BinanceSim, env: dict[str, str], cwd: Path, orders: list[str]
-) -> tuple[subprocess.Popen[str], list[str]]:
-    args = [sys.executable, "-m", "tests.live_sim.bot_process", "--url", sim.url, "--key", sim.api_key,
-            "--secret", sim.api_secret, "--bot-id", BOT_ID]  # fmt: skip
+@pytest.fixture(params=[("binance", False), ("okx", True)], ids=["binance", "okx-orphaned"])
+def venue(request: pytest.FixtureRequest) -> tuple[Any, bool]:
+    """The simulator the bot trades on, and whether it stays silent until ORPHANED."""
+    name, orphaned = request.param
+    return request.getfixturevalue("sim" if name == "binance" else "okx_sim"), orphaned
+
+
+def _start_bot(sim: Any, env: dict[str, str], cwd: Path, orders: list[str]) -> tuple[subprocess.Popen[str], list[str]]:
+    args = [sys.executable, "-m", "tests.live_sim.bot_process", "--venue", sim.name, "--url", sim.url,
+            "--key", sim.api_key, "--secret", sim.api_secret, "--passphrase", getattr(sim, "passphrase", ""),
+            "--bot-id", BOT_ID]  # fmt: skip
     for order in orders:
         args += ["--order", order]
     log_file = (cwd / "bot.log").open("w")
@@ -63,7 +69,10 @@ def _start_bot(
 
 
 @pytest.fixture
-def crashed(sim: BinanceSim, store: tuple[Settings, dict[str, str]], lyra_home: Path) -> Iterator[dict[str, object]]:
+def crashed(
+    venue: tuple[Any, bool], store: tuple[Settings, dict[str, str]], lyra_home: Path
+) -> Iterator[dict[str, object]]:
+    sim, orphaned = venue
     settings, env = store
     proc, orders = _start_bot(sim, env, lyra_home, ["BUY:0.0003:59000", "BUY:0.0003:58990", "SELL:0.0003:61000"])
     try:
@@ -85,27 +94,33 @@ def crashed(sim: BinanceSim, store: tuple[Settings, dict[str, str]], lyra_home: 
     # a reservation whose order never left the bot (killed between reserve and place)
     ghost = Governor.from_settings(settings, bot_id=BOT_ID)
     for age in (8, 6, 4, 2, 0):  # the governor's own look at the market (its reference warm-up)
-        ghost.observe_market(_snapshot(time.time() - age))
+        ghost.observe_market(_snapshot(sim.name, time.time() - age))
     decision = ghost.review(OrderProposal(
-        bot_id=BOT_ID, strategy="live_sim", connector="binance", trading_pair=PAIR, side=Side.BUY,
+        bot_id=BOT_ID, strategy="live_sim", connector=sim.name, trading_pair=PAIR, side=Side.BUY,
         order_type=OrderType.LIMIT, amount=Decimal("0.0002"), price=Decimal("59100"),
         mid_price=Decimal("60000"), mid_price_ts=time.time()))  # fmt: skip
     if decision.status is DecisionStatus.PENDING:  # the council's first answer
         time.sleep(0.5)
         decision = ghost.review(OrderProposal(
-            bot_id=BOT_ID, strategy="live_sim", connector="binance", trading_pair=PAIR, side=Side.BUY,
+            bot_id=BOT_ID, strategy="live_sim", connector=sim.name, trading_pair=PAIR, side=Side.BUY,
             order_type=OrderType.LIMIT, amount=Decimal("0.0002"), price=Decimal("59100"),
             mid_price=Decimal("60000"), mid_price_ts=time.time()))  # fmt: skip
     assert decision.allowed, decision
+    held = ghost.exposure("live").exchanges[sim.name].reserved_usd
+    if orphaned:  # silent past the heartbeat timeout, by the store's clock
+        timeout = settings.risk.heartbeat_timeout_s
+        assert ghost.store.orphan_silent_bots(timeout, time.time() + timeout + 1) == 4
+        exposure = ghost.exposure("live").exchanges[sim.name]
+        assert (exposure.reserved_usd, exposure.orphaned_usd) == (0, held)  # still counted against the cap
+        assert not ghost.ledger.open_reservations(BOT_ID) and len(ghost.store.orphans(BOT_ID)) == 4
     ghost.close()
-    yield {"orders": orders, "ghost": decision.reservation_id, "settings": settings}
+    yield {"orders": orders, "ghost": decision.reservation_id, "settings": settings, "sim": sim,
+           "orphaned": orphaned, "held": held}  # fmt: skip
 
 
-def _snapshot(at: float) -> object:
-    from lyra_governor.models import MarketSnapshot
-
+def _snapshot(connector: str, at: float) -> MarketSnapshot:
     return MarketSnapshot(
-        connector="binance",
+        connector=connector,
         trading_pair=PAIR,
         timestamp=at,
         mid_price=Decimal(60000),
@@ -116,12 +131,13 @@ def _snapshot(at: float) -> object:
     )
 
 
-def test_restart_after_kill_9_reconciles_with_the_exchange(
-    crashed: dict[str, object], sim: BinanceSim, lyra_home: Path
-) -> None:
-    settings = crashed["settings"]
-    gov = phase4_governor(settings, bot_id=BOT_ID)  # type: ignore[arg-type]
+def test_restart_after_kill_9_reconciles_with_the_exchange(crashed: dict[str, Any], lyra_home: Path) -> None:
+    settings, sim = crashed["settings"], crashed["sim"]
+    gov = phase4_governor(settings, bot_id=BOT_ID)  # its first heartbeat takes its orphans back
     assert len(gov.ledger.open_reservations(BOT_ID)) == 4  # what the crash left behind
+    assert gov.exposure("live").exchanges[sim.name].reserved_usd == crashed["held"]
+    events = [r["event"] for r in audit_rows(gov)]
+    assert ("reservations_orphaned" in events and "orphans_reclaimed" in events) is crashed["orphaned"]
     rig = Rig(sim)
     from lyra_strategies.paper.replay import start_markets_recorder
 
@@ -147,7 +163,7 @@ def test_restart_after_kill_9_reconciles_with_the_exchange(
         events = [r for r in audit_rows(gov) if r["event"] == "reconciliation"]
         assert len(events) == 1 and events[0]["bot_id"] == BOT_ID
         released = {r["reservation_id"]: r.get("kind") for r in audit_rows(gov) if r["event"] == "order_event"}
-        assert released[crashed["ghost"]] == "FAILED"  # type: ignore[index]
+        assert released[crashed["ghost"]] == "FAILED"
     finally:
         recorder.stop()  # type: ignore[attr-defined]
         rig.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from lyra_strategies.reconcile import ExchangeOrder, ExchangeTrade, plan
+from lyra_strategies.reconcile import ExchangeOrder, ExchangeTrade, applied_trades, plan
 
 T0 = 1_800_000_000.0
 
@@ -51,3 +51,20 @@ def test_a_bound_client_order_id_wins_over_the_attributes() -> None:
     found = plan([row], [_order("x-1", "OPEN"), _order("x-2", "FILLED", ("0.0003",))])
     assert found.settlements[0].order.client_order_id == "x-2"  # type: ignore[union-attr]
     assert [o.client_order_id for o in found.unaccounted] == ["x-1"]
+
+
+def test_fills_are_known_by_trade_id_so_one_seen_out_of_order_does_not_hide_a_missed_one() -> None:
+    """The bot heard the order's second fill (0.0002) but never its first (0.0001): by amount
+    alone the first looks counted and the second is booked again (then dropped as a duplicate
+    by its trade id), so the first never reaches the ledger. By trade id the first is booked."""
+    fills = [{"reservation_id": "r1", "trade_key": "id:x-1-1", "amount": "0.0002"}]
+    found = plan([_row("r1", filled="0.0002")], [_order("x-1", "FILLED", ("0.0001", "0.0002"))], "",
+                 applied_trades(fills))  # fmt: skip
+    assert [t.trade_id for t in found.settlements[0].book] == ["x-1-0"]
+
+
+def test_fills_recorded_without_a_trade_id_still_count_by_amount() -> None:
+    fills = [{"reservation_id": "r1", "trade_key": "at:1800000001.2:0.0001@59000", "amount": "0.0001"}]
+    found = plan([_row("r1", filled="0.0001")], [_order("x-1", "FILLED", ("0.0001", "0.0002"))], "",
+                 applied_trades(fills))  # fmt: skip
+    assert [t.trade_id for t in found.settlements[0].book] == ["x-1-1"]

@@ -1,0 +1,115 @@
+"""The second venue under faults: a governed bot (phase 4, rung $100) on Hummingbot's real OKX
+connector while the OKX simulator misbehaves; after each script the ledger, the bot and the
+simulator agree (`Bot.agree`), no cap is exceeded (checked on every poll) and every decision
+and fill is in the audit trail. The engine is the Binance simulator's; what differs is OKX's
+protocol: business errors in HTTP 200 answers (sCode), a cancel of a finished order answered
+51400 (which Hummingbot takes as cancelled and then waits for the order's own update)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from tests.live_sim.engine import Fault
+from tests.live_sim.governed_rig import Bot
+from tests.live_sim.okx_sim import CANCEL_PATH, PLACE_PATH, too_many_requests
+
+SYMBOL = "BTC-USDT"
+
+
+def _failed(bot: Bot, order_id: str) -> list[object]:
+    return [e for e in bot.rig.named("OrderFailure") if e.order_id == order_id]
+
+
+def test_okx_order_rests_and_fills_in_parts(okx_bot: Bot) -> None:
+    bot = okx_bot
+    order = bot.buy("0.001", "59000")
+    bot.acked(order)
+    bot.agree()
+    assert bot.exposure().reserved_usd == Decimal(59)
+    bot.sim.fill(order, "0.0004")
+    bot.rig.wait(lambda: bot.gov.ledger.fill_rows(book="live"), what="the partial fill in the ledger")
+    bot.agree()
+    bot.sim.fill(order)
+    bot.agree()
+    assert not bot.gov.ledger.open_reservations(bot.gov.bot_id)
+    assert bot.exposure().deployed_usd == Decimal(59)
+
+
+def test_okx_rejections_release_the_reservation(okx_bot: Bot) -> None:
+    """Insufficient balance (sCode 51008 in an HTTP 200 answer), then a 429 (code 50011)."""
+    bot = okx_bot
+    bot.sim.set_balance("USDT", "20")
+    poor = bot.buy("0.001", "59000")
+    bot.rig.wait(lambda: _failed(bot, poor), what="51008")
+    assert any(code == "51008" for *_, code in bot.sim.errors)
+    bot.quote0 = Decimal(20)
+    bot.agree()
+    bot.sim.set_balance("USDT", "1000")
+    bot.quote0 = Decimal(1000)
+    bot.sim.add_fault(too_many_requests())
+    limited = bot.buy("0.001", "59000")
+    bot.rig.wait(lambda: _failed(bot, limited), what="the 429")
+    bot.agree()
+    assert not bot.gov.ledger.open_reservations(bot.gov.bot_id)
+    assert bot.exposure().reserved_usd == 0
+
+
+def test_okx_fill_racing_a_cancel(okx_bot: Bot) -> None:
+    """The cancel reaches OKX after the order filled: 51400. The fill (private websocket) is
+    booked once and the reservation closes as filled, not cancelled."""
+    bot = okx_bot
+    order = bot.buy("0.001", "59000")
+    bot.acked(order)
+    bot.sim.add_fault(Fault("POST", CANCEL_PATH, fill_on_cancel=True))
+    bot.cancel(order)
+    bot.rig.wait(lambda: bot.rig.named("BuyOrderCompleted"), what="the fill that won the race")
+    assert any(code == "51400" for *_, code in bot.sim.errors)
+    bot.agree()
+    assert bot.exposure().deployed_usd == Decimal(59)
+    assert not bot.rig.named("OrderCancelled")
+
+
+def test_okx_private_stream_down_fills_found_by_polling(okx_bot: Bot) -> None:
+    bot = okx_bot
+    order = bot.buy("0.001", "59000")
+    bot.acked(order)
+    bot.sim.stream_down()
+    bot.sim.fill(order, "0.0005")
+    bot.sim.move(SYMBOL, "58900")  # the rest fills while nobody listens
+    assert bot.sim.order(order).status == "FILLED"  # type: ignore[union-attr]
+    bot.rig.wait(lambda: bot.rig.named("BuyOrderCompleted"), 15, "the fills found by polling trade/fills")
+    bot.agree()
+    bot.sim.stream_up()
+
+
+def test_okx_duplicate_and_reversed_events(okx_bot: Bot) -> None:
+    bot = okx_bot
+    bot.sim.duplicate_events = True
+    order = bot.buy("0.001", "59000")
+    bot.acked(order)
+    bot.sim.fill(order, "0.0003")
+    bot.sim.reverse_events = True
+    bot.sim.fill(order)
+    bot.rig.wait(lambda: bot.rig.named("BuyOrderCompleted"), what="the order completed")
+    bot.agree()
+    assert len(bot.gov.ledger.fill_rows(book="live")) == 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding: Hummingbot's OKX connector takes an HTTP 5xx on order placement as a failed order "
+    "(Binance's keeps it as UNKNOWN and polls); the governor then releases the reservation while the "
+    "order rests on the exchange, unseen by Lyra until an operator looks (no reservation holds its capital)",
+)
+def test_okx_5xx_on_an_order_the_exchange_took(okx_bot: Bot) -> None:
+    bot = okx_bot
+    bot.sim.add_fault(
+        Fault("POST", PLACE_PATH, status=503, execute_then=True,
+              body={"code": "50001", "msg": "Service temporarily unavailable, please try again later."})
+    )  # fmt: skip
+    taken = bot.sell("0.0005", "61000")
+    bot.rig.wait(lambda: bot.sim.order(taken), what="the order the exchange took")
+    bot.rig.wait(lambda: _failed(bot, taken) or bot.connector.in_flight_orders.get(taken), what="Hummingbot's answer")
+    bot.agree(timeout=5)
