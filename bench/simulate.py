@@ -2,7 +2,8 @@
 (tests/simulation.py), every invariant checked after every step. Reports steps and violations
 (those in the core engineer's holes 3/4/7/8/9/10 apart), on SQLite and optionally PostgreSQL.
 
-Usage: python bench/simulate.py [--quick] [--steps N] [--seed S] [--bots B] [--pg-url URL]
+Usage: python bench/simulate.py [--quick] [--steps N] [--seed S] [--bots B] [--pg-url URL] [--pg-only]
+       python bench/simulate.py --kill9 N [--workers W] [--seed S] [--pg-url URL] [--pg-only]
 The last line printed is one JSON object of the figures.
 """
 
@@ -90,6 +91,38 @@ def pg_schema_url(base: str) -> tuple[str, Any]:
     return f"{base}?options=-csearch_path%3D{schema}", drop
 
 
+def kill9(args: argparse.Namespace) -> int:
+    """kill -9 of real bot processes (tests/kill9.py), on SQLite and optionally PostgreSQL."""
+    from tests.kill9 import KillNine
+
+    out: dict[str, Any] = {"seed": args.seed, "commit": commit()}
+
+    def progress(report: Any) -> None:
+        print(f"  {report.kills} kills, {len(report.violations)} violations", flush=True)
+
+    def one(name: str, url: str) -> None:
+        report = KillNine(url, seed=args.seed, workers=args.workers).run(args.kill9, progress=progress)
+        f = out[name] = report.as_dict()
+        print(f"{name} kill -9: seed {f['seed']}, {f['workers']} bot processes, {f['kills']} kills "
+              f"({f['left_dead']} left dead past the heartbeat timeout, {f['orphaned_seen']} reservations orphaned), "
+              f"{f['restarts']} restarts, {f['checks']} checks, {f['proposals']} proposals, {f['allowed']} ALLOWED, "
+              f"{f['fills']} fills, {f['violations']} violations, {f['wall_s']} s")  # fmt: skip
+        for v in f["first_violations"]:
+            print("  ", v)
+
+    if not args.pg_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            one("sqlite", f"sqlite:///{Path(tmp) / 'kill9.db'}")
+    if args.pg_url:
+        url, drop = pg_schema_url(args.pg_url)
+        try:
+            one("postgresql", url)
+        finally:
+            drop()
+    print(json.dumps(out, sort_keys=True))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2,000 steps (under 60 s)")
@@ -98,9 +131,14 @@ def main() -> int:
     parser.add_argument("--bots", type=int, default=3)
     parser.add_argument("--pg-url", default=os.environ.get("LYRA_BENCH_PG_URL", ""))
     parser.add_argument("--pg-only", action="store_true", help="skip the SQLite run")
+    parser.add_argument("--kill9", type=int, default=0, metavar="N",
+                        help="instead: N kill -9 of real bot processes on one store (tests/kill9.py)")
+    parser.add_argument("--workers", type=int, default=3, help="bot processes for --kill9")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # breakers trip often under random interleavings: by design
     steps = args.steps or (2000 if args.quick else 100_000)
+    if args.kill9:
+        return kill9(args)
     out: dict[str, Any] = {"seed": args.seed, "bots": args.bots, "commit": commit()}
     if not args.pg_only:
         with tempfile.TemporaryDirectory() as tmp:
