@@ -16,6 +16,9 @@ from OKX's public v5 docs; hummingbot/connector/exchange/okx shows which fields 
   ``/users/self/verify``), then the ``account`` and ``orders`` channels. ``ping`` -> ``pong``.
 - Business errors answer HTTP 200 with ``code`` != ``"0"`` and, for orders, ``sCode``/``sMsg``
   per order, as OKX does; rate limits answer 429 with code 50011.
+- The ccxt layout ``/<real host>/<real path>`` (``commissioning.exchange_api_url``) reaches the
+  same routes (plus ``system/status`` and ``asset/currencies``, which ccxt reads), so phase-2
+  validation and the live connector can share one simulator.
 
 Run it by hand: ``python -m tests.live_sim.okx_sim --port 8766`` (see docs/commissioning.md).
 """
@@ -107,6 +110,7 @@ class OkxSim(SimExchange):
         port: int = 0,
     ) -> None:
         self.passphrase = passphrase
+        self.key_can_trade = True  # what account/config's `perm` says (withdrawals: never)
         self.uid = "44705892343619584"
         self._seq: dict[str, int] = {}
         super().__init__(
@@ -285,6 +289,13 @@ class OkxSim(SimExchange):
             return (data[0].get("sCode") if isinstance(data[0], dict) else None) or code
         return None
 
+    def _route_path(self, path: str) -> str:
+        if not path.startswith("/api/") and path.count("/") >= 2:  # ccxt: /<real host>/<real path>
+            host, _, rest = path.lstrip("/").partition("/")
+            if "." in host:
+                return "/" + rest
+        return path
+
     def _signed(self, request: web.Request, body: str) -> None:
         h = request.headers
         if h.get("OK-ACCESS-KEY") != self.api_key:
@@ -292,7 +303,8 @@ class OkxSim(SimExchange):
         if h.get("OK-ACCESS-PASSPHRASE") != self.passphrase:
             raise OkxError(401, "50105", "Invalid OK-ACCESS-PASSPHRASE.")
         stamp = h.get("OK-ACCESS-TIMESTAMP", "")
-        prehash = stamp + request.method.upper() + request.raw_path + body
+        signed_path = request.raw_path[request.raw_path.index("/api/") :]  # what the client signed
+        prehash = stamp + request.method.upper() + signed_path + body
         if not hmac.compare_digest(h.get("OK-ACCESS-SIGN", ""), _sign(self.api_secret, prehash)):
             raise OkxError(401, "50113", "Invalid Sign.")
         try:
@@ -311,8 +323,12 @@ class OkxSim(SimExchange):
         if path == "/api/v5/public/time":
             return self._ok([{"ts": str(self.now_ms())}])
         if path == "/api/v5/public/instruments":
+            if q.get("instType", "SPOT") != "SPOT":
+                return self._ok([])  # a spot-only exchange: no futures, swaps or options
             return self._ok([self._instrument(m) for m in self.markets.values()
                              if q.get("instId") in (None, m.symbol)])  # fmt: skip
+        if path == "/api/v5/system/status":
+            return self._ok([])  # no maintenance scheduled
         if path in ("/api/v5/market/ticker", "/api/v5/market/tickers"):
             if path.endswith("ticker") and q.get("instId") not in self.markets:
                 raise OkxError(400, "51001", "Instrument ID doesn't exist.")
@@ -328,8 +344,21 @@ class OkxSim(SimExchange):
         if path == "/api/v5/account/balance":
             details = [self._balance_json(a) for a in sorted(self.free)]
             return self._ok([{"uTime": str(self.now_ms()), "totalEq": "", "details": details}])
+        if path == "/api/v5/asset/currencies":
+            return self._ok([{"ccy": a, "chain": f"{a}-{a}", "name": a, "canDep": True, "canWd": True,
+                              "canInternal": True, "minWd": "0.0001", "maxWd": "1000000", "wdTickSz": "8",
+                              "minFee": "0", "maxFee": "0", "mainNet": True} for a in sorted(self.free)])  # fmt: skip
         if path == "/api/v5/account/config":
-            return self._ok([{"uid": self.uid, "acctLv": "1", "perm": "read_only,trade", "posMode": "net_mode"}])
+            return self._ok(
+                [
+                    {
+                        "uid": self.uid,
+                        "acctLv": "1",
+                        "perm": "read_only,trade" if self.key_can_trade else "read_only",
+                        "posMode": "net_mode",
+                    }
+                ]
+            )
         if path == PLACE_PATH and method == "POST":
             return self._place_from(params)
         if path == PLACE_PATH:
@@ -474,6 +503,8 @@ def main(argv: list[str] | None = None) -> None:
         default=5.0,
         help="each mid moves up to this many basis points every second (0: a still market)",
     )
+    parser.add_argument("--read-only-key", action="store_true",
+                        help="the key's permissions say it cannot trade (what phases 2-3 require)")  # fmt: skip
     args = parser.parse_args(argv)
     mids: dict[str, Decimal] = {}
     markets = []
@@ -484,6 +515,7 @@ def main(argv: list[str] | None = None) -> None:
         mids[f"{base}-{quote}"] = Decimal(mid)
     balances = dict(b.split("=", 1) for b in args.balance) or {"USDT": "1000", "BTC": "0.01", "ETH": "0.1", "SOL": "1"}
     sim = OkxSim(args.api_key, args.api_secret, args.passphrase, markets, balances, mids, port=args.port)  # type: ignore[arg-type]
+    sim.key_can_trade = not args.read_only_key
 
     async def run() -> None:
         await sim.serve()
