@@ -10,8 +10,9 @@ order-rate windows. The store stays the authority: everything here can be rebuil
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
+from typing import Any
 
 from lyra_governor import risk
 
@@ -29,10 +30,25 @@ class BotOrders:
         self._rates: dict[str, risk.RateWindow] = {}
         self._closes: dict[str, tuple[MarketKey, str, Decimal]] = {}  # open reduce-only: key, side, left
 
-    def adopt(self, reservations: Iterable[tuple[str, str]]) -> None:
-        """(reservation id, exchange) of open reservations found in the store at start."""
-        for reservation_id, exchange in reservations:
-            self.opened(reservation_id, exchange)
+    def adopt(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """This bot's open reservations found in the store at start (`Ledger.open_reservations`)."""
+        for row in rows:
+            self.opened(row["reservation_id"], row["exchange"])
+            if row["reduce_only"]:  # a resting close: later closes are judged net of it
+                key = (row["book"], row["exchange"], row["trading_pair"])
+                left = Decimal(row["amount"]) - Decimal(row["filled_amount"])
+                self.close_opened(row["reservation_id"], key, row["side"], left)
+
+    def placed(self, reservation_id: str, key: MarketKey, side: str, amount: Decimal, reduce_only: bool,
+               now: float, mandate_id: str | None, notional_usd: Decimal) -> None:  # fmt: skip
+        """An allowed order: counted in the rate window, open, a resting close if it is one,
+        and against its mandate."""
+        self.rate_window(key[1]).add(now)
+        self.opened(reservation_id, key[1])
+        if reduce_only:
+            self.close_opened(reservation_id, key, side, amount)
+        if mandate_id is not None:
+            self.use_mandate(mandate_id, notional_usd)
 
     def opened(self, reservation_id: str, exchange: str) -> None:
         self._open.setdefault(exchange, set()).add(reservation_id)

@@ -4,7 +4,7 @@ Each check reads the proposal and what the checks before it established (`Review
 returns None to pass it on or a `Denial` to stop. The pure arithmetic of each check lives in
 `risk` and `phases`; this module only feeds them the governor's facts (settings, the markets
 it has seen, this bot's orders, the council's mandates). The capital reservation that follows
-the last check is the governor's (`Governor._reserve`): it is the one step that writes.
+the last check is `reservation.reserve`: it is the one step that writes.
 """
 
 from __future__ import annotations
@@ -84,7 +84,6 @@ class Checks:
         orders: BotOrders,
         mandates: MandateProvider,
         breakers: BreakerBoard,
-        orders_since: Callable[[str, str, float], int],
         council_context: Callable[[Review], CouncilContext],
     ) -> None:
         self.settings = settings
@@ -92,7 +91,6 @@ class Checks:
         self.orders = orders
         self.mandates = mandates
         self.breakers = breakers
-        self.orders_since = orders_since  # (book, exchange, since) -> orders every bot placed there
         self.council_context = council_context
         self.pipeline: tuple[Callable[[Review], Denial | None], ...] = (
             self.trading_state,

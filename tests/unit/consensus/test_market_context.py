@@ -218,7 +218,7 @@ def test_governor_feeds_the_context_and_gives_rates_only_with_samples(settings: 
     gov.tally.decided(clock[0])
     mid = Decimal(str(round(walk(180, 0.05)[-1], 2)))
     p = proposal(clock[0]).model_copy(update={"mid_price": mid, "price": mid})
-    context = gov._council_context(Review(p, clock[0], gov.ladder_state(fresh=True), "binance"))
+    context = gov.council.context(Review(p, clock[0], gov.ladder_state(fresh=True), "binance"))
     assert context.error_rate == 0.0 and context.rate_samples == 1  # old code: error_rate 1.0 -> ABORT
     mc = context.market_context
     assert mc is not None and mc.bars >= 179 and mc.return_60m_pct is not None and mc.depth_usd == 50_000
@@ -250,7 +250,7 @@ def test_one_stopped_out_quote_is_no_strategy_drawdown(settings: Settings) -> No
     mid = Decimal(str(round(entry, 2)))
     p = proposal(clock[0]).model_copy(update={"mid_price": mid, "price": mid})
     review = Review(p, clock[0], gov.ladder_state(fresh=True), "binance", rate=Decimal(1))
-    context = gov._council_context(review)
+    context = gov.council.context(review)
     mc = context.market_context
     assert mc is not None and mc.realised_pnl == pytest.approx(-(entry * 0.0004 * 0.11) - 0.02)
     loss = -mc.realised_pnl
@@ -261,5 +261,5 @@ def test_one_stopped_out_quote_is_no_strategy_drawdown(settings: Settings) -> No
     big = 0.12 * float(context.cap_usd) / (entry * 0.11)
     gov.market_history.observe_fill("BTC-USDT", "BUY", big, entry, clock[0] - 50)
     gov.market_history.observe_fill("BTC-USDT", "SELL", big, entry * 0.89, clock[0] - 40)
-    assert risk_assessor(gov._council_context(review)).decision is VoteDecision.REJECT
+    assert risk_assessor(gov.council.context(review)).decision is VoteDecision.REJECT
     gov.close()

@@ -1,0 +1,144 @@
+"""Where a governor acts on its circuit breakers: feeds the board, audits and applies trips.
+
+`BreakerBoard` (board.py) keeps the counts and asks the pure breakers; this desk gives it the
+governor's events (the exchange's answer to each allowed order, the market marks, the book's
+new fills) and does what a trip says: an audit record (event ``breaker``), a count in the
+tally, the council's mandates on that scope revoked, and the store's gradual stop (with the
+exchange's rung demoted in phase 4). A restart reads this bot's storm blocks back from the audit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from decimal import Decimal
+
+from lyra_governor import audit, phases
+from lyra_governor.bot_orders import Tally
+from lyra_governor.breakers import Action, Trip
+from lyra_governor.breakers.board import BreakerBoard
+from lyra_governor.config import BreakerSettings, Settings
+from lyra_governor.ledger import Exposure, Ledger
+from lyra_governor.mandate_provider import MandateProvider
+from lyra_governor.models import MarketSnapshot, Side, TradingState
+from lyra_governor.money import from_musd
+from lyra_governor.order_store import OrderStore
+from lyra_governor.store import STORE_ERRORS
+
+log = logging.getLogger(__name__)
+
+
+class BreakerDesk:
+    def __init__(
+        self,
+        board: BreakerBoard,
+        bot_id: str,
+        ledger: Ledger,
+        store: OrderStore,
+        mandates: MandateProvider,
+        tally: Tally,
+        settings: Callable[[], BreakerSettings],
+        stopped: Callable[[], None],
+    ) -> None:
+        self.board = board
+        self.bot_id = bot_id
+        self.ledger = ledger
+        self.store = store
+        self.mandates = mandates
+        self.tally = tally
+        self._settings = settings  # the governor's current breaker settings
+        self._stopped = stopped  # the governor's cached trading state is stale
+
+    @property
+    def settings(self) -> BreakerSettings:
+        return self._settings()
+
+    def restore(self, now: float) -> None:
+        """A restart does not lift this bot's storm blocks: they are read back from the audit."""
+        cooldown = self.settings.storm_cooldown_s
+        try:
+            found = audit.records(self.ledger.engine, events=("breaker",), since=now - cooldown)
+        except STORE_ERRORS as exc:
+            log.error("could not read this bot's circuit-breaker trips back: %s", exc)
+            return
+        for record in found:
+            if record.actor == self.bot_id:
+                self.board.restore(record.payload, record.ts + cooldown)
+
+    def mark(self, snapshot: MarketSnapshot, usd_per_quote: Decimal | None) -> None:
+        """A market's mid in USD: the loss limits' unrealised marks."""
+        if usd_per_quote is None or not snapshot.mid_price.is_finite():
+            return
+        book = phases.PAPER_BOOK if Settings.is_paper(snapshot.connector) else phases.LIVE_BOOK
+        self.board.book(book).mark(
+            Settings.exchange_of(snapshot.connector), snapshot.trading_pair, snapshot.mid_price * usd_per_quote
+        )
+
+    def outcome(self, reservation_id: str, exchange: str | None, failed: bool, now: float) -> None:
+        """The exchange's answer to an allowed order feeds the rejection-storm breaker; half its
+        failure rate (over its minimum sample) is enough to re-ask the council."""
+        if exchange is None:
+            return
+        trip = self.board.outcome(reservation_id, exchange, failed, now)
+        if trip is not None:
+            self.trip(trip, now)
+            return
+        tally = self.board.tallies.get(exchange)
+        if not failed or tally is None:
+            return
+        cfg = self.settings
+        failures, orders = tally.window(now, cfg.storm_window_s)
+        if orders >= cfg.storm_min_samples and failures >= cfg.storm_rate / 2 * orders:
+            self.mandates.revoke(exchange, f"{failures} of {orders} recent orders on {exchange} failed")
+
+    def trip(self, trip: Trip, now: float) -> None:
+        """A breaker tripped: audit it, act on it, and revoke the mandates it concerns."""
+        record = {"code": trip.code.value, "action": trip.action.value, "scope": trip.scope, "message": trip.message}
+        try:
+            self.store.audit("breaker", audit.canonical_json(record), self.bot_id, now)
+        except STORE_ERRORS as exc:
+            log.error("could not audit breaker %s: %s", trip.code, exc)
+        self.tally.count(f"breaker:{trip.code.value}")
+        log.warning("circuit breaker %s (%s): %s", trip.code.value, trip.action.value, trip.message)
+        exchange = trip.scope.split(":", 1)[1] if ":" in trip.scope else trip.scope
+        self.mandates.revoke(None if exchange == "TOTAL" else exchange, trip.message)
+        why = f"breaker {trip.code.value}: {trip.message}"[:400]
+        try:
+            if trip.action is Action.DEMOTE_AND_STOP:
+                self.ledger.demote(exchange, why, "breaker")
+            stopping = trip.action in (Action.GRADUAL_STOP, Action.DEMOTE_AND_STOP)
+            if stopping and self.ledger.state().trading_state is TradingState.ACTIVE:
+                self.ledger.reduce_only(why, "breaker")
+                self._stopped()
+        except STORE_ERRORS:
+            log.exception("could not apply breaker %s", trip.code.value)
+
+    def check_loss_limits(self, now: float, exposure: Callable[[str], Exposure]) -> list[Trip]:
+        """Fold the book's new fills (every bot's) into its marks and apply the loss limits.
+        Returns the trips (already applied)."""
+        state = self.ledger.state()  # not cached: the review path keeps its own refresh rhythm
+        book = state.book
+        if book is None:
+            return []
+        marks = self.board.book(book)
+        for row in self.ledger.fill_rows(since=marks.last_fill_ts, book=book):
+            if int(row["id"]) <= marks.last_fill_id:
+                continue
+            marks.last_fill_id = int(row["id"])
+            marks.apply_fill(
+                str(row["exchange"]),
+                str(row["trading_pair"]),
+                row["side"] == Side.BUY.value,
+                Decimal(row["amount"]),
+                from_musd(int(row["notional_musd"])),
+                from_musd(int(row["fee_musd"])),
+                float(row["ts"]),
+            )
+        held = exposure(book)
+        caps = {name: ex.cap_usd for name, ex in held.exchanges.items()}
+        trips = self.board.loss_trips(
+            book, state.trading_state, now, held.total.cap_usd, caps, per_exchange=state.phase == 4
+        )
+        for trip in trips:  # each limit reached is audited; its exchange demoted in phase 4; one stop
+            self.trip(trip, now)
+        return trips

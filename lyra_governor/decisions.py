@@ -1,0 +1,74 @@
+"""A review's outcome as the strategy receives it: a `Decision`, audited and counted.
+
+`deny` is the one path of every refusal and every wait (PENDING): its audit record is appended
+in its own transaction (unless the store itself is what failed), and a store that fails while
+auditing turns the code into STORE_BUSY / STORE_UNAVAILABLE. An allowed decision's record was
+written with its reservation (`reservation.reserve`); `allowed` only counts and builds it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from decimal import Decimal
+
+from lyra_governor.bot_orders import Tally
+from lyra_governor.chain import canonical_json
+from lyra_governor.checks import Review, decision_payload
+from lyra_governor.models import Decision, DecisionStatus, Denial, DenialCode, OrderProposal
+from lyra_governor.order_store import OrderStore
+from lyra_governor.store import STORE_ERRORS
+from lyra_governor.store_budget import StoreBusy
+
+log = logging.getLogger(__name__)
+
+
+class Decisions:
+    def __init__(self, bot_id: str, store: OrderStore, tally: Tally, clock: Callable[[], float]) -> None:
+        self.bot_id = bot_id
+        self.store = store
+        self.tally = tally
+        self.clock = clock
+
+    def deny(self, p: OrderProposal, denial: Denial, notional: Decimal = Decimal(0)) -> Decision:
+        """The one deny path: audited (unless the store itself is what failed), counted."""
+        code, message, status = denial.code, denial.message, denial.status
+        now = self.clock()
+        store_failed = code in (DenialCode.STORE_UNAVAILABLE, DenialCode.STORE_BUSY)
+        if status is DecisionStatus.DENIED and not store_failed:
+            self.tally.denied(now)
+        seq: int | None = None
+        if not store_failed:
+            try:
+                payload = decision_payload(p, status, code, message, notional, None, None)
+                seq = self.store.audit("decision", canonical_json(payload), self.bot_id, now)
+            except StoreBusy as exc:
+                log.warning("could not audit the denial of %s: %s", p.proposal_id, exc)
+                code, message = DenialCode.STORE_BUSY, f"{message} (and the store is busy: {exc})"
+            except STORE_ERRORS as exc:
+                log.error("could not audit the denial of %s: %s", p.proposal_id, exc)
+                code, message = DenialCode.STORE_UNAVAILABLE, f"{message} (and the store is unavailable)"
+        self.tally.count(code.value if status is DecisionStatus.DENIED else status.value)
+        return Decision(
+            proposal_id=p.proposal_id,
+            status=status,
+            code=code,
+            message=message,
+            notional_usd=notional if notional.is_finite() else Decimal(0),
+            audit_seq=seq,
+        )
+
+    def allowed(self, r: Review, reservation_id: str, audit_seq: int) -> Decision:
+        mandate = r.mandate
+        self.tally.count(DecisionStatus.ALLOWED.value)
+        return Decision(
+            proposal_id=r.p.proposal_id,
+            status=DecisionStatus.ALLOWED,
+            message="allowed",
+            notional_usd=r.notional_usd,
+            reservation_id=reservation_id,
+            mandate_id=mandate.mandate_id if mandate else None,
+            consensus_id=mandate.consensus_id if mandate else None,
+            size_scale=mandate.size_scale if mandate else 1.0,
+            audit_seq=audit_seq,
+        )

@@ -1,0 +1,135 @@
+"""What happens to an allowed order afterwards: the exchange's events, booked by the one writer.
+
+A fill becomes deployed capital (`OrderStore.fill`: applied once per trade id, an impossible
+one recorded as an anomaly); a cancel, failure, expiry or completion ends the reservation and
+gives back what it still holds (`OrderStore.release`). The governor's in-memory views follow
+what the store booked: this bot's open orders, positions and resting closes (`BotOrders`),
+the storm breaker (`BreakerDesk.outcome`), the council's fills (`MarketHistory`), the tally.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from lyra_governor import audit
+from lyra_governor.bot_orders import BotOrders, Tally
+from lyra_governor.breakers.desk import BreakerDesk
+from lyra_governor.market_context import MarketHistory
+from lyra_governor.models import OrderEvent, OrderEventKind, ReservationStatus, Side
+from lyra_governor.money import to_musd
+from lyra_governor.order_store import OrderStore
+from lyra_governor.store import STORE_ERRORS
+from lyra_governor.store_budget import EVENT_BUDGET_MS
+
+log = logging.getLogger(__name__)
+
+ENDS = {  # order events that end an order without (more) fills, and the state they leave
+    OrderEventKind.CANCELLED: ReservationStatus.CANCELLED,
+    OrderEventKind.FAILED: ReservationStatus.FAILED,
+    OrderEventKind.EXPIRED: ReservationStatus.EXPIRED,
+    OrderEventKind.COMPLETED: ReservationStatus.FILLED,
+}
+
+
+class OrderEvents:
+    def __init__(
+        self,
+        bot_id: str,
+        store: OrderStore,
+        orders: BotOrders,
+        desk: BreakerDesk,
+        history: MarketHistory,
+        tally: Tally,
+        clock: Callable[[], float],
+        restricted: Callable[[], None],
+        stopped: Callable[[], None],
+    ) -> None:
+        self.bot_id = bot_id
+        self.store = store
+        self.orders = orders
+        self.desk = desk
+        self.history = history
+        self.tally = tally
+        self.clock = clock
+        self._restricted = restricted  # this bot's restriction changed: re-read it on the next review
+        self._stopped = stopped  # the store's trading state changed: re-read it
+
+    def on_order_event(self, event: OrderEvent) -> None:
+        """Fills become deployed capital; cancels, failures and completions end the reservation
+        and give back what it still holds. Events for unknown reservations are audited."""
+        now = self.clock() if event.timestamp is None else event.timestamp
+        client_order_id = bounded(event.client_order_id)
+        facts = {"kind": event.kind.value, "reservation_id": event.reservation_id, "client_order_id": client_order_id}
+        if event.kind is not OrderEventKind.EXPIRED:  # the exchange's answer feeds the storm breaker
+            failed = event.kind is OrderEventKind.FAILED
+            self.desk.outcome(event.reservation_id, self.orders.exchange_of(event.reservation_id), failed, now)
+        if event.kind is OrderEventKind.FILLED:
+            self._filled(event, client_order_id, now)
+        elif event.kind is OrderEventKind.CREATED:
+            if self.store.reservation_status(event.reservation_id) is None:
+                self.store.audit("orphan_event", audit.canonical_json(facts), self.bot_id, now, EVENT_BUDGET_MS)
+        else:
+            ended = self.store.release(event.reservation_id, ENDS[event.kind], facts, self.bot_id, now)
+            if ended.status is not None:
+                self.closed(event.reservation_id)
+            if ended.released_usd is not None and event.kind is OrderEventKind.FAILED:
+                self.tally.failed(now)
+
+    def _filled(self, event: OrderEvent, client_order_id: str | None, now: float) -> None:
+        fee_musd = to_musd(event.fee_usd) if event.fee_usd.is_finite() and abs(event.fee_usd) < 10**12 else -1
+        result = self.store.fill(
+            event.reservation_id,
+            client_order_id,
+            event.filled_amount,
+            event.fill_price,
+            fee_musd,
+            self.bot_id,
+            now,
+            trade_key=trade_key(event),
+        )
+        if result.outcome == "anomaly":
+            log.error("impossible fill for %s: %s", event.reservation_id, result.payload.get("reason"))
+            self._restricted()
+        if result.stopped:
+            self._stopped()
+        if result.outcome != "applied":
+            return
+        filled = result.payload
+        self.orders.close_filled(event.reservation_id, event.filled_amount)
+        self.history.observe_fill(
+            filled["trading_pair"], filled["side"], event.filled_amount, event.fill_price, now, event.fee_usd
+        )
+        signed = event.filled_amount if filled["side"] == Side.BUY.value else -event.filled_amount
+        self.orders.filled((filled["book"], filled["exchange"], filled["trading_pair"]), signed)
+        if filled["complete"]:
+            self.closed(event.reservation_id)
+
+    def cancel_requested(self, reservation_id: str) -> None:
+        """The strategy asked the exchange to cancel one of its orders (a stop-loss replacing
+        its take-profit cancels the take-profit first): a resting close being cancelled no
+        longer counts against the closes that may follow."""
+        try:
+            if self.store.cancel_requested(reservation_id, self.clock()):
+                self.orders.close_cancelling(reservation_id)
+        except STORE_ERRORS as exc:
+            log.error("could not record the cancel request for %s: %s", reservation_id, exc)
+
+    def closed(self, reservation_id: str) -> None:
+        self.desk.board.closed(reservation_id)
+        self.orders.closed(reservation_id)
+
+
+def bounded(client_order_id: str | None) -> str | None:
+    """What an event's client order id may put in the audit trail: at most 128 characters."""
+    return None if client_order_id is None else client_order_id[:128]
+
+
+def trade_key(event: OrderEvent) -> str | None:
+    """What makes a fill the same fill: the exchange's trade id, else (an event without one)
+    its own time, amount and price; None when even the time is unknown (then it is not deduplicated)."""
+    if event.trade_id:
+        return f"id:{event.trade_id}"
+    if event.timestamp is None:
+        return None
+    return f"at:{event.timestamp!r}:{event.filled_amount}@{event.fill_price}"[:160]
