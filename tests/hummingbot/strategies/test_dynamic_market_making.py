@@ -3,13 +3,12 @@ Hummingbot's MarketDataProvider (no look-ahead), widths from their NATR, every q
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from typing import Any
 
-import pytest
-
 from lyra_governor.models import DenialCode
-from tests.hummingbot.strategies.world import book, build, fills, gradual_stop, run, warm_mandates, world
+from tests.hummingbot.strategies.world import book, build, fills, gradual_stop, run, run_until, warm_mandates, world
 
 __all__ = ["world"]
 BINANCE = "binance_paper_trade"
@@ -40,11 +39,6 @@ def test_candles_come_from_the_paper_book_and_show_only_closed_candles(world: di
     assert df["high"].iloc[0] == 60_000 and df["close"].iloc[0] == 60_000  # 60,300 belongs to the open candle
 
 
-@pytest.mark.xfail(
-    reason="flaky since it landed (802b28a): after early_stop the resting quotes are not always cancelled "
-    "within the 3 simulated seconds the test allows; cause not yet found",
-    strict=False,
-)
 def test_quotes_widen_with_volatility_and_fill_through_the_governor(world: dict[str, Any]) -> None:
     strategy = _dmm(world)
     run(world, strategy, 3)
@@ -67,11 +61,46 @@ def test_quotes_widen_with_volatility_and_fill_through_the_governor(world: dict[
     assert [f["side"] for f in fills(world)][-1:] == ["BUY"]
 
 
-def _requote(world: dict[str, Any], strategy: Any) -> None:
-    """Stop the resting quotes (as a refresh would) and let the script quote again."""
-    for executor in list(strategy.executor_orchestrator.active_executors["main"]):
-        executor.early_stop()
-    run(world, strategy, 3)
+def _requote(world: dict[str, Any], strategy: Any) -> int:
+    """Stop the resting quotes (as a refresh would) and wait until the script quotes again: the
+    stopped quotes off the book and a new one resting on each side. A PositionExecutor cancels
+    its order on its first shutdown step only once it has heard the order was created; else it
+    tries again 5 s later. So the wait is on the outcome, bounded at 15 simulated seconds."""
+    old = {o.client_order_id for o in _resting(world)}
+    for executor in strategy.executor_orchestrator.active_executors["main"]:
+        if not executor.is_closed:
+            executor.early_stop()
+
+    def requoted() -> bool:
+        ids = {o.client_order_id for o in _resting(world)}
+        return len(ids) == 2 and not ids & old
+
+    return run_until(world, strategy, requoted, 15, "requote")
+
+
+def _resting(world: dict[str, Any]) -> list[Any]:
+    return list(world["exchanges"][BINANCE].limit_orders)
+
+
+def test_a_quote_stopped_before_its_ack_is_still_cancelled(world: dict[str, Any], monkeypatch: Any) -> None:
+    """An exchange that acknowledges orders late (the paper engine once did, after 10 ms of wall
+    time, which a fast machine replays as several simulated seconds): a quote stopped before its
+    ack is cancelled on the executor's retry, and nothing of it stays on the book."""
+    from hummingbot.core.event.events import MarketEvent
+
+    from lyra_strategies.paper.exchange import PaperExchange
+
+    async def ack_after_4s(self: Any, event_tag: Any, event: Any) -> None:
+        until = self.current_timestamp + 4
+        while self.current_timestamp < until:
+            await asyncio.sleep(0)
+        self.trigger_event(event_tag if isinstance(event_tag, MarketEvent) else MarketEvent(int(event_tag)), event)
+
+    monkeypatch.setattr(PaperExchange, "trigger_event_async", ack_after_4s)
+    strategy = _dmm(world)
+    run_until(world, strategy, lambda: len(_resting(world)) == 2, 5, "first quotes")
+    _requote(world, strategy)  # stopped before either ack arrived: cancelled on the retry
+    assert all(o.client_order_id in strategy._reservation_of for o in _resting(world))  # the new quotes, governed
 
 
 def test_inventory_skews_both_quotes(world: dict[str, Any]) -> None:
@@ -82,11 +111,6 @@ def test_inventory_skews_both_quotes(world: dict[str, Any]) -> None:
     assert (prices[0] + prices[-1]) / 2 < 60_000 * (1 - 20 / 1e4)  # centre well under mid
 
 
-@pytest.mark.xfail(
-    reason="flaky since it landed (802b28a): after early_stop the resting quotes are not always cancelled "
-    "within the 3 simulated seconds the test allows; cause not yet found",
-    strict=False,
-)
 def test_dynamic_quotes_refused_by_the_collar_and_the_gradual_stop_and_sized_to_the_cap(
     world: dict[str, Any],
 ) -> None:
@@ -105,8 +129,10 @@ def test_dynamic_quotes_refused_by_the_collar_and_the_gradual_stop_and_sized_to_
     max_order = world["gov"].settings.risk.max_order_notional_usd
     assert len(resting) == 2 and all(Decimal(o.quantity) * Decimal(o.price) <= max_order for o in resting)
     gradual_stop(world)
-    run(world, strategy, 4)
-    assert not world["exchanges"][BINANCE].limit_orders and strategy.quote_configs(Decimal(60_000), set()) == []
+    run_until(world, strategy, lambda: not _resting(world), 15, "quotes cancelled in the gradual stop")
+    run(world, strategy, 2)
+    assert not _resting(world)  # and none placed again
+    assert strategy.quote_configs(Decimal(60_000), set()) == []
     refused = strategy.buy(BINANCE, "BTC-USDT", Decimal("0.0005"), _limit(), Decimal(59_900))
     assert refused.startswith("lyra-denied-") and strategy.last_decision.code is DenialCode.REDUCE_ONLY
 

@@ -5,7 +5,7 @@ helpers to load a script the way Hummingbot does and tick it on the back-test cl
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -68,21 +68,42 @@ def build(world: dict[str, Any], script: str, connectors: list[str], **overrides
 def run(world: dict[str, Any], strategy: Any, seconds: int, yields: int = 3) -> None:
     """Tick the exchanges then the strategy once per simulated second (Hummingbot's Clock),
     yielding to the event loop after each so executors and controllers take their steps."""
+    _drive(world, strategy, seconds, yields, None)
+
+
+def run_until(world: dict[str, Any], strategy: Any, done: Callable[[], bool], limit_s: int, what: str) -> int:
+    """`run` one simulated second at a time until `done()`; the seconds it took. A step that
+    waits on Hummingbot (an executor's cancel, its 5 s shutdown retry) is waited for by its
+    outcome, not by a guessed number of seconds; `limit_s` bounds it in simulated time."""
+    took = _drive(world, strategy, limit_s, 3, done)
+    if took is None:
+        raise AssertionError(f"{what}: not within {limit_s} simulated seconds")
+    print(f"{what}: {took} simulated s")
+    return took
+
+
+def _drive(
+    world: dict[str, Any], strategy: Any, seconds: int, yields: int, done: Callable[[], bool] | None
+) -> int | None:
     from hummingbot.core.clock import Clock
     from hummingbot.core.clock_mode import ClockMode
 
-    async def drive() -> None:
+    async def drive() -> int | None:
         clock = Clock(ClockMode.BACKTEST, 1.0, world["now"][0], world["now"][0] + seconds + 1)
         for ex in world["exchanges"].values():
             clock.add_iterator(ex)
         clock.add_iterator(strategy)
-        for _ in range(seconds):
+        for second in range(1, seconds + 1):
             world["now"][0] += 1
             clock.backtest_til(world["now"][0])
             for _ in range(yields):
                 await asyncio.sleep(0)
+            if done is not None and done():
+                return second
+        return None
 
-    world["loop"].run_until_complete(drive())
+    result: int | None = world["loop"].run_until_complete(drive())
+    return result
 
 
 def book(world: dict[str, Any], connector: str, mid: float, pair: str = "BTC-USDT", step: float = 10) -> None:
