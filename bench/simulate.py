@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.simulation import Simulation
 
 
-def run(db_url: str, steps: int, seed: int, bots: int) -> dict[str, Any]:
+def run(db_url: str, steps: int, seed: int, bots: int, budget_ms: int | None = None) -> dict[str, Any]:
     started = time.perf_counter()
-    sim = Simulation(db_url, seed=seed, bots=bots, verify_every=5000)
+    sim = Simulation(db_url, seed=seed, bots=bots, verify_every=5000, budget_ms=budget_ms)
 
     shown = 0
 
@@ -48,6 +48,7 @@ def run(db_url: str, steps: int, seed: int, bots: int) -> dict[str, Any]:
     figures = report.as_dict()
     figures["wall_s"] = round(time.perf_counter() - started, 1)
     figures["seed"] = seed
+    figures["store_budget_ms"] = sim.settings.store.budget_ms
     return figures
 
 
@@ -66,7 +67,8 @@ def commit() -> str:
 
 def summary(name: str, f: dict[str, Any]) -> None:
     """The figures of one run, as the closing note quotes them."""
-    print(f"{name}: seed {f['seed']}, {f['steps']} steps in {f['wall_s']} s, {f['proposals']} proposals, "
+    print(f"{name}: seed {f['seed']}, {f['steps']} steps in {f['wall_s']} s (store budget {f['store_budget_ms']} ms), "
+          f"{f['proposals']} proposals, "
           f"{f['allowed']} ALLOWED ({f['allowed'] / max(1, f['proposals']):.0%}), {f['fills']} fills booked, "
           f"{f['violations']} violations ({f['violations_core_holes']} in holes 3/4/7/8/9/10)")  # fmt: skip
     print(f"  denials by code: {json.dumps(f['denials'], sort_keys=True)}")
@@ -131,6 +133,8 @@ def main() -> int:
     parser.add_argument("--bots", type=int, default=3)
     parser.add_argument("--pg-url", default=os.environ.get("LYRA_BENCH_PG_URL", ""))
     parser.add_argument("--pg-only", action="store_true", help="skip the SQLite run")
+    parser.add_argument("--budget-ms", type=int, default=0,
+                        help="store budget per call (default: the configured 200 ms; a loaded machine misses it)")
     parser.add_argument("--kill9", type=int, default=0, metavar="N",
                         help="instead: N kill -9 of real bot processes on one store (tests/kill9.py)")
     parser.add_argument("--workers", type=int, default=3, help="bot processes for --kill9")
@@ -142,12 +146,12 @@ def main() -> int:
     out: dict[str, Any] = {"seed": args.seed, "bots": args.bots, "commit": commit()}
     if not args.pg_only:
         with tempfile.TemporaryDirectory() as tmp:
-            out["sqlite"] = run(f"sqlite:///{Path(tmp) / 'sim.db'}", steps, args.seed, args.bots)
+            out["sqlite"] = run(f"sqlite:///{Path(tmp) / 'sim.db'}", steps, args.seed, args.bots, args.budget_ms)
         summary("SQLite", out["sqlite"])
     if args.pg_url:
         url, drop = pg_schema_url(args.pg_url)
         try:
-            out["postgresql"] = run(url, steps, args.seed, args.bots)
+            out["postgresql"] = run(url, steps, args.seed, args.bots, args.budget_ms)
         finally:
             drop()
         summary("PostgreSQL", out["postgresql"])

@@ -26,7 +26,7 @@ from lyra_governor.errors import LyraError
 from lyra_governor.models import ConsensusResult, Side, TradingState
 from lyra_governor.money import from_musd, scope, to_musd
 from lyra_governor.order_store import append_audit, set_caps
-from lyra_governor.store import evidence, fills, ladder, read_tx, rungs, write_tx
+from lyra_governor.store import capital, evidence, fills, ladder, read_tx, rungs, write_tx
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,20 @@ class Ladder:
             return self.state(conn)
 
     def resume(self, actor: str, reason: str = "operator resumed") -> LadderState:
+        """Trade again. Refused while a fill holds a cap past its limit (slippage or an overfill
+        is booked and stops trading, order_store.fill): resumed, the store would be ACTIVE over
+        a cap. Reduce-only orders pass in the stop; once they brought it back under, resume."""
         with write_tx(self.engine) as conn:
+            passed = [
+                f"{r.scope} {from_musd(used)} USD > cap {from_musd(int(r.cap_musd))} USD"
+                for r in conn.execute(sa.select(capital)).all()
+                if (used := int(r.reserved_musd) + int(r.deployed_musd) + int(r.orphaned_musd)) > int(r.cap_musd)
+            ]
+            if passed:
+                raise LyraError(
+                    f"cannot resume: a cap is passed ({'; '.join(passed[:3])}); close positions with reduce-only "
+                    "orders (they pass in a gradual stop) until every scope is under its cap, then resume"
+                )
             self._set_trading_state(conn, TradingState.ACTIVE, reason, actor, "resume", {})
             return self.state(conn)
 
@@ -176,8 +189,9 @@ class Ladder:
         with read_tx(self.engine) as conn:
             seen = self.state(conn).trading_state
         passed = seen is TradingState.HALTED
-        if before.trading_state is TradingState.ACTIVE:
-            self.resume(actor, "emergency-stop drill finished")
+        if before.trading_state is TradingState.ACTIVE:  # back as it was, whatever the caps say
+            with write_tx(self.engine) as conn:
+                self._set_trading_state(conn, TradingState.ACTIVE, "emergency-stop drill finished", actor, "resume", {})
         else:
             with write_tx(self.engine) as conn:
                 self._set_trading_state(conn, before.trading_state, before.reason, actor, "drill_restore", {})

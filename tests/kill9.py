@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from lyra_governor.config import Settings, load_settings
+from lyra_governor.errors import LyraError
 from lyra_governor.invariants import TrailCursor, check_invariants, stopped_but_allowed
 from lyra_governor.ledger import Ledger
 from lyra_governor.models import OrderEvent, OrderEventKind, ReservationStatus, TradingState
@@ -112,7 +113,8 @@ def worker(db_url: str, bot_id: str, seed: int, wall0: float, sim0: float) -> No
 
         now = clock()
         for c in CONNECTORS:
-            mids[c] = max(Decimal(1000), (mids[c] * Decimal(1 + rng.gauss(0, 0.0003))).quantize(Decimal("0.01")))
+            step = Decimal(rng.gauss(0, 0.0003)) + (60000 - mids[c]) / 60000 / 200  # around 60,000
+            mids[c] = max(Decimal(1000), (mids[c] * (1 + step)).quantize(Decimal("0.01")))
             gov.observe_market(MarketSnapshot(connector=c, trading_pair=PAIR, timestamp=now, mid_price=mids[c]))
         gov.heartbeat()
 
@@ -312,8 +314,11 @@ class KillNine:
         state = self.ledger.state().trading_state
         if state is not TradingState.ACTIVE:
             if r < 0.4:
-                self.ledger.resume("kill9-operator", "simulated resume")
-                self.report.operator["resume"] += 1
+                try:
+                    self.ledger.resume("kill9-operator", "simulated resume")
+                    self.report.operator["resume"] += 1
+                except LyraError:  # a booked fill holds a cap past its limit: closes first
+                    self.report.operator["resume_refused_over_cap"] += 1
         elif r < 0.05:
             self.ledger.halt("simulated halt", "kill9-operator", demote=False)
             self.report.operator["halt"] += 1
