@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from lyra_governor import audit
 from lyra_governor.config import Settings
 from lyra_governor.store import audit_log, create_store_engine, fills
 from lyra_strategies.paper.replay import QUOTE_ASSETS, ReplayResult
@@ -85,6 +86,36 @@ def _store_facts(result: ReplayResult) -> tuple[list[dict[str, Any]], list[dict[
             events.append({"ts": ts_us / 1e6, "event": f"council {body.get('verdict')}",
                            "reason": f"{body.get('trading_pair', '')} on {body.get('connector', '')}"})
     return fill_rows, decisions, events
+
+
+def breaker_trips(db_path: Path) -> dict[str, dict[str, Any]]:
+    """The circuit breakers that tripped in the run's store (audit event ``breaker``, read with
+    `audit.records`), per code: how many times, the action taken, the scopes they concerned."""
+    engine = create_store_engine(f"sqlite:///{db_path}")
+    try:
+        records = audit.records(engine, events=("breaker",))
+    finally:
+        engine.dispose()
+    trips: dict[str, dict[str, Any]] = {}
+    for record in records:
+        code = str(record.payload.get("code", "unknown"))
+        trip = trips.setdefault(code, {"count": 0, "actions": [], "scopes": []})
+        trip["count"] += 1
+        for key, value in (("actions", record.payload.get("action")), ("scopes", record.payload.get("scope"))):
+            if value and str(value) not in trip[key]:
+                trip[key].append(str(value))
+    return dict(sorted(trips.items()))
+
+
+def breaker_sentence(trips: dict[str, dict[str, Any]]) -> str:
+    """One line of summary.md: each breaker's code, how often, what it did and where."""
+    if not trips:
+        return "Circuit breakers tripped: none."
+    parts = [
+        f"{code} {t['count']}x ({', '.join(t['actions']) or 'no action'}; {', '.join(t['scopes']) or 'no scope'})"
+        for code, t in trips.items()
+    ]
+    return f"Circuit breakers tripped: {sum(t['count'] for t in trips.values())} ({'; '.join(parts)})."
 
 
 # --- PnL arithmetic (pure) ---------------------------------------------------------------------
@@ -345,6 +376,7 @@ def summarize(result: ReplayResult, settings: Settings) -> dict[str, Any]:
         "data": data,
         "feed_events": feed.events,
         "governor_events": gov_events[:200],
+        "breaker_trips": breaker_trips(result.db_path),
         "denials_by_time": [[d["ts"], d.get("code")] for d in decision_rows if d.get("status") == "DENIED"][:2000],
         "strategies": result.per_strategy,
         "strategies_untested": untested_strategies(result.per_strategy),
@@ -511,6 +543,7 @@ def markdown(s: dict[str, Any]) -> str:
               f"{s['orders_denied']} denied, {s['orders_pending_mandate']} deferred for a council mandate; "
               f"{s['ai_calls']} council consultations (cost {s['ai_cost_usd']:.4f} USD). Denied by code: "
               + (", ".join(f"{k} {v}" for k, v in s["denied_by_code"].items()) or "none") + ".", ""]
+    lines += [breaker_sentence(s.get("breaker_trips", {})), ""]
     if s["governor_events"]:
         lines += ["Governor events: " + "; ".join(f"{e['event']} at {_utc(e['ts'])}" for e in s["governor_events"][:20])
                   + ".", ""]

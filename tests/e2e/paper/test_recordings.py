@@ -186,10 +186,12 @@ def test_the_report_stands_on_its_own(replayed: tuple[Path, ReplayResult, Seen, 
     assert {"summary.json", "run.json", "summary.md", "report.html", "equity.png", "exposure.png"} <= names
     md = (result.out_dir / "summary.md").read_text()
     for needle in ("Phase-3 criteria", "success rate > 95 %", "every limit respected", "arbitrage detection",
-                   "AI consensus", "market move", "trading PnL", "Per script", "Per exchange", "Stale periods"):
+                   "AI consensus", "market move", "trading PnL", "Per script", "Per exchange", "Stale periods",
+                   "Circuit breakers tripped"):
         assert needle in md, needle
     page = (result.out_dir / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 2 and "<table>" in page
+    assert "Circuit breakers tripped" in page and isinstance(summary["breaker_trips"], dict)
     for role in ("market_making", "arbitrage", "rebalancer"):
         row = summary["per_script"][role]
         for key in ("fill_rate", "turnover_usd", "fees_usd", "max_drawdown_usd", "sharpe", "sortino", "win_rate"):
