@@ -631,7 +631,59 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
     def did_fail_order(self, event: MarketOrderFailureEvent) -> None:
         if event.order_id in self._reservation_of:
             self.exchange_failures += 1  # an order the governor allowed and the exchange refused
+            if self._check_in_doubt(event):
+                return  # settled from the exchange's own answer (`_settle_in_doubt`)
         self._forward(event.order_id, OrderEventKind.FAILED)
+
+    def _check_in_doubt(self, event: MarketOrderFailureEvent) -> bool:
+        """A live placement that failed without proof that the exchange lacks the order (a 5xx,
+        a timeout): keep its reservation and ask the exchange before releasing anything."""
+        from lyra_strategies import reconcile
+
+        if self.offline or not reconcile.in_doubt(event.error_message, event.error_type):
+            return False
+        rid = self._reservation_of[event.order_id]
+        row = next(
+            (r for r in self.lyra.ledger.open_reservations(self.lyra.bot_id) if r["reservation_id"] == rid), None
+        )
+        if row is None or reconcile.SOURCES.get(row["connector"]) is None or row["connector"] not in self.connectors:
+            return False
+        from hummingbot.core.utils.async_utils import safe_ensure_future
+
+        safe_ensure_future(self._settle_in_doubt(event.order_id, row, str(event.error_message)[:200]))
+        return True
+
+    async def _settle_in_doubt(self, order_id: str, row: dict[str, Any], error: str) -> None:
+        """Settle an in-doubt order like reconciliation on start settles a crash's: found resting,
+        it is adopted and cancelled (`reconcile_policy`); found filled or cancelled, its fills are
+        booked and the reservation closed; not found, released as FAILED. Audited. While the
+        exchange cannot be read the reservation stays OPEN (its capital counted)."""
+        from lyra_strategies import reconcile
+
+        connector, pair = self.connectors[row["connector"]], row["trading_pair"]
+        since = float(row["created_at"]) - reconcile.CLOCK_SLACK_S
+        for attempt in range(3):
+            try:
+                source = reconcile.SOURCES[row["connector"]]
+                orders = await asyncio.wait_for(source.orders(connector, pair, since), RECONCILE_TIMEOUT_S)
+                break
+            except Exception as exc:
+                log.error("could not read %s for in-doubt order %s (%s); attempt %s", row["connector"], order_id,
+                          exc, attempt + 1)  # fmt: skip
+                await asyncio.sleep(RECONCILE_RETRY_S)
+        else:
+            return  # left OPEN: reconciliation on the next start, or an operator, settles it
+        mine = [o for o in orders if o.client_order_id == order_id]
+        applied = reconcile.applied_trades(self.lyra.ledger.fill_rows(since=since))
+        found = reconcile.plan([row], mine, "", applied)
+        summary: dict[str, Any] = {"booked_fills": 0, "filled": 0, "cancelled": 0, "failed": 0, "adopted": 0,
+                                   "cancel_sent": 0}  # fmt: skip
+        self._reservation_of.pop(order_id, None)  # `_settle` binds it again if the order is adopted
+        for settlement in found.settlements:
+            self._settle(connector, pair, settlement, summary)
+        payload = {"bot_id": self.lyra.bot_id, "order_id": order_id, "error": error, **summary}
+        self.lyra.ledger.audit_append("order_in_doubt", payload, self.lyra.bot_id)
+        log.warning("order %s failed in doubt (%s); the exchange says: %s", order_id, error, summary)
 
     def did_complete_buy_order(self, event: BuyOrderCompletedEvent) -> None:
         self._forward(event.order_id, OrderEventKind.COMPLETED)

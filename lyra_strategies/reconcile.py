@@ -42,6 +42,20 @@ from typing import Any
 CLOCK_SLACK_S = 60.0
 
 
+#: error types of a failed placement after which the exchange may hold the order all the same
+#: (the request may have reached it; its answer did not reach us)
+IN_DOUBT_TYPES = frozenset({"TimeoutError", "ServerDisconnectedError", "ClientPayloadError", "ClientOSError"})
+
+
+def in_doubt(error_message: str | None, error_type: str | None) -> bool:
+    """Whether a failed placement leaves the order's fate unknown: a 5xx answer (Hummingbot's
+    REST client says "HTTP status is 5.."), a timeout or a dropped connection. A refusal (4xx,
+    or a venue's error code in a 200 answer) proves the exchange has no order: not in doubt.
+    Hummingbot's binance connector keeps such orders itself (exchange id UNKNOWN, then polls);
+    its okx connector fails them, which is what the live check after a failure is for."""
+    return "HTTP status is 5" in (error_message or "") or (error_type or "") in IN_DOUBT_TYPES
+
+
 @dataclass(frozen=True)
 class ExchangeTrade:
     trade_id: str

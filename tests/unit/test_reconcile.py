@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from lyra_strategies.reconcile import ExchangeOrder, ExchangeTrade, applied_trades, plan
+from lyra_strategies.reconcile import ExchangeOrder, ExchangeTrade, applied_trades, in_doubt, plan
 
 T0 = 1_800_000_000.0
 
@@ -68,3 +68,12 @@ def test_fills_recorded_without_a_trade_id_still_count_by_amount() -> None:
     found = plan([_row("r1", filled="0.0001")], [_order("x-1", "FILLED", ("0.0001", "0.0002"))], "",
                  applied_trades(fills))  # fmt: skip
     assert [t.trade_id for t in found.settlements[0].book] == ["x-1-1"]
+
+
+def test_a_failed_placement_is_in_doubt_only_when_the_exchange_may_have_the_order() -> None:
+    url = "Error executing request POST http://127.0.0.1:1/api/v5/trade/order."
+    assert in_doubt(f"{url} HTTP status is 503. Error: {{...}}", "OSError")
+    assert in_doubt("", "TimeoutError") and in_doubt(None, "ServerDisconnectedError")
+    assert not in_doubt(f"{url} HTTP status is 429. Error: {{...}}", "OSError")  # refused: nothing placed
+    assert not in_doubt("Error submitting order x: Order failed. Insufficient balance in account.", "OSError")
+    assert not in_doubt(None, None)
