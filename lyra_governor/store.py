@@ -163,7 +163,8 @@ audit_head = sa.Table(
 )
 
 
-WAL_SIZE_LIMIT = 64 * 2**20
+WAL_GOAL_BYTES = 64 * 2**20  # the largest WAL file allowed (issue 17); see store_budget.WalCheckpointer
+WAL_SIZE_LIMIT = 16 * 2**20  # a WAL started over is cut back to this (its usual size: restarts at 8 MB)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -186,30 +186,43 @@ class Reconnector:
 class WalCheckpointer:
     """Keeps a SQLite store's WAL small, off the order path, on its own connection.
 
-    Every `every_s` (a quarter second) a PASSIVE checkpoint copies the WAL into the database file without waiting
-    for anyone. That alone does not bound the file: the WAL starts over only when a writer
-    finds it completely copied, which never happens while bots commit continuously. So once
-    the WAL holds more than `restart_bytes`, a RESTART checkpoint (little is left to copy by
-    then) starts it over and `journal_size_limit` cuts the file back; it waits at most
-    `wait_ms` for the write lock and otherwise gives up until the next round, so a bot waits
-    about that long at most. Before, one checkpoint a minute from the heartbeat let the WAL
-    grow by gigabytes."""
+    Every `every_s` (a tenth of a second) a PASSIVE checkpoint copies the WAL into the database
+    file without waiting for anyone. That alone does not bound the file: the WAL starts over
+    only when a writer finds it completely copied and no reader inside it, which never happens
+    while bots commit continuously. So once the WAL holds more than `restart_bytes`, a RESTART
+    checkpoint (little is left to copy by then) starts it over and `journal_size_limit` cuts
+    the file back; it waits at most `wait_ms` (bots wait that long at most) and otherwise gives
+    up until the next round.
+
+    A reader's snapshot pins the WAL: while readers overlap (16 clients scraping, each read
+    taking 150 ms), a 100 ms RESTART gave up every round and the WAL grew by everything written
+    (tests/e2e/failure/test_wal_bound.py: 118.6 MB; bench/store_readers.py saw 69.7 MB). So past
+    `urgent_bytes` a TRUNCATE checkpoint waits up to `urgent_wait_ms`: new writers wait
+    meanwhile (they may be denied STORE_BUSY, fail-closed), new readers read the database file
+    (the WAL is all copied), the readers inside finish, and the WAL is cut to nothing. That
+    happens only while reads pin the WAL; it bounds the file at about `urgent_bytes` plus what
+    is written during one wait, under the 64 MB goal (`store.WAL_GOAL_BYTES`)."""
 
     def __init__(
         self,
         connect: Callable[[], Any],
-        every_s: float = 0.25,
-        restart_bytes: int = 16 * 2**20,
+        every_s: float = 0.1,
+        restart_bytes: int = 8 * 2**20,
         wait_ms: int = 100,
+        urgent_bytes: int = 24 * 2**20,
+        urgent_wait_ms: int = 500,
     ) -> None:
         self._connect = connect
         self.every_s = every_s
         self.restart_bytes = restart_bytes
         self.wait_ms = wait_ms
+        self.urgent_bytes = urgent_bytes
+        self.urgent_wait_ms = urgent_wait_ms
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lyra-wal-checkpoint", daemon=True)
         self.runs = 0
         self.truncated = 0
+        self.urgent = 0
 
     def start(self) -> WalCheckpointer:
         self._thread.start()
@@ -223,7 +236,17 @@ class WalCheckpointer:
         cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
         _busy, frames, _done = cur.fetchone()
         self.runs += 1
-        if frames * page_size > self.restart_bytes:
+        held = frames * page_size
+        if held > self.urgent_bytes:
+            self.urgent += 1
+            cur.execute(f"PRAGMA busy_timeout={int(self.urgent_wait_ms)}")
+            try:
+                cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                busy, _frames, _done = cur.fetchone()
+            finally:
+                cur.execute(f"PRAGMA busy_timeout={int(self.wait_ms)}")
+            self.truncated += int(not busy)
+        elif held > self.restart_bytes:
             cur.execute("PRAGMA wal_checkpoint(RESTART)")
             busy, _frames, _done = cur.fetchone()
             self.truncated += int(not busy)
