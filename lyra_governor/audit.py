@@ -41,6 +41,39 @@ class VerifyResult:
     problem: str = ""
 
 
+def _head(conn: Connection) -> tuple[int, str]:
+    head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).first()
+    return (int(head.seq), str(head.hash)) if head else (0, GENESIS_HASH)
+
+
+def _walk(conn: Connection, seq: int, digest: str, head_seq: int, batch: int) -> tuple[int, str, int | None, str]:
+    """Check the records after `seq` (whose hash is `digest`) up to `head_seq`, in batches.
+    Returns the last verified (sequence number, hash) and, at the first record whose number,
+    link or hash does not hold, that record's number and the problem (else None, "")."""
+    while seq < head_seq:
+        rows = conn.execute(
+            sa.select(audit_log)
+            .where(audit_log.c.seq > seq, audit_log.c.seq <= head_seq)
+            .order_by(audit_log.c.seq)
+            .limit(batch)
+        ).all()
+        if not rows:
+            break
+        for row in rows:
+            at = int(row.seq)
+            problem = ""
+            if at != seq + 1:
+                at, problem = seq + 1, f"record {seq + 1} is missing"
+            elif row.prev_hash != digest:
+                problem = f"record {at} does not link to record {at - 1}"
+            elif record_hash(at, int(row.ts_us), row.actor, row.event, row.payload, row.prev_hash) != row.hash:
+                problem = f"record {at} was altered (hash mismatch)"
+            if problem:
+                return seq, digest, at, problem
+            seq, digest = at, str(row.hash)
+    return seq, digest, None, ""
+
+
 def verify(engine: Engine, batch: int = 5000, conn: Connection | None = None) -> VerifyResult:
     """Walk the whole chain up to the head, in one snapshot (`store.read_tx`, or the caller's
     `conn`): bots appending meanwhile are neither seen nor mistaken for damage, and no write
@@ -48,40 +81,10 @@ def verify(engine: Engine, batch: int = 5000, conn: Connection | None = None) ->
     if conn is None:
         with read_tx(engine) as own:
             return verify(engine, batch, own)
-    prev_hash = GENESIS_HASH
-    expected_seq = 1
-    count = 0
-    head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).first()
-    head_seq, head_hash = (int(head.seq), str(head.hash)) if head else (0, GENESIS_HASH)
-    last = 0
-    while True:
-        rows = conn.execute(
-            sa.select(audit_log)
-            .where(audit_log.c.seq > last, audit_log.c.seq <= head_seq)
-            .order_by(audit_log.c.seq)
-            .limit(batch)
-        ).all()
-        if not rows:
-            break
-        for row in rows:
-            seq = int(row.seq)
-            if seq != expected_seq:
-                return VerifyResult(
-                    False, count, expected_seq, head_seq, head_hash, f"record {expected_seq} is missing"
-                )
-            if row.prev_hash != prev_hash:
-                return VerifyResult(
-                    False, count, seq, head_seq, head_hash, f"record {seq} does not link to record {seq - 1}"
-                )
-            digest = record_hash(seq, int(row.ts_us), row.actor, row.event, row.payload, row.prev_hash)
-            if digest != row.hash:
-                return VerifyResult(
-                    False, count, seq, head_seq, head_hash, f"record {seq} was altered (hash mismatch)"
-                )
-            prev_hash = row.hash
-            expected_seq += 1
-            count += 1
-            last = seq
+    head_seq, head_hash = _head(conn)
+    count, prev_hash, broken, problem = _walk(conn, 0, GENESIS_HASH, head_seq, batch)
+    if broken is not None:
+        return VerifyResult(False, count, broken, head_seq, head_hash, problem)
     beyond = conn.execute(sa.select(sa.func.count()).where(audit_log.c.seq > head_seq)).scalar() or 0
     if beyond:  # in one snapshot a record past the head was written without moving it
         return VerifyResult(
@@ -170,8 +173,7 @@ def records(
 def head(engine: Engine) -> tuple[int, str]:
     """(sequence number, hash) of the chain's last record; (0, genesis) for an empty chain."""
     with read_tx(engine) as conn:
-        row = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).first()
-    return (int(row.seq), str(row.hash)) if row else (0, GENESIS_HASH)
+        return _head(conn)
 
 
 def hash_at(engine: Engine, seq: int) -> str | None:
@@ -191,31 +193,12 @@ def verify_since(engine: Engine, seq: int, digest: str, batch: int = 5000) -> tu
     the head, in one short snapshot: what a long-running reader (the server) does on each check.
     Returns the result and the last verified (sequence number, hash)."""
     with read_tx(engine) as conn:
-        head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).first()
-        head_seq, head_hash = (int(head.seq), str(head.hash)) if head else (0, GENESIS_HASH)
+        head_seq, head_hash = _head(conn)
         if head_seq < seq:  # a new store: start over
             seq, digest = 0, GENESIS_HASH
-        while seq < head_seq:
-            rows = conn.execute(
-                sa.select(audit_log)
-                .where(audit_log.c.seq > seq, audit_log.c.seq <= head_seq)
-                .order_by(audit_log.c.seq)
-                .limit(batch)
-            ).all()
-            if not rows:
-                break
-            for row in rows:
-                at = int(row.seq)
-                problem = ""
-                if at != seq + 1:
-                    at, problem = seq + 1, f"record {seq + 1} is missing"
-                elif row.prev_hash != digest:
-                    problem = f"record {at} does not link to record {at - 1}"
-                elif record_hash(at, int(row.ts_us), row.actor, row.event, row.payload, row.prev_hash) != row.hash:
-                    problem = f"record {at} was altered (hash mismatch)"
-                if problem:
-                    return VerifyResult(False, seq, at, head_seq, head_hash, problem), seq, digest
-                seq, digest = at, str(row.hash)
+        seq, digest, broken, problem = _walk(conn, seq, digest, head_seq, batch)
+        if broken is not None:
+            return VerifyResult(False, seq, broken, head_seq, head_hash, problem), seq, digest
     if seq != head_seq or digest != head_hash:
         problem = f"the chain holds {seq} records but its head says {head_seq}: records were removed or added"
         return VerifyResult(False, seq, min(seq, head_seq) + 1, head_seq, head_hash, problem), seq, digest

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from lyra_governor import phases, risk
@@ -74,25 +74,20 @@ MAX_ORDER_VALUE_USD = Decimal(10**12)  # beyond any cap Lyra has: a value this l
 CLIENT_ORDER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # what every exchange Lyra trades accepts
 
 
+@dataclass(eq=False)
 class Checks:
     """The named checks, bound to one governor's facts; `pipeline` is their order."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        watch: MarketWatch,
-        orders: BotOrders,
-        mandates: MandateProvider,
-        breakers: BreakerBoard,
-        council_context: Callable[[Review], CouncilContext],
-    ) -> None:
-        self.settings = settings
-        self.watch = watch
-        self.orders = orders
-        self.mandates = mandates
-        self.breakers = breakers
-        self.council_context = council_context
-        self.pipeline: tuple[Callable[[Review], Denial | None], ...] = (
+    settings: Settings
+    watch: MarketWatch
+    orders: BotOrders
+    mandates: MandateProvider
+    breakers: BreakerBoard
+    council_context: Callable[[Review], CouncilContext]
+    pipeline: tuple[Callable[[Review], Denial | None], ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.pipeline = (
             self.trading_state,
             self.phase_permits,
             self.inputs,

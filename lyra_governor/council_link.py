@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 
 from lyra_governor import audit
@@ -27,28 +28,17 @@ from lyra_governor.store_budget import EVENT_BUDGET_MS
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class CouncilLink:
-    def __init__(
-        self,
-        bot_id: str,
-        ledger: Ledger,
-        store: OrderStore,
-        watch: MarketWatch,
-        history: MarketHistory,
-        tally: Tally,
-        exposure: Callable[[str], Exposure],
-        clock: Callable[[], float],
-        state_changed: Callable[[], None],
-    ) -> None:
-        self.bot_id = bot_id
-        self.ledger = ledger
-        self.store = store
-        self.watch = watch
-        self.history = history
-        self.tally = tally
-        self.exposure = exposure
-        self.clock = clock
-        self._state_changed = state_changed
+    bot_id: str
+    ledger: Ledger
+    store: OrderStore
+    watch: MarketWatch
+    history: MarketHistory
+    tally: Tally
+    exposure: Callable[[str], Exposure]
+    clock: Callable[[], float]
+    state_changed: Callable[[], None]
 
     def context(self, r: Review) -> CouncilContext:
         ex = self.exposure(r.book).exchanges.get(r.exchange)
@@ -92,6 +82,6 @@ class CouncilLink:
                 self.ledger.reduce_only(f"council GRADUAL_STOP ({reasons})", "council")
             else:
                 return
-            self._state_changed()
+            self.state_changed()
         except STORE_ERRORS:
             log.exception("could not record the council's %s verdict", result.verdict)

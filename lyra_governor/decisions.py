@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 
 from lyra_governor.bot_orders import Tally
@@ -23,12 +24,12 @@ from lyra_governor.store_budget import StoreBusy
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class Decisions:
-    def __init__(self, bot_id: str, store: OrderStore, tally: Tally, clock: Callable[[], float]) -> None:
-        self.bot_id = bot_id
-        self.store = store
-        self.tally = tally
-        self.clock = clock
+    bot_id: str
+    store: OrderStore
+    tally: Tally
+    clock: Callable[[], float]
 
     def deny(self, p: OrderProposal, denial: Denial, notional: Decimal = Decimal(0)) -> Decision:
         """The one deny path: audited (unless the store itself is what failed), counted."""

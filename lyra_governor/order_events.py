@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from lyra_governor import audit
 from lyra_governor.bot_orders import BotOrders, Tally
@@ -32,28 +33,17 @@ ENDS = {  # order events that end an order without (more) fills, and the state t
 }
 
 
+@dataclass(eq=False)
 class OrderEvents:
-    def __init__(
-        self,
-        bot_id: str,
-        store: OrderStore,
-        orders: BotOrders,
-        desk: BreakerDesk,
-        history: MarketHistory,
-        tally: Tally,
-        clock: Callable[[], float],
-        restricted: Callable[[], None],
-        stopped: Callable[[], None],
-    ) -> None:
-        self.bot_id = bot_id
-        self.store = store
-        self.orders = orders
-        self.desk = desk
-        self.history = history
-        self.tally = tally
-        self.clock = clock
-        self._restricted = restricted  # this bot's restriction changed: re-read it on the next review
-        self._stopped = stopped  # the store's trading state changed: re-read it
+    bot_id: str
+    store: OrderStore
+    orders: BotOrders
+    desk: BreakerDesk
+    history: MarketHistory
+    tally: Tally
+    clock: Callable[[], float]
+    restricted: Callable[[], None]  # this bot's restriction changed: re-read it on the next review
+    stopped: Callable[[], None]  # the store's trading state changed: re-read it
 
     def on_order_event(self, event: OrderEvent) -> None:
         """Fills become deployed capital; cancels, failures and completions end the reservation
@@ -90,9 +80,9 @@ class OrderEvents:
         )
         if result.outcome == "anomaly":
             log.error("impossible fill for %s: %s", event.reservation_id, result.payload.get("reason"))
-            self._restricted()
+            self.restricted()
         if result.stopped:
-            self._stopped()
+            self.stopped()
         if result.outcome != "applied":
             return
         filled = result.payload

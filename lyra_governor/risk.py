@@ -18,6 +18,11 @@ from lyra_governor.models import Denial, DenialCode, OrderProposal, OrderType, S
 MAX_NUMBER = Decimal("1e12")
 
 
+def pct_off(value: Decimal, base: Decimal) -> Decimal:
+    """How far `value` is from `base`, in percent of `base`."""
+    return abs(value - base) / base * 100
+
+
 def _finite_positive(value: Decimal | None) -> bool:
     return value is not None and value.is_finite() and 0 < value <= MAX_NUMBER
 
@@ -112,14 +117,14 @@ def check_collar(price: Decimal, mid: Decimal, reference: Decimal | None, collar
     would pass a collar against that same mid.
     """
     limit = Decimal(str(collar_pct))
-    deviation = abs(price - mid) / mid * 100
+    deviation = pct_off(price, mid)
     if deviation > limit:
         return Denial(
             DenialCode.PRICE_COLLAR,
             f"price {price} is {deviation:.2f} % from mid {mid} (collar {collar_pct:g} %)",
         )
     if reference is not None and reference > 0:
-        jump = abs(mid - reference) / reference * 100
+        jump = pct_off(mid, reference)
         if jump > limit:
             return Denial(
                 DenialCode.PRICE_COLLAR,
@@ -283,20 +288,16 @@ def check_reference(
             f"the governor's last look at {proposal.trading_pair} on {proposal.connector} is "
             f"{now - seen_at:.0f} s old (limit {stale_after_s:g} s); call observe_market each tick",
         )
-    mismatch = abs(proposal.mid_price - seen) / seen * 100
+    mismatch, jump = pct_off(proposal.mid_price, seen), pct_off(proposal.mid_price, reference)
     if mismatch > limit:
+        why = f"is {mismatch:.2f} % from the {seen} the governor last observed (tolerance {collar_pct:g} %)"
         return Denial(
             DenialCode.MID_MISMATCH,
-            f"the proposal's mid {proposal.mid_price} is {mismatch:.2f} % from the {seen} the governor "
-            f"last observed (tolerance {collar_pct:g} %); propose with the book's current mid",
+            f"the proposal's mid {proposal.mid_price} {why}; propose with the book's current mid",
         )
-    jump = abs(proposal.mid_price - reference) / reference * 100
     if jump > limit:
-        return Denial(
-            DenialCode.PRICE_COLLAR,
-            f"mid {proposal.mid_price} moved {jump:.2f} % from the time-weighted reference {reference} "
-            f"(collar {collar_pct:g} %); waiting for the market to settle",
-        )
+        why = f"moved {jump:.2f} % from the time-weighted reference {reference} (collar {collar_pct:g} %)"
+        return Denial(DenialCode.PRICE_COLLAR, f"mid {proposal.mid_price} {why}; waiting for the market to settle")
     return None
 
 
@@ -305,7 +306,7 @@ def check_fx(observed: Decimal | None, configured: Decimal | None, band_pct: flo
     it the configured rate is not trusted either (one of them is wrong): deny."""
     if observed is None or configured is None:
         return None
-    deviation = abs(observed - configured) / configured * 100
+    deviation = pct_off(observed, configured)
     if deviation > Decimal(str(band_pct)):
         return Denial(
             DenialCode.FX_RATE_OUT_OF_BAND,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 
 from lyra_governor import audit, phases
@@ -28,30 +29,20 @@ from lyra_governor.store import STORE_ERRORS
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class BreakerDesk:
-    def __init__(
-        self,
-        board: BreakerBoard,
-        bot_id: str,
-        ledger: Ledger,
-        store: OrderStore,
-        mandates: MandateProvider,
-        tally: Tally,
-        settings: Callable[[], BreakerSettings],
-        stopped: Callable[[], None],
-    ) -> None:
-        self.board = board
-        self.bot_id = bot_id
-        self.ledger = ledger
-        self.store = store
-        self.mandates = mandates
-        self.tally = tally
-        self._settings = settings  # the governor's current breaker settings
-        self._stopped = stopped  # the governor's cached trading state is stale
+    board: BreakerBoard
+    bot_id: str
+    ledger: Ledger
+    store: OrderStore
+    mandates: MandateProvider
+    tally: Tally
+    current: Callable[[], BreakerSettings]  # the governor's current breaker settings
+    stopped: Callable[[], None]  # the store's trading state was changed from here
 
     @property
     def settings(self) -> BreakerSettings:
-        return self._settings()
+        return self.current()
 
     def restore(self, now: float) -> None:
         """A restart does not lift this bot's storm blocks: they are read back from the audit."""
@@ -109,7 +100,7 @@ class BreakerDesk:
             stopping = trip.action in (Action.GRADUAL_STOP, Action.DEMOTE_AND_STOP)
             if stopping and self.ledger.state().trading_state is TradingState.ACTIVE:
                 self.ledger.reduce_only(why, "breaker")
-                self._stopped()
+                self.stopped()
         except STORE_ERRORS:
             log.exception("could not apply breaker %s", trip.code.value)
 

@@ -97,23 +97,20 @@ def check_loss(
     if cap_usd <= 0:
         return None
     action = Action.DEMOTE_AND_STOP if demote else Action.GRADUAL_STOP
-    daily_loss = day_start - pnl
-    if daily_loss * 100 >= cap_usd * Decimal(str(daily_pct)):
-        return Trip(
+    daily_loss, drawdown = day_start - pnl, peak - pnl
+    limits = (
+        (
             DenialCode.BREAKER_DAILY_LOSS,
-            action,
-            scope,
-            f"{scope} lost {daily_loss:.2f} USD today (realised + unrealised), "
-            f"{daily_loss / cap_usd * 100:.1f} % of its "
-            f"{cap_usd:.2f} USD cap (limit {daily_pct:g} %); gradual stop: review, then `lyra-governor resume`",
-        )
-    drawdown = peak - pnl
-    if drawdown * 100 >= cap_usd * Decimal(str(drawdown_pct)):
-        return Trip(
-            DenialCode.BREAKER_DRAWDOWN,
-            action,
-            scope,
-            f"{scope} is {drawdown:.2f} USD below its equity peak, {drawdown / cap_usd * 100:.1f} % of its "
-            f"{cap_usd:.2f} USD cap (limit {drawdown_pct:g} %); gradual stop: review, then `lyra-governor resume`",
-        )
+            daily_loss,
+            daily_pct,
+            f"lost {daily_loss:.2f} USD today (realised + unrealised)",
+        ),
+        (DenialCode.BREAKER_DRAWDOWN, drawdown, drawdown_pct, f"is {drawdown:.2f} USD below its equity peak"),
+    )
+    for code, loss, pct, what in limits:  # the daily loss first
+        if loss * 100 >= cap_usd * Decimal(str(pct)):
+            share = f"{loss / cap_usd * 100:.1f} % of its {cap_usd:.2f} USD cap (limit {pct:g} %)"
+            return Trip(
+                code, action, scope, f"{scope} {what}, {share}; gradual stop: review, then `lyra-governor resume`"
+            )
     return None

@@ -8,25 +8,15 @@ from typing import Any
 import pytest
 
 from lyra_governor import risk
-from lyra_governor.models import DenialCode, OrderProposal, Side
+from lyra_governor.models import DenialCode, OrderProposal
+from tests import fixtures
 
 NOW = 1_800_000_000.0
 PAIRS = ["BTC-USDT", "ETH-USDT"]
 
 
 def proposal(**overrides: Any) -> OrderProposal:
-    fields: dict[str, Any] = {
-        "bot_id": "bot-1",
-        "connector": "binance_paper_trade",
-        "trading_pair": "BTC-USDT",
-        "side": Side.BUY,
-        "amount": Decimal("0.001"),
-        "price": Decimal(60000),
-        "mid_price": Decimal(60010),
-        "mid_price_ts": NOW,
-    }
-    fields.update(overrides)
-    return OrderProposal(**fields)
+    return fixtures.proposal(NOW, **overrides)
 
 
 def code(denial: risk.Denial | None) -> DenialCode | None:

@@ -10,20 +10,9 @@ from lyra_governor.config import Settings
 from lyra_governor.governor import Governor
 from lyra_governor.ledger import Ledger
 from lyra_governor.models import MarketSnapshot, OrderEvent, OrderEventKind, OrderProposal, Side
+from tests.fixtures import Clock
 
-
-class FakeClock:
-    """A settable clock: the ledger, governor and checkpoints all read time from it."""
-
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
+FakeClock = Clock  # the ledger, governor and checkpoints all read time from it
 
 MIDS = {"USDT": Decimal(60000), "USD": Decimal(60000), "AUD": Decimal(92000)}
 

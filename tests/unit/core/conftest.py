@@ -12,18 +12,11 @@ import pytest
 from lyra_governor.config import Settings
 from lyra_governor.governor import Governor
 from lyra_governor.mandate_provider import NoCouncil
-from lyra_governor.models import CouncilContext, Mandate, MarketSnapshot, OrderProposal, Side
+from lyra_governor.models import CouncilContext, Mandate, MarketSnapshot, OrderProposal
+from tests import fixtures
+from tests.fixtures import Clock, wide_mandate
 
-
-class FakeClock:
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+FakeClock = Clock
 
 
 class EnvelopeMandates(NoCouncil):
@@ -38,18 +31,7 @@ class EnvelopeMandates(NoCouncil):
     def find(self, proposal: OrderProposal, notional_usd: Decimal, now: float) -> Mandate | None:
         if (proposal.connector, proposal.trading_pair) not in self.approved:
             return None
-        mandate = Mandate(
-            consensus_id="cns-test",
-            connector=proposal.connector,
-            trading_pair=proposal.trading_pair,
-            sides=frozenset(Side),
-            max_order_notional_usd=Decimal(10_000),
-            max_total_notional_usd=Decimal(10**9),
-            price_low=Decimal(0),
-            price_high=Decimal(10**12),
-            issued_at=now,
-            expires_at=now + 900,
-        )
+        mandate = wide_mandate(proposal, now, max_order_usd=Decimal(10_000), max_total_usd=Decimal(10**9))
         return mandate if mandate.covers(proposal, notional_usd, now) else None
 
     def request(self, proposal: OrderProposal, context: CouncilContext) -> None:
@@ -110,27 +92,11 @@ def governor(settings: Settings, clock: FakeClock, mandates: EnvelopeMandates) -
 @pytest.fixture
 def propose(clock: FakeClock) -> Callable[..., OrderProposal]:
     def make(**overrides: Any) -> OrderProposal:
-        fields: dict[str, Any] = {
-            "bot_id": "bot-1",
-            "connector": "binance_paper_trade",
-            "trading_pair": "BTC-USDT",
-            "side": Side.BUY,
-            "amount": Decimal("0.001"),
-            "price": Decimal("60000"),
-            "mid_price": Decimal("60010"),
-            "mid_price_ts": clock.now,
-        }
-        fields.update(overrides)
-        proposal = OrderProposal(**fields)
+        proposal = fixtures.proposal(clock.now, **overrides)
         _watch(proposal, clock.now)
         return proposal
 
     return make
 
 
-def allowed(gov: Governor, proposal: OrderProposal) -> Any:
-    """Review twice if needed: the first proposal of a market waits for its mandate."""
-    decision = gov.review(proposal)
-    if decision.status.value == "PENDING":
-        decision = gov.review(proposal.model_copy(update={"proposal_id": proposal.proposal_id + "b"}))
-    return decision
+allowed = fixtures.decide  # review twice if needed: the first proposal of a market waits for its mandate
