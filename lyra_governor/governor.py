@@ -183,6 +183,16 @@ class Governor:
             self._state_read_at = wall
         return self._state
 
+    def _state_now(self) -> LadderState:
+        """The store's ladder state now, without the review path's refresh rhythm: the raw
+        ladder row, and the full read only when it differs from the cached state."""
+        cached = self._state
+        if cached is not None and self.store.ladder_row() == (
+            cached.phase, cached.trading_state.value, cached.reason, cached.rungs
+        ):  # fmt: skip
+            return cached
+        return self.ledger.state()
+
     def _state_changed(self) -> None:
         """The store's trading state was changed from here: re-read it on the next look."""
         self._state = None
@@ -294,7 +304,7 @@ class Governor:
 
     def check_loss_limits(self, now: float | None = None) -> list[Trip]:
         """See `BreakerDesk.check_loss_limits` (on the heartbeat's housekeeping cadence)."""
-        return self.desk.check_loss_limits(self.clock() if now is None else now, self.exposure)
+        return self.desk.check_loss_limits(self.clock() if now is None else now, self.exposure, self._state_now)
 
     # --- housekeeping -----------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from lyra_governor.bot_orders import Tally
 from lyra_governor.breakers import Action, Trip
 from lyra_governor.breakers.board import BreakerBoard
 from lyra_governor.config import BreakerSettings, Settings
+from lyra_governor.ladder import LadderState
 from lyra_governor.ledger import Exposure, Ledger
 from lyra_governor.mandate_provider import MandateProvider
 from lyra_governor.models import MarketSnapshot, Side, TradingState
@@ -104,10 +105,12 @@ class BreakerDesk:
         except STORE_ERRORS:
             log.exception("could not apply breaker %s", trip.code.value)
 
-    def check_loss_limits(self, now: float, exposure: Callable[[str], Exposure]) -> list[Trip]:
+    def check_loss_limits(
+        self, now: float, exposure: Callable[[str], Exposure], current: Callable[[], LadderState]
+    ) -> list[Trip]:
         """Fold the book's new fills (every bot's) into its marks and apply the loss limits.
-        Returns the trips (already applied)."""
-        state = self.ledger.state()  # not cached: the review path keeps its own refresh rhythm
+        `current` is the store's ladder state now. Returns the trips (already applied)."""
+        state = current()
         book = state.book
         if book is None:
             return []
