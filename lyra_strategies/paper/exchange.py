@@ -35,7 +35,7 @@ from hummingbot.core.event.event_forwarder import EventForwarder, SourceInfoEven
 from hummingbot.core.event.events import MarketEvent
 from hummingbot.core.pubsub import PubSub
 
-PRICE_CACHE_MAX = 4096  # distinct (pair, side, best price) answers kept per account
+PRICE_CACHE_MAX = 4096  # distinct (pair, side, best price) answers kept (see get_price)
 
 
 class PaperExchange(MockPaperExchange):  # type: ignore[misc]
@@ -161,9 +161,15 @@ class PaperExchange(MockPaperExchange):  # type: ignore[misc]
     #
     # An executor reads its market's price every control step (`get_price_by_type`), and the
     # engine quantizes each one through Decimal: 50-170 us a call, ten calls a simulated second
-    # with eight scripts. The answer depends only on the book's best price on that side (and the
-    # pair's quantization, set once before trading), so it is computed by Hummingbot once per
-    # distinct best price and looked up after that: the same Decimal, bit for bit.
+    # with eight scripts. The answer depends only on the book's best price on that side and the
+    # pair's quantization (set once, before trading), so it is computed by Hummingbot once per
+    # (pair, side, best price) and looked up after that, the same Decimal bit for bit. Accounts
+    # with the same quantization may share one memo (`share_prices`): the replay's accounts on a
+    # connector share its book, so a new quote costs one miss per side, not one per account.
+
+    def share_prices(self, other: PaperExchange) -> None:
+        """Use `other`'s price memo (call only when both have the same quantization)."""
+        self._prices, self._mids = other._prices, other._mids
 
     def get_price(self, trading_pair: str, is_buy: bool) -> Decimal:
         top = self.get_order_book(trading_pair).get_price(is_buy)

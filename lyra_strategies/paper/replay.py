@@ -431,6 +431,9 @@ async def _replay(
     for series in feed.markets:
         for exchange in books_of.get(series.connector, []):
             exchange.set_quantization_param(QuantizationParams(series.trading_pair, 6, 6, 6, 6))
+    for same_book in books_of.values():  # one quantization and one book per connector: one price memo
+        for exchange in same_book[1:]:
+            exchange.share_prices(same_book[0])
 
     recorder = start_markets_recorder([a.exchange for a in accounts], hb_db, record_orders=False)
 

@@ -34,3 +34,15 @@ def test_cached_prices_are_hummingbots_and_follow_the_book() -> None:
             for is_buy in (True, False):
                 assert str(ours.get_price(PAIR, is_buy)) == str(theirs.get_price(PAIR, is_buy))
     assert 0 < len(ours._prices) <= paper.PRICE_CACHE_MAX
+
+
+def test_accounts_sharing_a_book_share_its_prices() -> None:
+    first, second, reference = PaperExchange(name="a"), PaperExchange(name="b"), MockPaperExchange()
+    for ex in (first, second, reference):
+        ex.set_quantization_param(QuantizationParams(PAIR, 6, 6, 6, 6))
+        ex.set_balanced_order_book(PAIR, 61_234.5678, 61_000.0, 61_500.0, 3.3, 0.05)
+    second.share_prices(first)
+    assert str(first.get_price(PAIR, True)) == str(reference.get_price(PAIR, True))
+    assert second._prices is first._prices and len(first._prices) == 1
+    assert str(second.get_price(PAIR, True)) == str(reference.get_price(PAIR, True))
+    assert len(first._prices) == 1  # the second account found the first one's answer
