@@ -7,7 +7,7 @@ Figures: both routes' p50/p99 under the 16 clients, /metrics answers through the
 and ALLOWED while the store was away (must be 0), the reconciliation (open reservations,
 invariants, audit verify, the operator's halt heard over MQTT by every bot).
 
-Usage: python bench/soak.py [--quick] [--minutes M] [--speed X] [--requests N]
+Usage: python bench/soak.py [--quick] [--minutes M] [--speed X] [--requests N] [--store sqlite]
 (30 simulated minutes at 10x: about 3.5 min of wall time). The last line is one JSON object.
 """
 
@@ -31,10 +31,16 @@ def main() -> int:
     parser.add_argument("--speed", type=float, default=10.0, help="simulated seconds per wall second")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=200, help="requests per client")
+    parser.add_argument(
+        "--store",
+        choices=("postgresql", "sqlite"),
+        default="postgresql",
+        help="a private PostgreSQL cluster, restarted (default), or a SQLite file whose write lock is held",
+    )
     args = parser.parse_args()
     if args.quick:
         args.minutes, args.speed, args.requests = 3.0, 12.0, 20
-    figures = run_soak(args.minutes, args.speed, args.clients, args.requests)
+    figures = run_soak(args.minutes, args.speed, args.clients, args.requests, store=args.store)
     for line in summary_lines(figures):
         print(line)
     ok = (

@@ -20,6 +20,10 @@ rests and exit. Then the store must reconcile: no reservation left open, every i
 (deployed + reserved + orphaned <= cap, each scope equal to its reservations) and the audit
 chain hold.
 
+`run_soak(store="sqlite")` runs the same on one SQLite file, where the store is away while
+another process holds its write lock (SQLite has no server to restart; see `SqliteStore`), and
+samples the largest WAL file.
+
 `run_soak` returns the figures; tests/e2e/failure/test_soak.py runs a short one, bench/soak.py
 the 30 simulated minutes. `python -m tests.soak bot ...` is one bot (started by `run_soak`).
 """
@@ -115,10 +119,53 @@ class PrivatePostgres:
     def stop(self, mode: str = "fast") -> None:
         self._run(_pg_bin("pg_ctl"), "-D", str(self.dir / "data"), "-m", mode, "-w", "stop")
 
+    @contextlib.contextmanager
+    def away(self) -> Iterator[None]:
+        self.stop("fast")  # every connection dropped; new ones refused until the start
+        try:
+            yield
+        finally:
+            self.start()
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.stop("immediate")
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class SqliteStore:
+    """The soak on one SQLite file. SQLite has no server to restart: here the store is away
+    while another process holds its write lock (a backup, a VACUUM, a stuck writer), so no
+    reservation can be written and every review must be denied; readers still read (WAL).
+    The largest WAL file is sampled every 20 ms."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = home / "lyra.db"
+        self.url = f"sqlite:///{self.path}"
+        self.wal_peak = 0
+        self._stop = threading.Event()
+        self._watch = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        wal = Path(str(self.path) + "-wal")
+        while not self._stop.wait(0.02):
+            with contextlib.suppress(OSError):
+                self.wal_peak = max(self.wal_peak, wal.stat().st_size)
+
+    def init(self) -> SqliteStore:
+        self._watch.start()
+        return self
+
+    @contextlib.contextmanager
+    def away(self) -> Iterator[None]:
+        from tests.store_faults import sqlite_write_lock_held
+
+        with sqlite_write_lock_held(str(self.path), 600):
+            yield
+
+    def close(self) -> None:
+        self._stop.set()
+        self._watch.join(timeout=5)
 
 
 class PrivateMosquitto:
@@ -473,6 +520,7 @@ def run_soak(
     store_down_s: float = 3.0,
     broker_down_s: float = 2.0,
     say: Any = print,
+    store: str = "postgresql",
 ) -> dict[str, Any]:
     """The whole soak; returns its figures (see the module docstring)."""
     from lyra_governor.config import load_settings
@@ -483,11 +531,11 @@ def run_soak(
     sim_s = minutes * 60
     wall_s = sim_s / speed
     home = Path(tempfile.mkdtemp(prefix="lyra-soak-"))
-    pg = PrivatePostgres()
+    pg: PrivatePostgres | SqliteStore = PrivatePostgres() if store == "postgresql" else SqliteStore(home)
     broker = PrivateMosquitto()
     procs: list[subprocess.Popen[str]] = []
     server: subprocess.Popen[str] | None = None
-    figures: dict[str, Any] = {"sim_minutes": minutes, "speed": speed, "clients": clients}
+    figures: dict[str, Any] = {"store": store, "sim_minutes": minutes, "speed": speed, "clients": clients}
     try:
         pg.init()
         broker.start()
@@ -530,10 +578,8 @@ def run_soak(
         for fraction, what in plan:
             time.sleep(max(0.0, t0 + fraction * wall_s - time.time()))
             if what == "store":
-                pg.stop("fast")  # every connection dropped; new ones refused until the start
-                with _window(windows, "store"):
+                with pg.away(), _window(windows, "store"):
                     time.sleep(store_down_s)
-                pg.start()
             else:
                 broker.stop()
                 with _window(windows, "broker"):
@@ -626,6 +672,7 @@ def run_soak(
                 "metrics_poll_codes": {str(k): v for k, v in sorted(poller.codes.items())},
                 "metrics_longest_gap_s": round(poller.longest_gap_s, 2),
                 "wall_s": round(time.time() - t0, 1),
+                "wal_max_mb": round(pg.wal_peak / 2**20, 2) if isinstance(pg, SqliteStore) else None,
             }
         )
         return figures
@@ -660,7 +707,8 @@ def summary_lines(f: dict[str, Any]) -> list[str]:
         f"review worst {f['review_worst_ms']} ms p99 {f['review_p99_ms']} ms",
         f"reconcile: open reservations {f['reservations_open']}, invariant problems {len(f['invariant_problems'])}, "
         f"audit verify ok {f['audit_verify_ok']}, events unsent {f['events_unsent']} (retried {f['event_retries']}), "
-        f"MQTT halt heard {f['mqtt_halt_heard']}, outages {f['windows_s']}",
+        f"MQTT halt heard {f['mqtt_halt_heard']}, outages {f['windows_s']}"
+        + (f", largest WAL {f['wal_max_mb']} MB" if f.get("wal_max_mb") is not None else ""),
     ]
 
 
