@@ -126,6 +126,8 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         self._reconciled = self.offline
         self._reconcile_task: Any = None
         self._reconcile_retry_at = 0.0
+        self._executors_ok: set[str] = set()  # connectors seen able to run executors
+        self._executors_warned = False
         if self.offline:
             from lyra_strategies.paper.backtest import run_on_backtest_clock
 
@@ -157,6 +159,20 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         hummingbot#7434, #8414); `lyra_strategies.paper.exchange.PaperExchange` has both."""
         connector = self.connectors.get(connector_name)
         return connector is not None and hasattr(connector, "trading_rules") and hasattr(connector, "_order_tracker")
+
+    def executors_ready(self, *connector_names: str, what: str = "this script") -> bool:
+        """Whether every one of these connectors can run Hummingbot's executors, checked each
+        tick by the executor scripts (once a connector could, it is not asked again); the first
+        time one cannot, one warning names what `what` needs instead."""
+        missing = [c for c in connector_names if c not in self._executors_ok and not self.executors_supported(c)]
+        self._executors_ok.update(c for c in connector_names if c not in missing)
+        if missing and not self._executors_warned:
+            self._executors_warned = True
+            self.logger().warning(
+                f"{', '.join(missing)} cannot run Hummingbot executors (no trading rules or order tracker): "
+                f"{what} needs a live connector or `lyra-governor paper`."
+            )
+        return not missing
 
     # --- the choke point ----------------------------------------------------------------
 

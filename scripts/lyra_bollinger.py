@@ -25,21 +25,17 @@ connector or `lyra-governor paper`).
 import os
 from decimal import Decimal
 
-from hummingbot.core.data_type.common import MarketDict, PositionMode, TradeType
-from hummingbot.strategy.strategy_v2_base import StrategyV2ConfigBase
+from hummingbot.core.data_type.common import PositionMode, TradeType
 from pydantic import Field
 
-from lyra_strategies import bollinger, budget, governed
+from lyra_strategies import bollinger, budget, governed, script_config
 
 CONTROLLER_ID = "lyra_bollinger"
 
 
-class LyraBollingerConfig(StrategyV2ConfigBase):
+class LyraBollingerConfig(script_config.OneMarketConfig):
     script_file_name: str = os.path.basename(__file__)
-    lyra_config: str = Field(default="", description="Lyra settings file (empty: LYRA_CONFIG or defaults)")
     bot_id: str = "lyra-bollinger"
-    connector_name: str = "binance_paper_trade"
-    trading_pair: str = "BTC-USDT"
     interval: str = "1m"
     bb_length: int = Field(default=20, ge=2, le=500)
     bb_std: float = Field(default=2.0, gt=0)
@@ -51,9 +47,6 @@ class LyraBollingerConfig(StrategyV2ConfigBase):
     stop_loss: Decimal = Field(default=Decimal("0.006"), gt=0)
     take_profit: Decimal = Field(default=Decimal("0.004"), gt=0)
     time_limit_s: int = Field(default=1800, gt=0)
-
-    def update_markets(self, markets: MarketDict) -> MarketDict:
-        return markets.add_or_update(self.connector_name, self.trading_pair)
 
 
 class LyraBollinger(governed.GovernedStrategyV2Base):

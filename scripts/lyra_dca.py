@@ -23,23 +23,19 @@ trades nothing.
 import os
 from decimal import Decimal
 
-from hummingbot.core.data_type.common import MarketDict, TradeType
-from hummingbot.strategy.strategy_v2_base import StrategyV2ConfigBase
+from hummingbot.core.data_type.common import TradeType
 from hummingbot.strategy_v2.executors.dca_executor.data_types import DCAExecutorConfig, DCAMode
 from pydantic import Field
 
-from lyra_strategies import budget, cycle, governed, ladders
+from lyra_strategies import budget, cycle, governed, ladders, script_config
 
 CONTROLLER_ID = "main"
 MIN_NOTIONAL = Decimal(5)
 
 
-class LyraDCAConfig(StrategyV2ConfigBase):
+class LyraDCAConfig(script_config.OneMarketConfig):
     script_file_name: str = os.path.basename(__file__)
-    lyra_config: str = Field(default="", description="Lyra settings file (empty: LYRA_CONFIG or defaults)")
     bot_id: str = "lyra-dca"
-    connector_name: str = "binance_paper_trade"
-    trading_pair: str = "BTC-USDT"
     side: str = Field(default="BUY", pattern="^(BUY|SELL)$")
     levels: int = Field(default=3, ge=1, le=10)
     level_step_pct: Decimal = Field(default=Decimal("0.002"), gt=0)  # each slice this much further from mid
@@ -49,9 +45,6 @@ class LyraDCAConfig(StrategyV2ConfigBase):
     time_limit_s: int = Field(default=1800, gt=0)
     cooldown_s: float = Field(default=60.0, ge=0)
 
-    def update_markets(self, markets: MarketDict) -> MarketDict:
-        return markets.add_or_update(self.connector_name, self.trading_pair)
-
 
 class LyraDCA(governed.GovernedStrategyV2Base):
     """One DCAExecutor at a time; a new one after the last ended and the cooldown passed."""
@@ -59,18 +52,11 @@ class LyraDCA(governed.GovernedStrategyV2Base):
     def __init__(self, connectors, config: LyraDCAConfig, governor=None):
         super().__init__(connectors, config, governor)
         self.config = config
-        self._warned = False
         self.cycle = cycle.ExecutorCycle(self, CONTROLLER_ID, config.cooldown_s)
 
     def on_tick(self):
-        cfg = self.config
-        if not self.executors_supported(cfg.connector_name):
-            if not self._warned:
-                self._warned = True
-                self.logger().warning(f"{cfg.connector_name} cannot run Hummingbot executors (no trading rules or "
-                                      "order tracker): DCA needs a live connector or `lyra-governor paper`.")
-            return
-        self.cycle.step(self.dca_config)
+        if self.executors_ready(self.config.connector_name, what="DCA"):
+            self.cycle.step(self.dca_config)
 
     def dca_config(self):
         """The next DCA around the current mid, each slice sized to the governor's capacity, its

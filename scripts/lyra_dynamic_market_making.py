@@ -26,9 +26,8 @@ trading rules and an order tracker (a live connector or `lyra-governor paper`).
 import os
 from decimal import Decimal
 
-from hummingbot.core.data_type.common import MarketDict, OrderType, TradeType
+from hummingbot.core.data_type.common import OrderType, TradeType
 from hummingbot.data_feed.candles_feed.data_types import CandlesConfig
-from hummingbot.strategy.strategy_v2_base import StrategyV2ConfigBase
 from hummingbot.strategy_v2.executors.position_executor.data_types import (
     PositionExecutorConfig,
     TripleBarrierConfig,
@@ -37,19 +36,16 @@ from hummingbot.strategy_v2.models.executor_actions import CreateExecutorAction,
 from pydantic import Field
 
 from lyra_governor.models import Side, TradingState
-from lyra_strategies import budget, candles, dynamic_spread, governed, ladders, quotes
+from lyra_strategies import budget, candles, dynamic_spread, governed, ladders, quotes, script_config
 
 CONTROLLER_ID = "main"
 KEEP_CLOSED = 50
 MIN_NOTIONAL = Decimal(5)
 
 
-class LyraDynamicMarketMakingConfig(StrategyV2ConfigBase):
+class LyraDynamicMarketMakingConfig(script_config.OneMarketConfig):
     script_file_name: str = os.path.basename(__file__)
-    lyra_config: str = Field(default="", description="Lyra settings file (empty: LYRA_CONFIG or defaults)")
     bot_id: str = "lyra-dynamic-market-making"
-    connector_name: str = "binance_paper_trade"
-    trading_pair: str = "BTC-USDT"
     candles_interval: str = "1m"
     natr_length: int = Field(default=14, ge=2, le=500)
     spread_natr: Decimal = Field(default=Decimal("0.5"), gt=0)
@@ -65,9 +61,6 @@ class LyraDynamicMarketMakingConfig(StrategyV2ConfigBase):
     stop_loss: Decimal = Field(default=Decimal("0.01"), gt=0)
     take_profit: Decimal = Field(default=Decimal("0.004"), gt=0)
     time_limit_s: int = Field(default=900, gt=0)
-
-    def update_markets(self, markets: MarketDict) -> MarketDict:
-        return markets.add_or_update(self.connector_name, self.trading_pair)
 
 
 class LyraDynamicMarketMaking(governed.GovernedStrategyV2Base):
@@ -87,7 +80,6 @@ class LyraDynamicMarketMaking(governed.GovernedStrategyV2Base):
         self._natr_bucket = -1
         self._placed_mid: dict[str, Decimal] = {}
         self._rested_until: dict[str, float] = {}
-        self._warned = False
 
     def update_natr(self) -> None:
         """Re-read the candles once per candle interval (a new candle can only close then)."""
@@ -105,11 +97,7 @@ class LyraDynamicMarketMaking(governed.GovernedStrategyV2Base):
 
     def on_tick(self):
         cfg = self.config
-        if not self.executors_supported(cfg.connector_name):
-            if not self._warned:
-                self._warned = True
-                self.logger().warning(f"{cfg.connector_name} cannot run Hummingbot executors (no trading rules or "
-                                      "order tracker): needs a live connector or `lyra-governor paper`.")
+        if not self.executors_ready(cfg.connector_name, what="dynamic-spread market making"):
             return
         mid = self._mid(cfg.connector_name, cfg.trading_pair)
         if not mid.is_finite() or mid <= 0:

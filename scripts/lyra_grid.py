@@ -24,24 +24,20 @@ need a connector with trading rules and an order tracker (a live connector or
 import os
 from decimal import Decimal
 
-from hummingbot.core.data_type.common import MarketDict, OrderType, TradeType
-from hummingbot.strategy.strategy_v2_base import StrategyV2ConfigBase
+from hummingbot.core.data_type.common import OrderType, TradeType
 from hummingbot.strategy_v2.executors.grid_executor.data_types import GridExecutorConfig
 from hummingbot.strategy_v2.executors.position_executor.data_types import TripleBarrierConfig
 from pydantic import Field
 
-from lyra_strategies import budget, cycle, governed
+from lyra_strategies import budget, cycle, governed, script_config
 
 CONTROLLER_ID = "main"
 MIN_NOTIONAL = Decimal(5)
 
 
-class LyraGridConfig(StrategyV2ConfigBase):
+class LyraGridConfig(script_config.OneMarketConfig):
     script_file_name: str = os.path.basename(__file__)
-    lyra_config: str = Field(default="", description="Lyra settings file (empty: LYRA_CONFIG or defaults)")
     bot_id: str = "lyra-grid"
-    connector_name: str = "binance_paper_trade"
-    trading_pair: str = "BTC-USDT"
     lower_pct: Decimal = Field(default=Decimal("0.006"), gt=0, lt=1)  # range low end under mid
     upper_pct: Decimal = Field(default=Decimal("0.003"), ge=0)  # range top over mid
     levels: int = Field(default=4, ge=1, le=20)
@@ -50,9 +46,6 @@ class LyraGridConfig(StrategyV2ConfigBase):
     time_limit_s: int = Field(default=3600, gt=0)
     cooldown_s: float = Field(default=60.0, ge=0)
 
-    def update_markets(self, markets: MarketDict) -> MarketDict:
-        return markets.add_or_update(self.connector_name, self.trading_pair)
-
 
 class LyraGrid(governed.GovernedStrategyV2Base):
     """One GridExecutor at a time; a new grid around mid after the last ended."""
@@ -60,18 +53,11 @@ class LyraGrid(governed.GovernedStrategyV2Base):
     def __init__(self, connectors, config: LyraGridConfig, governor=None):
         super().__init__(connectors, config, governor)
         self.config = config
-        self._warned = False
         self.cycle = cycle.ExecutorCycle(self, CONTROLLER_ID, config.cooldown_s)
 
     def on_tick(self):
-        cfg = self.config
-        if not self.executors_supported(cfg.connector_name):
-            if not self._warned:
-                self._warned = True
-                self.logger().warning(f"{cfg.connector_name} cannot run Hummingbot executors (no trading rules or "
-                                      "order tracker): the grid needs a live connector or `lyra-governor paper`.")
-            return
-        self.cycle.step(self.grid_config)
+        if self.executors_ready(self.config.connector_name, what="the grid"):
+            self.cycle.step(self.grid_config)
 
     def grid_config(self):
         """The next grid around the current mid, sized to the governor's capacity, its

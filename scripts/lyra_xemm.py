@@ -26,14 +26,13 @@ import os
 from decimal import Decimal
 
 from hummingbot.core.data_type.common import MarketDict, OrderType, PositionAction, TradeType
-from hummingbot.strategy.strategy_v2_base import StrategyV2ConfigBase
 from hummingbot.strategy_v2.executors.data_types import ConnectorPair
 from hummingbot.strategy_v2.executors.xemm_executor.data_types import XEMMExecutorConfig
 from hummingbot.strategy_v2.models.executor_actions import CreateExecutorAction, StopExecutorAction
 from pydantic import Field
 
 from lyra_governor.models import TradingState
-from lyra_strategies import budget, governed, ladders
+from lyra_strategies import budget, governed, ladders, script_config
 
 CONTROLLER_ID = "main"
 KEEP_CLOSED = 20
@@ -41,9 +40,8 @@ MIN_NOTIONAL = Decimal(5)
 RETRY_S = 5.0
 
 
-class LyraXEMMConfig(StrategyV2ConfigBase):
+class LyraXEMMConfig(script_config.GovernedScriptConfig):
     script_file_name: str = os.path.basename(__file__)
-    lyra_config: str = Field(default="", description="Lyra settings file (empty: LYRA_CONFIG or defaults)")
     bot_id: str = "lyra-xemm"
     maker_connector: str = "binance_paper_trade"
     maker_pair: str = "BTC-USDT"
@@ -66,7 +64,6 @@ class LyraXEMM(governed.GovernedStrategyV2Base):
     def __init__(self, connectors, config: LyraXEMMConfig, governor=None):
         super().__init__(connectors, config, governor)
         self.config = config
-        self._warned = False
         self._side_ended: dict[TradeType, float] = {TradeType.BUY: -1e18, TradeType.SELL: -1e18}
         self._settled: set[str] = set()  # finished executors whose legs were checked
         self._retry_at: dict[TradeType, float] = {TradeType.BUY: -1e18, TradeType.SELL: -1e18}
@@ -75,11 +72,7 @@ class LyraXEMM(governed.GovernedStrategyV2Base):
 
     def on_tick(self):
         cfg = self.config
-        if not (self.executors_supported(cfg.maker_connector) and self.executors_supported(cfg.taker_connector)):
-            if not self._warned:
-                self._warned = True
-                self.logger().warning("XEMM needs connectors with trading rules and order trackers (live "
-                                      "connectors or `lyra-governor paper`); nothing is quoted here.")
+        if not self.executors_ready(cfg.maker_connector, cfg.taker_connector, what="XEMM"):
             return
         executors = list(self.executor_orchestrator.active_executors.get(CONTROLLER_ID, []))
         self._settle(executors)

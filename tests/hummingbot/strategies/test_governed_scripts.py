@@ -1,5 +1,7 @@
-"""The four scripts on real Hummingbot: loaded by Hummingbot's own loader, run on
-MockPaperExchange under a back-test Clock, every order through the governor."""
+"""Lyra's scripts on real Hummingbot: all nine load through Hummingbot's own loader (one
+strategy and one config class per file, on the governed base, each with its example conf); the
+original four run on the paper engine under a back-test Clock, every order through the governor
+(the five executor scripts have a test file each)."""
 
 from __future__ import annotations
 
@@ -13,12 +15,11 @@ from typing import Any
 import pytest
 
 from lyra_governor.config import Settings
-from lyra_governor.governor import Governor
 from lyra_governor.models import DenialCode
-from tests.loops import shut_down
+from tests.hummingbot.strategies.world import build, decisions, paper_world, run
 
-SCRIPTS = ["lyra_market_making", "lyra_arbitrage", "lyra_rebalancer", "lyra_controllers"]
-START = 1_767_225_600.0
+SCRIPTS = ["lyra_market_making", "lyra_arbitrage", "lyra_rebalancer", "lyra_controllers", "lyra_dca", "lyra_grid",
+           "lyra_xemm", "lyra_dynamic_market_making", "lyra_bollinger"]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -39,82 +40,23 @@ def test_script_loads_through_hummingbots_loader(name: str) -> None:
 
 @pytest.fixture
 def world(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """A running event loop, two paper exchanges, Hummingbot's recorder, a governor in phase 3."""
-    from hummingbot.connector.exchange.paper_trade.paper_trade_exchange import QuantizationParams
-
-    from lyra_strategies.paper.exchange import PaperExchange
-    from lyra_strategies.paper.replay import start_markets_recorder
-
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    exchanges = {"binance_paper_trade": PaperExchange(), "okx_paper_trade": PaperExchange()}
-    for ex in exchanges.values():
-        ex.set_balanced_order_book("BTC-USDT", 60_000, 59_000, 61_000, 10, 0.01)
-        ex.set_quantization_param(QuantizationParams("BTC-USDT", 6, 6, 6, 6))
-        ex.set_balance("USDT", 5_000)
-        ex.set_balance("BTC", 0.1)
-    now = [START]
-    gov = Governor.from_settings(settings, "hb-test", clock=lambda: now[0])
-    gov.ledger.set_phase(3, "test", "paper")
-    recorder = loop.run_until_complete(
-        _async(lambda: start_markets_recorder(list(exchanges.values()), tmp_path / "hb.sqlite"))
-    )
-    yield {"loop": loop, "exchanges": exchanges, "gov": gov, "now": now}
-    recorder.stop()
-    gov.close()
-    shut_down(loop)
-
-
-async def _async(fn: Any) -> Any:
-    return fn()
-
-
-def _run(world: dict[str, Any], strategy: Any, seconds: int) -> None:
-    """Tick exchanges then the strategy once per simulated second, as Hummingbot's Clock does,
-    then yield to the event loop so executors (and controllers) take their step, as the replay
-    does (three yields: a controller's actions pass through a queue first)."""
-    from hummingbot.core.clock import Clock
-    from hummingbot.core.clock_mode import ClockMode
-
-    async def drive() -> None:
-        clock = Clock(ClockMode.BACKTEST, 1.0, world["now"][0], world["now"][0] + seconds + 1)
-        for ex in world["exchanges"].values():
-            clock.add_iterator(ex)
-        clock.add_iterator(strategy)
-        for _ in range(seconds):
-            world["now"][0] += 1
-            clock.backtest_til(world["now"][0])
-            for _ in range(3):
-                await asyncio.sleep(0)
-
-    world["loop"].run_until_complete(drive())
+    """Two paper exchanges with $5,000 and 0.1 BTC each, Hummingbot's recorder, a governor in phase 3."""
+    yield from paper_world(settings, tmp_path, usdt=5_000, btc=0.1)
 
 
 def _market_making(world: dict[str, Any], **overrides: Any) -> Any:
-    from lyra_strategies.paper.replay import load_script
-
-    strategy_cls, config_cls = load_script("lyra_market_making.py")
-    config = config_cls(**{"order_amount": Decimal("0.001"), "refresh_s": 5, **overrides})
-    strategy_cls.init_markets(config)
-    strategy_cls.offline = True
-    strategy_cls.book_timestamp = None
-
-    async def build() -> Any:
-        return strategy_cls(
-            {"binance_paper_trade": world["exchanges"]["binance_paper_trade"]}, config, governor=world["gov"]
-        )
-
-    return world["loop"].run_until_complete(build())
+    return build(world, "lyra_market_making.py", ["binance_paper_trade"],
+                 **{"order_amount": Decimal("0.001"), "refresh_s": 5, **overrides})  # fmt: skip
 
 
 def test_market_making_orders_pass_the_governor_and_fills_reach_the_ledger(world: dict[str, Any]) -> None:
     strategy = _market_making(world)
-    _run(world, strategy, 12)
+    run(world, strategy, 12)
     assert strategy.decisions.get("ALLOWED", 0) >= 2
     assert strategy.get_active_orders("binance_paper_trade")
     # move the book through the bid: Hummingbot's paper engine fills it, the ledger records it
     world["exchanges"]["binance_paper_trade"].set_balanced_order_book("BTC-USDT", 59_700, 58_700, 60_700, 10, 0.01)
-    _run(world, strategy, 3)
+    run(world, strategy, 3)
     fills = world["gov"].ledger.fill_rows(book="paper")
     assert fills and fills[0]["side"] == "BUY"
     assert world["gov"].ledger.exposure("paper").exchanges["binance"].deployed_usd > 0
@@ -136,11 +78,11 @@ def test_on_hummingbots_own_paper_connector_market_making_quotes_plain_governed_
     world["exchanges"] = {"binance_paper_trade": exchange}
     strategy = _market_making(world)
     assert not strategy.executors_supported("binance_paper_trade")
-    _run(world, strategy, 12)
+    run(world, strategy, 12)
     assert strategy.decisions.get("ALLOWED", 0) >= 2 and exchange.limit_orders
     assert sum("quoting with plain governed orders" in r.getMessage() for r in caplog.records) == 1
     exchange.set_balanced_order_book("BTC-USDT", 59_700, 58_700, 60_700, 10, 0.01)  # through the bid
-    _run(world, strategy, 3)
+    run(world, strategy, 3)
     fills = world["gov"].ledger.fill_rows(book="paper")
     assert fills and fills[0]["side"] == "BUY"
 
@@ -148,7 +90,7 @@ def test_on_hummingbots_own_paper_connector_market_making_quotes_plain_governed_
 def test_orders_above_the_cap_never_reach_the_exchange(world: dict[str, Any]) -> None:
     strategy = _market_making(world, order_amount=Decimal("0.05"))  # 3,000 USD per quote, cap 1,000
     exchange = world["exchanges"]["binance_paper_trade"]
-    _run(world, strategy, 8)
+    run(world, strategy, 8)
     placed = [o for o in strategy.get_active_orders("binance_paper_trade")]
     for order in placed:  # sizing fitted them under the per-order limit, or they were refused
         assert order.quantity * order.price <= Decimal(250)
@@ -162,7 +104,7 @@ def test_nan_or_zero_book_prices_produce_no_order(world: dict[str, Any]) -> None
     strategy = _market_making(world)
     exchange = world["exchanges"]["binance_paper_trade"]
     exchange.set_balanced_order_book("BTC-USDT", 0.0, 0.0, 0.0, 10, 0.01)  # an empty book
-    _run(world, strategy, 6)
+    run(world, strategy, 6)
     assert not strategy.get_active_orders("binance_paper_trade")
     proposal = strategy.proposal(
         __import__("lyra_governor.models", fromlist=["Side"]).Side.BUY,
@@ -180,14 +122,14 @@ def test_halt_stops_new_orders_within_one_tick_and_cancels_open_ones(world: dict
     from lyra_governor.ledger import Ledger
 
     strategy = _market_making(world)
-    _run(world, strategy, 8)
+    run(world, strategy, 8)
     assert strategy.get_active_orders("binance_paper_trade")
     operator = Ledger.open(settings)
     operator.halt("operator stop", "operator")
     operator.close()
     time.sleep(0.3)  # the governor re-reads the store state at most every 0.25 s
     before = dict(strategy.decisions)
-    _run(world, strategy, 12)
+    run(world, strategy, 12)
     assert strategy.decisions == before  # nothing proposed while halted
     assert not strategy.get_active_orders("binance_paper_trade")
 
@@ -195,7 +137,7 @@ def test_halt_stops_new_orders_within_one_tick_and_cancels_open_ones(world: dict
 def test_stale_book_pauses_quoting(world: dict[str, Any]) -> None:
     strategy = _market_making(world)
     type(strategy).book_timestamp = staticmethod(lambda _c, _p, now: now - 120)
-    _run(world, strategy, 8)
+    run(world, strategy, 8)
     assert strategy.decisions.get("STALE_PRICE", 0) >= 1
     assert not strategy.get_active_orders("binance_paper_trade")
     type(strategy).book_timestamp = None
@@ -304,13 +246,13 @@ def _filled_bid(world: dict[str, Any], **overrides: Any) -> tuple[Any, Any]:
     """The market-making script with one level; its bid executor is filled (the book moved
     through it). Returns (strategy, the filled buy_0 executor)."""
     strategy = _market_making(world, refresh_s=10_000, refresh_tolerance_bps=10_000, **overrides)
-    _run(world, strategy, 8)
+    run(world, strategy, 8)
     bid = _level(strategy, "buy_0")
     assert bid.config.triple_barrier_config.stop_loss == strategy.config.stop_loss
     resting = world["exchanges"]["binance_paper_trade"].limit_orders
     assert any(o.client_order_id in strategy._reservation_of for o in resting)
     _book(world, 59_900)  # asks at 59,910: through the 59,940 bid
-    _run(world, strategy, 3)
+    run(world, strategy, 3)
     assert bid.is_trading and bid.open_filled_amount > 0
     return strategy, bid
 
@@ -330,7 +272,7 @@ def test_stop_loss_closes_a_filled_quote_through_the_governor_in_a_gradual_stop(
     world["gov"].ladder_state(fresh=True)
     before = dict(strategy.decisions)
     _book(world, 58_900)  # 1.7 % below the entry: through the 1 % stop-loss, inside the 3 % collar
-    _run(world, strategy, 8)  # the paper engine executes a MARKET order 5 s after it is placed
+    run(world, strategy, 8)  # the paper engine executes a MARKET order 5 s after it is placed
     assert bid.close_type is CloseType.STOP_LOSS
     close = bid._close_order
     assert close is not None and not close.order_id.startswith("lyra-denied-")
@@ -342,7 +284,7 @@ def test_stop_loss_closes_a_filled_quote_through_the_governor_in_a_gradual_stop(
     # ... and a new quote, even from an executor, is refused by the governor
     config = strategy.quote_configs(Decimal(58_900), set())[0]
     strategy.executor_orchestrator.execute_action(CreateExecutorAction(controller_id="main", executor_config=config))
-    _run(world, strategy, 2)
+    run(world, strategy, 2)
     assert strategy.decisions.get("REDUCE_ONLY", 0) >= 1
     assert strategy.last_decision is not None and strategy.last_decision.code is DenialCode.REDUCE_ONLY
     assert not [o for o in world["exchanges"]["binance_paper_trade"].limit_orders if o.price > 50_000 and o.is_buy]
@@ -354,7 +296,7 @@ def test_time_limit_closes_a_filled_quote_and_releases_the_ledger(world: dict[st
     strategy, bid = _filled_bid(world, time_limit_s=20)
     deployed = _deployed(world)
     assert deployed > Decimal(50)
-    _run(world, strategy, 20)  # 20 s after the executor was created, then the MARKET close fills 5 s later
+    run(world, strategy, 20)  # 20 s after the executor was created, then the MARKET close fills 5 s later
     assert bid.close_type is CloseType.TIME_LIMIT
     assert bid._close_order is not None and bid._close_order.is_filled
     assert _deployed(world) < deployed / 10
@@ -452,9 +394,9 @@ def test_an_upstream_controller_runs_under_the_governor(
     strategy = world["loop"].run_until_complete(build())
     assert type(strategy.controllers["lyra_test_mm_1"]).__name__ == "LyraTestMM"
     exchange = world["exchanges"]["binance_paper_trade"]
-    _run(world, strategy, 1)
+    run(world, strategy, 1)
     strategy.start(None, world["now"][0])  # offline: starts the controllers' loops
-    _run(world, strategy, 15)
+    run(world, strategy, 15)
 
     executors = strategy.executor_orchestrator.active_executors["lyra_test_mm_1"]
     assert {e.config.level_id for e in executors} >= {"buy_0", "buy_1", "sell_0"}
@@ -468,20 +410,10 @@ def test_an_upstream_controller_runs_under_the_governor(
 
 
 def _arbitrage(world: dict[str, Any]) -> Any:
-    from lyra_strategies.paper.replay import load_script
-
-    strategy_cls, config_cls = load_script("lyra_arbitrage.py")
-    config = config_cls(max_amount=Decimal("0.001"), cooldown_s=10_000)
-    strategy_cls.init_markets(config)
-    strategy_cls.offline = True
-    strategy_cls.book_timestamp = None
-
-    async def build() -> Any:
-        return strategy_cls(world["exchanges"], config, governor=world["gov"])
-
-    strategy = world["loop"].run_until_complete(build())
+    strategy = build(world, "lyra_arbitrage.py", list(world["exchanges"]), max_amount=Decimal("0.001"),
+                     cooldown_s=10_000)  # fmt: skip
     world["exchanges"]["okx_paper_trade"].set_balanced_order_book("BTC-USDT", 60_100, 59_100, 61_100, 10, 0.01)
-    _run(world, strategy, 6)  # both markets observed for the reference (5 s of history); no edge after fees
+    run(world, strategy, 6)  # both markets observed for the reference (5 s of history); no edge after fees
     assert strategy.taken == 0
     return strategy
 
@@ -495,7 +427,7 @@ def test_arbitrage_cancels_its_first_leg_when_the_governor_refuses_the_hedge(wor
     is cancelled before it can fill, so nothing is left unhedged and nothing reaches okx."""
     strategy = _arbitrage(world)
     world["exchanges"]["okx_paper_trade"].set_balanced_order_book("BTC-USDT", 62_500, 61_500, 63_500, 10, 0.01)
-    _run(world, strategy, 10)
+    run(world, strategy, 10)
     assert strategy.decisions.get("PRICE_COLLAR", 0) >= 1 and strategy.decisions.get("ALLOWED", 0) >= 1
     assert strategy.taken == 0 and not strategy._legs
     assert not _fills(world)
@@ -511,13 +443,13 @@ def test_arbitrage_closes_the_filled_leg_when_the_exchange_cancels_the_hedge(wor
     _warm_mandates(world)
     okx = world["exchanges"]["okx_paper_trade"]
     okx.set_balanced_order_book("BTC-USDT", 60_400, 59_400, 61_400, 10, 0.01)  # +0.5 %: an edge after fees
-    _run(world, strategy, 1)  # both legs placed
+    run(world, strategy, 1)  # both legs placed
     assert strategy.taken == 1
     okx.set_balance("BTC", 0)
-    _run(world, strategy, 12)  # the paper engine executes MARKET orders 5 s after they are placed
+    run(world, strategy, 12)  # the paper engine executes MARKET orders 5 s after they are placed
     assert strategy.unwinds == 1 and strategy.exchange_failures == 1
     assert _fills(world) == [("binance", "BUY"), ("binance", "SELL")]
-    closes = [d for d in _decision_payloads(world) if d["reduce_only"]]
+    closes = [d for d in decisions(world) if d["reduce_only"]]
     assert len(closes) == 1 and closes[0]["status"] == "ALLOWED" and closes[0]["side"] == "SELL"
     assert abs(world["gov"].orders.position(("paper", "binance", "BTC-USDT"))) < Decimal("1e-12")  # flat (float dust)
     assert not strategy._legs
@@ -531,9 +463,9 @@ def test_arbitrage_cancels_a_leg_that_missed_the_market(world: dict[str, Any]) -
     strategy.config.leg_timeout_s = 3
     okx = world["exchanges"]["okx_paper_trade"]
     okx.set_balanced_order_book("BTC-USDT", 60_400, 59_400, 61_400, 10, 0.01)
-    _run(world, strategy, 1)  # both legs placed on this tick
+    run(world, strategy, 1)  # both legs placed on this tick
     okx.set_balanced_order_book("BTC-USDT", 60_000, 59_000, 61_000, 10, 0.01)  # the bid falls under the sell
-    _run(world, strategy, 14)
+    run(world, strategy, 14)
     assert strategy.taken == 1 and strategy.unwinds == 1
     assert _fills(world) == [("binance", "BUY"), ("binance", "SELL")]
     assert not okx.limit_orders and not strategy._legs
@@ -552,41 +484,18 @@ def _warm_mandates(world: dict[str, Any]) -> None:
         assert world["gov"].mandates.find(proposal, Decimal(6), world["now"][0]) is not None
 
 
-def _decision_payloads(world: dict[str, Any]) -> list[dict[str, Any]]:
-    import json
-
-    import sqlalchemy as sa
-
-    from lyra_governor.store import audit_log
-
-    with world["gov"].ledger.engine.connect() as conn:
-        rows = conn.execute(sa.select(audit_log.c.payload).where(audit_log.c.event == "decision")).scalars().all()
-    return [json.loads(r) for r in rows]
-
-
 def test_rebalancer_trades_toward_its_targets_through_the_governor(world: dict[str, Any]) -> None:
     """All cash on okx, targets 40 % BTC / 20 % ETH: governed buys of both, sized under the
     caps, filled by the paper engine into the ledger; stale orders are cancelled each check."""
     from hummingbot.connector.exchange.paper_trade.paper_trade_exchange import QuantizationParams
-
-    from lyra_strategies.paper.replay import load_script
 
     okx = world["exchanges"]["okx_paper_trade"]
     okx.set_balanced_order_book("ETH-USDT", 3_000, 2_950, 3_050, 1, 0.1)
     okx.set_quantization_param(QuantizationParams("ETH-USDT", 6, 6, 6, 6))
     okx.set_balance("BTC", 0)
     okx.set_balance("ETH", 0)
-    strategy_cls, config_cls = load_script("lyra_rebalancer.py")
-    config = config_cls(check_every_s=5)
-    strategy_cls.init_markets(config)
-    strategy_cls.offline = True
-    strategy_cls.book_timestamp = None
-
-    async def build() -> Any:
-        return strategy_cls({"okx_paper_trade": okx}, config, governor=world["gov"])
-
-    strategy = world["loop"].run_until_complete(build())
-    _run(world, strategy, 16)  # first check asks the council (pending), the next ones trade
+    strategy = build(world, "lyra_rebalancer.py", ["okx_paper_trade"], check_every_s=5)
+    run(world, strategy, 16)  # first check asks the council (pending), the next ones trade
     assert strategy.decisions.get("ALLOWED", 0) >= 2
     bought = {f["trading_pair"] for f in world["gov"].ledger.fill_rows(book="paper") if f["side"] == "BUY"}
     assert bought == {"BTC-USDT", "ETH-USDT"}
@@ -599,10 +508,10 @@ def test_a_refused_quote_level_rests_instead_of_retrying_every_second(world: dic
     """A 10 % flash move: the collar refuses the quotes. Each level rests `refresh_s` after a
     refusal, so 20 s of the move cost a few denials per level, not one per level per second."""
     strategy = _market_making(world, refresh_s=5)
-    _run(world, strategy, 8)  # quoting normally; the governor has its reference mid
+    run(world, strategy, 8)  # quoting normally; the governor has its reference mid
     world["exchanges"]["binance_paper_trade"].set_balanced_order_book("BTC-USDT", 54_000, 53_000, 55_000, 10, 0.01)
     before = strategy.decisions.get("PRICE_COLLAR", 0)
-    _run(world, strategy, 20)
+    run(world, strategy, 20)
     refused = strategy.decisions.get("PRICE_COLLAR", 0) - before
     assert 2 <= refused <= 2 * (20 // 5 + 1), refused  # buy_0 and sell_0, once per rest period at most
 
@@ -614,7 +523,7 @@ def test_arbitrage_sizes_to_what_both_venues_can_settle(world: dict[str, Any]) -
     okx = world["exchanges"]["okx_paper_trade"]
     okx.set_balance("BTC", 0.0003)
     okx.set_balanced_order_book("BTC-USDT", 60_400, 59_400, 61_400, 10, 0.01)
-    _run(world, strategy, 3)
+    run(world, strategy, 3)
     assert strategy.taken == 1 and strategy.exchange_failures == 0
     amounts = {f["side"]: Decimal(f["amount"]) for f in world["gov"].ledger.fill_rows(book="paper")}
     assert Decimal("0.0002") < amounts["BUY"] == amounts["SELL"] <= Decimal("0.000294")
@@ -626,7 +535,7 @@ def test_the_connectors_book_feeds_the_councils_market_context(world: dict[str, 
     from lyra_strategies.governed import _depth_within
 
     strategy = _market_making(world)
-    _run(world, strategy, 30)
+    run(world, strategy, 30)
     snapshot = world["gov"].watch.snapshot("binance_paper_trade", "BTC-USDT")
     book = world["exchanges"]["binance_paper_trade"].get_order_book("BTC-USDT")
     expected = sum(r.price * r.amount for r in book.bid_entries() if r.price >= 60_000 * 0.99) + sum(

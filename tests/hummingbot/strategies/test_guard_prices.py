@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from lyra_governor.models import DenialCode
-from tests.hummingbot.strategies.test_governed_scripts import _market_making, _run, world  # noqa: F401
+from tests.hummingbot.strategies.test_governed_scripts import _market_making, world  # noqa: F401
+from tests.hummingbot.strategies.world import run
 
 
 def _order_type(name: str) -> Any:
@@ -34,7 +35,7 @@ def test_a_limit_without_a_price_never_reaches_the_exchange(
     world: dict[str, Any], order_type: str, price: Decimal | None, code: DenialCode  # noqa: F811
 ) -> None:
     strategy = _market_making(world)
-    _run(world, strategy, 8)  # the governor has watched the market for a while
+    run(world, strategy, 8)  # the governor has watched the market for a while
     exchange = world["exchanges"]["binance_paper_trade"]
     before = {o.client_order_id for o in exchange.limit_orders}
     kwargs = {} if price is None else {"price": price}
@@ -44,20 +45,20 @@ def test_a_limit_without_a_price_never_reaches_the_exchange(
     assert order_id.startswith("lyra-denied-")
     assert strategy.last_decision.code is code, strategy.last_decision.message
     assert {o.client_order_id for o in exchange.limit_orders} == before
-    _run(world, strategy, 2)  # the denial reaches the script as an order failure, nothing more
+    run(world, strategy, 2)  # the denial reaches the script as an order failure, nothing more
     assert all(o.client_order_id != order_id for o in exchange.limit_orders)
 
 
 def test_the_default_price_of_a_limit_buy_is_refused(world: dict[str, Any]) -> None:  # noqa: F811
     strategy = _market_making(world)
-    _run(world, strategy, 8)
+    run(world, strategy, 8)
     order_id = strategy.buy("binance_paper_trade", "BTC-USDT", Decimal("0.001"), _order_type("LIMIT"))
     assert order_id.startswith("lyra-denied-") and strategy.last_decision.code is DenialCode.INVALID_PRICE
 
 
 def test_a_market_order_is_valued_at_its_worst_price(world: dict[str, Any]) -> None:  # noqa: F811
     strategy = _market_making(world)
-    _run(world, strategy, 8)
+    run(world, strategy, 8)
     mid = strategy._mid("binance_paper_trade", "BTC-USDT")
     strategy.buy("binance_paper_trade", "BTC-USDT", Decimal("0.001"), _order_type("MARKET"))
     decision = strategy.last_decision

@@ -22,6 +22,12 @@ START = 1_767_225_600.0
 
 @pytest.fixture
 def world(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """$500 and 0.01 BTC on each exchange."""
+    yield from paper_world(settings, tmp_path, usdt=500, btc=0.01)
+
+
+def paper_world(settings: Settings, tmp_path: Path, usdt: float, btc: float) -> Iterator[dict[str, Any]]:
+    """The world, `usdt` and `btc` on each exchange (a fixture's body: yields it, then closes it)."""
     from hummingbot.connector.exchange.paper_trade.paper_trade_exchange import QuantizationParams
 
     from lyra_strategies.paper.exchange import PaperExchange
@@ -33,8 +39,8 @@ def world(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]:
     for ex in exchanges.values():
         ex.set_balanced_order_book("BTC-USDT", 60_000, 59_000, 61_000, 10, 0.01)
         ex.set_quantization_param(QuantizationParams("BTC-USDT", 6, 6, 6, 6))
-        ex.set_balance("USDT", 500)
-        ex.set_balance("BTC", 0.01)
+        ex.set_balance("USDT", usdt)
+        ex.set_balance("BTC", btc)
     now = [START]
     gov = Governor.from_settings(settings, "hb-test", clock=lambda: now[0])
     gov.ledger.set_phase(3, "test", "paper")
