@@ -4,13 +4,16 @@ gap, a market missing. (The project's generator hides every one of these.)"""
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from decimal import Decimal
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ import sqlalchemy as sa
 from lyra_governor.config import Settings, load_settings
 from lyra_governor.store import audit_log, create_store_engine, fills
 from lyra_strategies.paper import importer, report
-from lyra_strategies.paper.replay import ReplayResult, run_replay
+from lyra_strategies.paper.replay import SCRIPTS, ReplayResult, run_replay
 
 T0 = 1_656_633_600.0  # 2022-07-01 00:00:00 UTC: BTC near 20,000, ETH near 1,070
 SECONDS = 900
@@ -196,6 +199,77 @@ def test_the_report_stands_on_its_own(replayed: tuple[Path, ReplayResult, Seen, 
         row = summary["per_script"][role]
         for key in ("fill_rate", "turnover_usd", "fees_usd", "max_drawdown_usd", "sharpe", "sortino", "win_rate"):
             assert key in row
+
+
+class _Page(HTMLParser):
+    """What a self-contained page must be checked for: its images, every outside reference,
+    its tables' first cells."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.outside: list[str] = []
+        self.first_cells: list[str] = []
+        self._row_start = False
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "img":
+            self.images.append(found.get("src") or "")
+        for name in ("src", "href"):
+            value = found.get(name) or ""
+            if value and not value.startswith(("data:", "#")) and not (tag == "img" and name == "src"):
+                self.outside.append(f"{tag} {name}={value[:80]}")
+        if tag == "link" or (tag == "script" and found.get("src")):
+            self.outside.append(tag)
+        if tag == "tr":
+            self._row_start = True
+        elif tag in ("td", "th") and self._row_start:
+            self._cell, self._row_start = [], False
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.first_cells.append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def test_report_html_is_self_contained_and_renders(
+    replayed: tuple[Path, ReplayResult, Seen, dict[str, Any]], tmp_path: Path
+) -> None:
+    """report.html alone carries the run: both plots embedded as PNG data, nothing fetched from
+    outside, the criteria table and one line per script for all eight (and, where a headless
+    Chromium is installed, it renders to a non-empty picture)."""
+    _, result, _, summary = replayed
+    report.write_report(summary, result, result.out_dir)
+    html = result.out_dir / "report.html"
+    page = _Page()
+    page.feed(html.read_text())
+    assert page.outside == []
+    assert len(page.images) == 2
+    for src in page.images:
+        assert src.startswith("data:image/png;base64,")
+        png = base64.b64decode(src.split(",", 1)[1], validate=True)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    criteria = [c["criterion"] for c in summary["criteria"]]
+    assert "all trading strategies tested" in criteria and "success rate > 95 %" in criteria
+    for needed in [*criteria, *SCRIPTS]:
+        assert needed in page.first_cells, needed
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        return  # no headless browser on this machine: the parse above is the check
+    shot = tmp_path / "report.png"
+    done = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,3000",
+         f"--screenshot={shot}", html.as_uri()],
+        capture_output=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", done.stderr[-500:]
+    assert shot.stat().st_size > 50_000  # a blank page of that size compresses to a few kB
 
 
 def test_markets_without_data_are_named(lyra_home: Path) -> None:
