@@ -124,3 +124,14 @@ def test_okx_5xx_on_an_order_the_exchange_never_took(okx_bot: Bot) -> None:
     bot.rig.wait(lambda: [r for r in audit_rows(bot.gov) if r["event"] == "order_in_doubt"], what="the check")
     bot.agree()
     assert bot.sim.order(lost) is None and not bot.gov.ledger.open_reservations(bot.gov.bot_id)
+
+
+def test_okx_clock_skew_beyond_the_timestamp_window(okx_bot: Bot) -> None:
+    """OKX's clock jumps 40 s ahead: signed calls are refused (50102, timestamp expired) until
+    Hummingbot re-synchronizes from public/time, then orders go through."""
+    bot = okx_bot
+    bot.sim.clock_offset_ms = 40_000
+    bot.rig.wait(lambda: any(code == "50102" for *_, code in bot.sim.errors), 15, "a 50102 answer")
+    order = bot.buy("0.001", "59000")
+    bot.acked(order)
+    bot.agree()
