@@ -103,7 +103,8 @@ def kill9(args: argparse.Namespace) -> int:
         print(f"  {report.kills} kills, {len(report.violations)} violations", flush=True)
 
     def one(name: str, url: str) -> None:
-        report = KillNine(url, seed=args.seed, workers=args.workers).run(args.kill9, progress=progress)
+        lo, hi = (float(x) for x in args.kill_gap.split(","))
+        report = KillNine(url, seed=args.seed, workers=args.workers).run(args.kill9, gap_s=(lo, hi), progress=progress)
         f = out[name] = report.as_dict()
         print(f"{name} kill -9: seed {f['seed']}, {f['workers']} bot processes, {f['kills']} kills "
               f"({f['left_dead']} left dead past the heartbeat timeout, {f['orphaned_seen']} reservations orphaned), "
@@ -138,6 +139,8 @@ def main() -> int:
     parser.add_argument("--kill9", type=int, default=0, metavar="N",
                         help="instead: N kill -9 of real bot processes on one store (tests/kill9.py)")
     parser.add_argument("--workers", type=int, default=3, help="bot processes for --kill9")
+    parser.add_argument("--kill-gap", default="0.3,1.5", metavar="LO,HI",
+                        help="wall seconds between kills for --kill9, drawn uniformly (PostgreSQL starts bots slower)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # breakers trip often under random interleavings: by design
     steps = args.steps or (2000 if args.quick else 100_000)

@@ -247,6 +247,7 @@ class Simulation:
         )  # fmt: skip
         self.operator = Ledger.open(self.settings, self.clock)
         self.desk = OrderStore(self.operator.engine)  # what `resume --bot` and `orphans release` write with
+        self._ledgers: dict[str, Ledger] = {}
         if self.operator.state().phase != 3:
             self.operator.set_phase(3, "sim", "simulated paper trading")
         self.mids = {c: START_MID for c in CONNECTORS}
@@ -265,7 +266,13 @@ class Simulation:
         return self.now
 
     def _start(self, bot_id: str) -> Bot:
-        gov = Governor.from_settings(self.settings, bot_id, mandates=SimMandates(), clock=self.clock)
+        # A new governor (its own dedicated store connection, its memory empty) on the bot's
+        # Ledger, opened once: the Ledger holds no state but its engine, and opening one checks
+        # the whole schema (0.75 s on a loaded PostgreSQL, 2,000 restarts in 10^5 steps).
+        ledger = self._ledgers.get(bot_id)
+        if ledger is None:
+            ledger = self._ledgers[bot_id] = Ledger.open(self.settings, self.clock)
+        gov = Governor.from_settings(self.settings, bot_id, mandates=SimMandates(), clock=self.clock, ledger=ledger)
         bot = Bot(bot_id, gov)
         for row in gov.ledger.open_reservations(bot_id):  # what a restarted bot learns from the store
             bot.orders.append(Order(row["reservation_id"], row["connector"], Side(row["side"]), Decimal(row["amount"]),
@@ -276,6 +283,8 @@ class Simulation:
     def close(self) -> None:
         for bot in self.bots:
             bot.gov.close()
+        for ledger in self._ledgers.values():
+            ledger.close()
         self.desk.close()
         self.operator.close()
 
