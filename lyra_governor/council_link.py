@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from lyra_governor import audit
-from lyra_governor.bot_orders import Tally
 from lyra_governor.checks import Review
-from lyra_governor.ledger import Exposure, Ledger
+from lyra_governor.ledger import Exposure
 from lyra_governor.mandate_provider import verdict_record
 from lyra_governor.market_context import MarketHistory, sampled_rate
 from lyra_governor.market_watch import MarketWatch
 from lyra_governor.models import ConsensusResult, CouncilContext, Verdict
-from lyra_governor.order_store import OrderStore
+from lyra_governor.seat import Seat
 from lyra_governor.store import STORE_ERRORS
 from lyra_governor.store_budget import EVENT_BUDGET_MS
 
@@ -30,19 +29,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(eq=False)
 class CouncilLink:
-    bot_id: str
-    ledger: Ledger
-    store: OrderStore
+    """One governor's questions to the council (`context`) and what it does with the answers."""
+
+    seat: Seat
     watch: MarketWatch
     history: MarketHistory
-    tally: Tally
     exposure: Callable[[str], Exposure]
-    clock: Callable[[], float]
-    state_changed: Callable[[], None]
 
     def context(self, r: Review) -> CouncilContext:
         ex = self.exposure(r.book).exchanges.get(r.exchange)
-        decisions, failures, denials = self.tally.recent(r.now)
+        decisions, failures, denials = self.seat.tally.recent(r.now)
         return CouncilContext(
             phase=r.state.phase,
             question="mandate",
@@ -65,8 +61,8 @@ class CouncilLink:
         """Every council answer is a decision: audited, then its emergency rules applied."""
         record = verdict_record(result, context)
         try:
-            self.store.audit(
-                "council_verdict", audit.canonical_json(record), self.bot_id, self.clock(), EVENT_BUDGET_MS
+            self.seat.store.audit(
+                "council_verdict", audit.canonical_json(record), self.seat.bot_id, self.seat.clock(), EVENT_BUDGET_MS
             )
         except STORE_ERRORS as exc:
             log.error("could not audit council verdict %s: %s", result.consensus_id, exc)
@@ -77,11 +73,11 @@ class CouncilLink:
         reasons = "; ".join(result.reasons)[:300]
         try:
             if result.verdict is Verdict.ABORT:
-                self.ledger.halt(f"council ABORT ({reasons})", "council", demote=False)
+                self.seat.ledger.halt(f"council ABORT ({reasons})", "council", demote=False)
             elif result.verdict is Verdict.GRADUAL_STOP:
-                self.ledger.reduce_only(f"council GRADUAL_STOP ({reasons})", "council")
+                self.seat.ledger.reduce_only(f"council GRADUAL_STOP ({reasons})", "council")
             else:
                 return
-            self.state_changed()
+            self.seat.state_changed()
         except STORE_ERRORS:
             log.exception("could not record the council's %s verdict", result.verdict)

@@ -9,15 +9,13 @@ written with its reservation (`reservation.reserve`); `allowed` only counts and 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from lyra_governor.bot_orders import Tally
 from lyra_governor.chain import canonical_json
 from lyra_governor.checks import Review, decision_payload
 from lyra_governor.models import Decision, DecisionStatus, Denial, DenialCode, OrderProposal
-from lyra_governor.order_store import OrderStore
+from lyra_governor.seat import Seat
 from lyra_governor.store import STORE_ERRORS
 from lyra_governor.store_budget import StoreBusy
 
@@ -26,30 +24,29 @@ log = logging.getLogger(__name__)
 
 @dataclass(eq=False)
 class Decisions:
-    bot_id: str
-    store: OrderStore
-    tally: Tally
-    clock: Callable[[], float]
+    """One governor's decisions: every refusal and wait audited and counted; allowed ones counted."""
+
+    seat: Seat
 
     def deny(self, p: OrderProposal, denial: Denial, notional: Decimal = Decimal(0)) -> Decision:
         """The one deny path: audited (unless the store itself is what failed), counted."""
         code, message, status = denial.code, denial.message, denial.status
-        now = self.clock()
+        now = self.seat.clock()
         store_failed = code in (DenialCode.STORE_UNAVAILABLE, DenialCode.STORE_BUSY)
         if status is DecisionStatus.DENIED and not store_failed:
-            self.tally.denied(now)
+            self.seat.tally.denied(now)
         seq: int | None = None
         if not store_failed:
             try:
                 payload = decision_payload(p, status, code, message, notional, None, None)
-                seq = self.store.audit("decision", canonical_json(payload), self.bot_id, now)
+                seq = self.seat.store.audit("decision", canonical_json(payload), self.seat.bot_id, now)
             except StoreBusy as exc:
                 log.warning("could not audit the denial of %s: %s", p.proposal_id, exc)
                 code, message = DenialCode.STORE_BUSY, f"{message} (and the store is busy: {exc})"
             except STORE_ERRORS as exc:
                 log.error("could not audit the denial of %s: %s", p.proposal_id, exc)
                 code, message = DenialCode.STORE_UNAVAILABLE, f"{message} (and the store is unavailable)"
-        self.tally.count(code.value if status is DecisionStatus.DENIED else status.value)
+        self.seat.tally.count(code.value if status is DecisionStatus.DENIED else status.value)
         return Decision(
             proposal_id=p.proposal_id,
             status=status,
@@ -61,7 +58,7 @@ class Decisions:
 
     def allowed(self, r: Review, reservation_id: str, audit_seq: int) -> Decision:
         mandate = r.mandate
-        self.tally.count(DecisionStatus.ALLOWED.value)
+        self.seat.tally.count(DecisionStatus.ALLOWED.value)
         return Decision(
             proposal_id=r.p.proposal_id,
             status=DecisionStatus.ALLOWED,

@@ -66,6 +66,7 @@ from lyra_governor.models import (
 )
 from lyra_governor.order_events import OrderEvents
 from lyra_governor.order_store import OrderStore
+from lyra_governor.seat import Seat
 from lyra_governor.store import STORE_ERRORS
 from lyra_governor.store_budget import StoreBusy, acquire_checkpointer, release_checkpointer
 
@@ -106,19 +107,11 @@ class Governor:
         self.counts = self.tally.counts  # outcome counts by ALLOWED / PENDING / denial code / breaker
         self.market_history = MarketHistory()  # the council's market context (returns, volatility, fills)
         self.breakers = BreakerBoard(settings.breakers)
-        self.desk = BreakerDesk(
-            self.breakers, bot_id, ledger, self.store, mandates, self.tally, lambda: self.settings.breakers,
-            self._state_changed,
-        )  # fmt: skip
-        self.council = CouncilLink(
-            bot_id, ledger, self.store, self.watch, self.market_history, self.tally, self.exposure, clock,
-            self._state_changed,
-        )  # fmt: skip
-        self.events = OrderEvents(
-            bot_id, self.store, self.orders, self.desk, self.market_history, self.tally, clock,
-            self._restriction_changed, self._state_changed,
-        )  # fmt: skip
-        self.decisions = Decisions(bot_id, self.store, self.tally, clock)
+        seat = Seat(bot_id, ledger, self.store, self.tally, clock, self._state_changed)
+        self.desk = BreakerDesk(seat, self.breakers, mandates, lambda: self.settings.breakers)
+        self.council = CouncilLink(seat, self.watch, self.market_history, self.exposure)
+        self.events = OrderEvents(seat, self.orders, self.desk, self.market_history, self._restriction_changed)
+        self.decisions = Decisions(seat)
         self.checks = Checks(settings, self.watch, self.orders, mandates, self.breakers, self.council.context)
         self._state: LadderState | None = None
         self._state_read_at = -1.0

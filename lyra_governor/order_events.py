@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lyra_governor import audit
-from lyra_governor.bot_orders import BotOrders, Tally
+from lyra_governor.bot_orders import BotOrders
 from lyra_governor.breakers.desk import BreakerDesk
 from lyra_governor.market_context import MarketHistory
 from lyra_governor.models import OrderEvent, OrderEventKind, ReservationStatus, Side
 from lyra_governor.money import to_musd
-from lyra_governor.order_store import OrderStore
+from lyra_governor.seat import Seat
 from lyra_governor.store import STORE_ERRORS
 from lyra_governor.store_budget import EVENT_BUDGET_MS
 
@@ -35,20 +35,18 @@ ENDS = {  # order events that end an order without (more) fills, and the state t
 
 @dataclass(eq=False)
 class OrderEvents:
-    bot_id: str
-    store: OrderStore
+    """One governor's order events, booked by the one writer and followed by its in-memory views."""
+
+    seat: Seat
     orders: BotOrders
     desk: BreakerDesk
     history: MarketHistory
-    tally: Tally
-    clock: Callable[[], float]
     restricted: Callable[[], None]  # this bot's restriction changed: re-read it on the next review
-    stopped: Callable[[], None]  # the store's trading state changed: re-read it
 
     def on_order_event(self, event: OrderEvent) -> None:
         """Fills become deployed capital; cancels, failures and completions end the reservation
         and give back what it still holds. Events for unknown reservations are audited."""
-        now = self.clock() if event.timestamp is None else event.timestamp
+        now = self.seat.clock() if event.timestamp is None else event.timestamp
         client_order_id = bounded(event.client_order_id)
         facts = {"kind": event.kind.value, "reservation_id": event.reservation_id, "client_order_id": client_order_id}
         if event.kind is not OrderEventKind.EXPIRED:  # the exchange's answer feeds the storm breaker
@@ -57,24 +55,26 @@ class OrderEvents:
         if event.kind is OrderEventKind.FILLED:
             self._filled(event, client_order_id, now)
         elif event.kind is OrderEventKind.CREATED:
-            if self.store.reservation_status(event.reservation_id) is None:
-                self.store.audit("orphan_event", audit.canonical_json(facts), self.bot_id, now, EVENT_BUDGET_MS)
+            if self.seat.store.reservation_status(event.reservation_id) is None:
+                self.seat.store.audit(
+                    "orphan_event", audit.canonical_json(facts), self.seat.bot_id, now, EVENT_BUDGET_MS
+                )
         else:
-            ended = self.store.release(event.reservation_id, ENDS[event.kind], facts, self.bot_id, now)
+            ended = self.seat.store.release(event.reservation_id, ENDS[event.kind], facts, self.seat.bot_id, now)
             if ended.status is not None:
                 self.closed(event.reservation_id)
             if ended.released_usd is not None and event.kind is OrderEventKind.FAILED:
-                self.tally.failed(now)
+                self.seat.tally.failed(now)
 
     def _filled(self, event: OrderEvent, client_order_id: str | None, now: float) -> None:
         fee_musd = to_musd(event.fee_usd) if event.fee_usd.is_finite() and abs(event.fee_usd) < 10**12 else -1
-        result = self.store.fill(
+        result = self.seat.store.fill(
             event.reservation_id,
             client_order_id,
             event.filled_amount,
             event.fill_price,
             fee_musd,
-            self.bot_id,
+            self.seat.bot_id,
             now,
             trade_key=trade_key(event),
         )
@@ -82,7 +82,7 @@ class OrderEvents:
             log.error("impossible fill for %s: %s", event.reservation_id, result.payload.get("reason"))
             self.restricted()
         if result.stopped:
-            self.stopped()
+            self.seat.state_changed()
         if result.outcome != "applied":
             return
         filled = result.payload
@@ -100,7 +100,7 @@ class OrderEvents:
         its take-profit cancels the take-profit first): a resting close being cancelled no
         longer counts against the closes that may follow."""
         try:
-            if self.store.cancel_requested(reservation_id, self.clock()):
+            if self.seat.store.cancel_requested(reservation_id, self.seat.clock()):
                 self.orders.close_cancelling(reservation_id)
         except STORE_ERRORS as exc:
             log.error("could not record the cancel request for %s: %s", reservation_id, exc)

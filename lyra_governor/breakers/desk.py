@@ -15,16 +15,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from lyra_governor import audit, phases
-from lyra_governor.bot_orders import Tally
 from lyra_governor.breakers import Action, Trip
 from lyra_governor.breakers.board import BreakerBoard
 from lyra_governor.config import BreakerSettings, Settings
 from lyra_governor.ladder import LadderState
-from lyra_governor.ledger import Exposure, Ledger
+from lyra_governor.ledger import Exposure
 from lyra_governor.mandate_provider import MandateProvider
 from lyra_governor.models import MarketSnapshot, Side, TradingState
 from lyra_governor.money import from_musd
-from lyra_governor.order_store import OrderStore
+from lyra_governor.seat import Seat
 from lyra_governor.store import STORE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -32,14 +31,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(eq=False)
 class BreakerDesk:
+    """The breakers of one governor: `board` keeps their counts, this desk acts on their trips."""
+
+    seat: Seat
     board: BreakerBoard
-    bot_id: str
-    ledger: Ledger
-    store: OrderStore
     mandates: MandateProvider
-    tally: Tally
     current: Callable[[], BreakerSettings]  # the governor's current breaker settings
-    stopped: Callable[[], None]  # the store's trading state was changed from here
 
     @property
     def settings(self) -> BreakerSettings:
@@ -49,12 +46,12 @@ class BreakerDesk:
         """A restart does not lift this bot's storm blocks: they are read back from the audit."""
         cooldown = self.settings.storm_cooldown_s
         try:
-            found = audit.records(self.ledger.engine, events=("breaker",), since=now - cooldown)
+            found = audit.records(self.seat.ledger.engine, events=("breaker",), since=now - cooldown)
         except STORE_ERRORS as exc:
             log.error("could not read this bot's circuit-breaker trips back: %s", exc)
             return
         for record in found:
-            if record.actor == self.bot_id:
+            if record.actor == self.seat.bot_id:
                 self.board.restore(record.payload, record.ts + cooldown)
 
     def mark(self, snapshot: MarketSnapshot, usd_per_quote: Decimal | None) -> None:
@@ -87,21 +84,21 @@ class BreakerDesk:
         """A breaker tripped: audit it, act on it, and revoke the mandates it concerns."""
         record = {"code": trip.code.value, "action": trip.action.value, "scope": trip.scope, "message": trip.message}
         try:
-            self.store.audit("breaker", audit.canonical_json(record), self.bot_id, now)
+            self.seat.store.audit("breaker", audit.canonical_json(record), self.seat.bot_id, now)
         except STORE_ERRORS as exc:
             log.error("could not audit breaker %s: %s", trip.code, exc)
-        self.tally.count(f"breaker:{trip.code.value}")
+        self.seat.tally.count(f"breaker:{trip.code.value}")
         log.warning("circuit breaker %s (%s): %s", trip.code.value, trip.action.value, trip.message)
         exchange = trip.scope.split(":", 1)[1] if ":" in trip.scope else trip.scope
         self.mandates.revoke(None if exchange == "TOTAL" else exchange, trip.message)
         why = f"breaker {trip.code.value}: {trip.message}"[:400]
         try:
             if trip.action is Action.DEMOTE_AND_STOP:
-                self.ledger.demote(exchange, why, "breaker")
+                self.seat.ledger.demote(exchange, why, "breaker")
             stopping = trip.action in (Action.GRADUAL_STOP, Action.DEMOTE_AND_STOP)
-            if stopping and self.ledger.state().trading_state is TradingState.ACTIVE:
-                self.ledger.reduce_only(why, "breaker")
-                self.stopped()
+            if stopping and self.seat.ledger.state().trading_state is TradingState.ACTIVE:
+                self.seat.ledger.reduce_only(why, "breaker")
+                self.seat.state_changed()
         except STORE_ERRORS:
             log.exception("could not apply breaker %s", trip.code.value)
 
@@ -115,7 +112,7 @@ class BreakerDesk:
         if book is None:
             return []
         marks = self.board.book(book)
-        for row in self.ledger.fill_rows(since=marks.last_fill_ts, book=book):
+        for row in self.seat.ledger.fill_rows(since=marks.last_fill_ts, book=book):
             if int(row["id"]) <= marks.last_fill_id:
                 continue
             marks.last_fill_id = int(row["id"])
