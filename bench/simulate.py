@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -142,7 +143,9 @@ def main() -> int:
     parser.add_argument("--kill-gap", default="0.3,1.5", metavar="LO,HI",
                         help="wall seconds between kills for --kill9, drawn uniformly (PostgreSQL starts bots slower)")
     args = parser.parse_args()
-    logging.disable(logging.WARNING)  # breakers trip often under random interleavings: by design
+    logging.disable(logging.ERROR)  # breakers trip and impossible fills are refused by design
+    # a stopped run still drops its PostgreSQL schema (SIGTERM runs the `finally` blocks)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     steps = args.steps or (2000 if args.quick else 100_000)
     if args.kill9:
         return kill9(args)
