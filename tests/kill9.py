@@ -40,6 +40,7 @@ from lyra_governor.errors import LyraError
 from lyra_governor.invariants import TrailCursor, check_invariants, stopped_but_allowed
 from lyra_governor.ledger import Ledger
 from lyra_governor.models import OrderEvent, OrderEventKind, ReservationStatus, TradingState
+from tests.simulation import STORE_FAILURES, patient
 
 SPEED = 10.0  # governor seconds per wall second, for every process
 CONNECTORS = ("binance_paper_trade", "okx_paper_trade", "kraken_paper_trade")
@@ -82,18 +83,18 @@ def worker(db_url: str, bot_id: str, seed: int, wall0: float, sim0: float) -> No
     """Trade until killed. Everything it knows at start comes from the store (a restart after a
     kill -9): its open reservations are adopted or cancelled (reconciled with the exchange)."""
     from lyra_governor.governor import Governor
-    from tests.simulation import PAIR, SimMandates, deliver_event, hostile_proposal
+    from tests.simulation import PAIR, STORE_FAILURES, SimMandates, deliver_event, hostile_proposal, patient
 
     logging.disable(logging.CRITICAL)  # breakers and anomalies log on purpose here
     rng = random.Random(seed)
     clock = SharedClock(wall0, sim0)
     settings = settings_for(db_url)
-    gov = Governor.from_settings(settings, bot_id, mandates=SimMandates(), clock=clock)
+    gov = patient(lambda: Governor.from_settings(settings, bot_id, mandates=SimMandates(), clock=clock))
     mids = {c: Decimal(60000) for c in CONNECTORS}
     live: dict[str, _Live] = {}
     counts: Counter[str] = Counter()
     done: list[_Live] = []
-    for row in gov.ledger.open_reservations(bot_id):  # its first heartbeat reclaimed any orphans
+    for row in patient(lambda: gov.ledger.open_reservations(bot_id)):  # its first heartbeat reclaimed orphans
         order = _Live(row["reservation_id"], Decimal(row["amount"]), Decimal(row["price"]),
                       Decimal(row["filled_amount"]))  # fmt: skip
         if rng.random() < 0.5:
@@ -125,50 +126,53 @@ def worker(db_url: str, bot_id: str, seed: int, wall0: float, sim0: float) -> No
         return min(1.0, used), held is not None and held.deployed_usd > 0
 
     while True:
-        observe()
-        r = rng.random()
-        if r < 0.45 or not live:
-            c = rng.choice(CONNECTORS)
-            exchange = Settings.exchange_of(c)
-            p = hostile_proposal(rng, bot_id, c, mids[c], clock(),
-                                 lambda ex=exchange: gov.store.bot_position(bot_id, "paper", ex, PAIR),
-                                 lambda c=c: fullness(c))  # fmt: skip
-            decision = gov.review(p)
-            if decision.allowed and decision.reservation_id is not None:
-                valued = p.price if p.price is not None and p.price.is_finite() else mids[c]
-                live[decision.reservation_id] = _Live(decision.reservation_id, p.amount, valued)
-        else:
-            order = live[rng.choice(sorted(live))]
-            left = order.amount - order.filled
-            if r < 0.78:  # a fill, whole or half, sometimes delivered twice
-                amount = left if rng.random() < 0.6 else (left / 2).quantize(Decimal("0.00000001"))
-                price = (order.price * Decimal(1 + rng.uniform(-0.001, 0.001))).quantize(Decimal("0.01"))
-                if amount > 0:
-                    event(OrderEventKind.FILLED, order, amount, price)
-                    if rng.random() < 0.05:
-                        trade -= 1  # the same trade id again: applied once
+        try:
+            observe()
+            r = rng.random()
+            if r < 0.45 or not live:
+                c = rng.choice(CONNECTORS)
+                exchange = Settings.exchange_of(c)
+                p = hostile_proposal(rng, bot_id, c, mids[c], clock(),
+                                     lambda ex=exchange: gov.store.bot_position(bot_id, "paper", ex, PAIR),
+                                     lambda c=c: fullness(c))  # fmt: skip
+                decision = gov.review(p)
+                if decision.allowed and decision.reservation_id is not None:
+                    valued = p.price if p.price is not None and p.price.is_finite() else mids[c]
+                    live[decision.reservation_id] = _Live(decision.reservation_id, p.amount, valued)
+            else:
+                order = live[rng.choice(sorted(live))]
+                left = order.amount - order.filled
+                if r < 0.78:  # a fill, whole or half, sometimes delivered twice
+                    amount = left if rng.random() < 0.6 else (left / 2).quantize(Decimal("0.00000001"))
+                    price = (order.price * Decimal(1 + rng.uniform(-0.001, 0.001))).quantize(Decimal("0.01"))
+                    if amount > 0:
                         event(OrderEventKind.FILLED, order, amount, price)
-                    order.filled += amount
-            elif r < 0.90:
-                event(OrderEventKind.CANCELLED, order)
-                order.filled = order.amount
-            elif r < 0.96:
-                event(OrderEventKind.FAILED, order)
-                order.filled = order.amount
-            elif r < 0.98 and done:  # a late fill after the order ended
-                late = rng.choice(done)
-                event(OrderEventKind.FILLED, late, late.amount / 4, late.price)
-            elif r < 0.99:  # an event for a reservation that does not exist
-                event(OrderEventKind.FILLED, _Live("res-doesnotexist", Decimal("0.001"), mids[CONNECTORS[0]]),
-                      Decimal("0.001"), mids[CONNECTORS[0]])  # fmt: skip
-            else:  # impossible: negative, 1000x, zero price
-                amount, price = rng.choice(((Decimal("-0.001"), order.price), (order.amount * 1000, order.price),
-                                            (order.amount, Decimal(0))))  # fmt: skip
-                event(OrderEventKind.FILLED, order, amount, price)
-            if order.filled >= order.amount:
-                live.pop(order.reservation_id, None)
-                done.append(order)
-                del done[:-50]
+                        if rng.random() < 0.05:
+                            trade -= 1  # the same trade id again: applied once
+                            event(OrderEventKind.FILLED, order, amount, price)
+                        order.filled += amount
+                elif r < 0.90:
+                    event(OrderEventKind.CANCELLED, order)
+                    order.filled = order.amount
+                elif r < 0.96:
+                    event(OrderEventKind.FAILED, order)
+                    order.filled = order.amount
+                elif r < 0.98 and done:  # a late fill after the order ended
+                    late = rng.choice(done)
+                    event(OrderEventKind.FILLED, late, late.amount / 4, late.price)
+                elif r < 0.99:  # an event for a reservation that does not exist
+                    event(OrderEventKind.FILLED, _Live("res-doesnotexist", Decimal("0.001"), mids[CONNECTORS[0]]),
+                          Decimal("0.001"), mids[CONNECTORS[0]])  # fmt: skip
+                else:  # impossible: negative, 1000x, zero price
+                    amount, price = rng.choice(((Decimal("-0.001"), order.price), (order.amount * 1000, order.price),
+                                                (order.amount, Decimal(0))))  # fmt: skip
+                    event(OrderEventKind.FILLED, order, amount, price)
+                if order.filled >= order.amount:
+                    live.pop(order.reservation_id, None)
+                    done.append(order)
+                    del done[:-50]
+        except STORE_FAILURES:  # the store did not answer in its budget: this tick is lost, as in a bot
+            counts["store_failed"] += 1
         time.sleep(rng.uniform(0.0, 0.01))
 
 
@@ -272,12 +276,15 @@ class KillNine:
         next_review = time.time() + self.rng.uniform(0.1, 0.5)
         while True:
             if any(self.procs[i] is not None and self.ready_at[i] is None for i in range(len(self.procs))):
-                pids = {record.pid for record in self.ledger.bots()}  # a bot is up once it heartbeat
+                pids = {record.pid for record in patient(self.ledger.bots)}  # a bot is up once it heartbeat
                 for i, proc in enumerate(self.procs):
                     if proc is not None and self.ready_at[i] is None and proc.pid in pids:
                         self.ready_at[i] = time.time()
             if time.time() >= next_review:
-                self._operator()
+                try:
+                    self._operator()
+                except STORE_FAILURES:  # a command that failed on a busy store: the operator tries later
+                    self.report.operator["store_failed"] += 1
                 next_review = time.time() + self.rng.uniform(0.1, 0.5)
             for i, proc in enumerate(self.procs):
                 if proc is not None and proc.poll() is not None:
@@ -335,9 +342,9 @@ class KillNine:
 
     def check(self, when: str, chain: bool = False) -> None:
         self.report.checks += 1
-        problems = check_invariants(self.ledger.engine, chain=chain)
+        problems = patient(lambda: check_invariants(self.ledger.engine, chain=chain))
         before = len(self.trail.problems)
-        self.trail = stopped_but_allowed(self.ledger.engine, self.trail)
+        self.trail = patient(lambda: stopped_but_allowed(self.ledger.engine, self.trail))
         problems += self.trail.problems[before:]
         for p in problems:
             self.report.violations.append(f"kill {self.report.kills} ({when}, seed {self.seed}): {p}")
