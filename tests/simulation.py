@@ -12,15 +12,21 @@ It drives only the public API (`Governor.review`, `on_order_event`, `observe_mar
 of what is behind them. Short in CI (tests/unit/guard/test_simulation.py), long in
 `bench/simulate.py` (>= 10^5 steps, on SQLite and PostgreSQL).
 
-Invariants (a violation is recorded with its step, the seed reproduces it):
-- caps: deployed + reserved <= cap in every scope of the active book, and the sum over the
-  exchanges <= the total cap; unless an overfill or slippage was booked, in which case a
-  gradual stop (or a halt) must be in force;
-- halt: no ALLOWED decision while a committed halt stands;
+Invariants (a violation is recorded with its step; the seed reproduces the schedule, the
+governor's state cache ages on the wall clock, so timing can vary a run a little):
+- caps: deployed + reserved + orphaned <= cap in every scope of the paper book, and the sum
+  over the exchanges <= the total cap, whenever trading is ACTIVE (a fill past a cap, from
+  slippage, an overfill or a late fill, is booked and stops trading at once; `resume` is
+  refused until reduce-only closes bring it back under);
+- halt: no ALLOWED decision while a committed halt stands, checked on each decision and by
+  replaying the audit trail (`invariants.stopped_but_allowed`: also nothing but reduce-only
+  orders allowed in a gradual stop);
 - closes: an allowed reduce-only close that took the close path (no mandate) never exceeds
   the bot's position on that market (with the close tolerance), counted with the closes
   already resting (hole 3);
-- totals: each scope's reserved capital equals the sum of its open reservations;
+- totals: each scope's reserved (orphaned) capital equals the sum of its open (orphaned)
+  reservations, each TOTAL row the sum over its exchanges (`invariants.check_invariants`,
+  every 25 steps);
 - audit: the chain verifies (every `verify_every` steps and at the end).
 """
 
