@@ -392,6 +392,7 @@ class _Readers:
     def __init__(self, url: str, clients: int, requests: int, span_s: float) -> None:
         self.url = url
         self.times: dict[str, list[float]] = {"/metrics": [], "/forensic/status": []}
+        self.when: dict[str, list[tuple[float, float]]] = {"/metrics": [], "/forensic/status": []}  # (start, took)
         self.statuses: dict[str, int] = {}
         self.errors: list[str] = []
         self.lock = threading.Lock()
@@ -414,6 +415,7 @@ class _Readers:
         for k in range(requests):
             route = "/metrics" if (i + k) % 2 == 0 else "/forensic/status"
             t0 = time.perf_counter()
+            started = time.time()
             try:
                 with urllib.request.urlopen(self.url + route, timeout=30) as response:
                     response.read()
@@ -429,6 +431,7 @@ class _Readers:
                 self.statuses[f"{route} {code}"] = self.statuses.get(f"{route} {code}", 0) + 1
                 if code:
                     self.times[route].append(took)
+                    self.when[route].append((started, took))
             wait = start + (k + 1) * span_s / requests - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
@@ -585,7 +588,7 @@ def run_soak(
                 with _window(windows, "broker"):
                     time.sleep(broker_down_s)
                 broker.start()
-            say(f"soak: {what} restarted at simulated minute {fraction * minutes:.1f}")
+            say(f"soak: {what} away and back at simulated minute {fraction * minutes:.1f}")
         time.sleep(max(0.0, t0 + wall_s - time.time()))
         halt = _cli(home, db_url, broker.port, "halt", "--reason", "soak ends", "--json")
         figures["halt_exit"] = halt.returncode
@@ -637,6 +640,10 @@ def run_soak(
         for d in away:
             away_codes[d["code"]] = away_codes.get(d["code"], 0) + 1
         took = [d["t1"] - d["t0"] for d in decisions]
+        outages = [(a, b + 2.0) for _name, a, b in windows]  # and the 2 s after each, while reconnecting
+
+        def steady(route: str) -> list[float]:
+            return [t for at, t in readers.when[route] if not any(a <= at <= b for a, b in outages)]
         back = max(b for _a, b in store_windows) if store_windows else t0
         allowed_after = sum(1 for d in decisions if d["code"] == "ALLOWED" and d["t0"] > back)
         figures.update(
@@ -667,11 +674,14 @@ def run_soak(
                 if readers.times["/forensic/status"]
                 else None,
                 "status_p99_ms": round(percentile(readers.times["/forensic/status"], 0.99) * 1e3, 1),
+                "metrics_p99_ms_steady": round(percentile(steady("/metrics"), 0.99) * 1e3, 1),
+                "status_p99_ms_steady": round(percentile(steady("/forensic/status"), 0.99) * 1e3, 1),
                 "metrics_poll_answers": poller.answers,
                 "metrics_poll_failures": len(poller.failures),
                 "metrics_poll_codes": {str(k): v for k, v in sorted(poller.codes.items())},
                 "metrics_longest_gap_s": round(poller.longest_gap_s, 2),
                 "wall_s": round(time.time() - t0, 1),
+                "load_avg_1_5": [round(x, 1) for x in os.getloadavg()[:2]],  # the machine's, at the end
                 "wal_max_mb": round(pg.wal_peak / 2**20, 2) if isinstance(pg, SqliteStore) else None,
             }
         )
@@ -697,7 +707,9 @@ def summary_lines(f: dict[str, Any]) -> list[str]:
         f"{f['clients']} readers, {f['readers_served']}/{f['readers_requests']} answered "
         f"({f['readers_errors']} without an answer): "
         f"/metrics p50 {f['metrics_p50_ms']} ms p99 {f['metrics_p99_ms']} ms, "
-        f"/forensic/status p50 {f['status_p50_ms']} ms p99 {f['status_p99_ms']} ms",
+        f"/forensic/status p50 {f['status_p50_ms']} ms p99 {f['status_p99_ms']} ms; away from the outages "
+        f"(and 2 s after): /metrics p99 {f['metrics_p99_ms_steady']} ms, "
+        f"/forensic/status p99 {f['status_p99_ms_steady']} ms",
         f"server alive {f['server_alive']}; /metrics polled every 0.25 s: {f['metrics_poll_answers']} answers "
         f"{f['metrics_poll_codes']}, {f['metrics_poll_failures']} failures, longest gap {f['metrics_longest_gap_s']} s",
         f"{f['reviews']} reviews {f['decisions']}, {f['fills']} fills; while the store was away: "
@@ -707,7 +719,7 @@ def summary_lines(f: dict[str, Any]) -> list[str]:
         f"review worst {f['review_worst_ms']} ms p99 {f['review_p99_ms']} ms",
         f"reconcile: open reservations {f['reservations_open']}, invariant problems {len(f['invariant_problems'])}, "
         f"audit verify ok {f['audit_verify_ok']}, events unsent {f['events_unsent']} (retried {f['event_retries']}), "
-        f"MQTT halt heard {f['mqtt_halt_heard']}, outages {f['windows_s']}"
+        f"MQTT halt heard {f['mqtt_halt_heard']}, outages {f['windows_s']}, load {f['load_avg_1_5']}"
         + (f", largest WAL {f['wal_max_mb']} MB" if f.get("wal_max_mb") is not None else ""),
     ]
 
