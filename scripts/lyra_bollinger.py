@@ -53,6 +53,8 @@ class LyraBollinger(governed.GovernedStrategyV2Base):
     """StrategyV2Base runs the controller and its executors; the governed base judges every
     order; this class builds the controller and gives it the governor's sizing."""
 
+    reports_on_change = True  # the controller counts its executors by side and status, never by PnL
+
     def __init__(self, connectors, config: LyraBollingerConfig, governor=None):
         super().__init__(connectors, config, governor)
         self.config = config

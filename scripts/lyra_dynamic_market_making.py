@@ -27,6 +27,7 @@ import os
 from decimal import Decimal
 
 from hummingbot.core.data_type.common import OrderType, TradeType
+from hummingbot.data_feed.candles_feed.candles_base import CandlesBase
 from hummingbot.data_feed.candles_feed.data_types import CandlesConfig
 from hummingbot.strategy_v2.executors.position_executor.data_types import (
     PositionExecutorConfig,
@@ -78,13 +79,14 @@ class LyraDynamicMarketMaking(governed.GovernedStrategyV2Base):
             level_step_natr=config.level_step_natr)
         self.natr: float | None = None
         self._natr_bucket = -1
+        self._candle_s = int(CandlesBase.interval_to_seconds[config.candles_interval])
+        self._levels = {f"{side}_{level}" for side in ("buy", "sell") for level in range(config.levels)}
         self._placed_mid: dict[str, Decimal] = {}
         self._rested_until: dict[str, float] = {}
 
     def update_natr(self) -> None:
         """Re-read the candles once per candle interval (a new candle can only close then)."""
-        feed = self.market_data_provider.get_candles_feed(self.candles_config)
-        bucket = int(self.current_timestamp // feed.interval_in_seconds)
+        bucket = int(self.current_timestamp // self._candle_s)
         if bucket == self._natr_bucket:
             return
         self._natr_bucket = bucket
@@ -112,9 +114,11 @@ class LyraDynamicMarketMaking(governed.GovernedStrategyV2Base):
             if not executor.is_trading:
                 age = self.current_timestamp - executor.config.timestamp
                 side = Side.BUY if executor.config.side == TradeType.BUY else Side.SELL
-                refused = (executor.get_custom_info().get("current_retries", 0) > 0
-                           and self.refused_at.get((cfg.connector_name, cfg.trading_pair, side), -1.0)
-                           >= executor.config.timestamp)
+                # refused since it was created, and the executor saw its order fail (its custom
+                # info prices the position: read only after a refusal, not every tick)
+                refused = (self.refused_at.get((cfg.connector_name, cfg.trading_pair, side), -1.0)
+                           >= executor.config.timestamp
+                           and executor.get_custom_info().get("current_retries", 0) > 0)
                 if refused:
                     self._rested_until[executor.config.level_id] = self.current_timestamp + cfg.refresh_s
                 if reducing or refused or quotes.needs_refresh(self._placed_mid.get(executor.config.id), mid, age,
@@ -136,7 +140,7 @@ class LyraDynamicMarketMaking(governed.GovernedStrategyV2Base):
         the governor's capacity (shared by all levels, each under the per-order limit) and the
         balance it would lock."""
         cfg = self.config
-        if {f"{side}_{level}" for side in ("buy", "sell") for level in range(cfg.levels)} <= busy:
+        if self._levels <= busy:
             return []
         connector = self.connectors[cfg.connector_name]
         base, quote = cfg.trading_pair.split("-")

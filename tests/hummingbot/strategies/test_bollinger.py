@@ -84,6 +84,26 @@ def test_in_a_gradual_stop_no_new_position_opens_and_the_stop_loss_still_closes(
     assert refused.startswith("lyra-denied-") and strategy.last_decision.code is DenialCode.REDUCE_ONLY
 
 
+def test_executor_reports_are_rebuilt_when_an_executor_changes_not_every_tick(
+    world: dict[str, Any], monkeypatch: Any
+) -> None:
+    """Hummingbot rebuilt every executor's report (its PnL, the controller's performance) each
+    tick; the controller only counts its executors by side and status, so the reports are
+    rebuilt when one starts, changes status or ends, and at least every 10 s."""
+    strategy = _bollinger(world)
+    orchestrator = strategy.executor_orchestrator
+    built: list[float] = []
+    rebuild = orchestrator.get_all_reports
+    monkeypatch.setattr(orchestrator, "get_all_reports", lambda: built.append(world["now"][0]) or rebuild())
+    book(world, BINANCE, 59_700)
+    run(world, strategy, 30)  # a long opens (its executor starts, runs, fills) and stays open
+    print(f"reports rebuilt {len(built)} times in 30 simulated s")
+    position = _positions(strategy)[0]
+    assert [f["side"] for f in fills(world)] == ["BUY"] and position.is_active
+    assert [e.id for e in strategy.controller.executors_info] == [position.config.id]  # the controller sees it
+    assert 1 <= len(built) <= 12  # every tick before: 30 or more
+
+
 def _buy() -> Any:
     from hummingbot.core.data_type.common import TradeType
 
