@@ -448,14 +448,17 @@ class _Poller(threading.Thread):
         self.failures: list[str] = []
         self.longest_gap_s = 0.0
         self.codes: dict[int, int] = {}
+        self.store_down_answers = 0
 
     def run(self) -> None:
         last = time.monotonic()
         while not self.stop.wait(0.25):
             try:
                 with urllib.request.urlopen(self.url + "/metrics", timeout=10) as response:
-                    response.read()
+                    body = response.read()
                     code = response.status
+                    if re.search(rb"^lyra_up 0", body, re.MULTILINE):
+                        self.store_down_answers += 1  # the scrape says the store could not be read
             except urllib.error.HTTPError as exc:
                 code = exc.code
             except Exception as exc:
@@ -607,8 +610,11 @@ def run_soak(
             try:
                 with urllib.request.urlopen(url + route, timeout=60) as response:
                     after[route] = response.status
+                    body = response.read()
                     if route == "/forensic/status":
-                        after["audit_ok"] = json.loads(response.read()).get("audit_ok")
+                        after["audit_ok"] = json.loads(body).get("audit_ok")
+                    else:
+                        after["lyra_up"] = bool(re.search(rb"^lyra_up 1", body, re.MULTILINE))
             except urllib.error.HTTPError as exc:
                 after[route] = f"{exc.code} {exc.read()[:200]!r}"
         figures["after"] = after
@@ -678,6 +684,7 @@ def run_soak(
                 "status_p99_ms_steady": round(percentile(steady("/forensic/status"), 0.99) * 1e3, 1),
                 "metrics_poll_answers": poller.answers,
                 "metrics_poll_failures": len(poller.failures),
+                "metrics_lyra_up_0": poller.store_down_answers,
                 "metrics_poll_codes": {str(k): v for k, v in sorted(poller.codes.items())},
                 "metrics_longest_gap_s": round(poller.longest_gap_s, 2),
                 "wall_s": round(time.time() - t0, 1),
@@ -711,7 +718,8 @@ def summary_lines(f: dict[str, Any]) -> list[str]:
         f"(and 2 s after): /metrics p99 {f['metrics_p99_ms_steady']} ms, "
         f"/forensic/status p99 {f['status_p99_ms_steady']} ms",
         f"server alive {f['server_alive']}; /metrics polled every 0.25 s: {f['metrics_poll_answers']} answers "
-        f"{f['metrics_poll_codes']}, {f['metrics_poll_failures']} failures, longest gap {f['metrics_longest_gap_s']} s",
+        f"{f['metrics_poll_codes']} ({f['metrics_lyra_up_0']} with lyra_up 0), {f['metrics_poll_failures']} failures, "
+        f"longest gap {f['metrics_longest_gap_s']} s",
         f"{f['reviews']} reviews {f['decisions']}, {f['fills']} fills; while the store was away: "
         f"{f['reviews_while_store_away']} reviews, "
         f"ALLOWED {f['allowed_while_store_away']} {f['codes_while_store_away']}; "

@@ -22,7 +22,7 @@ def test_serve_and_three_bots_survive_two_store_restarts_and_a_broker_restart(st
     for line in summary_lines(f):
         print(line)
     assert f["server_alive"], f
-    assert f["after"] == {"/metrics": 200, "/forensic/status": 200, "audit_ok": True}, f["after"]
+    assert f["after"] == {"/metrics": 200, "/forensic/status": 200, "audit_ok": True, "lyra_up": True}, f["after"]
     assert f["metrics_poll_failures"] == 0 and f["readers_errors"] == 0, f["readers_first_errors"]
     assert f["reviews_while_store_away"] > 0, f  # the bots did try while it was away
     assert f["allowed_while_store_away"] == 0, f["codes_while_store_away"]
@@ -32,5 +32,7 @@ def test_serve_and_three_bots_survive_two_store_restarts_and_a_broker_restart(st
     assert f["reservations_open"] == 0 and f["events_unsent"] == 0, f
     assert f["audit_verify_ok"], f
     assert f["halt_exit"] == 0 and f["mqtt_halt_heard"] == [True, True, True], f  # heard over the restarted broker
+    if store == "postgresql":  # /metrics said so while the store was stopped (SQLite's stays readable)
+        assert f["metrics_lyra_up_0"] > 0, f["metrics_poll_codes"]
     if store == "sqlite":
         assert f["wal_max_mb"] <= WAL_GOAL_BYTES / 2**20, f["wal_max_mb"]
