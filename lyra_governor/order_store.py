@@ -270,6 +270,12 @@ class Statements:
                 fills.c.trading_pair == b("pair"),
             )
         )
+        f = fills.c
+        self.book_fills = sql(  # the loss limits' new fills (every bot's) on one book
+            sa.select(f.id, f.exchange, f.trading_pair, f.side, f.amount, f.notional_musd, f.fee_musd, f.ts)
+            .where(f.book == b("bk"), f.ts >= b("since"), f.id > b("after"))
+            .order_by(f.id)
+        )
         # host and pid too: a restarted bot (new process, maybe another host) is shown as it runs now
         self.beat = sql(
             bots.update()
@@ -1080,6 +1086,11 @@ class OrderStore:
     def bot_position(self, bot_id: str, book: str, exchange: str, trading_pair: str) -> Decimal:
         """Net base amount this bot bought (+) or sold (-) on one market, from its fills."""
         return _net(self._query(self.sql.bot_fills, bid=bot_id, bk=book, ex=exchange, pair=trading_pair))
+
+    def book_fills(self, book: str, since: float, after_id: int) -> list[tuple[Any, ...]]:
+        """Every bot's fills on one book from `since` with an id above `after_id`, in id order:
+        (id, exchange, pair, side, amount, notional_musd, fee_musd, ts)."""
+        return self._query(self.sql.book_fills, bk=book, since=since, after=after_id)
 
     def orders_since(self, book: str, exchange: str, since: float) -> int:
         """Orders allowed on one exchange of one book by every bot since `since` (the

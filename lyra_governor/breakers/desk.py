@@ -112,18 +112,18 @@ class BreakerDesk:
         if book is None:
             return []
         marks = self.board.book(book)
-        for row in self.seat.ledger.fill_rows(since=marks.last_fill_ts, book=book):
-            if int(row["id"]) <= marks.last_fill_id:
-                continue
-            marks.last_fill_id = int(row["id"])
+        for fill_id, exchange, pair, side, amount, notional, fee, ts in self.seat.store.book_fills(
+            book, marks.last_fill_ts, marks.last_fill_id
+        ):
+            marks.last_fill_id = int(fill_id)
             marks.apply_fill(
-                str(row["exchange"]),
-                str(row["trading_pair"]),
-                row["side"] == Side.BUY.value,
-                Decimal(row["amount"]),
-                from_musd(int(row["notional_musd"])),
-                from_musd(int(row["fee_musd"])),
-                float(row["ts"]),
+                str(exchange),
+                str(pair),
+                side == Side.BUY.value,
+                Decimal(amount),
+                from_musd(int(notional)),
+                from_musd(int(fee)),
+                float(ts),
             )
         held = exposure(book)
         caps = {name: ex.cap_usd for name, ex in held.exchanges.items()}
