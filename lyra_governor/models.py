@@ -12,7 +12,7 @@ Why these shapes:
 
 from __future__ import annotations
 
-import uuid
+import os
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -26,7 +26,7 @@ from lyra_governor.sentiment import SentimentSummary  # imports no other Lyra mo
 
 def new_id(prefix: str) -> str:
     """A short, unique, sortable-enough identifier such as ``res-3f2a9c0d1b4e``."""
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+    return f"{prefix}-{os.urandom(6).hex()}"  # 48 random bits, as uuid4().hex[:12] had, at a fifth of its cost
 
 
 class Side(StrEnum):
