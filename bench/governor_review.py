@@ -7,6 +7,8 @@ Two baselines, measured in the same run on the same kind of file:
   `vs_*` is this tree's figure over the older one's (p99 and throughput within 10 % is the goal);
 - one bare SQLite INSERT + COMMIT in WAL mode with synchronous=NORMAL (the least any durable
   decision can cost): p99(review) / p99(baseline) is what to compare across machines.
+Each review's CPU time (`time.thread_time`) is printed beside its wall time: on a shared
+machine the wall p99 is mostly the core being taken away, the CPU p99 what the review costs.
 With --pg-url (or LYRA_BENCH_PG_URL) the same review loop also runs on PostgreSQL.
 
 Usage: python bench/governor_review.py [--quick] [--n N] [--against REV] [--pg-url URL]
@@ -52,8 +54,10 @@ def bench_baseline(path: Path, n: int) -> list[float]:
     return out
 
 
-def bench_review(db_url: str, n: int) -> tuple[list[float], float]:
-    """The review loop of the tree first on sys.path (this one, or an older commit's)."""
+def bench_review(db_url: str, n: int) -> tuple[list[float], float, list[float]]:
+    """The review loop of the tree first on sys.path (this one, or an older commit's): each
+    review's wall time, the loop's wall time, and each review's CPU time (this thread's: what
+    the review costs when the machine's load does not take the core away)."""
     from lyra_governor.config import load_settings
     from lyra_governor.governor import Governor
     from lyra_governor.models import MarketSnapshot, OrderEvent, OrderEventKind, OrderProposal, Side
@@ -68,6 +72,7 @@ def bench_review(db_url: str, n: int) -> tuple[list[float], float]:
     gov.ledger.set_phase(3, "bench", "benchmark")
     store = getattr(gov, "store", None) or gov.hot  # type: ignore[attr-defined]  # older trees: `hot`
     out: list[float] = []
+    cpu: list[float] = []
     started = time.perf_counter()
     for i in range(n):
         now = time.time()  # the strategy's tick (untimed): the market watched for 10 s
@@ -85,9 +90,10 @@ def bench_review(db_url: str, n: int) -> tuple[list[float], float]:
             mid_price=Decimal(60005),
             mid_price_ts=time.time(),
         )
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         decision = gov.review(proposal)
         out.append(time.perf_counter() - t0)
+        cpu.append(time.thread_time() - c0)
         if not decision.allowed:
             raise SystemExit(f"bench proposal was refused: {decision.code} {decision.message}")
         # release it again (not timed) so the cap never fills
@@ -96,21 +102,23 @@ def bench_review(db_url: str, n: int) -> tuple[list[float], float]:
             store.checkpoint()  # what the bot's heartbeat does every few seconds (untimed here)
     wall = time.perf_counter() - started
     gov.close()
-    return out, wall
+    return out, wall, cpu
 
 
 def worker(tree: Path, n: int) -> int:
     """One round in this process: `tree`'s review loop on a fresh store; prints the samples."""
     sys.path.insert(0, str(tree))
     with tempfile.TemporaryDirectory() as tmp:
-        reviews, wall = bench_review(f"sqlite:///{Path(tmp) / 'lyra.db'}", n)
-    print(json.dumps({"us": [round(r * 1e6, 2) for r in reviews], "wall": wall}))
+        reviews, wall, cpu = bench_review(f"sqlite:///{Path(tmp) / 'lyra.db'}", n)
+    print(json.dumps({"us": [round(r * 1e6, 2) for r in reviews], "cpu_us": [round(c * 1e6, 2) for c in cpu],
+                      "wall": wall}))  # fmt: skip
     return 0
 
 
-def rounds(trees: dict[str, Path], n: int, count: int) -> dict[str, list[float]]:
-    """`count` alternating rounds of n / count decisions per tree, each in a fresh process."""
-    samples: dict[str, list[float]] = {name: [] for name in trees}
+def rounds(trees: dict[str, Path], n: int, count: int) -> dict[str, tuple[list[float], list[float]]]:
+    """`count` alternating rounds of n / count decisions per tree, each in a fresh process:
+    per tree, the reviews' wall times and CPU times."""
+    samples: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in trees}
     per_round = max(100, n // count)
     for i in range(count):
         order = list(trees.items()) if i % 2 == 0 else list(reversed(trees.items()))
@@ -120,17 +128,23 @@ def rounds(trees: dict[str, Path], n: int, count: int) -> dict[str, list[float]]
                 [sys.executable, __file__, "--worker", str(tree), "--n", str(per_round)],
                 env=env, cwd=tree, capture_output=True, text=True, check=True,
             )  # fmt: skip
-            samples[name] += [us / 1e6 for us in json.loads(done.stdout.strip().splitlines()[-1])["us"]]
+            found = json.loads(done.stdout.strip().splitlines()[-1])
+            samples[name][0].extend(us / 1e6 for us in found["us"])
+            samples[name][1].extend(us / 1e6 for us in found["cpu_us"])
     return samples
 
 
-def summary(reviews: list[float]) -> dict[str, float]:
-    return {
+def summary(reviews: list[float], cpu: list[float] | None = None) -> dict[str, float]:
+    figures = {
         "p50_us": round(statistics.median(reviews) * 1e6, 1),
         "p99_us": round(percentile(reviews, 0.99) * 1e6, 1),
         # throughput of review alone (the loop also releases each reservation, untimed)
         "decisions_per_s": round(len(reviews) / sum(reviews), 1),
     }
+    if cpu:
+        figures["cpu_p50_us"] = round(statistics.median(cpu) * 1e6, 1)
+        figures["cpu_p99_us"] = round(percentile(cpu, 0.99) * 1e6, 1)
+    return figures
 
 
 def main() -> int:
@@ -158,27 +172,31 @@ def main() -> int:
             trees["against"] = old
         measured = rounds(trees, n, 4 if args.quick else 8)
         base = bench_baseline(Path(tmp) / "baseline.db", n)
-    this = summary(measured["this"])
-    figures: dict[str, float] = {"n": len(measured["this"]), **this}
+    this = summary(*measured["this"])
+    figures: dict[str, float] = {"n": len(measured["this"][0]), **this}
     figures["baseline_p50_us"] = round(statistics.median(base) * 1e6, 1)
     figures["baseline_p99_us"] = round(percentile(base, 0.99) * 1e6, 1)
     figures["ratio_p99"] = round(this["p99_us"] / figures["baseline_p99_us"], 2)
     figures["ratio_p50"] = round(this["p50_us"] / figures["baseline_p50_us"], 2)
     print(
         f"SQLite review: p50 {this['p50_us']} us, p99 {this['p99_us']} us, "
-        f"{this['decisions_per_s']} decisions/s over {len(measured['this'])} decisions"
+        f"{this['decisions_per_s']} decisions/s over {len(measured['this'][0])} decisions; CPU time of the "
+        f"same reviews (the core taken away excluded): p50 {this['cpu_p50_us']} us, p99 {this['cpu_p99_us']} us"
     )
     if "against" in measured:
-        old = summary(measured["against"])
+        old = summary(*measured["against"])
         figures.update({f"against_{key}": value for key, value in old.items()})
         figures["vs_against_p50"] = round(this["p50_us"] / old["p50_us"], 2)
         figures["vs_against_p99"] = round(this["p99_us"] / old["p99_us"], 2)
         figures["vs_against_throughput"] = round(this["decisions_per_s"] / old["decisions_per_s"], 2)
+        figures["vs_against_cpu_p50"] = round(this["cpu_p50_us"] / old["cpu_p50_us"], 2)
+        figures["vs_against_cpu_p99"] = round(this["cpu_p99_us"] / old["cpu_p99_us"], 2)
         print(
             f"SQLite review at {args.against} (same run, alternating rounds): p50 {old['p50_us']} us, "
             f"p99 {old['p99_us']} us, {old['decisions_per_s']} decisions/s; this tree / {args.against}: "
             f"p50 {figures['vs_against_p50']}x, p99 {figures['vs_against_p99']}x, "
-            f"throughput {figures['vs_against_throughput']}x"
+            f"throughput {figures['vs_against_throughput']}x; CPU p50 {old['cpu_p50_us']} us, p99 "
+            f"{old['cpu_p99_us']} us ({figures['vs_against_cpu_p50']}x, {figures['vs_against_cpu_p99']}x)"
         )
     print(
         f"SQLite bare insert+commit baseline: p50 {figures['baseline_p50_us']} us, "
@@ -186,7 +204,8 @@ def main() -> int:
     )
     if args.pg_url:
         sys.path.insert(0, str(ROOT))
-        pg = summary(bench_review(args.pg_url, max(500, n // 4))[0])
+        pg_wall, _, pg_cpu = bench_review(args.pg_url, max(500, n // 4))
+        pg = summary(pg_wall, pg_cpu)
         figures.update({f"pg_{key}": value for key, value in pg.items()})
         print(f"PostgreSQL review: p50 {pg['p50_us']} us, p99 {pg['p99_us']} us, {pg['decisions_per_s']} decisions/s")
     print(json.dumps(figures, sort_keys=True))
