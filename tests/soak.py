@@ -570,6 +570,9 @@ def run_soak(
             assert proc.stdout is not None
             if proc.stdout.readline().strip() != "ready":
                 raise RuntimeError(f"a bot did not start: {[p.args for p in procs if p.poll() is not None]}")
+        for route in ("/metrics", "/forensic/status"):  # a server in use: its first (cold) answers are made
+            with urllib.request.urlopen(url + route, timeout=120) as response:
+                response.read()
         poller = _Poller(url)
         poller.start()
         readers = _Readers(url, clients, requests, wall_s).start()
