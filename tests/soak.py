@@ -238,10 +238,6 @@ class _Bot:
     counts: dict[str, int] = field(default_factory=dict)
     event_retries: int = 0
 
-    def send(self, event: Any) -> None:
-        self.pending.append(event)
-        self.flush()
-
     def flush(self) -> None:
         from lyra_governor.store import STORE_ERRORS
 
@@ -284,7 +280,6 @@ class _Bot:
         seen = MarketSnapshot(connector=self.connector, trading_pair=PAIR, timestamp=now, mid_price=mid)
         self.gov.observe_market(seen)
         self.gov.heartbeat()
-        self.flush()
         for order in list(self.orders.values()):
             crossed = mid <= order.price if order.side == "BUY" else mid >= order.price
             if crossed:
@@ -303,7 +298,8 @@ class _Bot:
             else:
                 continue
             del self.orders[order.reservation_id]
-            self.send(event)
+            self.pending.append(event)
+        self.flush()  # once a step: a held write lock costs one event's wait (2 s budget), not one per event
         sides = {o.side for o in self.orders.values()}
         if "BUY" not in sides and self.position < 10 * AMOUNT:
             size = AMOUNT + Decimal(n % 97) / 10**8  # never the same order twice
