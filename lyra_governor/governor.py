@@ -62,7 +62,6 @@ from lyra_governor.models import (
     MarketSnapshot,
     OrderEvent,
     OrderProposal,
-    ReservationStatus,
     TradingState,
 )
 from lyra_governor.order_events import OrderEvents
@@ -119,10 +118,6 @@ class Governor:
         self._last_heartbeat = float("-inf")
         self._beats = 0
         self._bot_reduce_only: str | None = None  # this bot's own restriction (refreshed with the state)
-        # Reservations whose write failed with a store error: the commit may still have reached the
-        # store (its answer lost in a restart or cut by the budget) though the strategy was denied
-        # and placed nothing. Settled on the heartbeat once the store answers (`_settle_in_doubt`).
-        self._in_doubt: list[str] = []
         self.orders.adopt(ledger.open_reservations(bot_id))
         self.desk.restore(clock())
         mandates.subscribe(self.on_council_result)
@@ -284,7 +279,7 @@ class Governor:
                 self.store, r, row, self.settings, self.clock, self.exposure, lambda: self.ladder_state(fresh=True)
             )
         except STORE_ERRORS:
-            self._in_doubt.append(row.reservation_id)  # denied below; committed or not, settled later
+            self.events.in_doubt.append(row.reservation_id)  # denied below; committed or not, settled later
             raise
         if isinstance(seq, tuple):
             return self.decisions.deny(p, *seq)
@@ -310,19 +305,6 @@ class Governor:
 
     # --- housekeeping -----------------------------------------------------------------------
 
-    def _settle_in_doubt(self, now: float) -> None:
-        """Release the reservations whose review was denied on a store error but whose write did
-        reach the store: no order stands behind them, so their capital goes back at once. Found
-        by the soak (tests/soak.py): after a PostgreSQL restart one such reservation held its
-        capital OPEN for good. Raises a store error (kept for the next heartbeat) if it is away."""
-        while self._in_doubt:
-            rid = self._in_doubt[0]
-            if self.store.reservation_status(rid) is ReservationStatus.OPEN:
-                facts = {"kind": "in_doubt", "reservation_id": rid, "reason": _IN_DOUBT}
-                self.store.release(rid, ReservationStatus.CANCELLED, facts, self.bot_id, now)
-                log.warning("released reservation %s: %s", rid, _IN_DOUBT)
-            self._in_doubt.pop(0)
-
     def heartbeat(self) -> None:
         """Tell the store this bot is alive (throttled), and expire silent bots' reservations."""
         now = self.clock()
@@ -334,13 +316,10 @@ class Governor:
             if self._beats == 1:  # back after a silence: its orphaned reservations are its own again
                 self.store.reclaim_orphans(self.bot_id, self.bot_id, now)
             self.store.heartbeat(self.bot_id, now, _HOST, os.getpid())
-            self._settle_in_doubt(now)
+            self.events.settle_in_doubt(now)
             if self._beats % HOUSEKEEPING_EVERY == 1:
                 self.store.orphan_silent_bots(self.settings.risk.heartbeat_timeout_s, now)
                 self.store.checkpoint()
             self.check_loss_limits(now)
         except STORE_ERRORS as exc:
             log.error("heartbeat failed: %s", exc)
-
-
-_IN_DOUBT = "its review was denied on a store error, yet the reservation was written: no order was placed"

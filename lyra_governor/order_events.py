@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lyra_governor import audit
 from lyra_governor.bot_orders import BotOrders
@@ -24,6 +24,8 @@ from lyra_governor.store import STORE_ERRORS
 from lyra_governor.store_budget import EVENT_BUDGET_MS
 
 log = logging.getLogger(__name__)
+
+IN_DOUBT = "its review was denied on a store error, yet the reservation was written: no order was placed"
 
 ENDS = {  # order events that end an order without (more) fills, and the state they leave
     OrderEventKind.CANCELLED: ReservationStatus.CANCELLED,
@@ -42,6 +44,10 @@ class OrderEvents:
     desk: BreakerDesk
     history: MarketHistory
     restricted: Callable[[], None]  # this bot's restriction changed: re-read it on the next review
+    # Reservations whose write failed with a store error: the commit may still have reached the
+    # store (its answer lost in a restart or cut by the budget) though the strategy was denied
+    # and placed nothing. Settled on the heartbeat once the store answers (`settle_in_doubt`).
+    in_doubt: list[str] = field(default_factory=list)
 
     def on_order_event(self, event: OrderEvent) -> None:
         """Fills become deployed capital; cancels, failures and completions end the reservation
@@ -104,6 +110,20 @@ class OrderEvents:
                 self.orders.close_cancelling(reservation_id)
         except STORE_ERRORS as exc:
             log.error("could not record the cancel request for %s: %s", reservation_id, exc)
+
+    def settle_in_doubt(self, now: float) -> None:
+        """Release the reservations whose review was denied on a store error but whose write did
+        reach the store: no order stands behind them, so their capital goes back at once. Found
+        by the soak (tests/soak.py): after a PostgreSQL restart one such reservation held its
+        capital OPEN for good. Raises a store error (kept for the next heartbeat) if it is away."""
+        store = self.seat.store
+        while self.in_doubt:
+            rid = self.in_doubt[0]
+            if store.reservation_status(rid) is ReservationStatus.OPEN:
+                facts = {"kind": "in_doubt", "reservation_id": rid, "reason": IN_DOUBT}
+                store.release(rid, ReservationStatus.CANCELLED, facts, self.seat.bot_id, now)
+                log.warning("released reservation %s: %s", rid, IN_DOUBT)
+            self.in_doubt.pop(0)
 
     def closed(self, reservation_id: str) -> None:
         self.desk.board.closed(reservation_id)
