@@ -10,17 +10,22 @@ invariants, audit verify, the operator's halt heard over MQTT by every bot).
 Usage: python bench/soak.py [--quick] [--minutes M] [--speed X] [--requests N] [--store sqlite]
 (30 simulated minutes at 10x: about 3.5 min of wall time). The last line is one JSON object.
 
-Measured at 3ca7e2c..e2c0927 on the shared 2-core machine (load average 10-20), 30 simulated
-minutes at 10x, 16 clients x 200 requests, store away 2 x 3 s, broker 2 s:
-- PostgreSQL: /metrics p50 9.8-10.0 ms p99 257-361 ms, /forensic/status p50 10.6-10.8 ms p99
-  297-475 ms; 3,200/3,200 answered (71 /forensic/status 503 while the store was away; /metrics
-  200 throughout, longest gap 0.77 s); 0 ALLOWED of 228-233 reviews while it was stopped (all
-  STORE_UNAVAILABLE), 1,197-1,224 ALLOWED in all, 425-444 after the second restart; 0 open
+Measured at 35c936f on the shared 2-core machine (load average 15-20 during the runs), 30
+simulated minutes at 10x, 16 clients x 200 requests (after one warm-up request per route),
+store away 2 x 3 s, broker 2 s:
+- PostgreSQL (stopped with pg_ctl -m fast, started again): /metrics p50 10.9 ms p99 151.6 ms
+  (147.0 ms away from the outages), /forensic/status p50 12.1 ms p99 363.0 ms (165.0 ms);
+  3,200/3,200 answered (/forensic/status 503 while the store was away, /metrics 200 throughout
+  with lyra_up 0 in 35 polls, longest gap 0.7 s); 0 ALLOWED of 236 reviews while it was
+  stopped (all STORE_UNAVAILABLE), 1,226 ALLOWED in all, 445 after the second restart; 0 open
   reservations, 0 invariant problems, audit verify ok, the halt heard over MQTT by 3/3 bots.
-- SQLite (write lock held by another process): /metrics p50 3.4 ms p99 214 ms,
-  /forensic/status p50 4.0 ms p99 245 ms; 0 ALLOWED of 5 reviews while it was held
-  (STORE_BUSY), 1,224 ALLOWED, 0 open reservations, 0 invariant problems, audit verify ok,
-  largest WAL 0.45 MB.
+  Before 35c936f one run of three ended with one reservation OPEN (written, its answer lost).
+- SQLite (write lock held by another process; load 18): /metrics p50 17.5 ms p99 868.7 ms,
+  /forensic/status p50 19.8 ms p99 965.2 ms (an earlier run at load 10: p99 214 / 245 ms); 0 ALLOWED of 9
+  reviews while it was held (STORE_BUSY), 1,252 ALLOWED, 0 open reservations, 0 invariant
+  problems, audit verify ok, largest WAL 2.13 MB.
+The p99 follows the machine's load: the bots, the server, PostgreSQL and the 16 clients share
+two cores with other sessions.
 """
 
 from __future__ import annotations
