@@ -319,4 +319,6 @@ def test_an_early_abort_is_not_reported_as_degraded(lyra_home: Path, fake: FakeO
     result = decide(or_settings(lyra_home, fake, deadline=5.0))
     assert result.verdict is Verdict.ABORT  # type: ignore[attr-defined]
     assert result.response_rate < 0.75 and not result.degraded  # type: ignore[attr-defined]
-    assert result.no_answer == {"not_awaited": 6}  # type: ignore[attr-defined]
+    # the six slow voters were not awaited; the fast first voter may land before or after the
+    # CRITICAL vote that aborts (a loaded machine orders them either way)
+    assert result.no_answer in ({"not_awaited": 6}, {"not_awaited": 7})  # type: ignore[attr-defined]
