@@ -103,6 +103,10 @@ def hostile_proposal(
         if held and rng.random() < 0.7:
             amount = abs(held) if rng.random() < 0.5 else abs(held) / 2
             side = Side.SELL if held > 0 else Side.BUY
+    if side is Side.SELL and not reduce_only and amount.is_finite() and amount > 0 and rng.random() < 0.9:
+        held = position()  # a spot strategy sells what it holds (nine times in ten: the rest fail)
+        if amount > held:
+            amount, side = (held, Side.SELL) if held > 0 else (amount, Side.BUY)
     mid_seen = mid if rng.random() > 0.02 else mid * Decimal("1.2")  # a proposal lying about its mid
     return OrderProposal(bot_id=bot_id, connector=connector, trading_pair=PAIR, side=side, order_type=order_type,
                          amount=amount, price=price, mid_price=mid_seen, mid_price_ts=now,
@@ -179,6 +183,7 @@ class Order:
     reduce_only: bool
     filled: Decimal = Decimal(0)
     done: bool = False
+    market: bool = False
 
 
 @dataclass
@@ -380,7 +385,7 @@ class Simulation:
                 )
         assert decision.reservation_id is not None
         valued = price if price is not None else mid
-        bot.orders.append(Order(decision.reservation_id, c, side, amount, valued, reduce_only))
+        bot.orders.append(Order(decision.reservation_id, c, side, amount, valued, reduce_only, market=price is None))
 
     def deliver(self, bot: Bot, event: OrderEvent) -> None:
         """Hand an exchange event to the bot's governor as a connector does: a store that does
@@ -405,9 +410,21 @@ class Simulation:
         amount = left if r < 0.6 else (left / 2).quantize(Decimal("0.00000001"))
         if amount <= 0:
             return
-        slip = Decimal(1 + self.rng.uniform(-0.001, 0.001))
+        if order.side is Side.SELL and self.position(bot, order.connector) < amount:  # spot: nothing to sell
+            self.report.actions["sell_failed_no_balance"] += 1
+            self.deliver(bot, OrderEvent(kind=OrderEventKind.FAILED, reservation_id=order.reservation_id))
+            order.done = True
+            bot.closed.append(order)
+            return
+        # a LIMIT order fills at its price or better; a MARKET order at the mid, a little worse
+        better = Decimal(self.rng.uniform(0, 0.001))
+        buy = order.side is Side.BUY
+        if order.market:
+            price = self.mids[order.connector] * (1 + better / 5 if buy else 1 - better / 5)
+        else:
+            price = order.price * (1 - better if buy else 1 + better)
         event = OrderEvent(kind=OrderEventKind.FILLED, reservation_id=order.reservation_id,
-                           filled_amount=amount, fill_price=(order.price * slip).quantize(Decimal("0.01")),
+                           filled_amount=amount, fill_price=price.quantize(Decimal("0.01")),
                            timestamp=self.now)  # fmt: skip
         self.deliver(bot, event)
         order.filled += amount
