@@ -414,7 +414,7 @@ def _valuer_prices(result: ReplayResult) -> dict[tuple[str, str], tuple[Any, flo
 def run_facts(result: ReplayResult) -> dict[str, Any]:
     """What differs between two runs of the same command: wall times and the audit head."""
     hours = result.ticks_run / 3600
-    per_hour = result.hour_wall_s
+    per_hour, cpu = result.hour_wall_s, result.hour_cpu_s
     return {
         "wall_s": round(result.wall_s, 3),
         "sim_hours_per_wall_s": round(hours / result.wall_s, 5) if result.wall_s else 0.0,
@@ -422,6 +422,10 @@ def run_facts(result: ReplayResult) -> dict[str, Any]:
         "governor_share": round(result.governor_s / result.wall_s, 4) if result.wall_s else 0.0,
         "hour_wall_s": [round(h, 3) for h in per_hour],
         "last_vs_first_hour": round(per_hour[-1] / per_hour[0], 3) if len(per_hour) >= 2 and per_hour[0] else None,
+        # CPU seconds of the process: on a shared machine the wall time says more about the others
+        "cpu_s": round(result.cpu_s, 3),
+        "hour_cpu_s": [round(h, 3) for h in cpu],
+        "last_vs_first_hour_cpu": round(cpu[-1] / cpu[0], 3) if len(cpu) >= 2 and cpu[0] else None,
         "audit_head": result.audit_head,
     }
 
