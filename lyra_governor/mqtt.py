@@ -191,13 +191,14 @@ def _broadcast(
     targets = set(settings.mqtt.instance_ids) | set(instance_ids)
     try:
         with _Session(settings, timeout_s) as session:
+            # Lyra's own retained state first, before listening for instances: governed bots act
+            # on it even without the bridge, and cancel their orders without waiting out
+            # `discover_s` (issue 19 point 5: the halt's time to the last cancel).
+            session.publish(halt_topic(ns), message, retain=True)
             if send_stop:
                 session.subscribe([heartbeat_topic(ns), presence_topic(ns), session.reply_topic + "/+"])
                 wait = settings.mqtt.discover_s if discover_s is None else discover_s
                 time.sleep(wait)
-            # Lyra's own retained state first: governed bots act on it even without the bridge.
-            session.publish(halt_topic(ns), message, retain=True)
-            if send_stop:
                 with session.lock:
                     targets |= session.seen
                 for instance in sorted(targets):

@@ -27,7 +27,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
@@ -244,6 +243,9 @@ class SentimentFeed:
                 raw += found
                 if skipped:
                     problems.append(f"{path}: {skipped} line(s) without a timestamp or title skipped")
+            if self.feeds:
+                import httpx  # here, not at the top: every CLI command and bot imports this module via models
+
             for url in self.feeds:
                 try:
                     content = (

@@ -2,31 +2,87 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
+from typer._click import Command, Context  # typer vendors click; TyperGroup holds these
+from typer.core import TyperGroup
 
 from lyra_governor import __version__
-from lyra_governor.cli import (
-    audit_cmd,
-    commission_cmd,
-    council_cmd,
-    hummingbot_cmd,
-    ops,
-    orphans_cmd,
-    paper_cmd,
-    scripts_cmd,
-    serve_cmd,
-    vault_cmd,
-)
 from lyra_governor.cli.common import CliState, err_console
 from lyra_governor.errors import LyraError
+
+#: Every command of the root app and the module (in lyra_governor/cli/) that registers it, in
+#: the order `--help` lists them. A module is imported only when one of its commands is looked
+#: up, so `lyra-governor halt` loads ops.py and what the halt needs, not the council, ccxt or
+#: the paper engine: the emergency stop's own start-up is most of its time to the last cancel
+#: (issue 19 point 5). tests/unit/cli/test_lazy_commands.py checks this table against what each
+#: module registers, and what `halt --help` leaves out of sys.modules.
+COMMANDS: dict[str, str] = {
+    "status": "ops", "phase": "ops", "halt": "ops", "resume": "ops", "promote": "ops", "demote": "ops",
+    "orphans": "orphans_cmd", "audit": "audit_cmd", "vault": "vault_cmd", "council": "council_cmd",
+    "commission": "commission_cmd", "exchanges": "commission_cmd", "paper": "paper_cmd", "record": "paper_cmd",
+    "serve": "serve_cmd", "install-scripts": "scripts_cmd", "hummingbot": "hummingbot_cmd",
+}  # fmt: skip
+
+
+def commands_of(module_name: str) -> dict[str, Command]:
+    """The click commands `lyra_governor.cli.<module_name>` registers, by name."""
+    module = importlib.import_module(f"lyra_governor.cli.{module_name}")
+    holder = typer.Typer()
+    module.register(holder)
+    return dict(typer.main.get_group(holder).commands)
+
+
+class _LazyCommands(MutableMapping[str, Command]):
+    """The root group's commands: names known up front (help, suggestions for a typo), each
+    module imported on the first lookup of one of its commands."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, Command] = {}
+        self._extra: list[str] = []
+
+    def __getitem__(self, name: str) -> Command:
+        if name not in self._loaded and name in COMMANDS:
+            self._loaded.update(commands_of(COMMANDS[name]))
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, command: Command) -> None:
+        self._loaded[name] = command
+        if name not in COMMANDS and name not in self._extra:
+            self._extra.append(name)
+
+    def __delitem__(self, name: str) -> None:
+        raise TypeError("the root app's commands cannot be removed")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*COMMANDS, *self._extra])
+
+    def __len__(self) -> int:
+        return len(COMMANDS) + len(self._extra)
+
+
+class LazyGroup(TyperGroup):
+    """The root `lyra-governor` group, with its commands in `_LazyCommands`."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        commands, self.commands = self.commands, _LazyCommands()
+        self.commands.update(commands)
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return list(self.commands)
+
 
 app = typer.Typer(
     name="lyra-governor",
     help="Govern Hummingbot strategies: commissioning ladder, AI council, hard limits, audit trail.",
+    cls=LazyGroup,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -48,13 +104,6 @@ def root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     ctx.obj = CliState(config)
-
-
-for module in (
-    ops, orphans_cmd, audit_cmd, vault_cmd, council_cmd, commission_cmd, paper_cmd, serve_cmd, scripts_cmd,
-    hummingbot_cmd,
-):  # fmt: skip
-    module.register(app)
 
 
 def user_error(exc: BaseException) -> LyraError | None:

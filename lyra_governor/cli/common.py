@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
-from lyra_governor.config import Settings, load_settings
+if TYPE_CHECKING:  # pydantic and the settings models load with the settings, not for `--help`
+    from lyra_governor.config import Settings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -25,6 +26,8 @@ class CliState:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from lyra_governor.config import load_settings
+
             self._settings = load_settings(self.config_path)
             LOADED[0] = self._settings.db_url
             _redact_url_password(self._settings.db_url)

@@ -13,7 +13,7 @@ import getpass
 import importlib
 import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Group
@@ -22,7 +22,9 @@ from rich.panel import Panel
 from rich.table import Table
 
 from lyra_governor.cli.common import console, echo_name, err_console, print_json, settings
-from lyra_governor.config import Settings
+
+if TYPE_CHECKING:
+    from lyra_governor.config import Settings
 
 STATE_STYLE = {"ACTIVE": "green", "REDUCING": "yellow", "HALTED": "bold red"}
 

@@ -188,3 +188,30 @@ def test_store_down_still_broadcasts_the_stop(lyra_home: Path, mqtt_broker: tupl
         assert recorder.wait_for(f"{ns}/hb-1/stop")["data"]["skip_order_cancellation"] is False
     finally:
         recorder.close()
+
+
+@pytest.mark.timeout(60)
+def test_governed_bots_hear_the_halt_before_the_instances_are_discovered(
+    lyra_home: Path, mqtt_broker: tuple[str, int]
+) -> None:
+    """The retained halt goes out first; listening `discover_s` for Hummingbot instances (1 s by
+    default) comes after, so a governed bot starts cancelling without waiting it out. Ordering,
+    not timing: the halt is heard while `broadcast_stop` is still in its discovery wait."""
+    ns = f"lyratest-{uuid.uuid4().hex[:8]}"
+    heard = threading.Event()
+    listener = HaltListener(_settings(lyra_home, ns), lambda _body: heard.set()).start()
+    settings = _settings(lyra_home, ns)
+    sent: list[Any] = []
+    stopping = threading.Thread(
+        target=lambda: sent.append(broadcast_stop(settings, "discovery order", "test", discover_s=8.0, reply_wait_s=0))
+    )
+    try:
+        assert listener.connected.is_set()
+        stopping.start()
+        assert heard.wait(7.0), "no halt heard during the 8 s discovery wait"
+        assert stopping.is_alive() and not sent  # still discovering: the halt did not wait for it
+        stopping.join(30)
+        assert sent and sent[0].ok
+    finally:
+        stopping.join(30)
+        listener.stop()
