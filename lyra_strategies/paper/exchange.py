@@ -65,6 +65,7 @@ class PaperExchange(MockPaperExchange):  # type: ignore[misc]
         self._fills = 0
         self._prices: dict[tuple[str, bool, float], Decimal] = {}  # see get_price
         self._mids: dict[tuple[str, float, float], Decimal] = {}
+        self._amounts: dict[tuple[str, str], Decimal] = {}  # see quantize_order_amount
         # kept as attributes: the connector holds its listeners weakly
         self._forwarders = [
             (MarketEvent.BuyOrderCreated, SourceInfoEventForwarder(self._created)),
@@ -168,8 +169,8 @@ class PaperExchange(MockPaperExchange):  # type: ignore[misc]
     # connector share its book, so a new quote costs one miss per side, not one per account.
 
     def share_prices(self, other: PaperExchange) -> None:
-        """Use `other`'s price memo (call only when both have the same quantization)."""
-        self._prices, self._mids = other._prices, other._mids
+        """Use `other`'s price and amount memos (call only when both have the same quantization)."""
+        self._prices, self._mids, self._amounts = other._prices, other._mids, other._amounts
 
     def get_price(self, trading_pair: str, is_buy: bool) -> Decimal:
         top = self.get_order_book(trading_pair).get_price(is_buy)
@@ -190,6 +191,20 @@ class PaperExchange(MockPaperExchange):  # type: ignore[misc]
                 self._mids.clear()
             ask, bid = self.get_price(trading_pair, True), self.get_price(trading_pair, False)
             found = self._mids[key] = (ask + bid) / Decimal("2")
+        return found
+
+    def quantize_order_amount(self, trading_pair: str, amount: Decimal) -> Decimal:
+        """Hummingbot's rounding of an amount (~60 us through Decimal), remembered per (pair,
+        amount as written): a position executor rounds its filled amount on every control step
+        (`open_filled_amount`: a fifth of an eight-strategy replay's time). Amounts that compare
+        equal but are written differently (1.0, 1.00) are kept apart, so the answer is
+        Hummingbot's own, digit for digit."""
+        key = (trading_pair, str(amount))
+        found = self._amounts.get(key)
+        if found is None:
+            if len(self._amounts) >= PRICE_CACHE_MAX:
+                self._amounts.clear()
+            found = self._amounts[key] = super().quantize_order_amount(trading_pair, amount)
         return found
 
     def get_price_by_type(self, trading_pair: str, price_type: PriceType) -> Decimal:

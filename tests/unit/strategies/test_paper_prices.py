@@ -5,6 +5,7 @@ executor judge its barriers on an old market)."""
 from __future__ import annotations
 
 import random
+from decimal import Decimal
 
 from hummingbot.connector.exchange.paper_trade.paper_trade_exchange import QuantizationParams
 from hummingbot.connector.test_support.mock_paper_exchange import MockPaperExchange
@@ -46,3 +47,15 @@ def test_accounts_sharing_a_book_share_its_prices() -> None:
     assert second._prices is first._prices and len(first._prices) == 1
     assert str(second.get_price(PAIR, True)) == str(reference.get_price(PAIR, True))
     assert len(first._prices) == 1  # the second account found the first one's answer
+
+
+def test_cached_amounts_are_hummingbots_digit_for_digit() -> None:
+    rng = random.Random(2)
+    ours, theirs = PaperExchange(name="amounts"), MockPaperExchange()
+    for ex in (ours, theirs):
+        ex.set_quantization_param(QuantizationParams(PAIR, 6, 6, 6, 6))
+        ex.set_balanced_order_book(PAIR, 60_000.0, 59_000.0, 61_000.0, 5.0, 0.05)
+    amounts = [Decimal("1.0"), Decimal("1.00"), Decimal("0"), Decimal("0.00"), Decimal("0.0012345678")]
+    amounts += [Decimal(str(round(rng.uniform(0, 3), rng.randint(0, 12)))) for _ in range(400)]
+    for amount in amounts * 2:  # the second pass comes from the memo
+        assert str(ours.quantize_order_amount(PAIR, amount)) == str(theirs.quantize_order_amount(PAIR, amount))
