@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from lyra_governor.config import RoleSettings, Settings
 
 CACHE_FILE = "openrouter_models.json"
@@ -187,6 +185,8 @@ def cache_path(settings: Settings) -> Path:
 
 def fetch_catalogue(base_url: str, timeout_s: float = FETCH_TIMEOUT_S) -> tuple[Catalogue, Any]:
     """GET <base>/models (no key needed). Returns the catalogue and the raw document."""
+    import httpx  # here: `status` reads the cached catalogue through this module, never the network
+
     url = base_url.rstrip("/") + "/models"
     try:
         response = httpx.get(url, timeout=timeout_s, headers={"X-Title": "Lyra governor"})

@@ -76,6 +76,15 @@ def test_halt_and_resume_load_only_the_store_and_settings(tmp_path: Path, comman
     assert _among(modules, NEVER) == []
 
 
+def test_status_loads_no_network_client_nor_the_bots_stack(tmp_path: Path) -> None:
+    """`status` reads the council's cached catalogue and the checkpoint schedule (which load the
+    council's modules), never the network clients, Hummingbot or the data libraries."""
+    code, modules = _loaded(["status", "--json"], tmp_path)
+    assert code == 0
+    never = tuple(n for n in NEVER if n not in ("cryptography", "lyra_governor.consensus", "lyra_governor.checkpoints"))
+    assert _among(modules, never) == []
+
+
 def test_the_command_table_matches_what_each_module_registers() -> None:
     """A command added to a module but not to COMMANDS would be missing from the CLI."""
     folder = Path(cli_app.__file__).parent
