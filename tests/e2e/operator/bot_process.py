@@ -8,9 +8,11 @@ capital moves from reserved to deployed. It prints one JSON line with its decisi
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from decimal import Decimal
+from pathlib import Path
 
 from lyra_governor.config import load_settings
 from lyra_governor.governor import Governor
@@ -61,11 +63,29 @@ class StandingMandate(NoCouncil):
         return None
 
 
+def wait_for_the_start(bot_id: str) -> None:
+    """With LYRA_TEST_START_DIR set, say ready and wait (bounded) for the test's `go` file.
+
+    Started bots race through interpreter start-up; on a loaded machine one could take every
+    order that fits under the cap before the other proposed at all. A common start makes them
+    trade at the same time, which is what the test is about.
+    """
+    folder = os.environ.get("LYRA_TEST_START_DIR")
+    if not folder:
+        return
+    start = Path(folder)
+    (start / f"{bot_id}.ready").touch()
+    deadline = time.monotonic() + 120
+    while not (start / "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def main() -> None:
     db_url, bot_id, connector, orders = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     pause = float(sys.argv[5]) if len(sys.argv) > 5 else 0.06
     settings = load_settings(None, use_env=False, db_url=db_url)
     governor = Governor.from_settings(settings, bot_id, mandates=StandingMandate(), strategy="operator-test")
+    wait_for_the_start(bot_id)
     counts: dict[str, int] = {}
     filled = Decimal(0)
     try:

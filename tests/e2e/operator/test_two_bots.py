@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -26,6 +27,9 @@ def test_status_is_right_while_two_bots_trade(lyra_home: Path, served: Served) -
     ledger = Ledger.open(settings)
     ledger.set_phase(3, "test", "paper run")
     ledger.close()
+    start = lyra_home / "start"
+    start.mkdir()
+    names = (("bot-a", "binance_paper_trade"), ("bot-b", "okx_paper_trade"))
     bots = [
         subprocess.Popen(
             [sys.executable, BOT, db_url, name, connector, str(ORDERS)],
@@ -33,9 +37,16 @@ def test_status_is_right_while_two_bots_trade(lyra_home: Path, served: Served) -
             stderr=subprocess.PIPE,
             text=True,
             cwd=lyra_home,
+            env={**os.environ, "LYRA_TEST_START_DIR": str(start)},
         )
-        for name, connector in (("bot-a", "binance_paper_trade"), ("bot-b", "okx_paper_trade"))
+        for name, connector in names
     ]
+    # both bots trade at once: without a common start one of them may fill the cap alone
+    deadline = time.monotonic() + 120
+    while not all((start / f"{n}.ready").exists() for n, _ in names) and time.monotonic() < deadline:
+        assert all(b.poll() is None for b in bots), "a bot process ended before it was ready"
+        time.sleep(0.02)
+    (start / "go").touch()
     seen_bots: set[str] = set()
     snapshots = 0
     try:
