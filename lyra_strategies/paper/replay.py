@@ -55,6 +55,8 @@ BOOK_LEVELS = 40
 #: replay's scripts need (they create executors synchronously in their tick). A controller's
 #: actions go through a queue to the orchestrator and need three to land in the same second.
 YIELDS_PER_TICK = 1
+#: The paper store's budget per call (the most `store.budget_ms` allows): see `run_replay`.
+PAPER_STORE_BUDGET_MS = 10_000
 #: How often (simulated seconds) each governor re-reads the ladder state: live it is 0.25 s of
 #: wall time, which would make a replay depend on the machine's speed.
 STATE_REFRESH_SIM_S = 5.0
@@ -350,7 +352,11 @@ def run_replay(
     hb_db = out_dir / "hummingbot_trades.sqlite"
     if hb_db.exists():
         hb_db.unlink()
-    paper_settings = settings.model_copy(update={"db_url": f"sqlite:///{db_path}"})
+    # No wall-clock budget can cut a store call short in a simulated run: on a loaded machine a
+    # read held up 200 ms (e.g. behind the WAL checkpointer) raised STORE_BUSY out of a script's
+    # tick, Hummingbot skipped that tick, and the run depended on the machine's load.
+    store = settings.store.model_copy(update={"budget_ms": PAPER_STORE_BUDGET_MS})
+    paper_settings = settings.model_copy(update={"db_url": f"sqlite:///{db_path}", "store": store})
     # A run is a function of (code, config, data, seed): Hummingbot draws order and executor
     # ids from `random` (seeded here); every clock it reads is the simulated one (see
     # `PaperExchange.trigger_event_async`, its order tracker, `STATE_REFRESH_SIM_S`).

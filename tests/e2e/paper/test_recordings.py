@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from lyra_governor.config import Settings, load_settings
 from lyra_governor.store import audit_log, create_store_engine, fills
-from lyra_strategies.paper import importer, report
+from lyra_strategies.paper import importer, replay, report
 from lyra_strategies.paper.replay import SCRIPTS, ReplayResult, run_replay
 
 T0 = 1_656_633_600.0  # 2022-07-01 00:00:00 UTC: BTC near 20,000, ETH near 1,070
@@ -83,9 +83,11 @@ class Seen:
         self.mm: list[float] = []
         self.eth: list[float] = []
         self.resting_per_level = 0
+        self.store_budgets: set[int] = set()
 
     def __call__(self, _i: int, _t: float, strategies: dict[str, Any]) -> None:
         mm, rebalancer = strategies["market_making"], strategies["rebalancer"]
+        self.store_budgets |= {int(s.lyra.settings.store.budget_ms) for s in strategies.values()}
         self.mm.append(float(mm._mid("binance_paper_trade", "BTC-USDT")))
         self.eth.append(float(rebalancer._mid("okx_paper_trade", "ETH-USDT")))
         resting = {o.client_order_id for o in mm.connectors["binance_paper_trade"].limit_orders}
@@ -174,6 +176,16 @@ def test_fills_pay_each_exchanges_fee_in_exact_decimals(
     assert summary["pnl"]["fees_usd"] > 0
     pnl = summary["pnl"]
     assert abs(pnl["market_move_usd"] + pnl["trading_pnl_usd"] - pnl["total_usd"]) < 0.01
+
+
+def test_no_wall_clock_store_budget_in_a_simulated_run(
+    replayed: tuple[Path, ReplayResult, Seen, dict[str, Any]],
+) -> None:
+    """A store call cut short after 200 ms of wall time (a loaded machine, the WAL checkpointer)
+    raised STORE_BUSY out of a script's tick and Hummingbot skipped the tick: the run depended
+    on the machine. Every governor of the replay has the longest budget the config allows."""
+    _, _, seen, _ = replayed
+    assert seen.store_budgets == {replay.PAPER_STORE_BUDGET_MS}
 
 
 def test_one_quote_per_level(replayed: tuple[Path, ReplayResult, Seen, dict[str, Any]]) -> None:
