@@ -3,18 +3,33 @@ and the ccxt/urllib3 pair installed beside it."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 
 def test_mock_paper_exchange_runs_under_a_backtest_clock() -> None:
+    from hummingbot.strategy.strategy_v2_base import StrategyV2Base
+
+    assert StrategyV2Base.__name__ == "StrategyV2Base"
+    # Hummingbot's connectors take the thread's current event loop when they are built; a test
+    # earlier in the session may have ended with none set (asyncio.run, e.g. a paper replay,
+    # leaves the thread without one), so this test sets its own, as Hummingbot's own start does
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        _trade_under_a_backtest_clock()
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def _trade_under_a_backtest_clock() -> None:
     from hummingbot.connector.exchange.paper_trade.paper_trade_exchange import QuantizationParams
     from hummingbot.connector.test_support.mock_paper_exchange import MockPaperExchange
     from hummingbot.core.clock import Clock
     from hummingbot.core.clock_mode import ClockMode
     from hummingbot.core.data_type.common import OrderType
-    from hummingbot.strategy.strategy_v2_base import StrategyV2Base
 
-    assert StrategyV2Base.__name__ == "StrategyV2Base"
     start = 1_700_000_000.0
     clock = Clock(ClockMode.BACKTEST, 1.0, start, start + 5)
     exchange = MockPaperExchange()
