@@ -22,14 +22,10 @@ Run it by hand: ``python -m tests.live_sim.binance_sim --port 8765`` (see docs/c
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
 import logging
-import random
 import secrets
 import time
 from decimal import Decimal
@@ -38,6 +34,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
 
+from tests.live_sim import by_hand
 from tests.live_sim.engine import (
     D0,
     ApiError,
@@ -654,64 +651,21 @@ def _strip_signature(pieces: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m tests.live_sim.binance_sim",
-        description="A local Binance spot simulator on 127.0.0.1 for Hummingbot's binance connector and ccxt.",
-    )
-    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port (printed)")
-    parser.add_argument("--api-key", default="sim-key")
-    parser.add_argument("--api-secret", default="sim-secret")
-    parser.add_argument(
-        "--balance",
-        action="append",
-        default=[],
-        metavar="ASSET=AMOUNT",
-        help="starting free balance (repeatable; default USDT=1000 BTC=0.01 ETH=0.1 SOL=1)",
-    )
-    parser.add_argument("--market", action="append", default=[], metavar="BASE-QUOTE=MID",
-                        help="a market and its mid price (repeatable; default Lyra's binance pairs: "
-                             "BTC-USDT=60000 ETH-USDT=3000 SOL-USDT=150)")  # fmt: skip
-    parser.add_argument(
-        "--walk-bps",
-        type=float,
-        default=5.0,
-        help="each mid moves up to this many basis points every second (0: a still market)",
-    )
-    parser.add_argument(
-        "--read-only-key",
-        action="store_true",
-        help="the key's permissions say it cannot trade (what phases 2-3 require)",
-    )
-    args = parser.parse_args(argv)
-    specs = args.market or ["BTC-USDT=60000", "ETH-USDT=3000", "SOL-USDT=150"]
-    mids: dict[str, Decimal] = {}
-    markets = []
-    for spec in specs:
-        pair, _, mid = spec.partition("=")
-        base, _, quote = pair.partition("-")
-        markets.append(Market(base, quote))
-        mids[base + quote] = Decimal(mid)
-    balances = dict(b.split("=", 1) for b in args.balance) or {"USDT": "1000", "BTC": "0.01", "ETH": "0.1", "SOL": "1"}
-    sim = BinanceSim(args.api_key, args.api_secret, markets, balances, mids, port=args.port)  # type: ignore[arg-type]
+    args = by_hand.parser(
+        "python -m tests.live_sim.binance_sim",
+        "A local Binance spot simulator on 127.0.0.1 for Hummingbot's binance connector and ccxt.",
+        8765, "sim-key", "sim-secret", "binance",
+    ).parse_args(argv)  # fmt: skip
+    specs = by_hand.markets(args)
+    mids = {m.base + m.quote: m.mid for m in specs}
+    markets = [Market(m.base, m.quote) for m in specs]
+    sim = BinanceSim(args.api_key, args.api_secret, markets, by_hand.balances(args), mids, port=args.port)  # type: ignore[arg-type]
     sim.key_can_trade = not args.read_only_key
-
-    async def run() -> None:
-        await sim.serve()
-        print(f"Binance simulator on {sim.url} (REST {sim.url}/api/, WS {sim.ws_url}/ws, WS API "
-              f"{sim.ws_url}/ws-api/v3, ccxt layout {sim.url}/<host>/<path>); key {args.api_key!r}; Ctrl-C stops it",
-              flush=True)  # fmt: skip
-        while True:
-            await asyncio.sleep(1)
-            if args.walk_bps <= 0:
-                continue
-            for symbol in list(mids):
-                step = Decimal(random.uniform(-args.walk_bps, args.walk_bps)) / 10_000
-                mids[symbol] = (mids[symbol] * (1 + step)).quantize(Decimal("0.01"))
-            sim.walk(mids)
-            await sim._flush()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+    by_hand.serve_forever(
+        sim, mids, args.walk_bps,
+        lambda: f"Binance simulator on {sim.url} (REST {sim.url}/api/, WS {sim.ws_url}/ws, WS API "
+                f"{sim.ws_url}/ws-api/v3, ccxt layout {sim.url}/<host>/<path>); key {args.api_key!r}; Ctrl-C stops it",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

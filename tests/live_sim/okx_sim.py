@@ -25,20 +25,17 @@ Run it by hand: ``python -m tests.live_sim.okx_sim --port 8766`` (see docs/commi
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import base64
-import contextlib
 import datetime
 import hashlib
 import hmac
 import json
-import random
 from decimal import Decimal
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.live_sim import by_hand
 from tests.live_sim.engine import D0, ApiError, Fault, Market, Order, Rejected, SimExchange, Trade, _json, fmt
 
 __all__ = ["OkxError", "OkxSim", "okx_market", "too_many_requests"]
@@ -479,60 +476,23 @@ class OkxSim(SimExchange):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m tests.live_sim.okx_sim",
-        description="A local OKX spot simulator on 127.0.0.1 for Hummingbot's okx connector.",
-    )
-    parser.add_argument("--port", type=int, default=8766, help="0 picks a free port (printed)")
-    parser.add_argument("--api-key", default="okx-sim-key")
-    parser.add_argument("--api-secret", default="okx-sim-secret")
+    parser = by_hand.parser(
+        "python -m tests.live_sim.okx_sim",
+        "A local OKX spot simulator on 127.0.0.1 for Hummingbot's okx connector.",
+        8766, "okx-sim-key", "okx-sim-secret", "okx",
+    )  # fmt: skip
     parser.add_argument("--passphrase", default="okx-sim-passphrase")
-    parser.add_argument(
-        "--balance",
-        action="append",
-        default=[],
-        metavar="ASSET=AMOUNT",
-        help="starting free balance (repeatable; default USDT=1000 BTC=0.01 ETH=0.1 SOL=1)",
-    )
-    parser.add_argument("--market", action="append", default=[], metavar="BASE-QUOTE=MID",
-                        help="a market and its mid price (repeatable; default Lyra's okx pairs: "
-                             "BTC-USDT=60000 ETH-USDT=3000 SOL-USDT=150)")  # fmt: skip
-    parser.add_argument(
-        "--walk-bps",
-        type=float,
-        default=5.0,
-        help="each mid moves up to this many basis points every second (0: a still market)",
-    )
-    parser.add_argument("--read-only-key", action="store_true",
-                        help="the key's permissions say it cannot trade (what phases 2-3 require)")  # fmt: skip
     args = parser.parse_args(argv)
-    mids: dict[str, Decimal] = {}
-    markets = []
-    for spec in args.market or ["BTC-USDT=60000", "ETH-USDT=3000", "SOL-USDT=150"]:
-        pair, _, mid = spec.partition("=")
-        base, _, quote = pair.partition("-")
-        markets.append(okx_market(base, quote))
-        mids[f"{base}-{quote}"] = Decimal(mid)
-    balances = dict(b.split("=", 1) for b in args.balance) or {"USDT": "1000", "BTC": "0.01", "ETH": "0.1", "SOL": "1"}
-    sim = OkxSim(args.api_key, args.api_secret, args.passphrase, markets, balances, mids, port=args.port)  # type: ignore[arg-type]
+    specs = by_hand.markets(args)
+    mids = {f"{m.base}-{m.quote}": m.mid for m in specs}
+    markets = [okx_market(m.base, m.quote) for m in specs]
+    sim = OkxSim(args.api_key, args.api_secret, args.passphrase, markets, by_hand.balances(args), mids, port=args.port)  # type: ignore[arg-type]
     sim.key_can_trade = not args.read_only_key
-
-    async def run() -> None:
-        await sim.serve()
-        print(f"OKX simulator on {sim.url} (REST {sim.url}/api/v5, WS {sim.ws_url}/ws/v5/public and "
-              f"{sim.ws_url}/ws/v5/private); key {args.api_key!r}; Ctrl-C stops it", flush=True)  # fmt: skip
-        while True:
-            await asyncio.sleep(1)
-            if args.walk_bps <= 0:
-                continue
-            for symbol in list(mids):
-                step = Decimal(random.uniform(-args.walk_bps, args.walk_bps)) / 10_000
-                mids[symbol] = (mids[symbol] * (1 + step)).quantize(Decimal("0.01"))
-            sim.walk(mids)
-            await sim._flush()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+    by_hand.serve_forever(
+        sim, mids, args.walk_bps,
+        lambda: f"OKX simulator on {sim.url} (REST {sim.url}/api/v5, WS {sim.ws_url}/ws/v5/public and "
+                f"{sim.ws_url}/ws/v5/private); key {args.api_key!r}; Ctrl-C stops it",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
