@@ -32,7 +32,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from tests.live_sim import by_hand
 from tests.live_sim.engine import (
@@ -46,6 +46,7 @@ from tests.live_sim.engine import (
     Trade,
     _json,
     fmt,
+    json_messages,
 )
 
 __all__ = ["BinanceError", "BinanceSim", "Fault", "Market", "Order", "Trade", "ip_banned", "too_many_requests"]
@@ -556,16 +557,9 @@ class BinanceSim(SimExchange):
     # --- WebSockets ------------------------------------------------------------------------
 
     async def _ws_public(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(autoping=True)
-        await ws.prepare(request)
-        streams: set[str] = set()
-        entry = (ws, streams)
-        self._public.append(entry)
+        entry = ws, streams = await self._open_public(request)
         try:
-            async for msg in ws:
-                if msg.type != WSMsgType.TEXT:
-                    continue
-                data = json.loads(msg.data)
+            async for data in json_messages(ws):
                 params = data.get("params") or []
                 if data.get("method") == "SUBSCRIBE":
                     streams.update(params)
@@ -598,10 +592,7 @@ class BinanceSim(SimExchange):
         await ws.prepare(request)
         entries: list[tuple[web.WebSocketResponse, int | None]] = []
         try:
-            async for msg in ws:
-                if msg.type != WSMsgType.TEXT:
-                    continue
-                data = json.loads(msg.data)
+            async for data in json_messages(ws):
                 answer = self._ws_api_call(data, ws, entries)
                 await ws.send_str(json.dumps(answer))
         finally:

@@ -22,13 +22,13 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 D0 = Decimal(0)
 EIGHT = Decimal("0.00000001")  # amounts carry 8 decimals on both venues
@@ -443,6 +443,14 @@ class SimExchange:
         else:
             self.update_id[symbol] = self.update_id.get(symbol, 1000) + 1
 
+    async def _open_public(self, request: web.Request) -> tuple[web.WebSocketResponse, set[str]]:
+        """A public stream socket, registered for broadcasts (the handler removes it when done)."""
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        entry: tuple[web.WebSocketResponse, set[str]] = (ws, set())
+        self._public.append(entry)
+        return entry
+
     def _broadcast_public(self, stream: str, msg: dict[str, Any]) -> None:
         if self._loop is None:
             return
@@ -694,3 +702,15 @@ async def _send(ws: web.WebSocketResponse, data: str) -> None:
 
 def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, text=json.dumps(payload), content_type="application/json", headers=headers or {})
+
+
+async def json_messages(ws: web.WebSocketResponse) -> AsyncIterator[dict[str, Any]]:
+    """A client's JSON text frames, in order; a bare text "ping" (OKX's keep-alive) is answered
+    "pong" here, so a venue's handler reads only requests."""
+    async for msg in ws:
+        if msg.type != WSMsgType.TEXT:
+            continue
+        if msg.data == "ping":
+            await ws.send_str("pong")
+            continue
+        yield json.loads(msg.data)

@@ -33,10 +33,22 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from tests.live_sim import by_hand
-from tests.live_sim.engine import D0, ApiError, Fault, Market, Order, Rejected, SimExchange, Trade, _json, fmt
+from tests.live_sim.engine import (
+    D0,
+    ApiError,
+    Fault,
+    Market,
+    Order,
+    Rejected,
+    SimExchange,
+    Trade,
+    _json,
+    fmt,
+    json_messages,
+)
 
 __all__ = ["OkxError", "OkxSim", "okx_market", "too_many_requests"]
 
@@ -149,19 +161,9 @@ class OkxSim(SimExchange):
         self._broadcast_public(f"trades:{symbol}", {"arg": {"channel": "trades", "instId": symbol}, "data": [data]})
 
     async def _ws_public(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(autoping=True)
-        await ws.prepare(request)
-        streams: set[str] = set()
-        entry = (ws, streams)
-        self._public.append(entry)
+        entry = ws, streams = await self._open_public(request)
         try:
-            async for msg in ws:
-                if msg.type != WSMsgType.TEXT:
-                    continue
-                if msg.data == "ping":
-                    await ws.send_str("pong")
-                    continue
-                data = json.loads(msg.data)
+            async for data in json_messages(ws):
                 for arg in data.get("args") or []:
                     key = f"{arg.get('channel')}:{arg.get('instId')}"
                     if data.get("op") == "unsubscribe":
@@ -227,13 +229,7 @@ class OkxSim(SimExchange):
         entry = (ws, channels)
         logged_in = False
         try:
-            async for msg in ws:
-                if msg.type != WSMsgType.TEXT:
-                    continue
-                if msg.data == "ping":
-                    await ws.send_str("pong")
-                    continue
-                data = json.loads(msg.data)
+            async for data in json_messages(ws):
                 op, args = data.get("op"), data.get("args") or []
                 if op == "login":
                     problem = self._login_problem(args[0] if args else {})
