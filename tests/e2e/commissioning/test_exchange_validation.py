@@ -56,7 +56,10 @@ def test_all_seven_exchanges_judged_five_validated(
     for ccxt_id, limit_ms in (("kraken", 1000), ("btcmarkets", 1000), ("okx", 110)):
         stamps = [RequestStamp(r.t, 1.0, r.method, r.path) for r in fake_exchange.calls(ccxt_id)]
         assert len(stamps) >= 4
-        assert rate_limit_compliance(stamps, limit_ms * 0.9).ok, ccxt_id
+        # arrival times, not send times: on a loaded machine one request can be held up in
+        # transit and the next arrive on time, so allow half the spacing (an unthrottled client
+        # sends these a few ms apart, far below it)
+        assert rate_limit_compliance(stamps, limit_ms * 0.5).ok, (ccxt_id, [round(s.t, 3) for s in stamps])
     # no secret ever reaches the facts
     text = repr(facts)
     assert "key-binance-0123" not in text and "pass-okx" not in text
