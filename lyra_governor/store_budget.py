@@ -201,12 +201,7 @@ class WalCheckpointer:
     meanwhile (they may be denied STORE_BUSY, fail-closed), new readers read the database file
     (the WAL is all copied), the readers inside finish, and the WAL is cut to nothing. That
     happens only while reads pin the WAL; it bounds the file at about `urgent_bytes` plus what
-    is written during one wait, under the 64 MB goal (`store.WAL_GOAL_BYTES`).
-
-    On a starved machine (load 15 on 2 cores) readers' snapshots outlast that wait round after
-    round and the WAL reached 137 MB. Past `critical_bytes` the TRUNCATE waits `critical_wait_ms`
-    instead: writers are held (fail-closed) for as long as it takes the readers inside to leave,
-    because an unbounded WAL is a store that eventually stops answering everyone."""
+    is written during one wait, under the 64 MB goal (`store.WAL_GOAL_BYTES`)."""
 
     def __init__(
         self,
@@ -216,8 +211,6 @@ class WalCheckpointer:
         wait_ms: int = 100,
         urgent_bytes: int = 24 * 2**20,
         urgent_wait_ms: int = 500,
-        critical_bytes: int = 40 * 2**20,
-        critical_wait_ms: int = 3000,
     ) -> None:
         self._connect = connect
         self.every_s = every_s
@@ -225,8 +218,6 @@ class WalCheckpointer:
         self.wait_ms = wait_ms
         self.urgent_bytes = urgent_bytes
         self.urgent_wait_ms = urgent_wait_ms
-        self.critical_bytes = critical_bytes
-        self.critical_wait_ms = critical_wait_ms
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lyra-wal-checkpoint", daemon=True)
         self.runs = 0
@@ -248,8 +239,7 @@ class WalCheckpointer:
         held = frames * page_size
         if held > self.urgent_bytes:
             self.urgent += 1
-            wait_ms = self.critical_wait_ms if held > self.critical_bytes else self.urgent_wait_ms
-            cur.execute(f"PRAGMA busy_timeout={int(wait_ms)}")
+            cur.execute(f"PRAGMA busy_timeout={int(self.urgent_wait_ms)}")
             try:
                 cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 busy, _frames, _done = cur.fetchone()
