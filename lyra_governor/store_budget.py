@@ -297,6 +297,13 @@ def acquire_checkpointer(path: str | None) -> str | None:
     return path
 
 
+def checkpointer_of(key: str | None) -> WalCheckpointer | None:
+    """The running checkpointer behind `key` (its counters say how often it started the WAL over)."""
+    with _SHARED_LOCK:
+        entry = _SHARED.get(key) if key else None
+    return entry[0] if entry else None
+
+
 def release_checkpointer(key: str | None) -> None:
     if key is None:
         return
