@@ -7,7 +7,7 @@ Goal (issue 19 point 5): from the halt command to the last open order cancelled 
 exchange under 2 s; the CLI's start-up was most of it (tests/live_sim/test_halt_live.py prints
 the whole figure, and the part after the committed halt).
 
-Usage: python bench/cli_startup.py [--runs N] [TREE ...]   (default: this checkout)
+Usage: python bench/cli_startup.py [--quick] [--runs N] [TREE ...]   (default: this checkout)
 A TREE is a checkout of Lyra, put first on PYTHONPATH. The last line is one JSON object.
 """
 
@@ -63,8 +63,11 @@ def _import_s(env: dict[str, str], cwd: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="3 runs (what `make bench` passes)")
     parser.add_argument("trees", nargs="*", default=[str(ROOT)])
     args = parser.parse_args()
+    if args.quick:
+        args.runs = min(args.runs, 3)
     samples: dict[str, dict[str, list[float]]] = {t: {} for t in args.trees}
     with tempfile.TemporaryDirectory(prefix="lyra-cli-startup-") as tmp:
         homes = {t: Path(tmp) / str(i) for i, t in enumerate(args.trees)}
