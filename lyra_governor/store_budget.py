@@ -200,8 +200,15 @@ class WalCheckpointer:
     `urgent_bytes` a TRUNCATE checkpoint waits up to `urgent_wait_ms`: new writers wait
     meanwhile (they may be denied STORE_BUSY, fail-closed), new readers read the database file
     (the WAL is all copied), the readers inside finish, and the WAL is cut to nothing. That
-    happens only while reads pin the WAL; it bounds the file at about `urgent_bytes` plus what
-    is written during one wait, under the 64 MB goal (`store.WAL_GOAL_BYTES`)."""
+    happens only while reads pin the WAL.
+
+    What it does not do yet (issue 17, measured): it does not bound the file. The TRUNCATE must
+    win SQLite's write lock, which is not fair, from writers committing back to back; with two
+    writers at 128 commits/s each and readers always inside, some runs on an idle machine never
+    started the WAL over (240.5 MB against the 64 MB goal, `store.WAL_GOAL_BYTES`;
+    tests/e2e/failure/test_wal_bound.py is xfail for it). A bound needs the writer to enforce
+    it. And a PASSIVE round every tenth of a second costs the order path: with this thread held
+    off, bench/governor_review.py's p99 fell from 1,717 us to 533 us on an idle machine."""
 
     def __init__(
         self,
