@@ -51,6 +51,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from tests.serving import serving_url
+
 ROOT = Path(__file__).resolve().parents[1]
 EXE = str(Path(sys.executable).with_name("lyra-governor"))
 BOTS = (("soak-bot-1", "binance_paper_trade"), ("soak-bot-2", "okx_paper_trade"), ("soak-bot-3", "binance_paper_trade"))
@@ -479,16 +481,11 @@ def _serve(home: Path, db_url: str) -> tuple[subprocess.Popen[str], str]:
         cwd=home,
         env=env,
     )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        found = re.search(r"serving on (http://\S+?):? ", line)
-        if found:
-            threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep the pipe drained
-            return proc, found.group(1).rstrip(":")
-        if not line and proc.poll() is not None:
-            break
+    url = serving_url(proc, within_s=90)
+    if url:
+        assert proc.stdout is not None
+        threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep the pipe drained
+        return proc, url
     proc.kill()
     raise RuntimeError(f"lyra-governor serve did not start: {(home / 'serve.log').read_text()[-800:]}")
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.serving import serving_url
 
 EXE = str(Path(sys.executable).with_name("lyra-governor"))
 BOT = str(Path(__file__).with_name("bot_process.py"))
@@ -64,15 +64,9 @@ def start_server(home: Path, *args: str, **extra: str) -> Served:
         cwd=home,
         env=cli_env(home, **extra),
     )
-    assert process.stdout is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        found = re.search(r"serving on (http://\S+?):? ", line)
-        if found:
-            return Served(found.group(1).rstrip(":"), process)
-        if not line and process.poll() is not None:
-            break
+    url = serving_url(process, within_s=30)
+    if url:
+        return Served(url, process)
     process.kill()
     _, err = process.communicate(timeout=10)
     raise AssertionError(f"lyra-governor serve did not start: {err}")
