@@ -25,30 +25,32 @@ governor fails closed.
 Who does what: `MarketWatch` remembers the markets, `BotOrders` this bot's open orders and
 positions, `Tally` the outcomes; `checks.Checks` runs the pipeline, `reservation.reserve` its
 one write; `OrderEvents` books the exchange's events; `BreakerDesk` feeds the circuit breakers
-and acts on their trips; `CouncilLink` asks the council and applies its verdicts. `OrderStore`
-is the only writer of reservations, fills, capital and their audit records; `Ledger` reads the
-store and moves the ladder. The governor wires them and keeps the cached ladder state.
+and acts on their trips; `CouncilLink` asks the council and applies its verdicts; `LadderView` caches the ladder state,
+`Heartbeat` keeps the store told and sweeps. `OrderStore` is the only writer of reservations,
+fills, capital and their audit records; `Ledger` reads the store and moves the ladder. The
+governor wires them; its methods stand in the order's path: market facts, review, events,
+verdicts, housekeeping, then what a strategy asks of it.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable
 from decimal import Decimal
 
 from lyra_governor import reservation
-from lyra_governor.bot_orders import BotOrders, MarketKey, Tally
+from lyra_governor.bot_orders import BotOrders, Tally
 from lyra_governor.breakers import Trip
 from lyra_governor.breakers.board import BreakerBoard
 from lyra_governor.breakers.desk import BreakerDesk
 from lyra_governor.checks import Checks, Review
-from lyra_governor.config import HEARTBEAT_INTERVAL_S, Settings
+from lyra_governor.config import Settings
 from lyra_governor.council_link import CouncilLink
 from lyra_governor.decisions import Decisions
+from lyra_governor.heartbeat import Heartbeat
 from lyra_governor.ladder import LadderState
+from lyra_governor.ladder_view import LadderView
 from lyra_governor.ledger import Exposure, Ledger, exposure_from_rows
 from lyra_governor.mandate_provider import MandateProvider, NoCouncil, default_mandate_provider
 from lyra_governor.market_context import MarketHistory
@@ -74,18 +76,9 @@ __all__ = ["Governor", "MandateProvider", "NoCouncil", "default_mandate_provider
 
 log = logging.getLogger(__name__)
 
-STATE_REFRESH_S = 0.25  # wall-clock: a halt written by another process is seen within this
-HEARTBEAT_EVERY_S = HEARTBEAT_INTERVAL_S  # governor-clock seconds between heartbeat writes (config checks the timeout)
-HOUSEKEEPING_EVERY = 4  # heartbeats between expiry sweeps and WAL checkpoints
-_HOST = socket.gethostname()
-
 
 class Governor:
     """The one hook between a strategy and an exchange. See the module docstring."""
-
-    #: When the cached ladder state is re-read: wall clock live; a replay sets its simulated one.
-    state_clock: Callable[[], float] = time.monotonic
-    state_refresh_s: float = STATE_REFRESH_S
 
     def __init__(
         self,
@@ -101,35 +94,24 @@ class Governor:
         self.store = OrderStore(ledger.engine, settings.store.budget_ms)
         # SQLite's WAL is checkpointed off the order path, twice a second (store_budget.WalCheckpointer)
         self._wal = acquire_checkpointer(ledger.engine.url.database if self.store.sqlite else None)
+        self.ladder_view = LadderView(ledger, self.store, bot_id)
         self.watch = MarketWatch(settings)
-        self.orders = BotOrders(self._position_from_store)
+        self.orders = BotOrders(lambda key: self.store.bot_position(bot_id, *key))
         self.tally = Tally()
         self.counts = self.tally.counts  # outcome counts by ALLOWED / PENDING / denial code / breaker
         self.market_history = MarketHistory()  # the council's market context (returns, volatility, fills)
         self.breakers = BreakerBoard(settings.breakers)
-        seat = Seat(bot_id, ledger, self.store, self.tally, clock, self._state_changed)
+        seat = Seat(bot_id, ledger, self.store, self.tally, clock, self.ladder_view.drop)
         self.desk = BreakerDesk(seat, self.breakers, mandates, lambda: self.settings.breakers)
         self.council = CouncilLink(seat, self.watch, self.market_history, self.exposure)
-        self.events = OrderEvents(seat, self.orders, self.desk, self.market_history, self._restriction_changed)
+        self.events = OrderEvents(seat, self.orders, self.desk, self.market_history, self.ladder_view.look_again)
         self.decisions = Decisions(seat)
         self.checks = Checks(settings, self.watch, self.orders, mandates, self.breakers, self.council.context)
-        self._state: LadderState | None = None
-        self._state_read_at = -1.0
-        self._last_heartbeat = float("-inf")
-        self._beats = 0
-        self._bot_reduce_only: str | None = None  # this bot's own restriction (refreshed with the state)
+        self.heartbeats = Heartbeat(seat, self.events, lambda: self.settings.risk.heartbeat_timeout_s,
+                                    self.check_loss_limits)  # fmt: skip
         self.orders.adopt(ledger.open_reservations(bot_id))
         self.desk.restore(clock())
         mandates.subscribe(self.on_council_result)
-
-    @property
-    def settings(self) -> Settings:
-        return self._settings
-
-    @settings.setter
-    def settings(self, settings: Settings) -> None:
-        """New settings reach every part that reads them (the checks, the market watch)."""
-        self._settings = self.checks.settings = self.watch.settings = settings
 
     @classmethod
     def from_settings(
@@ -153,70 +135,16 @@ class Governor:
         governor.heartbeat()
         return governor
 
-    def close(self) -> None:
-        self.mandates.close()
-        release_checkpointer(self._wal)
-        self._wal = None
-        self.store.close()
-        self.ledger.close()
+    @property
+    def settings(self) -> Settings:
+        return self._settings
 
-    # --- state ------------------------------------------------------------------------------
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        """New settings reach every part that reads them (the checks, the market watch)."""
+        self._settings = self.checks.settings = self.watch.settings = settings
 
-    def ladder_state(self, fresh: bool = False) -> LadderState:
-        wall = self.state_clock()
-        if fresh or self._state is None or wall - self._state_read_at > self.state_refresh_s:
-            if self._state is None or fresh:
-                self._state = self.ledger.state()
-            else:
-                seen = self.store.ladder_row()
-                cached = self._state
-                if seen != (cached.phase, cached.trading_state.value, cached.reason, cached.rungs):
-                    self._state = self.ledger.state()
-            self._bot_reduce_only = self.store.bot_restriction(self.bot_id)
-            self._state_read_at = wall
-        return self._state
-
-    def _state_now(self) -> LadderState:
-        """The store's ladder state now, without the review path's refresh rhythm: the raw
-        ladder row, and the full read only when it differs from the cached state."""
-        cached = self._state
-        if cached is not None and self.store.ladder_row() == (
-            cached.phase, cached.trading_state.value, cached.reason, cached.rungs
-        ):  # fmt: skip
-            return cached
-        return self.ledger.state()
-
-    def _state_changed(self) -> None:
-        """The store's trading state was changed from here: re-read it on the next look."""
-        self._state = None
-
-    def _restriction_changed(self) -> None:
-        """This bot's restriction may have changed: re-read it on the next review."""
-        self._state_read_at = -1.0
-
-    def trading_state(self) -> TradingState:
-        return self.ladder_state().trading_state
-
-    def exposure(self, book: str) -> Exposure:
-        """The book's capital, read on the governor's own connection (fast, no write lock)."""
-        return exposure_from_rows(book, self.store.capital_rows(book))
-
-    def capacity_usd(self, exchange: str) -> Decimal:
-        """USD that may still be reserved on `exchange` in the current phase's book."""
-        book = self.ladder_state().book
-        if book is None:
-            return Decimal(0)
-        try:
-            exposure = self.exposure(book)
-        except STORE_ERRORS:
-            return Decimal(0)
-        ex = exposure.exchanges.get(exchange)
-        return min(ex.remaining_usd, exposure.total.remaining_usd) if ex is not None else Decimal(0)
-
-    def _position_from_store(self, key: MarketKey) -> Decimal:
-        return self.store.bot_position(self.bot_id, *key)
-
-    # --- market facts (MarketWatch; the breakers' loss marks; the council's history) ---------
+    # --- each tick: market facts (MarketWatch; the breakers' loss marks; the council's history)
 
     def observe_market(self, snapshot: MarketSnapshot) -> None:
         self.watch.observe(snapshot)
@@ -237,16 +165,7 @@ class Governor:
     def usd_per_quote(self, quote: str) -> Decimal | None:
         return self.watch.usd_per_quote(quote)
 
-    # --- the council (CouncilLink) -----------------------------------------------------------
-
-    def on_council_result(self, result: ConsensusResult, context: CouncilContext) -> None:
-        self.council.on_result(result, context)
-
-    def apply_verdict(self, result: ConsensusResult) -> None:
-        self.council.apply_verdict(result)
-
     # --- the hook ---------------------------------------------------------------------------
-
     def review(self, proposal: OrderProposal) -> Decision:
         """Allow, deny or hold one proposed order. Never raises, never waits on the network:
         every store call is bounded by `store.budget_ms` (STORE_BUSY / STORE_UNAVAILABLE)."""
@@ -267,7 +186,7 @@ class Governor:
     def _review(self, p: OrderProposal) -> Decision:
         now = self.clock()
         self.tally.decided(now)
-        r = Review(p, now, self.ladder_state(), Settings.exchange_of(p.connector), self._bot_reduce_only)
+        r = Review(p, now, self.ladder_state(), Settings.exchange_of(p.connector), self.ladder_view.bot_reduce_only)
         self.breakers.note_state(r.state.trading_state)  # a resume re-bases the loss limits
         for check in self.checks.pipeline:
             denial = check(r)
@@ -290,7 +209,7 @@ class Governor:
         self.breakers.allowed(p, r.now, row.reservation_id)
         return self.decisions.allowed(r, row.reservation_id, seq)
 
-    # --- events (OrderEvents) and breakers (BreakerDesk) ------------------------------------
+    # --- after the review: the exchange's events (OrderEvents) -------------------------------
 
     def on_order_event(self, event: OrderEvent) -> None:
         """See `OrderEvents.on_order_event`: fills booked, ended orders release their capital."""
@@ -299,27 +218,52 @@ class Governor:
     def cancel_requested(self, reservation_id: str) -> None:
         self.events.cancel_requested(reservation_id)
 
-    def check_loss_limits(self, now: float | None = None) -> list[Trip]:
-        """See `BreakerDesk.check_loss_limits` (on the heartbeat's housekeeping cadence)."""
-        return self.desk.check_loss_limits(self.clock() if now is None else now, self.exposure, self._state_now)
+    # --- the council's answers (CouncilLink) ------------------------------------------------
 
-    # --- housekeeping -----------------------------------------------------------------------
+    def on_council_result(self, result: ConsensusResult, context: CouncilContext) -> None:
+        self.council.on_result(result, context)
+
+    def apply_verdict(self, result: ConsensusResult) -> None:
+        self.council.apply_verdict(result)
+
+    # --- housekeeping (Heartbeat; the loss limits on its cadence) -----------------------------
 
     def heartbeat(self) -> None:
         """Tell the store this bot is alive (throttled), and expire silent bots' reservations."""
-        now = self.clock()
-        if now - self._last_heartbeat < HEARTBEAT_EVERY_S:
-            return
-        self._last_heartbeat = now
-        self._beats += 1
+        self.heartbeats.beat()
+
+    def check_loss_limits(self, now: float | None = None) -> list[Trip]:
+        """See `BreakerDesk.check_loss_limits` (on the heartbeat's housekeeping cadence)."""
+        now = self.clock() if now is None else now
+        return self.desk.check_loss_limits(now, self.exposure, self.ladder_view.now)
+
+    # --- what a strategy asks ---------------------------------------------------------------
+
+    def ladder_state(self, fresh: bool = False) -> LadderState:
+        return self.ladder_view.state(fresh)
+
+    def trading_state(self) -> TradingState:
+        return self.ladder_state().trading_state
+
+    def exposure(self, book: str) -> Exposure:
+        """The book's capital, read on the governor's own connection (fast, no write lock)."""
+        return exposure_from_rows(book, self.store.capital_rows(book))
+
+    def capacity_usd(self, exchange: str) -> Decimal:
+        """USD that may still be reserved on `exchange` in the current phase's book."""
+        book = self.ladder_state().book
+        if book is None:
+            return Decimal(0)
         try:
-            if self._beats == 1:  # back after a silence: its orphaned reservations are its own again
-                self.store.reclaim_orphans(self.bot_id, self.bot_id, now)
-            self.store.heartbeat(self.bot_id, now, _HOST, os.getpid())
-            self.events.settle_in_doubt(now)
-            if self._beats % HOUSEKEEPING_EVERY == 1:
-                self.store.orphan_silent_bots(self.settings.risk.heartbeat_timeout_s, now)
-                self.store.checkpoint()
-            self.check_loss_limits(now)
-        except STORE_ERRORS as exc:
-            log.error("heartbeat failed: %s", exc)
+            exposure = self.exposure(book)
+        except STORE_ERRORS:
+            return Decimal(0)
+        ex = exposure.exchanges.get(exchange)
+        return min(ex.remaining_usd, exposure.total.remaining_usd) if ex is not None else Decimal(0)
+
+    def close(self) -> None:
+        self.mandates.close()
+        release_checkpointer(self._wal)
+        self._wal = None
+        self.store.close()
+        self.ledger.close()

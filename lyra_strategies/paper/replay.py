@@ -474,7 +474,7 @@ async def _replay(
                     unmatched.append({"script": role, "connector": connector, "trading_pair": pair})
         factory = TimedGovernor if governed else PassThroughGovernor
         gov = factory(settings, ledger, f"paper-{role}", _provider(settings), clock_fn, strategy_cls.__name__)
-        gov.state_clock, gov.state_refresh_s = clock_fn, STATE_REFRESH_SIM_S
+        gov.ladder_view.clock, gov.ladder_view.refresh_s = clock_fn, STATE_REFRESH_SIM_S
         governors[role] = gov
         own = {a.connector: a.exchange for a in accounts if a.role == role}
         missing = set(strategy_cls.markets) - set(own)

@@ -45,7 +45,7 @@ def test_a_reservation_committed_behind_a_store_error_is_released_on_the_heartbe
         assert len(ledger.open_reservations("bot-doubt")) == 1  # written, though the strategy was denied
         assert ledger.exposure("paper").total.reserved_usd > 0
 
-        gov._last_heartbeat = float("-inf")  # the next tick's heartbeat
+        gov.heartbeats.last = float("-inf")  # the next tick's heartbeat
         gov.heartbeat()
         assert ledger.open_reservations("bot-doubt") == []
         assert ledger.exposure("paper").total.reserved_usd == 0

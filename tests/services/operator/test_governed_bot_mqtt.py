@@ -65,7 +65,7 @@ def test_mqtt_halt_wakes_a_governed_bot_before_its_state_cache_ages(
         strategy.start_halt_listener("hb-governed-1")  # what `start` does inside Hummingbot
         assert strategy._halt_listener is not None and strategy._halt_listener.connected.is_set()
         assert governor.trading_state() is TradingState.ACTIVE
-        governor._state_read_at = float("inf")  # the time-based refresh would never come
+        governor.ladder_view.read_at = float("inf")  # the time-based refresh would never come
         operator.halt("mqtt drill", "operator")
         result = broadcast_stop(settings, "mqtt drill", "operator")
         assert result.ok and "hb-governed-1" in result.instance_ids  # announced by the bot itself

@@ -16,7 +16,7 @@ def test_a_restart_updates_host_and_pid(settings: Settings) -> None:
         assert [(b.host, b.pid) for b in gov.ledger.bots()] == [("old-host", 1)]
         gov.store.heartbeat("bot-r", 2.0, "new-host", 4242)  # restarted elsewhere (the governor's hot path)
         assert [(b.host, b.pid) for b in gov.ledger.bots()] == [("new-host", 4242)]
-        gov._last_heartbeat = float("-inf")
+        gov.heartbeats.last = float("-inf")
         gov.heartbeat()  # the governor's own heartbeat: this process
         assert [(b.host, b.pid) for b in gov.ledger.bots()] == [(socket.gethostname(), os.getpid())]
     finally:

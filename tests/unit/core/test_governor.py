@@ -330,7 +330,7 @@ def test_no_reservation_is_written_after_a_halt_even_with_a_cached_state(
         assert governor.trading_state() is TradingState.HALTED  # and the cache was refreshed
         operator.resume("operator")
         governor.ladder_state(fresh=True)  # ACTIVE again in the cache ...
-        governor._state_read_at = float("inf")  # ... and kept there on purpose
+        governor.ladder_view.read_at = float("inf")  # ... and kept there on purpose
         operator.reduce_only("gradual stop between two ticks", "council")
         assert governor.review(propose(price=Decimal(59998))).code is DenialCode.REDUCE_ONLY
     finally:
@@ -359,7 +359,7 @@ def test_silent_bot_reservations_expire(settings: Settings, clock: FakeClock, pr
     back = Governor.from_settings(settings, "bot-dead", mandates=mandates, clock=clock)
     assert back.ledger.exposure("paper").total.reserved_usd == Decimal("60") and not back.store.orphans()
     clock.advance(settings.risk.heartbeat_timeout_s + 10)
-    alive._last_heartbeat, alive._beats = float("-inf"), 0
+    alive.heartbeats.last, alive.heartbeats.beats = float("-inf"), 0
     alive.heartbeat()  # silent again; now an operator checks the exchange and releases them
     assert alive.store.release_orphans("bot-dead", "operator", clock(), "checked on binance: no open orders")
     assert alive.ledger.exposure("paper").total.used_usd == 0

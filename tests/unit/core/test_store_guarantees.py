@@ -170,7 +170,7 @@ def test_the_reduce_only_flag_is_not_trusted_under_the_lock(
     gov.ledger.set_phase(3, "test", "paper")
     assert allowed(gov, propose(price=Decimal(59999))).allowed  # the mandate is in place
     gov.ladder_state(fresh=True)
-    gov._state_read_at = float("inf")  # the cached ACTIVE state is kept, as within 0.25 s
+    gov.ladder_view.read_at = float("inf")  # the cached ACTIVE state is kept, as within 0.25 s
     operator = Ledger.open(settings)
     operator.reduce_only("gradual stop from another process", "operator")
     flagged = gov.review(propose(side=Side.BUY, reduce_only=True, price=Decimal(59998)))  # reduces nothing

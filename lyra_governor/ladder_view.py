@@ -1,0 +1,62 @@
+"""The ladder state as one governor sees it, cached between looks.
+
+Every review reads the trading state and the phase, so the full read (`Ledger.state`: the ladder
+row and every exchange's rung) is taken only when the store's raw ladder row differs from the
+cache, and the row itself only every `refresh_s` of `clock`. A halt written by another process
+is therefore seen within `refresh_s`; one written here drops the cache at once (`drop`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from lyra_governor.ladder import LadderState
+from lyra_governor.ledger import Ledger
+from lyra_governor.order_store import OrderStore
+
+STATE_REFRESH_S = 0.25  # wall-clock: a halt written by another process is seen within this
+
+
+class LadderView:
+    """One governor's cached ladder state and this bot's own restriction (read with it)."""
+
+    #: When the cache is checked: wall clock live; a replay sets its simulated one.
+    clock: Callable[[], float] = time.monotonic
+    refresh_s: float = STATE_REFRESH_S
+
+    def __init__(self, ledger: Ledger, store: OrderStore, bot_id: str) -> None:
+        self.ledger, self.store, self.bot_id = ledger, store, bot_id
+        self.cached: LadderState | None = None
+        self.read_at = -1.0  # on `clock`; -1 makes the next `state()` look again
+        self.bot_reduce_only: str | None = None  # this bot's own restriction (refreshed with the state)
+
+    def state(self, fresh: bool = False) -> LadderState:
+        """The review path's read: the cache, checked against the store every `refresh_s`."""
+        wall = self.clock()
+        if fresh or self.cached is None or wall - self.read_at > self.refresh_s:
+            if fresh or self.cached is None or not self._unchanged(self.cached):
+                self.cached = self.ledger.state()
+            self.bot_reduce_only = self.store.bot_restriction(self.bot_id)
+            self.read_at = wall
+        return self.cached
+
+    def now(self) -> LadderState:
+        """The store's ladder state now, without the review path's rhythm (and without touching
+        the cache): the cached state if the raw row still matches it, else the full read."""
+        cached = self.cached
+        if cached is not None and self._unchanged(cached):
+            return cached
+        return self.ledger.state()
+
+    def drop(self) -> None:
+        """The store's trading state was changed from here: read it again on the next look."""
+        self.cached = None
+
+    def look_again(self) -> None:
+        """This bot's restriction may have changed: re-read it on the next review."""
+        self.read_at = -1.0
+
+    def _unchanged(self, cached: LadderState) -> bool:
+        row = self.store.ladder_row()
+        return row == (cached.phase, cached.trading_state.value, cached.reason, cached.rungs)
