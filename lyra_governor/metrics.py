@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -227,28 +227,19 @@ class LyraCollector(Collector):
 
         self.tally.advance(ledger.engine)
         t = self.tally
-        decisions = CounterMetricFamily(
+        yield _counts(
             "lyra_decisions", "Governor decisions by status and denial code (from the audit trail)",
-            labels=["status", "code"],
+            ["status", "code"], t.decisions,
         )  # fmt: skip
-        for (status, code), n in sorted(t.decisions.items()):
-            decisions.add_metric([status, code], n)
-        yield decisions
-        verdicts = CounterMetricFamily("lyra_consensus_requests", "Council verdicts recorded", labels=["verdict"])
-        for verdict, n in sorted(t.verdicts.items()):
-            verdicts.add_metric([verdict], n)
-        yield verdicts
+        yield _counts("lyra_consensus_requests", "Council verdicts recorded", ["verdict"], t.verdicts)
         degraded = CounterMetricFamily(
             "lyra_consensus_degraded", "Council consultations below the quorum (never PROCEED)"
         )
         degraded.add_metric([], t.degraded)
         yield degraded
-        no_answer = CounterMetricFamily(
-            "lyra_consensus_no_answer", "Voters that gave no answer, by why (billing = HTTP 402)", labels=["kind"]
+        yield _counts(
+            "lyra_consensus_no_answer", "Voters that gave no answer, by why (billing = HTTP 402)", ["kind"], t.no_answer
         )
-        for kind, n in sorted(t.no_answer.items()):
-            no_answer.add_metric([kind], n)
-        yield no_answer
         cost = CounterMetricFamily("lyra_consensus_cost_usd", "Council spend (OpenRouter usage) in USD")
         cost.add_metric([], t.cost_usd)
         yield cost
@@ -268,17 +259,11 @@ class LyraCollector(Collector):
         latency = HistogramMetricFamily("lyra_consensus_latency_seconds", "Council decision latency")
         latency.add_metric([], buckets, t.latency_sum)
         yield latency
-        alerts = CounterMetricFamily("lyra_alerts", "Alerts in the audit trail by level", labels=["level"])
-        for level, n in sorted(t.alerts.items()):
-            alerts.add_metric([level], n)
-        yield alerts
-        trips = CounterMetricFamily(
+        yield _counts("lyra_alerts", "Alerts in the audit trail by level", ["level"], t.alerts)
+        yield _counts(
             "lyra_breaker_trips", "Circuit-breaker trips in the audit trail by code and action",
-            labels=["code", "action"],
-        )
-        for (code, action), n in sorted(t.breakers.items()):
-            trips.add_metric([code, action], n)
-        yield trips
+            ["code", "action"], t.breakers,
+        )  # fmt: skip
 
         health = ledger.latest_evidence("checkpoint.ai_health")
         rate = health.payload.get("response_rate") if health else None
@@ -320,6 +305,15 @@ class LyraCollector(Collector):
             alive += seconds <= settings.risk.heartbeat_timeout_s
         yield hb
         yield _gauge("lyra_bots_alive", "Bots whose heartbeat is within the timeout", alive)
+
+
+def _counts(name: str, doc: str, labels: list[str], counts: Mapping[Any, float]) -> CounterMetricFamily:
+    """A labelled counter from a tally's counts, in key order; a key is one label value or a
+    tuple of them (in `labels` order)."""
+    family = CounterMetricFamily(name, doc, labels=labels)
+    for key, n in sorted(counts.items()):
+        family.add_metric(list(key) if isinstance(key, tuple) else [key], n)
+    return family
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
