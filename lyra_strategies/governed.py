@@ -309,10 +309,9 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         if connector is None:
             return NAN
         try:
-            bid, ask = _best_prices(connector, trading_pair)
+            return _quote(connector_name, connector, trading_pair).mid
         except Exception:
             return NAN
-        return (bid + ask) / 2
 
     # --- each tick ----------------------------------------------------------------------
 
@@ -406,35 +405,24 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
 
     def observe_markets(self, timestamp: float) -> None:
         """Hand the governor each market's latest facts (its flash-move reference and the
-        council's market inputs)."""
+        council's market inputs). Scripts that read one book in the same second (a replay's
+        scripts share each connector's book) hand their governors one snapshot, built once
+        (`_Quote`); each governor still takes in every observation."""
         for connector_name, connector in self.connectors.items():
             for pair in self.markets.get(connector_name, ()) or _pairs_of(connector):
                 try:
-                    bid, ask = _best_prices(connector, pair)
+                    quote = _quote(connector_name, connector, pair)
                 except Exception:  # an empty or broken book: nothing to observe this tick
                     log.debug("no book for %s %s", connector_name, pair)
                     continue
-                if not (bid.is_finite() and ask.is_finite() and bid > 0 and ask > 0):
+                if quote.spread_pct is None:  # not a finite, positive bid and ask
                     continue
-                mid = (bid + ask) / 2
                 ts = self.book_timestamp(connector_name, pair, timestamp) if self.book_timestamp else timestamp
                 read_at, depth = self._depth.get((connector_name, pair), (float("-inf"), 0.0))
                 if timestamp - read_at >= DEPTH_EVERY_S:  # the council's depth input, every 10 s
-                    depth = _depth_within(connector, pair, float(mid))
+                    depth = _depth_within(connector, pair, float(quote.mid))
                     self._depth[(connector_name, pair)] = (timestamp, depth)
-                self.lyra.observe_market(
-                    MarketSnapshot.model_construct(
-                        connector=connector_name,
-                        trading_pair=pair,
-                        timestamp=timestamp,
-                        mid_price=mid,
-                        best_bid=bid,
-                        best_ask=ask,
-                        spread_pct=float((ask - bid) / mid * 100),
-                        depth_usd=depth,
-                        data_age_s=max(0.0, timestamp - ts),
-                    )
-                )
+                self.lyra.observe_market(quote.snapshot(timestamp, depth, max(0.0, timestamp - ts)))
 
     def _publish_denials(self, timestamp: float) -> None:
         # only the denials queued before this tick: an executor that retries inside its failure
@@ -773,15 +761,74 @@ def _depth_within(connector: ConnectorBase, trading_pair: str, mid: float, band:
         return 0.0
 
 
-def _best_prices(connector: ConnectorBase, trading_pair: str) -> tuple[Decimal, Decimal]:
-    """(best bid, best ask) read from the order book itself. Why not `get_price`: on a
-    connector with quantization it rounds through Decimal, about 20 us a call against 0.6 us,
-    and the observation wants the book's own prices, not the order-price grid."""
+def _raw_best(connector: ConnectorBase, trading_pair: str) -> tuple[Any, Any, bool]:
+    """(best bid, best ask, from the book) as the connector holds them, read from the order book
+    itself. Why not `get_price`: on a connector with quantization it rounds through Decimal,
+    about 20 us a call against 0.6 us, and the observation wants the book's own prices, not the
+    order-price grid. A connector without a local book answers `get_price` (from_book False)."""
     try:
         book = connector.get_order_book(trading_pair)
-        return Decimal(str(book.get_price(False))), Decimal(str(book.get_price(True)))
+        return book.get_price(False), book.get_price(True), True
     except (AttributeError, NotImplementedError):  # a connector without a local book
-        return Decimal(connector.get_price(trading_pair, False)), Decimal(connector.get_price(trading_pair, True))
+        return connector.get_price(trading_pair, False), connector.get_price(trading_pair, True), False
+
+
+class _Quote:
+    """One market's best prices as decimals, and the last snapshot built from them.
+
+    Why: in one process the scripts that trade a market read the same book every second (the
+    paper replay's eight scripts share each connector's book: seven read binance's BTC-USDT),
+    and converting its floats to decimals and building a pydantic snapshot cost more than the
+    governor's own use of it. The first reader converts and builds; a reader that finds the
+    same raw prices (and, for the snapshot, the same second, depth and age) gets the same
+    values, the frozen snapshot itself. Every input is in the comparison, so a hit is exactly
+    what a fresh build would give."""
+
+    __slots__ = ("ask", "bid", "built", "connector", "mid", "pair", "raw", "spread_pct")
+
+    def __init__(self, connector: str, pair: str, raw: tuple[Any, Any, bool]) -> None:
+        self.connector, self.pair, self.raw = connector, pair, raw
+        bid, ask, from_book = raw
+        self.bid, self.ask = (Decimal(str(bid)), Decimal(str(ask))) if from_book else (Decimal(bid), Decimal(ask))
+        self.mid = (self.bid + self.ask) / 2
+        valid = self.bid.is_finite() and self.ask.is_finite() and self.bid > 0 and self.ask > 0
+        #: None unless bid and ask are finite and positive (then the market is not observed)
+        self.spread_pct = float((self.ask - self.bid) / self.mid * 100) if valid else None
+        self.built: tuple[float, float, float, MarketSnapshot] | None = None
+
+    def snapshot(self, timestamp: float, depth_usd: float, data_age_s: float) -> MarketSnapshot:
+        built = self.built
+        if built is not None and built[0] == timestamp and built[1] == depth_usd and built[2] == data_age_s:
+            return built[3]
+        assert self.spread_pct is not None
+        snapshot = MarketSnapshot.model_construct(
+            connector=self.connector,
+            trading_pair=self.pair,
+            timestamp=timestamp,
+            mid_price=self.mid,
+            best_bid=self.bid,
+            best_ask=self.ask,
+            spread_pct=self.spread_pct,
+            depth_usd=depth_usd,
+            data_age_s=data_age_s,
+        )
+        self.built = (timestamp, depth_usd, data_age_s, snapshot)
+        return snapshot
+
+
+#: The latest `_Quote` per (connector, pair) in this process (one per market: bounded).
+_QUOTES: dict[tuple[str, str], _Quote] = {}
+
+
+def _quote(connector_name: str, connector: ConnectorBase, trading_pair: str) -> _Quote:
+    """The market's current `_Quote`: the one already built if the book's raw prices are the
+    ones it was built from, else a new one."""
+    raw = _raw_best(connector, trading_pair)
+    key = (connector_name, trading_pair)
+    quote = _QUOTES.get(key)
+    if quote is None or quote.raw != raw:
+        quote = _QUOTES[key] = _Quote(connector_name, trading_pair, raw)
+    return quote
 
 
 def _as_sent(

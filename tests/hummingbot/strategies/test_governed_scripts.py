@@ -546,3 +546,32 @@ def test_the_connectors_book_feeds_the_councils_market_context(world: dict[str, 
     mc = world["gov"].market_history.context("binance_paper_trade", "BTC-USDT", world["now"][0])
     assert mc is not None and mc.depth_usd == pytest.approx(expected) and mc.spread_pct is not None
     assert mc.mid_price == pytest.approx(60_000, rel=0.01)
+
+
+def test_scripts_reading_one_book_in_one_second_hand_over_one_snapshot(world: dict[str, Any]) -> None:
+    """The quote is converted and the snapshot built once per book and second: a second script
+    on the same book gets the same (frozen) snapshot, a fresh build's equal; a new quote or a
+    new second gives a new one, and every observation still reaches the governor."""
+    market_making, arbitrage = _market_making(world), _arbitrage(world)
+    watch, now = world["gov"].watch, world["now"][0]
+    market_making.observe_markets(now)
+    first = watch.snapshot("binance_paper_trade", "BTC-USDT")
+    arbitrage.observe_markets(now)
+    assert watch.snapshot("binance_paper_trade", "BTC-USDT") is first
+    assert watch.snapshot("okx_paper_trade", "BTC-USDT") is not None  # arbitrage's other market
+    book = world["exchanges"]["binance_paper_trade"].get_order_book("BTC-USDT")
+    bid, ask = Decimal(str(book.get_price(False))), Decimal(str(book.get_price(True)))
+    assert (first.best_bid, first.best_ask, first.mid_price, first.timestamp) == (bid, ask, (bid + ask) / 2, now)
+    assert first.spread_pct == float((ask - bid) / ((bid + ask) / 2) * 100) and first.depth_usd > 0
+
+    arbitrage.observe_markets(now + 1)  # the same quote a second later: a new snapshot, the same prices
+    later = watch.snapshot("binance_paper_trade", "BTC-USDT")
+    assert later is not first and later.timestamp == now + 1 and later.mid_price == first.mid_price
+    history = world["gov"].watch.history("binance_paper_trade", "BTC-USDT")
+    assert history is not None and history.latest == (int(now + 1), first.mid_price)
+
+    world["exchanges"]["binance_paper_trade"].set_balanced_order_book("BTC-USDT", 60_500, 59_500, 61_500, 10, 0.01)
+    market_making.observe_markets(now + 1)  # a new quote in the same second: built anew
+    moved = watch.snapshot("binance_paper_trade", "BTC-USDT")
+    assert moved is not later and moved.mid_price == Decimal(60_500)
+    assert market_making._mid("binance_paper_trade", "BTC-USDT") == Decimal(60_500)
