@@ -64,6 +64,7 @@ from lyra_governor.models import (
     MarketSnapshot,
     OrderEvent,
     OrderProposal,
+    StrayOrder,
     TradingState,
 )
 from lyra_governor.order_events import OrderEvents
@@ -217,6 +218,10 @@ class Governor:
 
     def cancel_requested(self, reservation_id: str) -> None:
         self.events.cancel_requested(reservation_id)
+
+    def book_stray(self, order: StrayOrder, usd_per_quote: Decimal) -> str:
+        """See `OrderEvents.stray`: a resting order no reservation holds, counted from now on."""
+        return self.events.stray(order, usd_per_quote)
 
     # --- the council's answers (CouncilLink) ------------------------------------------------
 

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from lyra_governor import phases
 from lyra_governor.config import Settings
 from lyra_governor.ladder import EvidenceRecord, Ladder, LadderState, PromotionOutcome
-from lyra_governor.models import ReservationStatus
+from lyra_governor.models import STRAY_PREFIX, ReservationStatus
 from lyra_governor.money import from_musd
 from lyra_governor.store import bots, capital, create_schema, create_store_engine, metadata, read_tx, reservations
 
@@ -155,11 +155,27 @@ class Ledger(Ladder):
         return [BotRecord(r.bot_id, float(r.last_heartbeat), r.host, int(r.pid)) for r in rows]
 
     def open_reservations(self, bot_id: str | None = None) -> list[dict[str, Any]]:
-        query = sa.select(reservations).where(reservations.c.status == ReservationStatus.OPEN.value)
+        where = [reservations.c.status == ReservationStatus.OPEN.value]
         if bot_id is not None:
-            query = query.where(reservations.c.bot_id == bot_id)
+            where.append(reservations.c.bot_id == bot_id)
+        return self._reservations(*where)
+
+    def held_reservations(self, connector: str, trading_pair: str) -> list[dict[str, Any]]:
+        """Every bot's reservations on one market that still hold capital (OPEN or ORPHANED):
+        what explains the orders resting there (`reconcile.strays`)."""
+        held = (ReservationStatus.OPEN.value, ReservationStatus.ORPHANED.value)
+        c = reservations.c
+        return self._reservations(c.status.in_(held), c.connector == connector, c.trading_pair == trading_pair)
+
+    def stray_reservations(self) -> list[dict[str, Any]]:
+        """The stray orders still counted (`Governor.book_stray`): every bot's, OPEN or ORPHANED."""
+        held = (ReservationStatus.OPEN.value, ReservationStatus.ORPHANED.value)
+        c = reservations.c
+        return self._reservations(c.status.in_(held), c.reservation_id.startswith(STRAY_PREFIX, autoescape=True))
+
+    def _reservations(self, *where: Any) -> list[dict[str, Any]]:
         with read_tx(self.engine) as conn:
-            return [dict(r._mapping) for r in conn.execute(query).all()]
+            return [dict(r._mapping) for r in conn.execute(sa.select(reservations).where(*where)).all()]
 
     def totals_agree(self, conn: Connection | None = None) -> tuple[bool, str]:
         """Cross-check the store's invariants (`invariants.check_invariants`, in one snapshot:

@@ -358,6 +358,27 @@ class OrderEvent(BaseModel):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
+STRAY_PREFIX = "stray:"  # a stray order's reservation id: stray:<connector>:<exchange order id>
+
+
+class StrayOrder(BaseModel):
+    """An order the exchange reports resting that no reservation holds (placed before a crash,
+    by hand, or released while it still rested), found by the strategy's reconciliation and
+    booked with `Governor.book_stray`. Finite positive figures only: one that cannot be valued
+    cannot be counted, and the reconciliation that found it fails (nothing is proposed)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    connector: str
+    trading_pair: str
+    side: Side
+    amount: Decimal = Field(gt=0)
+    executed: Decimal = Field(default=Decimal(0), ge=0)  # filled before it was found
+    price: Decimal = Field(gt=0)
+    client_order_id: str = Field(max_length=128)
+    exchange_order_id: str = Field(max_length=128)
+
+
 class MarketSnapshot(BaseModel):
     """What a strategy saw of one market on its last tick; the council's market inputs.
 

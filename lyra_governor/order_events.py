@@ -9,22 +9,28 @@ the storm breaker (`BreakerDesk.outcome`), the council's fills (`MarketHistory`)
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from lyra_governor import audit
 from lyra_governor.bot_orders import BotOrders
 from lyra_governor.breakers.desk import BreakerDesk
+from lyra_governor.config import Settings
 from lyra_governor.market_context import MarketHistory
-from lyra_governor.models import OrderEvent, OrderEventKind, ReservationStatus, Side
+from lyra_governor.models import STRAY_PREFIX, OrderEvent, OrderEventKind, ReservationStatus, Side, StrayOrder
 from lyra_governor.money import to_musd
+from lyra_governor.order_store import ReservationRow
+from lyra_governor.phases import LIVE_BOOK, PAPER_BOOK
 from lyra_governor.seat import Seat
 from lyra_governor.store import STORE_ERRORS
 from lyra_governor.store_budget import EVENT_BUDGET_MS
 
 log = logging.getLogger(__name__)
 
+RESERVATION_ID_MAX = 40  # lyra_reservations.reservation_id is VARCHAR(40)
 IN_DOUBT = "its review was denied on a store error, yet the reservation was written: no order was placed"
 
 ENDS = {  # order events that end an order without (more) fills, and the state they leave
@@ -110,6 +116,33 @@ class OrderEvents:
                 self.orders.close_cancelling(reservation_id)
         except STORE_ERRORS as exc:
             log.error("could not record the cancel request for %s: %s", reservation_id, exc)
+
+    def stray(self, order: StrayOrder, usd_per_quote: Decimal) -> str:
+        """A resting order no reservation holds (`OrderStore.book_stray`): booked as this bot's
+        OPEN reservation, what still rests counted against the caps and the open-order limit
+        until the order ends (its events then release it like any other). Returns its
+        reservation id, the same for the same order (booked once)."""
+        if not usd_per_quote.is_finite() or usd_per_quote <= 0:  # what cannot be valued cannot be counted
+            raise ValueError(f"no USD rate for {order.trading_pair}: the stray order cannot be counted")
+        now = self.seat.clock()
+        connector, exchange = order.connector, Settings.exchange_of(order.connector)
+        rid = f"{STRAY_PREFIX}{connector}:{order.exchange_order_id}"
+        if len(rid) > RESERVATION_ID_MAX:  # the column's width: a long id is known by its hash
+            rid = STRAY_PREFIX + hashlib.sha256(rid.encode()).hexdigest()[: RESERVATION_ID_MAX - len(STRAY_PREFIX)]
+        resting = max(Decimal(0), order.amount - order.executed)
+        row = ReservationRow(
+            reservation_id=rid, bot_id=self.seat.bot_id, connector=connector,
+            book=PAPER_BOOK if Settings.is_paper(connector) else LIVE_BOOK, exchange=exchange,
+            trading_pair=order.trading_pair, side=order.side.value, reduce_only=False, amount=str(order.amount),
+            price=str(order.price), usd_per_quote=str(usd_per_quote),
+            reserved_musd=to_musd(resting * order.price * usd_per_quote), filled_amount=str(order.executed),
+            status=ReservationStatus.OPEN.value, client_order_id=order.client_order_id, mandate_id=None,
+            created_at=now,
+        )  # fmt: skip
+        self.seat.store.book_stray(row, order.model_dump(mode="json"), self.seat.bot_id, now)
+        self.orders.opened(rid, exchange)
+        self.seat.state_changed()  # a cap it passed may have stopped the store gradually
+        return rid
 
     def settle_in_doubt(self, now: float) -> None:
         """Release the reservations whose review was denied on a store error but whose write did

@@ -416,6 +416,12 @@ def _net(fill_rows: Iterable[tuple[str, str]]) -> Decimal:
     return sum((Decimal(a) if side == Side.BUY.value else -Decimal(a) for side, a in fill_rows), Decimal(0))
 
 
+def _breaches(after: list[tuple[str, int, int, int, int]]) -> list[str]:
+    """The capital rows (`OrderStore._move`'s answer) whose used capital now passes the cap."""
+    return [f"{key} {from_musd(res + dep + orph)} > {from_musd(cap)} USD"
+            for key, cap, res, dep, orph in after if res + dep + orph > cap]  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Released:
     """What `OrderStore.release` did: `released_usd` is None when nothing was released
@@ -810,6 +816,33 @@ class OrderStore:
             self._commit(cur)
             return Released(status.value, released)
 
+    def book_stray(self, row: ReservationRow, facts: dict[str, Any], actor: str, now: float) -> bool:
+        """An order resting on the exchange that no reservation holds (placed before a crash, by
+        hand, or released while it still rested): its reservation row, its capital and a
+        ``stray_order`` record with a WARNING alert, in one transaction. It is exposure whatever
+        the caps say, so it is counted even past them, and a cap it passes stops the store
+        gradually as a fill past a cap does. False (nothing written) when the reservation is
+        already there: a reconciliation run again books each stray once."""
+        with self._cursor(EVENT_BUDGET_MS) as cur:
+            self._begin_write(cur)
+            cur.execute(self.sql.get_reservation.text, self.sql.get_reservation.params(rid=row.reservation_id))
+            if cur.fetchone() is not None:
+                self._rollback(cur)
+                return False
+            after = self._move(cur, row.book, row.exchange, reserved=row.reserved_musd)
+            cur.execute(self.sql.insert_reservation.text, row.values())
+            payload = {**facts, "reservation_id": row.reservation_id, "reserved_usd": str(from_musd(row.reserved_musd))}
+            self._append(cur, "stray_order", canonical_json(payload), actor, now)
+            message = (f"an order no reservation held rests on {row.connector} {row.trading_pair} "
+                       f"({row.client_order_id}): counted against the caps until it ends")  # fmt: skip
+            alert = {"level": "WARNING", "source": "order_store", "bot_id": row.bot_id, "message": message}
+            self._append(cur, "alert", canonical_json(alert), actor, now)
+            breached = _breaches(after)
+            if breached:
+                self._stop_gradually(cur, f"a stray order took {', '.join(breached)} (it rests)", actor, now)
+            self._commit(cur)
+            return True
+
     def fill(
         self,
         reservation_id: str,
@@ -920,8 +953,7 @@ class OrderStore:
                 "price": str(fill_price),
             }
             self._append(cur, "order_event", canonical_json(payload), actor, now)
-            breached = [f"{key} {from_musd(res + dep + orph)} > {from_musd(cap)} USD" for key, cap, res, dep, orph
-                        in after if res + dep + orph > cap]  # fmt: skip
+            breached = _breaches(after)
             stopped = bool(breached) and self._stop_gradually(
                 cur, f"a fill took {', '.join(breached)} (booked: it happened)", actor, now
             )

@@ -27,6 +27,7 @@ from lyra_governor import audit, phases
 from lyra_governor.config import Settings
 from lyra_governor.errors import StoreUnavailable
 from lyra_governor.ledger import Ledger, ScopeExposure
+from lyra_governor.money import from_musd
 from lyra_governor.redact import redact
 from lyra_governor.store_health import classify, is_damage
 
@@ -359,6 +360,19 @@ def _bots(settings: Settings, ledger: Ledger, now: float) -> list[dict[str, Any]
     ]
 
 
+def _strays(ledger: Ledger) -> list[dict[str, Any]]:
+    """Orders found resting that no reservation held (placed before a crash, by hand, or
+    released while they rested): counted against the caps until they end."""
+    keys = ("reservation_id", "bot_id", "connector", "trading_pair", "side", "amount", "price", "filled_amount",
+            "client_order_id", "status")  # fmt: skip
+    rows = sorted(ledger.stray_reservations(), key=lambda r: (float(r["created_at"]), r["reservation_id"]))
+    return [
+        {**{k: r[k] for k in keys}, "reserved_usd": usd(from_musd(int(r["reserved_musd"]))),
+         "found_at": r["created_at"]}
+        for r in rows
+    ]
+
+
 def _section(status: dict[str, Any], name: str, build: Any) -> Any:
     """Run one section; on failure record ``unknown`` and why, keep the rest."""
     try:
@@ -419,6 +433,7 @@ def collect_status(
         status["audit"] = audit_info
         status["audit_ok"] = audit_info.get("ok") if isinstance(audit_info, dict) else None
         status["bots"] = _section(status, "bots", lambda: _bots(settings, lg, now))
+        status["stray_orders"] = _section(status, "stray_orders", lambda: _strays(lg))
         return status
     except sa.exc.SQLAlchemyError as exc:
         raise classify(settings.db_url, exc) from None

@@ -56,6 +56,7 @@ from lyra_governor.models import (
     OrderProposal,
     OrderType,
     Side,
+    StrayOrder,
     TradingState,
     new_id,
 )
@@ -486,15 +487,21 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
     async def reconcile_on_start(self) -> dict[str, Any]:
         """Ask each live exchange for this bot's orders and fills since its oldest OPEN
         reservation and settle every reservation from the answer (booked, released, adopted or
-        cancelled), each step audited, then one `reconciliation` record with the counts."""
+        cancelled), each step audited, then one `reconciliation` record with the counts.
+        Every market the strategy trades is read, reservations or not: an order resting there
+        that no reservation of any bot holds (a stray) is booked against the caps
+        (`Governor.book_stray`) and adopted; one this connector's ids say Hummingbot placed is
+        cancelled under the "cancel" policy, one placed by hand is kept (counted, in `status`)."""
         from lyra_strategies import reconcile
 
         rows = self.lyra.ledger.open_reservations(self.lyra.bot_id)
         summary: dict[str, Any] = {
             "reservations": len(rows), "booked_fills": 0, "filled": 0, "cancelled": 0, "failed": 0,
-            "adopted": 0, "cancel_sent": 0, "skipped": 0, "unaccounted": [],
+            "adopted": 0, "cancel_sent": 0, "skipped": 0, "unaccounted": [], "strays": [],
         }  # fmt: skip
-        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {
+            (name, pair): [] for name, pairs in self.markets.items() if name in reconcile.SOURCES for pair in pairs
+        }
         for row in rows:
             groups.setdefault((row["connector"], row["trading_pair"]), []).append(row)
         for (connector_name, pair), group in sorted(groups.items()):
@@ -503,18 +510,43 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
             if connector is None or source is None:
                 summary["skipped"] += len(group)  # left to the bot that trades there (or to their expiry)
                 continue
-            since = min(float(r["created_at"]) for r in group) - reconcile.CLOCK_SLACK_S
+            since = min((float(r["created_at"]) for r in group), default=time.time()) - reconcile.CLOCK_SLACK_S
             orders = await source.orders(connector, pair, since)
             applied = reconcile.applied_trades(self.lyra.ledger.fill_rows(since=since))  # by trade id
-            found = reconcile.plan(group, orders, getattr(connector, "client_order_id_prefix", ""), applied)
+            found = reconcile.plan(group, orders, "", applied)
             for settlement in found.settlements:
                 self._settle(connector, pair, settlement, summary)
-            summary["unaccounted"] += [o.client_order_id for o in found.unaccounted]
+            others = [r for r in self.lyra.ledger.held_reservations(connector_name, pair)
+                      if r["bot_id"] != self.lyra.bot_id]  # fmt: skip
+            for order in reconcile.strays(found.unaccounted, others):
+                summary["strays"].append(self._stray(connector, connector_name, pair, order))
+            summary["unaccounted"] += [s["client_order_id"] for s in summary["strays"]]
         self.reconciliation = summary
-        if rows:  # a clean start has nothing to settle and nothing to audit
+        if rows or summary["strays"]:  # a clean start has nothing to settle and nothing to audit
             self.lyra.ledger.audit_append("reconciliation", {"bot_id": self.lyra.bot_id, **summary}, self.lyra.bot_id)
             log.info("reconciled %s open reservation(s) with the exchange: %s", len(rows), summary)
         return summary
+
+    def _stray(self, connector: Any, connector_name: str, pair: str, order: Any) -> dict[str, str]:
+        """Book, adopt and (if Hummingbot placed it and the policy says so) cancel one stray."""
+        rate = self.lyra.usd_per_quote(pair.rpartition("-")[2])
+        stray = StrayOrder(
+            connector=connector_name, trading_pair=pair, side=Side(order.side), amount=order.amount,
+            executed=order.executed, price=order.price, client_order_id=order.client_order_id[:128],
+            exchange_order_id=order.exchange_order_id[:128],
+        )  # fmt: skip
+        rid = self.lyra.book_stray(stray, rate if rate is not None else Decimal(0))
+        self._adopt(connector, pair, rid, order)
+        prefix = getattr(connector, "client_order_id_prefix", "") or ""
+        ours = bool(prefix) and order.client_order_id.startswith(prefix)  # Hummingbot's ids, else by hand
+        action = "kept"
+        if ours and self.reconcile_policy == "cancel":
+            self._cancel_requested.add(order.client_order_id)
+            connector.cancel(pair, order.client_order_id)  # released when the exchange confirms
+            action = "cancel_sent"
+        log.warning("stray order %s on %s %s (no reservation held it): counted, %s",
+                    order.client_order_id, connector_name, pair, action)  # fmt: skip
+        return {"client_order_id": order.client_order_id, "reservation_id": rid, "action": action}
 
     def _settle(self, connector: Any, pair: str, settlement: Any, summary: dict[str, Any]) -> None:
         rid, order = settlement.reservation_id, settlement.order

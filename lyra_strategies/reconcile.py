@@ -148,6 +148,24 @@ def plan(
     return Plan(settlements, unaccounted)
 
 
+def strays(unaccounted: Iterable[ExchangeOrder], others: Iterable[Mapping[str, Any]]) -> list[ExchangeOrder]:
+    """The resting orders that no reservation holds: of the orders this bot's own reservations
+    left unexplained (`Plan.unaccounted`), those no other bot's held reservation on the market
+    explains either (bound by client order id, else matched as `plan` matches, each reservation
+    explaining one order). They are exposure the caps do not count: `Governor.book_stray`."""
+    free = [dict(r) for r in others]
+    found = []
+    for order in sorted(unaccounted, key=lambda o: (o.time_s, o.exchange_order_id)):
+        held = next((r for r in free if r.get("client_order_id") == order.client_order_id), None) or next(
+            (r for r in free if not r.get("client_order_id") and _matches(r, order)), None
+        )
+        if held is None:
+            found.append(order)
+        else:
+            free.remove(held)
+    return found
+
+
 def _matches(row: dict[str, Any], order: ExchangeOrder) -> bool:
     return (
         order.trading_pair == row["trading_pair"]
@@ -174,6 +192,11 @@ class BinanceSource:
             path_url="/allOrders", params={"symbol": symbol, "startTime": start_ms}, is_auth_required=True,
             limit_id="/order",
         )  # fmt: skip
+        raw_open = await connector._api_get(  # resting orders of any age: a stray may predate `since`
+            path_url="/openOrders", params={"symbol": symbol}, is_auth_required=True, limit_id="/order",
+        )  # fmt: skip
+        known = {str(o["orderId"]) for o in raw_orders}
+        raw_orders = [*raw_orders, *(o for o in raw_open if str(o["orderId"]) not in known)]
         raw_trades = await connector._api_get(
             path_url="/myTrades", params={"symbol": symbol, "startTime": start_ms, "limit": 1000},
             is_auth_required=True,

@@ -163,6 +163,18 @@ def render_status(s: dict[str, Any]) -> Group:
             table.add_row(b["bot_id"], b["host"], str(b["pid"]), when if b["alive"] else f"[red]{when} (silent)[/]")
         parts.append(table)
 
+    strays = s.get("stray_orders")
+    if isinstance(strays, list) and strays:
+        table = Table(title="[bold red]stray orders[/] (resting, no reservation held them; counted against the caps)",
+                      title_justify="left")  # fmt: skip
+        for column in ("bot", "market", "order", "side", "amount @ price", "counted", "found"):
+            table.add_column(column)
+        for x in strays:
+            market, order = f"{x['connector']} {x['trading_pair']}", escape(str(x["client_order_id"]))
+            table.add_row(escape(x["bot_id"]), market, order, x["side"], f"{x['amount']} @ {x['price']}",
+                          f"{x['reserved_usd']:,.2f} USD", _ago(x["found_at"], now))  # fmt: skip
+        parts.append(table)
+
     p = s.get("promotion")
     if isinstance(p, dict) and p.get("next_phase"):
         if p["blockers"]:

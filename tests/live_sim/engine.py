@@ -319,6 +319,11 @@ class SimExchange:
 
         self.call(do)
 
+    def place(self, symbol: str, side: str, qty: str, price: str, client_id: str) -> Order:
+        """Someone else places a LIMIT order on the account (by hand, or a process the store
+        never heard of): it rests like any other, with no reservation behind it."""
+        return self.call(self._place, symbol, side, "LIMIT", Decimal(qty), Decimal(price), "GTC", client_id)  # type: ignore[no-any-return]
+
     def fill(self, client_id: str, qty: Decimal | str | float | None = None) -> Trade:
         """Someone trades against a resting order: `qty` of it (all that is left by default)
         fills at its price, as maker. How partial fills are scripted."""

@@ -77,3 +77,15 @@ def test_a_failed_placement_is_in_doubt_only_when_the_exchange_may_have_the_orde
     assert not in_doubt(f"{url} HTTP status is 429. Error: {{...}}", "OSError")  # refused: nothing placed
     assert not in_doubt("Error submitting order x: Order failed. Insufficient balance in account.", "OSError")
     assert not in_doubt(None, None)
+
+
+def test_an_order_another_bots_reservation_holds_is_not_a_stray() -> None:
+    """`strays`: of the orders this bot's reservations left unexplained, those no other bot's
+    held reservation explains (bound id first, else the same figures; one order each)."""
+    from lyra_strategies.reconcile import strays
+
+    orders = [_order("x-1", "OPEN"), _order("x-2", "OPEN", price="58000"), _order("x-3", "OPEN", price="58000"),
+              _order("web-1", "OPEN", price="57000")]  # fmt: skip
+    others = [_row("b1", price="58000") | {"bot_id": "other"}, _row("b2", price="1") | {"client_order_id": "x-1"}]
+    found = strays(orders, others)
+    assert sorted(o.client_order_id for o in found) == ["web-1", "x-3"]  # x-1 bound to b2, x-2 matched b1, once
