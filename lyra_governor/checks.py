@@ -71,6 +71,7 @@ def bot_reducing(bot_id: str, reason: str) -> str:
 
 
 MAX_ORDER_VALUE_USD = Decimal(10**12)  # beyond any cap Lyra has: a value this large is a broken number
+MICRO = Decimal("0.000001")  # an audit record's USD amounts are shown to the micro-dollar
 CLIENT_ORDER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # what every exchange Lyra trades accepts
 
 
@@ -206,7 +207,7 @@ class Checks:
         key = (r.book, r.exchange, p.trading_pair)
         position = self.orders.position(key)
         closable = (position if p.side is Side.SELL else -position) - self.orders.resting_closes(key, p.side.value)
-        tolerance = 1 + Decimal(str(self.settings.risk.close_tolerance_pct)) / 100
+        tolerance = 1 + risk.decimal_of(self.settings.risk.close_tolerance_pct) / 100
         if p.amount <= max(closable, Decimal(0)) * tolerance:
             r.closing = True
             return None
@@ -284,7 +285,7 @@ def decision_payload(
         "amount": str(p.amount),
         "price": str(p.price) if p.price is not None else None,
         "mid": str(p.mid_price),
-        "notional_usd": str(notional.quantize(Decimal("0.000001"))) if notional.is_finite() else str(notional),
+        "notional_usd": str(notional.quantize(MICRO)) if notional.is_finite() else str(notional),
         "reduce_only": p.reduce_only,
         "strategy": p.strategy,
         "reservation_id": reservation_id,

@@ -173,6 +173,15 @@ class Statements:
         self.ladder_for_bot = sql(  # what `reserve` re-reads under the lock: the store's and this bot's state
             sa.select(ladder.c.trading_state, ladder.c.reason, restriction).where(ladder.c.id == 1)
         )
+        # SQLite's `reserve` reads the audit head and the states in one statement: BEGIN IMMEDIATE
+        # already holds the write lock, so one read sees them as they are. (PostgreSQL keeps two:
+        # its head read waits on the row lock, and only a statement started after that wait sees
+        # what the lock's holder committed, a halt included.)
+        self.head_and_states = sql(
+            sa.select(audit_head.c.seq, audit_head.c.hash, ladder.c.trading_state, ladder.c.reason, restriction)
+            .select_from(audit_head.join(ladder, sa.true()))
+            .where(audit_head.c.id == 1, ladder.c.id == 1)
+        )
         self.set_state = sql(
             ladder.update()
             .where(ladder.c.id == 1)
@@ -186,6 +195,14 @@ class Statements:
         self.reserve = sql(
             capital.update()
             .where(c.scope.in_(pair), used + b("amount_musd") <= c.cap_musd)
+            .values(reserved_musd=c.reserved_musd + b("amount_musd"))
+        )
+        # SQLite: one row per UPDATE. A multi-row UPDATE (the IN above) collects the rows first
+        # and then updates them: 13-16 us against 4-7 us for the two single-row ones, measured
+        # under the write lock on a bench store. PostgreSQL keeps the one statement (one round trip).
+        self.reserve_scope = sql(
+            capital.update()
+            .where(c.scope == b("scope"), used + b("amount_musd") <= c.cap_musd)
             .values(reserved_musd=c.reserved_musd + b("amount_musd"))
         )
         self.capital_pair = sql(
@@ -694,12 +711,19 @@ class OrderStore:
         """
         sql = self.sql
         with self._cursor() as cur:
-            self._begin_write(cur)
+            if self.sqlite:  # `_begin_write` and the states' read in one statement (see `Statements`)
+                cur.execute("BEGIN IMMEDIATE")
+                cur.execute(sql.head_and_states.text, sql.head_and_states.params(bid=row.bot_id))
+                head_seq, head_hash, state, reason, restricted = cur.fetchone()
+                self._head = (int(head_seq), str(head_hash))
+                self.memo.at_head(self._head[0])
+            else:
+                self._begin_write(cur)
+                cur.execute(sql.ladder_for_bot.text, sql.ladder_for_bot.params(bid=row.bot_id))
+                state, reason, restricted = cur.fetchone()
             if fresh is not None and not fresh():
                 self._rollback(cur)
                 raise MarketMovedOn()
-            cur.execute(sql.ladder_for_bot.text, sql.ladder_for_bot.params(bid=row.bot_id))
-            state, reason, restricted = cur.fetchone()
             if state == HALTED:
                 self._rollback(cur)
                 raise TradingStopped(str(state), str(reason or ""))
@@ -725,15 +749,23 @@ class OrderStore:
                     raise NotReducing(position, resting)
             if row.reserved_musd:
                 exchange_scope, total_scope = scopes(row.book, row.exchange)
-                cur.execute(
-                    sql.reserve.text,
-                    sql.reserve.params(
-                        amount_musd=row.reserved_musd, scope_exchange=exchange_scope, scope_total=total_scope
-                    ),
-                )
-                if cur.rowcount != 2:
-                    self._rollback(cur)
-                    raise CapExceeded()
+                if self.sqlite:
+                    for scope in (exchange_scope, total_scope):
+                        cur.execute(sql.reserve_scope.text, sql.reserve_scope.params(amount_musd=row.reserved_musd,
+                                                                                     scope=scope))  # fmt: skip
+                        if cur.rowcount != 1:
+                            self._rollback(cur)
+                            raise CapExceeded()
+                else:
+                    cur.execute(
+                        sql.reserve.text,
+                        sql.reserve.params(
+                            amount_musd=row.reserved_musd, scope_exchange=exchange_scope, scope_total=total_scope
+                        ),
+                    )
+                    if cur.rowcount != 2:
+                        self._rollback(cur)
+                        raise CapExceeded()
             cur.execute(sql.insert_reservation.text, row.values())
             seq = self._append(cur, "decision", payload_json, actor, now)
             self._commit(cur)

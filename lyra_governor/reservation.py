@@ -28,6 +28,7 @@ from lyra_governor.order_store import (
     ReservationRow,
     TradingStopped,
 )
+from lyra_governor.risk import decimal_of
 from lyra_governor.store_budget import MarketMovedOn
 
 Refused = tuple[Denial, Decimal]  # the denial and the notional its decision reports
@@ -82,7 +83,7 @@ def reserve(
             row.bot_id,
             r.now,
             r.closing,
-            1 + Decimal(str(limits.close_tolerance_pct)) / 100,
+            1 + decimal_of(limits.close_tolerance_pct) / 100,
             fresh=fresh,
             rate_budget=(r.now - budget.exchange_order_rate_window_s, budget.exchange_order_rate_max),
         )

@@ -7,6 +7,7 @@ denial, in the manner of NautilusTrader's RiskEngine.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from decimal import Decimal
@@ -16,6 +17,13 @@ from lyra_governor.models import Denial, DenialCode, OrderProposal, OrderType, S
 #: No amount or price of a real order comes near this; bigger numbers are typos or attacks, and
 #: their products overflow the 28-digit Decimal context (an INTERNAL_ERROR instead of a denial).
 MAX_NUMBER = Decimal("1e12")
+
+
+@functools.lru_cache(maxsize=256)
+def decimal_of(setting: float) -> Decimal:
+    """A float setting (a percentage) as the Decimal its text reads as, ``Decimal(str(x))``,
+    built once per value: every review compares against the same few settings."""
+    return Decimal(str(setting))
 
 
 def pct_off(value: Decimal, base: Decimal) -> Decimal:
@@ -94,7 +102,7 @@ def valuation_price(proposal: OrderProposal, collar_pct: float) -> Decimal:
     """
     if proposal.price is not None:
         return proposal.price
-    collar = Decimal(str(collar_pct)) / 100
+    collar = decimal_of(collar_pct) / 100
     if proposal.side is Side.BUY:
         return proposal.mid_price * (1 + collar)
     return proposal.mid_price * (1 - collar)
@@ -116,7 +124,7 @@ def check_collar(price: Decimal, mid: Decimal, reference: Decimal | None, collar
     The second half catches a flash move: a strategy that quotes around a mid that just jumped
     would pass a collar against that same mid.
     """
-    limit = Decimal(str(collar_pct))
+    limit = decimal_of(collar_pct)
     deviation = pct_off(price, mid)
     if deviation > limit:
         return Denial(
@@ -272,7 +280,7 @@ def check_reference(
       more than the collar: MID_MISMATCH (the proposal's mid is not the market's);
     - the mid moved more than the collar from the time-weighted reference: PRICE_COLLAR.
     """
-    limit = Decimal(str(collar_pct))
+    limit = decimal_of(collar_pct)
     latest = history.latest if history is not None else None
     reference = history.reference(now, min_history_s) if history is not None else None
     if latest is None or reference is None:
@@ -307,7 +315,7 @@ def check_fx(observed: Decimal | None, configured: Decimal | None, band_pct: flo
     if observed is None or configured is None:
         return None
     deviation = pct_off(observed, configured)
-    if deviation > Decimal(str(band_pct)):
+    if deviation > decimal_of(band_pct):
         return Denial(
             DenialCode.FX_RATE_OUT_OF_BAND,
             f"the observed USD rate for {quote} is {deviation:.1f} % from fx_usd.{quote} (band {band_pct:g} %); "

@@ -145,7 +145,9 @@ evidence = sa.Table(
 audit_log = sa.Table(
     "lyra_audit",
     metadata,
-    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    # On SQLite an INTEGER key is the table's rowid: each append then writes one b-tree (and one
+    # WAL page) less than with a separate BIGINT key index (a store made before keeps that one).
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=False),
     sa.Column("ts_us", sa.BigInteger, nullable=False),
     sa.Column("actor", sa.String(128), nullable=False),
     sa.Column("event", sa.String(64), nullable=False, index=True),
