@@ -227,38 +227,32 @@ class BinanceSource:
 #: OKX order states as reconciliation sees them
 OKX_STATUS = MappingProxyType({"live": "OPEN", "partially_filled": "OPEN", "filled": "FILLED"})
 OKX_ORDER_TYPE = MappingProxyType({"limit": "LIMIT", "post_only": "LIMIT_MAKER", "market": "MARKET"})
-OKX_PAGE = 100  # OKX answers at most 100 orders or fills per call
+OKX_PAGE = 100  # OKX answers at most 100 orders or fills per call (its `limit`: default and maximum)
+OKX_MAX_PAGES = 50  # 5,000 records of one kind: past that the read fails (nothing is proposed) rather than guess
 
 
 class OkxSource:
     """OKX spot's orders (pending, and the history since a time) and fills since that time,
-    through the connector's signed client. OKX charges fees as negative amounts; here a fee is
-    what was paid (positive)."""
+    through the connector's signed client, every page of each. OKX charges fees as negative
+    amounts; here a fee is what was paid (positive)."""
 
     async def orders(self, connector: Any, trading_pair: str, since_s: float) -> list[ExchangeOrder]:
         inst = await connector.exchange_symbol_associated_to_pair(trading_pair=trading_pair)
         begin = str(int(since_s * 1000))
         order_limit, fills_limit = "/api/v5/trade/order", "/api/v5/trade/fills"  # Hummingbot's own limits
         base = {"instType": "SPOT", "instId": inst, "limit": str(OKX_PAGE)}
-        pending = await connector._api_get(path_url="/api/v5/trade/orders-pending", params=base,
-                                           is_auth_required=True, limit_id=order_limit)  # fmt: skip
-        history = await connector._api_get(path_url="/api/v5/trade/orders-history", params=base | {"begin": begin},
-                                           is_auth_required=True, limit_id=order_limit)  # fmt: skip
-        fills = await connector._api_get(path_url=fills_limit, params=base | {"begin": begin},
-                                         is_auth_required=True, limit_id=fills_limit)  # fmt: skip
-        for answer in (pending, history, fills):
-            if str(answer.get("code")) != "0":
-                raise OSError(f"OKX refused the reconciliation read: {answer.get('code')} {answer.get('msg')}")
-            if len(answer.get("data") or []) >= OKX_PAGE:
-                raise OSError("more than one page of OKX orders or fills since the oldest reservation")
+        pending = await okx_pages(connector, "/api/v5/trade/orders-pending", base, order_limit, "ordId")
+        history = await okx_pages(connector, "/api/v5/trade/orders-history", base | {"begin": begin}, order_limit,
+                                  "ordId")  # fmt: skip
+        fills = await okx_pages(connector, fills_limit, base | {"begin": begin}, fills_limit, "billId")
         trades: dict[str, list[ExchangeTrade]] = {}
-        for t in fills["data"]:
+        for t in fills:
             trades.setdefault(str(t["ordId"]), []).append(
                 ExchangeTrade(str(t["tradeId"]), Decimal(t["fillSz"]), Decimal(t["fillPx"]), -Decimal(t["fee"]),
                               str(t["feeCcy"]), float(t["ts"]) / 1000)
             )  # fmt: skip
         seen: dict[str, ExchangeOrder] = {}
-        for o in [*pending["data"], *history["data"]]:
+        for o in [*pending, *history]:
             seen[str(o["ordId"])] = ExchangeOrder(
                 client_order_id=str(o["clOrdId"]),
                 exchange_order_id=str(o["ordId"]),
@@ -272,6 +266,27 @@ class OkxSource:
                 trades=tuple(trades.get(str(o["ordId"]), ())),
             )
         return list(seen.values())
+
+
+async def okx_pages(connector: Any, path: str, params: dict[str, str], limit_id: str, key: str) -> list[dict[str, Any]]:
+    """Every record of one OKX list endpoint, page by page, as OKX pages them (and ccxt's
+    okx.py asks: `after`, `before`, `limit`): a page holds at most `OKX_PAGE` records, newest
+    first; the next is asked with ``after`` = the oldest `key` (ordId, or billId for fills) of
+    the last, and the list ends at a page shorter than a full one. A refusal, or more than
+    `OKX_MAX_PAGES` pages, raises OSError: reconciliation fails and nothing is proposed."""
+    records: list[dict[str, Any]] = []
+    after: dict[str, str] = {}
+    for _ in range(OKX_MAX_PAGES):
+        answer = await connector._api_get(path_url=path, params=params | after, is_auth_required=True,
+                                          limit_id=limit_id)  # fmt: skip
+        if str(answer.get("code")) != "0":
+            raise OSError(f"OKX refused the reconciliation read: {answer.get('code')} {answer.get('msg')}")
+        page = answer.get("data") or []
+        records += page
+        if len(page) < OKX_PAGE:
+            return records
+        after = {"after": str(min(int(r[key]) for r in page))}
+    raise OSError(f"more than {OKX_MAX_PAGES} pages of {path} since the oldest reservation")
 
 
 #: the exchanges reconciliation can read, by Hummingbot connector name

@@ -30,6 +30,7 @@ import datetime
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -366,17 +367,13 @@ class OkxSim(SimExchange):
             return 200, {"code": "0" if all(a["sCode"] == "0" for a in answers) else "2", "msg": "", "data": answers}
         if path in ("/api/v5/trade/orders-pending", "/api/v5/trade/orders-history"):
             pending = path.endswith("pending")
-            since = int(q.get("begin", 0))
             orders = [o for o in self.orders.values() if o.is_open is pending and q.get("instId") in (None, o.symbol)
-                      and o.created_ms >= since]  # fmt: skip
-            orders.sort(key=lambda o: o.order_id, reverse=True)  # newest first, as OKX lists them
-            return self._ok([self._order_json(o) for o in orders[: int(q.get("limit", 100))]])
+                      and _within(o.created_ms, q)]  # fmt: skip
+            return self._ok([self._order_json(o) for o in page(orders, q, lambda o: o.order_id)])
         if path in ("/api/v5/trade/fills", "/api/v5/trade/fills-history"):
-            since = int(q.get("begin", 0))
-            fills = [t for t in self.trades if q.get("instId") in (None, t.symbol) and t.time_ms >= since
+            fills = [t for t in self.trades if q.get("instId") in (None, t.symbol) and _within(t.time_ms, q)
                      and ("ordId" not in q or str(t.order_id) == q["ordId"])]  # fmt: skip
-            fills.sort(key=lambda t: t.trade_id, reverse=True)
-            return self._ok([self._fill_json(t) for t in fills[: int(q.get("limit", 100))]])
+            return self._ok([self._fill_json(t) for t in page(fills, q, _bill_id)])
         raise OkxError(404, "50000", f"{method} {path} is not served by the simulator")
 
     def _place_from(self, params: dict[str, Any]) -> tuple[int, Any]:
@@ -461,11 +458,38 @@ class OkxSim(SimExchange):
     def _fill_json(self, t: Trade) -> dict[str, Any]:
         return {
             "instType": "SPOT", "instId": t.symbol, "tradeId": str(t.trade_id), "ordId": str(t.order_id),
-            "clOrdId": t.client_id, "billId": str(t.trade_id + 1_000_000), "tag": "", "fillPx": fmt(t.price),
+            "clOrdId": t.client_id, "billId": str(_bill_id(t)), "tag": "", "fillPx": fmt(t.price),
             "fillSz": fmt(t.qty), "side": t.side.lower(), "posSide": "net", "execType": "M" if t.maker else "T",
             "feeCcy": t.commission_asset, "fee": fmt(-t.commission), "ts": str(t.time_ms),
             "fillTime": str(t.time_ms),
         }  # fmt: skip
+
+
+PAGE_MAX = 100  # OKX's `limit` on its list endpoints: default and maximum
+
+
+def page(records: list[Any], q: dict[str, str], key: Callable[[Any], int]) -> list[Any]:
+    """One page of a list endpoint as OKX cuts it (its v5 docs; ccxt's okx.py sends the same
+    `after`/`before`/`limit`): newest first by id (`key`: ordId, or billId for fills); with
+    ``after``, only records older than that id; with ``before``, only newer ones, the `limit`
+    nearest it; at most ``limit`` records (default and maximum 100: a larger one gets 100)."""
+    limit = min(int(q.get("limit") or PAGE_MAX), PAGE_MAX)
+    ordered = sorted(records, key=key, reverse=True)
+    if q.get("after"):
+        ordered = [r for r in ordered if key(r) < int(q["after"])]
+    if q.get("before"):
+        newer = [r for r in ordered if key(r) > int(q["before"])]
+        return newer[-limit:]
+    return ordered[:limit]
+
+
+def _within(ms: int, q: dict[str, str]) -> bool:
+    """OKX's `begin`/`end` filters (milliseconds, both ends included)."""
+    return int(q.get("begin") or 0) <= ms <= int(q.get("end") or 2**63)
+
+
+def _bill_id(t: Trade) -> int:
+    return t.trade_id + 1_000_000
 
 
 # --- by hand -------------------------------------------------------------------------------------
