@@ -11,7 +11,13 @@ Each review's CPU time (`time.thread_time`) is printed beside its wall time: on 
 machine the wall p99 is mostly the core being taken away, the CPU p99 what the review costs.
 With --pg-url (or LYRA_BENCH_PG_URL) the same review loop also runs on PostgreSQL.
 
-Usage: python bench/governor_review.py [--quick] [--n N] [--against REV] [--pg-url URL]
+The council is stood in for by a mandate per market held for its 15 minutes, as the council's
+provider holds one for many orders (`consensus.mandates`: a lookup and `Mandate.covers`). Both
+trees use it. `--fresh-mandate` builds a new mandate inside every review instead (the test
+fixture `StandingMandate` as it is, a pydantic model and an id each time: about 15-20 us of
+each review that is the fixture's, not the governor's); figures before 2026-12-02 were so.
+
+Usage: python bench/governor_review.py [--quick] [--n N] [--against REV] [--pg-url URL] [--fresh-mandate]
 The last line printed is one JSON object of the figures.
 """
 
@@ -28,6 +34,7 @@ import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_REV = "bc56119"  # the store before the one-writer refactor (issue 15)
@@ -54,7 +61,26 @@ def bench_baseline(path: Path, n: int) -> list[float]:
     return out
 
 
-def bench_review(db_url: str, n: int) -> tuple[list[float], float, list[float]]:
+def held_mandates(standing: type) -> type:
+    """`standing` (the tree's `StandingMandate`) holding one mandate per market until a minute
+    before it expires, each use checked with `Mandate.covers` as the council's provider does."""
+
+    class Held(standing):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.held: dict[tuple[str, str], Any] = {}
+
+        def find(self, proposal: Any, notional_usd: Decimal, now: float) -> Any:
+            key = (proposal.connector, proposal.trading_pair)
+            mandate = self.held.get(key)
+            if mandate is None or mandate.expires_at - now < 60:
+                mandate = self.held[key] = super().find(proposal, notional_usd, now)
+            return mandate if mandate is not None and mandate.covers(proposal, notional_usd, now) else None
+
+    return Held
+
+
+def bench_review(db_url: str, n: int, fresh_mandate: bool = False) -> tuple[list[float], float, list[float]]:
     """The review loop of the tree first on sys.path (this one, or an older commit's): each
     review's wall time, the loop's wall time, and each review's CPU time (this thread's: what
     the review costs when the machine's load does not take the core away)."""
@@ -68,7 +94,8 @@ def bench_review(db_url: str, n: int) -> tuple[list[float], float, list[float]]:
     except ImportError:  # an older tree: its settings took any rate
         overrides = {"risk": {"order_rate_max": 10**9, "max_open_orders": 10**9}}
     settings = load_settings(None, use_env=False, db_url=db_url, **overrides)
-    gov = Governor.from_settings(settings, "bench", mandates=StandingMandate())
+    provider = StandingMandate() if fresh_mandate else held_mandates(StandingMandate)()
+    gov = Governor.from_settings(settings, "bench", mandates=provider)
     gov.ledger.set_phase(3, "bench", "benchmark")
     store = getattr(gov, "store", None) or gov.hot  # type: ignore[attr-defined]  # older trees: `hot`
     out: list[float] = []
@@ -105,17 +132,19 @@ def bench_review(db_url: str, n: int) -> tuple[list[float], float, list[float]]:
     return out, wall, cpu
 
 
-def worker(tree: Path, n: int) -> int:
+def worker(tree: Path, n: int, fresh_mandate: bool = False) -> int:
     """One round in this process: `tree`'s review loop on a fresh store; prints the samples."""
     sys.path.insert(0, str(tree))
     with tempfile.TemporaryDirectory() as tmp:
-        reviews, wall, cpu = bench_review(f"sqlite:///{Path(tmp) / 'lyra.db'}", n)
+        reviews, wall, cpu = bench_review(f"sqlite:///{Path(tmp) / 'lyra.db'}", n, fresh_mandate)
     print(json.dumps({"us": [round(r * 1e6, 2) for r in reviews], "cpu_us": [round(c * 1e6, 2) for c in cpu],
                       "wall": wall}))  # fmt: skip
     return 0
 
 
-def rounds(trees: dict[str, Path], n: int, count: int) -> dict[str, tuple[list[float], list[float]]]:
+def rounds(
+    trees: dict[str, Path], n: int, count: int, fresh_mandate: bool = False
+) -> dict[str, tuple[list[float], list[float]]]:
     """`count` alternating rounds of n / count decisions per tree, each in a fresh process:
     per tree, the reviews' wall times and CPU times."""
     samples: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in trees}
@@ -124,8 +153,9 @@ def rounds(trees: dict[str, Path], n: int, count: int) -> dict[str, tuple[list[f
         order = list(trees.items()) if i % 2 == 0 else list(reversed(trees.items()))
         for name, tree in order:
             env = {**os.environ, "PYTHONPATH": str(tree)}
+            fresh = ["--fresh-mandate"] if fresh_mandate else []
             done = subprocess.run(
-                [sys.executable, __file__, "--worker", str(tree), "--n", str(per_round)],
+                [sys.executable, __file__, "--worker", str(tree), "--n", str(per_round), *fresh],
                 env=env, cwd=tree, capture_output=True, text=True, check=True,
             )  # fmt: skip
             found = json.loads(done.stdout.strip().splitlines()[-1])
@@ -157,11 +187,12 @@ def main() -> int:
         help="also run on this PostgreSQL URL (postgresql+psycopg://...)",
     )
     parser.add_argument("--against", default=BASE_REV, help="the older commit measured alongside ('' for none)")
+    parser.add_argument("--fresh-mandate", action="store_true", help="a new mandate in every review (the old basis)")
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     n = args.n or (3000 if args.quick else 20000)
     if args.worker:
-        return worker(Path(args.worker), n)
+        return worker(Path(args.worker), n, args.fresh_mandate)
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"this": ROOT}
         if args.against:
@@ -170,7 +201,7 @@ def main() -> int:
             archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.against], capture_output=True, check=True)
             subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
             trees["against"] = old
-        measured = rounds(trees, n, 4 if args.quick else 8)
+        measured = rounds(trees, n, 4 if args.quick else 8, args.fresh_mandate)
         base = bench_baseline(Path(tmp) / "baseline.db", n)
     this = summary(*measured["this"])
     figures: dict[str, float] = {"n": len(measured["this"][0]), **this}
@@ -184,19 +215,19 @@ def main() -> int:
         f"same reviews (the core taken away excluded): p50 {this['cpu_p50_us']} us, p99 {this['cpu_p99_us']} us"
     )
     if "against" in measured:
-        old = summary(*measured["against"])
-        figures.update({f"against_{key}": value for key, value in old.items()})
-        figures["vs_against_p50"] = round(this["p50_us"] / old["p50_us"], 2)
-        figures["vs_against_p99"] = round(this["p99_us"] / old["p99_us"], 2)
-        figures["vs_against_throughput"] = round(this["decisions_per_s"] / old["decisions_per_s"], 2)
-        figures["vs_against_cpu_p50"] = round(this["cpu_p50_us"] / old["cpu_p50_us"], 2)
-        figures["vs_against_cpu_p99"] = round(this["cpu_p99_us"] / old["cpu_p99_us"], 2)
+        then = summary(*measured["against"])
+        figures.update({f"against_{key}": value for key, value in then.items()})
+        figures["vs_against_p50"] = round(this["p50_us"] / then["p50_us"], 2)
+        figures["vs_against_p99"] = round(this["p99_us"] / then["p99_us"], 2)
+        figures["vs_against_throughput"] = round(this["decisions_per_s"] / then["decisions_per_s"], 2)
+        figures["vs_against_cpu_p50"] = round(this["cpu_p50_us"] / then["cpu_p50_us"], 2)
+        figures["vs_against_cpu_p99"] = round(this["cpu_p99_us"] / then["cpu_p99_us"], 2)
         print(
-            f"SQLite review at {args.against} (same run, alternating rounds): p50 {old['p50_us']} us, "
-            f"p99 {old['p99_us']} us, {old['decisions_per_s']} decisions/s; this tree / {args.against}: "
+            f"SQLite review at {args.against} (same run, alternating rounds): p50 {then['p50_us']} us, "
+            f"p99 {then['p99_us']} us, {then['decisions_per_s']} decisions/s; this tree / {args.against}: "
             f"p50 {figures['vs_against_p50']}x, p99 {figures['vs_against_p99']}x, "
-            f"throughput {figures['vs_against_throughput']}x; CPU p50 {old['cpu_p50_us']} us, p99 "
-            f"{old['cpu_p99_us']} us ({figures['vs_against_cpu_p50']}x, {figures['vs_against_cpu_p99']}x)"
+            f"throughput {figures['vs_against_throughput']}x; CPU p50 {then['cpu_p50_us']} us, p99 "
+            f"{then['cpu_p99_us']} us ({figures['vs_against_cpu_p50']}x, {figures['vs_against_cpu_p99']}x)"
         )
     print(
         f"SQLite bare insert+commit baseline: p50 {figures['baseline_p50_us']} us, "
@@ -204,7 +235,7 @@ def main() -> int:
     )
     if args.pg_url:
         sys.path.insert(0, str(ROOT))
-        pg_wall, _, pg_cpu = bench_review(args.pg_url, max(500, n // 4))
+        pg_wall, _, pg_cpu = bench_review(args.pg_url, max(500, n // 4), args.fresh_mandate)
         pg = summary(pg_wall, pg_cpu)
         figures.update({f"pg_{key}": value for key, value in pg.items()})
         print(f"PostgreSQL review: p50 {pg['p50_us']} us, p99 {pg['p99_us']} us, {pg['decisions_per_s']} decisions/s")
