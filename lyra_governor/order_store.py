@@ -56,6 +56,7 @@ from lyra_governor.store_budget import (
     is_lock_timeout,
     lock_wait_ms,
     pg_session_sql,
+    wal_bound,
 )
 
 OPEN = ReservationStatus.OPEN.value
@@ -511,6 +512,9 @@ class OrderStore:
         self._cut: Any = None
         self._lock = threading.Lock()
         self._writes_since_checkpoint = 0
+        # SQLite: the bound on the WAL that every writer keeps (store_budget.WalBound)
+        self._wal = wal_bound(engine.url.database) if self.sqlite else None
+        self._fact = False  # the call under way records a fact (an order event): never refused for the WAL
         # every call is bounded by the store budget (lyra_governor/store_budget.py)
         self.budget_ms = budget_ms or DEFAULT_BUDGET_MS
         self._lock_budget = self.budget_ms  # what the connection's lock wait is set to
@@ -531,8 +535,9 @@ class OrderStore:
         raw = self.engine.raw_connection()
         cur = raw.cursor()
         if self.sqlite:
-            # Checkpoints (which fsync) run from `checkpoint` and the WAL checkpointer, not inside
-            # a decision's commit; a held write lock is waited for within the budget only.
+            # Checkpoints (which fsync) run from `checkpoint` and the WAL's bound (`_make_room`,
+            # store_budget.WalBound), never inside a decision's commit; a held write lock is
+            # waited for within the budget only.
             cur.execute("PRAGMA wal_autocheckpoint=0")
             cur.execute(f"PRAGMA busy_timeout={lock_wait_ms(self.budget_ms)}")
         else:
@@ -591,6 +596,7 @@ class OrderStore:
                     self._connected_once = True
                 cur = self._raw.cursor()
                 budget = max(budget_ms or 0, self.budget_ms)
+                self._fact = (budget_ms or 0) >= EVENT_BUDGET_MS  # events are given the longer budget
                 self._lock_wait(cur, budget)
             except StoreUnavailable:
                 raise
@@ -632,13 +638,23 @@ class OrderStore:
         head row locked on PostgreSQL (as `write_tx` does); then the head, which tells whether
         another writer wrote since this one's last transaction (`WriterMemo`)."""
         if self.sqlite:
+            self._make_room()
             cur.execute("BEGIN IMMEDIATE")
         self._head = _read_head(cur.execute, self.sql)
         self.memo.at_head(self._head[0])
 
+    def _make_room(self) -> None:
+        """Past the WAL's hard bound, the WAL starts over before this write adds to it, within
+        this call's lock wait (store_budget.WalBound.make_room: a review is denied STORE_BUSY, an
+        order event is written anyway). Otherwise one attribute read."""
+        if self._wal is not None and self._wal.over:
+            self._wal.make_room(lock_wait_ms(self._lock_budget) / 1000, self._fact)
+
     def _commit(self, cur: Any) -> None:
         if self.sqlite:
             cur.execute("COMMIT")
+            if self._wal is not None:
+                self._wal.committed()  # one stat of the WAL file; past the soft bound, a checkpoint
         else:
             self._raw.commit()
         self._writes_since_checkpoint += 1
@@ -1055,6 +1071,7 @@ class OrderStore:
         """This bot is alive: one small write, no audit record (heartbeats are not decisions)."""
         with self._cursor() as cur:
             if self.sqlite:
+                self._make_room()
                 cur.execute("BEGIN IMMEDIATE")
             cur.execute(self.sql.beat.text, self.sql.beat.params(beat=now, new_host=host, new_pid=pid, bid=bot_id))
             if cur.rowcount == 0:

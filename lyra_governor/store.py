@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from lyra_governor.chain import GENESIS_HASH
 from lyra_governor.errors import StoreUnavailable
+from lyra_governor.store_budget import wal_bound
 
 # What a store failure looks like to callers that must not import SQLAlchemy (the governor).
 STORE_ERRORS: tuple[type[Exception], ...] = (sa.exc.SQLAlchemyError, StoreUnavailable)
@@ -165,8 +166,8 @@ audit_head = sa.Table(
 )
 
 
-WAL_GOAL_BYTES = 64 * 2**20  # the largest WAL file allowed (issue 17); see store_budget.WalCheckpointer
-WAL_SIZE_LIMIT = 16 * 2**20  # a WAL started over is cut back to this (its usual size: restarts at 8 MB)
+WAL_GOAL_BYTES = 64 * 2**20  # the largest WAL file allowed (issue 17), kept by the writers: store_budget.WalBound
+WAL_SIZE_LIMIT = 16 * 2**20  # a WAL started over is cut back to this at its next commit (journal_size_limit)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -176,6 +177,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")  # a restarted WAL is cut back to this
+    # no checkpoint inside a commit: the WAL's bound decides when (store_budget.WalBound), and an
+    # autocheckpoint would hold the checkpoint lock that the bound's TRUNCATE needs
+    cur.execute("PRAGMA wal_autocheckpoint=0")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
@@ -298,11 +302,22 @@ def read_tx(engine: Engine) -> Iterator[Connection]:
 
 @contextmanager
 def write_tx(engine: Engine) -> Iterator[Connection]:
-    """A write transaction holding the store's write lock (see module docstring)."""
+    """A write transaction holding the store's write lock (see module docstring). On SQLite it
+    keeps the WAL's bound like the order path does (store_budget.WalBound): past the hard bound
+    the WAL starts over first (its writes are ladder changes and evidence, facts: written even
+    if that takes longer than `WAL_FACT_WAIT_S`), and the commit is measured."""
+    bound = wal_bound(engine.url.database) if is_sqlite(engine) else None
+    if bound is not None and bound.over:
+        bound.make_room(WAL_FACT_WAIT_S, fact=True)
     with engine.begin() as conn:
         if not is_sqlite(engine):
             conn.execute(sa.select(audit_head.c.seq).where(audit_head.c.id == 1).with_for_update())
         yield conn
+    if bound is not None:
+        bound.committed()
+
+
+WAL_FACT_WAIT_S = 2.0  # how long a ladder change or evidence waits for the WAL to start over
 
 
 def describe_store_error(url: str, exc: BaseException) -> StoreUnavailable:

@@ -25,6 +25,7 @@ import itertools
 import math
 import os
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -229,129 +230,221 @@ class Reconnector:
         self._install(raw)
 
 
-class WalCheckpointer:
-    """Keeps a SQLite store's WAL small, off the order path, on its own connection.
+class WalBound:
+    """The bound on one SQLite file's WAL (`store.WAL_GOAL_BYTES`, 64 MB), kept by its writers.
 
-    Every `every_s` (a tenth of a second) a PASSIVE checkpoint copies the WAL into the database
-    file without waiting for anyone. That alone does not bound the file: the WAL starts over
-    only when a writer finds it completely copied and no reader inside it, which never happens
-    while bots commit continuously. So once the WAL holds more than `restart_bytes`, a RESTART
-    checkpoint (little is left to copy by then) starts it over and `journal_size_limit` cuts
-    the file back; it waits at most `wait_ms` (bots wait that long at most) and otherwise gives
-    up until the next round.
+    Why the writers and not a background thread: the WAL starts over only when it is completely
+    copied into the database file and no reader holds a snapshot inside it, and a checkpoint
+    that waits for that (RESTART, TRUNCATE) first needs the write lock and the checkpoint lock.
+    SQLite's locks are not fair, and the checkpoint lock is not waited for at all: the old
+    thread (a PASSIVE round every 0.1 s, RESTART past 8 MB, TRUNCATE past 24 MB) lost both to
+    writers committing back to back (and to their own autocheckpoints) and in some idle-machine
+    runs never started the WAL over (240.5 MB; tests/e2e/failure/test_wal_bound.py). Its rounds
+    also cost the order path: review p99 1,717 us with them, 533 us without
+    (bench/governor_review.py). So:
 
-    A reader's snapshot pins the WAL: while readers overlap (16 clients scraping, each read
-    taking 150 ms), a 100 ms RESTART gave up every round and the WAL grew by everything written
-    (tests/e2e/failure/test_wal_bound.py: 118.6 MB; bench/store_readers.py saw 69.7 MB). So past
-    `urgent_bytes` a TRUNCATE checkpoint waits up to `urgent_wait_ms`: new writers wait
-    meanwhile (they may be denied STORE_BUSY, fail-closed), new readers read the database file
-    (the WAL is all copied), the readers inside finish, and the WAL is cut to nothing. That
-    happens only while reads pin the WAL.
+    - No Lyra connection checkpoints inside a commit (``wal_autocheckpoint=0`` everywhere).
+    - After each commit the writer measures the WAL file (`committed`: one ``stat``, about a
+      microsecond; the file is what the goal bounds). ``journal_size_limit`` cuts a WAL that
+      started over back to `store.WAL_SIZE_LIMIT` (16 MB) at its next commit, so a file above
+      `soft_bytes` (24 MB) means that many bytes are in use.
+    - Past `soft_bytes` the writer wakes this object's thread and goes on: the thread copies the
+      WAL without any lock (PASSIVE), then tries a RESTART that waits at most `wait_ms` for the
+      readers inside (it holds the write lock meanwhile: writers wait that long at most), at most
+      every `every_s`. It sleeps otherwise (it exits after `idle_s` without a wake), so a store
+      whose WAL starts over by itself (PASSIVE on the heartbeat, no reader pinning it) never
+      sees it run.
+    - Past `hard_bytes` (48 MB) no Lyra writer adds to the WAL before it has started over
+      (`make_room`): the writer runs a TRUNCATE itself, waiting up to its own lock wait; several
+      writers take turns (the checkpoint lock), and since all of them have stopped writing, the
+      readers that pinned the WAL finish and new ones read the database file: the next TRUNCATE
+      wins. A review that cannot get there in its budget is denied STORE_BUSY (fail closed); a
+      fact (an order event, a ladder change) waits up to its longer budget and is then written
+      anyway (`overruns` counts it): a fill is never dropped for the bound. The WAL can then pass
+      `hard_bytes` only by the transactions already under way and those facts: the 16 MB left
+      below the goal.
 
-    What it does not do yet (issue 17, measured): it does not bound the file. The TRUNCATE must
-    win SQLite's write lock, which is not fair, from writers committing back to back; with two
-    writers at 128 commits/s each and readers always inside, some runs on an idle machine never
-    started the WAL over (240.5 MB against the 64 MB goal, `store.WAL_GOAL_BYTES`;
-    tests/e2e/failure/test_wal_bound.py is xfail for it). A bound needs the writer to enforce
-    it. And a PASSIVE round every tenth of a second costs the order path: with this thread held
-    off, bench/governor_review.py's p99 fell from 1,717 us to 533 us on an idle machine."""
+    Readers must keep their snapshots short (a reader inside the WAL delays the TRUNCATE that
+    every writer is waiting for): `store.read_tx` is one consistent read, not a session."""
 
     def __init__(
         self,
-        connect: Callable[[], Any],
+        db_path: str,
+        soft_bytes: int = 24 * 2**20,
+        hard_bytes: int = 48 * 2**20,
+        wait_ms: int = 50,
         every_s: float = 0.1,
-        restart_bytes: int = 8 * 2**20,
-        wait_ms: int = 100,
-        urgent_bytes: int = 24 * 2**20,
-        urgent_wait_ms: int = 500,
+        idle_s: float = 5.0,
     ) -> None:
-        self._connect = connect
-        self.every_s = every_s
-        self.restart_bytes = restart_bytes
+        self.db_path = db_path
+        self.wal_path = db_path + "-wal"
+        self.soft_bytes = soft_bytes
+        self.hard_bytes = hard_bytes
         self.wait_ms = wait_ms
-        self.urgent_bytes = urgent_bytes
-        self.urgent_wait_ms = urgent_wait_ms
+        self.every_s = every_s
+        self.idle_s = idle_s
+        self.size = 0  # the WAL file's size at the last measure
+        self._raw: Any = None  # this object's own connection, for its checkpoints (under `_lock`)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lyra-wal-checkpoint", daemon=True)
-        self.runs = 0
-        self.truncated = 0
-        self.urgent = 0
+        self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
+        self._last_round = float("-inf")
+        # what it did (read by tests and benchmarks)
+        self.rounds = 0  # the thread's rounds (each a PASSIVE, perhaps a RESTART)
+        self.truncated = 0  # times the WAL was started over (RESTART or TRUNCATE that succeeded)
+        self.waited = 0  # writes that waited past the hard bound for the WAL to start over
+        self.refused = 0  # reviews denied STORE_BUSY for it
+        self.overruns = 0  # facts written past the hard bound (the WAL did not start over in time)
 
-    def start(self) -> WalCheckpointer:
-        self._thread.start()
-        return self
+    @property
+    def over(self) -> bool:
+        """Whether the last measure was past the hard bound (the next write makes room first)."""
+        return self.size >= self.hard_bytes
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+    def measure(self) -> int:
+        try:
+            self.size = os.stat(self.wal_path).st_size
+        except OSError:  # no WAL (yet, or truncated away by a checkpoint)
+            self.size = 0
+        return self.size
 
-    def _round(self, cur: Any, page_size: int) -> None:
-        cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        _busy, frames, _done = cur.fetchone()
-        self.runs += 1
-        held = frames * page_size
-        if held > self.urgent_bytes:
-            self.urgent += 1
-            cur.execute(f"PRAGMA busy_timeout={int(self.urgent_wait_ms)}")
+    def committed(self) -> None:
+        """A writer committed: past the soft bound, the thread gets the WAL started over."""
+        if self.measure() >= self.soft_bytes:
+            self.wake()
+
+    def wake(self) -> None:
+        self._wake.set()
+        if self._thread is None or not self._thread.is_alive():
+            with self._thread_lock:
+                if self._stop.is_set():
+                    return
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._run, name="lyra-wal-checkpoint", daemon=True)
+                    self._thread.start()
+
+    def make_room(self, wait_s: float, fact: bool) -> None:
+        """Before a write past the hard bound: start the WAL over (TRUNCATE) first, waiting at
+        most `wait_s`. Then a fact is written anyway; anything else raises `StoreBusy`."""
+        self.waited += 1
+        deadline = time.monotonic() + wait_s
+        while self.measure() >= self.hard_bytes:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._lock.acquire(timeout=left):
+                break
             try:
-                cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                busy, _frames, _done = cur.fetchone()
+                if self.measure() < self.hard_bytes:  # another writer of this process did it
+                    return
+                left_ms = int((deadline - time.monotonic()) * 1000)
+                busy = left_ms < 1 or self._checkpoint("TRUNCATE", left_ms)
             finally:
-                cur.execute(f"PRAGMA busy_timeout={int(self.wait_ms)}")
-            self.truncated += int(not busy)
-        elif held > self.restart_bytes:
-            cur.execute("PRAGMA wal_checkpoint(RESTART)")
-            busy, _frames, _done = cur.fetchone()
-            self.truncated += int(not busy)
+                self._lock.release()
+            if not busy:
+                self.size = 0
+                return
+            time.sleep(0.002)  # another process checkpoints (its lock is not waited for): look again
+        else:
+            return
+        if fact:
+            self.overruns += 1
+            return
+        self.refused += 1
+        raise StoreBusy(
+            f"the store's WAL is past {self.hard_bytes / 2**20:g} MB and readers kept it from starting over "
+            f"within {int(wait_s * 1000)} ms; no order is placed until it does"
+        )
+
+    def _checkpoint(self, mode: str, wait_ms: int) -> bool:
+        """One checkpoint on this object's connection (the caller holds `_lock`); True if busy."""
+        try:
+            if self._raw is None:
+                self._raw = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
+            cur = self._raw.cursor()
+            cur.execute(f"PRAGMA busy_timeout={int(wait_ms)}")
+            cur.execute(f"PRAGMA wal_checkpoint({mode})")
+            busy = bool(cur.fetchone()[0])
+            cur.close()
+        except sqlite3.Error:  # a vanished or broken store: a new connection next time
+            self._close()
+            return True
+        if not busy and mode in ("RESTART", "TRUNCATE"):
+            self.truncated += 1
+        return busy
+
+    def _close(self) -> None:
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            with contextlib.suppress(Exception):
+                raw.close()
+
+    def _round(self) -> None:
+        self.rounds += 1
+        with self._lock:
+            if self.measure() < self.soft_bytes:
+                return
+            self._checkpoint("PASSIVE", 0)  # the copy, without any lock: writers go on meanwhile
+            self._checkpoint("RESTART", self.wait_ms)
 
     def _run(self) -> None:
-        raw: Any = None
-        page_size = 4096
-        while not self._stop.wait(self.every_s):
-            try:
-                if raw is None:
-                    raw = self._connect()
-                    cur = raw.cursor()
-                    cur.execute(f"PRAGMA busy_timeout={int(self.wait_ms)}")
-                    cur.execute("PRAGMA page_size")
-                    page_size = int(cur.fetchone()[0])
-                    cur.close()
-                cur = raw.cursor()
-                self._round(cur, page_size)
-                cur.close()
-            except Exception:  # a busy or vanished store: try again on the next round
-                with contextlib.suppress(Exception):
-                    raw.close()
-                raw = None
-        with contextlib.suppress(Exception):
-            raw.close()
+        while not self._stop.is_set():
+            if not self._wake.wait(self.idle_s):
+                break  # nothing asked for a while: the thread ends (`wake` starts a new one)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            pause = self._last_round + self.every_s - time.monotonic()
+            if pause > 0 and self._stop.wait(pause):
+                break
+            self._last_round = time.monotonic()
+            self._round()
+        with self._lock:
+            self._close()
+
+    def stop(self) -> None:
+        with self._thread_lock:
+            self._stop.set()
+            thread = self._thread
+        self._wake.set()
+        if thread is not None:
+            thread.join(timeout=5)
+        with self._lock:
+            self._close()
+        self._stop.clear()
 
 
-_SHARED: dict[str, list[Any]] = {}  # path -> [checkpointer, users]
+_SHARED: dict[str, list[Any]] = {}  # path -> [bound, users of acquire_checkpointer]
 _SHARED_LOCK = threading.Lock()
 
 
-def acquire_checkpointer(path: str | None) -> str | None:
-    """The process's one WAL checkpointer for the SQLite file at `path` (started on first use,
-    on its own sqlite3 connection outside any pool); returns the key to `release_checkpointer`."""
+def wal_bound(path: str | None) -> WalBound | None:
+    """The process's one `WalBound` for the SQLite file at `path` (None for no file): every
+    writer of the file in this process (the order store, `store.write_tx`) shares it."""
     if not path or path == ":memory:":
         return None
-    import sqlite3
-
+    key = os.path.abspath(path)
     with _SHARED_LOCK:
-        entry = _SHARED.get(path)
+        entry = _SHARED.get(key)
         if entry is None:
-
-            def connect() -> Any:
-                return sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=1.0)
-
-            entry = _SHARED[path] = [WalCheckpointer(connect).start(), 0]
-        entry[1] += 1
-    return path
+            entry = _SHARED[key] = [WalBound(key), 0]
+    bound: WalBound = entry[0]
+    return bound
 
 
-def checkpointer_of(key: str | None) -> WalCheckpointer | None:
-    """The running checkpointer behind `key` (its counters say how often it started the WAL over)."""
+def acquire_checkpointer(path: str | None) -> str | None:
+    """A long-lived user of the file at `path` (a governor, `serve`): returns the key to
+    `release_checkpointer`; when the last one releases it, the bound's thread stops."""
+    bound = wal_bound(path)
+    if bound is None:
+        return None
+    with _SHARED_LOCK:
+        _SHARED[bound.db_path][1] += 1
+    return bound.db_path
+
+
+def checkpointer_of(key: str | None) -> WalBound | None:
+    """The bound behind `key` (its counters say how often the WAL was started over)."""
     with _SHARED_LOCK:
         entry = _SHARED.get(key) if key else None
     return entry[0] if entry else None
@@ -367,5 +460,4 @@ def release_checkpointer(key: str | None) -> None:
         entry[1] -= 1
         if entry[1] > 0:
             return
-        del _SHARED[key]
     entry[0].stop()

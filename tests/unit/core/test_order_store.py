@@ -112,3 +112,56 @@ def test_a_position_remembered_under_the_lock_is_read_again_after_another_writer
         mine.close()
         other.close()
         engine.dispose()
+
+
+def test_past_the_wal_bound_a_review_is_refused_and_an_order_event_waits_for_the_wal_to_start_over(
+    tmp_path: Path,
+) -> None:
+    """store_budget.WalBound on the order path, with a 256 KB hard bound: while a reader pins the
+    WAL no write may add to it; the order path's own calls are refused STORE_BUSY (fail closed),
+    an order event (the longer budget) waits until the reader is gone, starts the WAL over and
+    is written. Nothing half-written: the refused calls left no audit record."""
+    import threading
+    import time
+
+    from lyra_governor.order_store import OrderStore
+    from lyra_governor.store import read_tx
+    from lyra_governor.store_budget import EVENT_BUDGET_MS, StoreBusy, WalBound
+
+    db = tmp_path / "lyra.db"
+    engine = create_store_engine(f"sqlite:///{db}")
+    create_schema(engine, 0.0)
+    store = OrderStore(engine)
+    store._wal = bound = WalBound(str(db), soft_bytes=2**40, hard_bytes=256 * 2**10)  # no thread: the writer alone
+    pad = "x" * 8192
+    store.audit("wal_test", f'{{"pad": "{pad}"}}', "test", 1.0)
+    inside, leave = threading.Event(), threading.Event()
+
+    def reader() -> None:
+        with read_tx(engine) as conn:
+            conn.execute(sa.text("SELECT count(*) FROM lyra_audit")).scalar_one()  # a snapshot inside the WAL
+            inside.set()
+            leave.wait(10)
+
+    pinned = threading.Thread(target=reader)
+    pinned.start()
+    assert inside.wait(10)
+    written = 1
+    while not bound.over:  # 8 KB a record, until the WAL is past the bound
+        store.audit("wal_test", f'{{"n": {written}, "pad": "{pad}"}}', "test", 2.0)
+        written += 1
+    assert bound.refused == 0
+    with pytest.raises(StoreBusy, match="WAL"):
+        store.audit("wal_test", '{"refused": true}', "test", 3.0)
+    assert bound.refused == 1 and bound.over
+    threading.Timer(0.3, leave.set).start()  # the reader finishes while the event waits
+    started = time.monotonic()
+    store.audit("wal_test", '{"event": true}', "test", 4.0, EVENT_BUDGET_MS)
+    assert 0.2 < time.monotonic() - started < EVENT_BUDGET_MS / 1000
+    pinned.join(10)
+    assert bound.truncated >= 1 and bound.overruns == 0 and bound.size < bound.hard_bytes
+    with engine.connect() as conn:
+        events = [r[0] for r in conn.execute(sa.text("SELECT payload FROM lyra_audit WHERE actor = 'test'"))]
+    assert len(events) == written + 1 and '{"event": true}' in events and '{"refused": true}' not in events
+    store.close()
+    engine.dispose()
