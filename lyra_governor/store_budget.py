@@ -248,12 +248,14 @@ class WalBound:
       microsecond; the file is what the goal bounds). ``journal_size_limit`` cuts a WAL that
       started over back to `store.WAL_SIZE_LIMIT` (16 MB) at its next commit, so a file above
       `soft_bytes` (24 MB) means that many bytes are in use.
-    - Past `soft_bytes` the writer wakes this object's thread and goes on: the thread copies the
-      WAL without any lock (PASSIVE), then tries a RESTART that waits at most `wait_ms` for the
-      readers inside (it holds the write lock meanwhile: writers wait that long at most), at most
-      every `every_s`. It sleeps otherwise (it exits after `idle_s` without a wake), so a store
-      whose WAL starts over by itself (PASSIVE on the heartbeat, no reader pinning it) never
-      sees it run.
+    - Past `soft_bytes` the writer wakes this object's thread and goes on. The thread copies the
+      WAL without any lock (PASSIVE): with no reader inside, the next writer starts it over by
+      itself. Woken again (a reader pinned it), it tries a RESTART that waits at most `wait_ms`
+      for the readers inside (holding the write lock: writers wait that long at most). At most
+      one round every `every_s`, less often while RESTARTs fail (readers longer than `wait_ms`:
+      up to once a second); it sleeps otherwise and exits after `idle_s` without a wake, so
+      a store whose WAL starts over by itself (the heartbeat's PASSIVE, `OrderStore.checkpoint`)
+      never sees it run.
     - Past `hard_bytes` (48 MB) no Lyra writer adds to the WAL before it has started over
       (`make_room`): the writer runs a TRUNCATE itself, waiting up to its own lock wait; several
       writers take turns (the checkpoint lock), and since all of them have stopped writing, the
@@ -291,6 +293,8 @@ class WalBound:
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
         self._last_round = float("-inf")
+        self._copied = False  # the last round copied the WAL (PASSIVE) and did not start it over
+        self._pause = every_s  # between two rounds
         # what it did (read by tests and benchmarks)
         self.rounds = 0  # the thread's rounds (each a PASSIVE, perhaps a RESTART)
         self.truncated = 0  # times the WAL was started over (RESTART or TRUNCATE that succeeded)
@@ -344,7 +348,7 @@ class WalBound:
             if not busy:
                 self.size = 0
                 return
-            time.sleep(0.002)  # another process checkpoints (its lock is not waited for): look again
+            time.sleep(0.005)  # another process checkpoints (its lock is not waited for): look again
         else:
             return
         if fact:
@@ -383,9 +387,23 @@ class WalBound:
         self.rounds += 1
         with self._lock:
             if self.measure() < self.soft_bytes:
+                self._copied = False
                 return
-            self._checkpoint("PASSIVE", 0)  # the copy, without any lock: writers go on meanwhile
-            self._checkpoint("RESTART", self.wait_ms)
+            if not self._copied:
+                # the copy, without any lock (writers go on meanwhile): with no reader inside, the
+                # next writer starts the WAL over by itself, and the bound never takes the write lock
+                self._copied = True
+                self._checkpoint("PASSIVE", 0)
+                return
+            # still past the soft bound after a copy: a reader pinned the WAL, so wait for it
+            self._checkpoint("PASSIVE", 0)
+            if self._checkpoint("RESTART", self.wait_ms):
+                # the readers stay longer than `wait_ms`: each try held the writers up for nothing,
+                # so try less often (up to once a second; past the hard bound the writers act)
+                self._pause = min(1.0, self._pause * 2)
+            else:
+                self._copied = False
+                self._pause = self.every_s
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -394,7 +412,7 @@ class WalBound:
             self._wake.clear()
             if self._stop.is_set():
                 break
-            pause = self._last_round + self.every_s - time.monotonic()
+            pause = self._last_round + self._pause - time.monotonic()
             if pause > 0 and self._stop.wait(pause):
                 break
             self._last_round = time.monotonic()
