@@ -3,8 +3,9 @@
 Why MockPaperExchange + a back-test Clock: it is Hummingbot's own `PaperTradeExchange` (the
 matching engine behind `<exchange>_paper_trade`) with an order book we set ourselves, so fills
 come from Hummingbot's code, not ours, and the run needs no network. Each simulated second the
-replay rebuilds every book from the feed (unless the feed is stale: then the book is left as
-it was, and its age grows), then the Clock ticks the exchanges, then the strategies, then the
+replay rebuilds the book of every market whose quote changed (`lyra_strategies.paper.books`;
+a stale feed leaves the book as it was, and its age grows), then the Clock ticks the
+exchanges, then the strategies, then the
 replay yields to the event loop `YIELDS_PER_TICK` times so Hummingbot's executors (asyncio tasks,
 on the back-test clock: `lyra_strategies.paper.backtest`) check their barriers and place their
 orders every simulated second. The exchange is `PaperExchange`: the same engine, plus the
@@ -46,11 +47,11 @@ from lyra_governor.models import (
     TradingState,
     new_id,
 )
+from lyra_strategies.paper.books import MarketBook
 from lyra_strategies.paper.feed import Feed, MarketSeries
 
 SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "scripts"
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf" / "scripts"
-BOOK_LEVELS = 40
 #: One yield runs each executor's control step once per simulated second, which is what the
 #: replay's scripts need (they create executors synchronously in their tick). A controller's
 #: actions go through a queue to the orchestrator and need three to land in the same second.
@@ -302,28 +303,6 @@ def load_script(name: str, scripts_dir: Path = SCRIPTS_DIR) -> tuple[type[Any], 
     return strategy, config
 
 
-def _book(exchange: Any, series: MarketSeries, i: int) -> None:
-    """The exchange's book for tick i: best bid and ask the recorded quote, BOOK_LEVELS levels
-    a side, each `depth_step` deeper."""
-    mid = float(series.mid[i])
-    step = max(mid * float(series.spread_bps[i]) / 1e4, mid * 1e-6)
-    exchange.set_balanced_order_book(
-        series.trading_pair, mid, mid - BOOK_LEVELS * step, mid + BOOK_LEVELS * step, step, float(series.depth_step[i])
-    )
-
-
-def _books(exchanges: list[Any], series: MarketSeries, i: int) -> None:
-    """One book for every account on a connector: built once on the first exchange, the same
-    book object handed to the others (with eight scripts, seven accounts share binance). The
-    matching engine only reads its books; each account's orders and balances stay its own."""
-    if not exchanges:
-        return
-    _book(exchanges[0], series, i)
-    book = exchanges[0].order_book_tracker._order_books[series.trading_pair]
-    for exchange in exchanges[1:]:
-        exchange.order_book_tracker._order_books[series.trading_pair] = book
-
-
 #: Called after every simulated second with (tick, time, strategies by role): tests read what
 #: the strategies see; the replay itself never needs it.
 TickHook = Callable[[int, float, dict[str, Any]], None]
@@ -445,13 +424,12 @@ async def _replay(
 
     feed_index = [0]
     by_market = {(m.connector, m.trading_pair): m for m in feed.markets}
+    books = {key: MarketBook(series, books_of.get(series.connector, [])) for key, series in by_market.items()}
 
     def book_timestamp(connector: str, pair: str, now: float) -> float:
-        series = by_market.get((connector, pair))
-        if series is None:
-            return now
-        seen = float(series.updated_at[feed_index[0]])
-        return seen if math.isfinite(seen) else now  # NaN: no quote yet (and no book: nothing proposes)
+        market = books.get((connector, pair))
+        # before the first quote: `now` (and no book: nothing proposes)
+        return now if market is None else market.seen_at(feed_index[0], now)
 
     strategies: dict[str, Any] = {}
     governors: dict[str, TimedGovernor] = {}
@@ -510,14 +488,13 @@ async def _replay(
     )
     valuer = _Valuer(accounts, by_market)
     result.start_equity_usd = valuer.equity(0)[0]
-    shown: dict[tuple[str, str], tuple[float, float, float]] = {}  # the quote each book shows now
     # Hummingbot values a fee charged in another token through its RateOracle (XEMM's fee
     # estimate, an order's fees in base): offline its prices are the replay's mids, never a network
     from hummingbot.core.rate_oracle.rate_oracle import RateOracle
 
     oracle_prices: dict[str, Decimal] = RateOracle.get_instance()._prices
     oracle_prices.clear()
-    series_list = list(by_market.items())
+    markets = list(books.values())
     started = time.perf_counter()
     hour_started = started
     cpu_started = hour_cpu_started = time.process_time()
@@ -526,19 +503,12 @@ async def _replay(
         feed_index[0] = i
         sim[0] = t
         # each second shows the last quote at or before it; a market before its first quote has
-        # no book at all, and a quote that did not change (a stale feed) leaves the book as it is
-        for key, series in series_list:
-            quote = (float(series.mid[i]), float(series.spread_bps[i]), float(series.depth_step[i]))
-            if not math.isfinite(quote[0]) or shown.get(key) == quote:  # NaN: no quote yet
-                continue
-            first = key not in shown
-            shown[key] = quote
-            oracle_prices[series.trading_pair] = Decimal(repr(quote[0]))
-            if first:  # each account's engine learns the pair once (its own book, listeners, assets)
-                for exchange in books_of.get(series.connector, ()):
-                    _book(exchange, series, i)
-            else:
-                _books(books_of.get(series.connector, []), series, i)
+        # no book at all, and a quote that did not change (a stale feed, a recording repeating
+        # itself) leaves the book as it is (`MarketBook`)
+        for market in markets:
+            mid = market.show(i)
+            if mid is not None:
+                oracle_prices[market.trading_pair] = mid
         clock.backtest_til(t)
         for _ in range(YIELDS_PER_TICK):
             await asyncio.sleep(0)

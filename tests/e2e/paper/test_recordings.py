@@ -84,12 +84,17 @@ class Seen:
         self.eth: list[float] = []
         self.resting_per_level = 0
         self.store_budgets: set[int] = set()
+        self.books: list[Any] = []  # every distinct book object market making read (held: no id reuse)
 
     def __call__(self, _i: int, _t: float, strategies: dict[str, Any]) -> None:
         mm, rebalancer = strategies["market_making"], strategies["rebalancer"]
         self.store_budgets |= {int(s.lyra.settings.store.budget_ms) for s in strategies.values()}
         self.mm.append(float(mm._mid("binance_paper_trade", "BTC-USDT")))
         self.eth.append(float(rebalancer._mid("okx_paper_trade", "ETH-USDT")))
+        books = mm.connectors["binance_paper_trade"].order_books
+        book = books.get("BTC-USDT")
+        if book is not None and not any(book is b for b in self.books):
+            self.books.append(book)
         resting = {o.client_order_id for o in mm.connectors["binance_paper_trade"].limit_orders}
         quotes: dict[str, int] = {}  # level -> entry orders resting on the exchange
         for executors in mm.executor_orchestrator.active_executors.values():
@@ -120,6 +125,15 @@ def test_fractional_timestamps_replay_a_moving_book(replayed: tuple[Path, Replay
     # the recording's distinct per-second quotes (the old replay froze on the first row)
     assert [round(m, 4) for m in seen.mm] == [round(m, 4) for m in expected]
     assert len({round(m, 4) for m in seen.mm}) == len({round(m, 4) for m in expected}) > 300
+
+
+def test_a_book_is_refilled_not_rebuilt_each_second(replayed: tuple[Path, ReplayResult, Seen, dict[str, Any]]) -> None:
+    """Hundreds of distinct quotes go through two book objects: the account's own first book,
+    then the one every account on binance shares, refilled in place when its quote changes (a
+    new CompositeOrderBook and 80 rows each second were a tenth of a replay)."""
+    _, _, seen, _ = replayed
+    assert len({round(m, 4) for m in seen.mm if not math.isnan(m)}) > 300
+    assert 1 <= len(seen.books) <= 2
 
 
 def test_a_late_market_has_no_book_before_its_first_row(

@@ -1,0 +1,99 @@
+"""The replay's books (`lyra_strategies.paper.books`) are rebuilt only when a quote changes and
+refilled in place: what every reader and the matching engine see must be Hummingbot's own book
+for that quote, row for row, with the liquidity a MARKET fill took given back on the next quote
+(as a fresh book starts with none)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+from hummingbot.connector.exchange.paper_trade.paper_trade_exchange import QuantizationParams
+from hummingbot.connector.test_support.mock_paper_exchange import MockPaperExchange
+from hummingbot.core.clock import Clock
+from hummingbot.core.clock_mode import ClockMode
+from hummingbot.core.data_type.common import OrderType
+
+from lyra_strategies.paper.books import BOOK_LEVELS, MarketBook, balanced_rows, changed_ticks
+from lyra_strategies.paper.exchange import PaperExchange
+from lyra_strategies.paper.feed import MarketSeries
+
+PAIR = "BTC-USDT"
+NAN = math.nan
+
+
+def _hummingbot_book(mid: float, spread_bps: float, depth: float) -> Any:
+    ex = MockPaperExchange()
+    step = max(mid * spread_bps / 1e4, mid * 1e-6)
+    ex.set_balanced_order_book(PAIR, mid, mid - BOOK_LEVELS * step, mid + BOOK_LEVELS * step, step, depth)
+    return ex.get_order_book(PAIR)
+
+
+def _rows(book: Any) -> tuple[list[Any], list[Any]]:
+    return list(book.bid_entries()), list(book.ask_entries())
+
+
+def _series(mid: list[float], spread: list[float], depth: list[float]) -> MarketSeries:
+    t = [NAN if math.isnan(m) else 100.0 + k for k, m in enumerate(mid)]
+    return MarketSeries("binance_paper_trade", PAIR, np.array(mid), np.array(spread), np.array(depth), np.array(t))
+
+
+def test_rows_are_hummingbots_own_doubles() -> None:
+    rng = random.Random(3)
+    for _ in range(300):
+        mid = rng.choice([rng.uniform(1e-3, 10), rng.uniform(10, 2e5)])
+        spread, depth = rng.uniform(0, 25), rng.uniform(1e-4, 3)
+        step = max(mid * spread / 1e4, mid * 1e-6)
+        bids, asks = balanced_rows(mid, mid - BOOK_LEVELS * step, mid + BOOK_LEVELS * step, step, depth)
+        assert (bids, asks) == _rows(_hummingbot_book(mid, spread, depth))  # exact float equality
+
+
+def test_changed_ticks_skip_repeats_and_the_time_before_the_first_quote() -> None:
+    series = _series([NAN, NAN, 10.0, 10.0, 10.5, 10.5, 10.5, 10.0], [2.0] * 7 + [3.0], [0.1] * 8)
+    assert changed_ticks(series) == [False, False, True, False, True, False, False, True]
+
+
+def test_a_refilled_book_is_a_fresh_hummingbot_book_shared_by_the_connectors_accounts() -> None:
+    asyncio.run(_refilled_book())  # the engine's clock start schedules tasks: it needs a running loop
+
+
+async def _refilled_book() -> None:
+    mids = [NAN, 60_000.0, 60_010.0, 60_010.0, 59_990.5]
+    series = _series(mids, [1.0, 1.0, 1.5, 1.5, 2.0], [0.01, 0.01, 0.02, 0.02, 0.03])
+    accounts = [PaperExchange(name=f"books{k}") for k in range(3)]
+    for ex in accounts:
+        ex.set_quantization_param(QuantizationParams(PAIR, 6, 6, 6, 6))
+        ex.set_balance("USDT", Decimal(100_000))
+    market = MarketBook(series, accounts)
+    clock = Clock(ClockMode.BACKTEST, 1.0, 100.0, 200.0)
+    for ex in accounts:
+        clock.add_iterator(ex)
+
+    assert market.show(0) is None and PAIR not in accounts[0].order_books  # no book before the first quote
+    assert market.show(1) == Decimal("60000.0")
+    first = [ex.get_order_book(PAIR) for ex in accounts]
+    assert len({id(b) for b in first}) == 3  # each account's engine learns the pair on its own book
+    assert market.show(2) == Decimal("60010.0")
+    book = accounts[0].get_order_book(PAIR)
+    assert book is first[0] and all(ex.get_order_book(PAIR) is book for ex in accounts)
+    assert _rows(book) == _rows(_hummingbot_book(60_010.0, 1.5, 0.02))
+    assert (book.get_price(True), book.get_price(False)) == (book.ask_entries().__next__().price,
+                                                             book.bid_entries().__next__().price)
+
+    # a MARKET buy eats the top ask of the shared book (Hummingbot records it in the composite book)
+    top = next(book.ask_entries())
+    clock.backtest_til(102.0)
+    accounts[1].buy(PAIR, Decimal("0.015"), OrderType.MARKET)
+    clock.backtest_til(110.0)  # past the engine's TRADE_EXECUTION_DELAY
+    assert next(book.ask_entries()).amount < top.amount
+    assert market.show(3) is None  # a repeated quote leaves the book (and what was taken) as it is
+    assert next(book.ask_entries()).amount < top.amount
+    assert market.show(4) == Decimal("59990.5")  # a new quote: a fresh book's liquidity again
+    assert accounts[2].get_order_book(PAIR) is book
+    assert _rows(book) == _rows(_hummingbot_book(59_990.5, 2.0, 0.03))
+    assert market.rebuilds == 3
+    assert market.seen_at(0, 99.0) == 99.0 and market.seen_at(4, 105.0) == 104.0
