@@ -728,6 +728,7 @@ class OrderStore:
         sql = self.sql
         with self._cursor() as cur:
             if self.sqlite:  # `_begin_write` and the states' read in one statement (see `Statements`)
+                self._make_room()  # the WAL's hard bound, as `_begin_write` keeps it
                 cur.execute("BEGIN IMMEDIATE")
                 cur.execute(sql.head_and_states.text, sql.head_and_states.params(bid=row.bot_id))
                 head_seq, head_hash, state, reason, restricted = cur.fetchone()

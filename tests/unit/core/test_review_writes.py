@@ -52,3 +52,50 @@ def test_an_allowed_decision_writes_one_wal_frame_per_changed_page(lyra_home: Pa
         assert not [name for name in indexes if name.startswith("sqlite_autoindex")], indexes
     finally:
         gov.close()
+
+
+def test_past_the_wal_bound_a_review_is_refused_before_it_writes(lyra_home: Path) -> None:
+    """The review's own write transaction (`OrderStore.reserve`, which opens it itself on
+    SQLite) keeps the WAL's hard bound like every other writer (store_budget.WalBound): while a
+    reader pins the WAL past the bound the review is denied STORE_BUSY and nothing is reserved;
+    once the reader is gone the next review starts the WAL over and is allowed."""
+    import threading
+
+    import sqlalchemy as sa
+
+    from lyra_governor.models import DenialCode
+    from lyra_governor.store import read_tx
+    from lyra_governor.store_budget import WalBound
+
+    db = lyra_home / "lyra.db"
+    cfg = load_settings(None, use_env=False, db_url=f"sqlite:///{db}", **UNTHROTTLED)
+    gov = Governor.from_settings(cfg, "bot-w", mandates=StandingMandate())
+    try:
+        gov.ledger.set_phase(3, "test", "paper trading under test")
+        watch(gov, "binance_paper_trade", "BTC-USDT", Decimal("60010"))
+        assert gov.review(proposal("bot-w")).allowed
+        gov.store._wal = bound = WalBound(str(db), soft_bytes=2**40, hard_bytes=256 * 2**10)  # no thread
+        inside, leave = threading.Event(), threading.Event()
+
+        def reader() -> None:
+            with read_tx(gov.ledger.engine) as conn:
+                conn.execute(sa.text("SELECT count(*) FROM lyra_audit")).scalar_one()  # a snapshot in the WAL
+                inside.set()
+                leave.wait(10)
+
+        pinned = threading.Thread(target=reader)
+        pinned.start()
+        assert inside.wait(10)
+        pad = "x" * 8192
+        while not bound.over:
+            gov.store.audit("wal_test", f'{{"pad": "{pad}"}}', "test", 2.0)
+        held = gov.exposure("paper").total.used_usd
+        refused = gov.review(proposal("bot-w"))
+        assert refused.code is DenialCode.STORE_BUSY, refused.message
+        assert gov.exposure("paper").total.used_usd == held  # nothing reserved
+        leave.set()
+        pinned.join(10)
+        assert gov.review(proposal("bot-w")).allowed
+        assert bound.truncated >= 1
+    finally:
+        gov.close()
