@@ -71,3 +71,20 @@ def find_opportunity(a: Venue, b: Venue, max_amount: Decimal, min_profit_pct: De
         if o is not None
     ]
     return max(candidates, key=lambda o: o.profit_usd, default=None)
+
+
+#: How far (relative) a float comparison must clear the break-even for `no_edge` to trust it:
+#: floats are exact to ~1e-16, so this leaves the close calls to the Decimal arithmetic.
+FLOAT_MARGIN = 1e-9
+
+
+def no_edge(a_bid: float, a_ask: float, b_bid: float, b_ask: float, taker_fee: float) -> bool:
+    """True when neither direction can pay both taker fees, judged on float tops of book in the
+    same quote currency, with a margin so wide that the exact Decimal check (`find_opportunity`)
+    could not find otherwise. False means "maybe": run the exact check. Most seconds the two
+    books are a spread apart, and this spares building two venues in Decimal each second."""
+    up, down = 1 + taker_fee, 1 - taker_fee
+    return (
+        b_bid * down < a_ask * up * (1 - FLOAT_MARGIN)  # buy a, sell b
+        and a_bid * down < b_ask * up * (1 - FLOAT_MARGIN)  # buy b, sell a
+    )

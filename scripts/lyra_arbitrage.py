@@ -70,14 +70,19 @@ class LyraArbitrage(governed.GovernedStrategyV2Base):
         self._last_trade = -1e18
         self._legs: dict[str, Leg] = {}  # order id -> leg, while its pair is in flight
 
-    def _venue(self, connector_name: str, pair: str) -> arbitrage.Venue | None:
-        connector = self.connectors[connector_name]
+    def _top(self, connector_name: str, pair: str):
+        """The book's best bid and ask entries, or None (no book yet, or an empty side)."""
         try:
-            book = connector.get_order_book(pair)
-            top_bid = next(book.bid_entries())
-            top_ask = next(book.ask_entries())
+            book = self.connectors[connector_name].get_order_book(pair)
+            return next(book.bid_entries()), next(book.ask_entries())
         except Exception:  # no book yet, or an empty side: nothing to compare
             return None
+
+    def _venue(self, connector_name: str, pair: str, top=None) -> arbitrage.Venue | None:
+        top = top or self._top(connector_name, pair)
+        if top is None:
+            return None
+        top_bid, top_ask = top
         bid, bid_size = Decimal(str(top_bid.price)), Decimal(str(top_bid.amount))
         ask, ask_size = Decimal(str(top_ask.price)), Decimal(str(top_ask.amount))
         usd = self.lyra.usd_per_quote(pair.rsplit("-", maxsplit=1)[-1])
@@ -88,8 +93,14 @@ class LyraArbitrage(governed.GovernedStrategyV2Base):
     def on_tick(self):
         cfg = self.config
         self._expire_legs()
-        a = self._venue(cfg.connector_a, cfg.pair_a)
-        b = self._venue(cfg.connector_b, cfg.pair_b)
+        top_a, top_b = self._top(cfg.connector_a, cfg.pair_a), self._top(cfg.connector_b, cfg.pair_b)
+        if top_a is None or top_b is None:
+            return
+        if cfg.pair_a.rsplit("-", 1)[-1] == cfg.pair_b.rsplit("-", 1)[-1] and arbitrage.no_edge(
+                top_a[0].price, top_a[1].price, top_b[0].price, top_b[1].price, float(cfg.taker_fee)):
+            return  # a spread apart after fees, by far: nothing the exact check could find
+        a = self._venue(cfg.connector_a, cfg.pair_a, top_a)
+        b = self._venue(cfg.connector_b, cfg.pair_b, top_b)
         if a is None or b is None:
             return
         found = arbitrage.find_opportunity(a, b, cfg.max_amount, cfg.min_profit_pct)

@@ -108,8 +108,10 @@ class LyraDynamicMarketMaking(governed.GovernedStrategyV2Base):
         reducing = self.lyra.trading_state() is TradingState.REDUCING
         executors = list(self.executor_orchestrator.active_executors.get(CONTROLLER_ID, []))
         busy: set[str] = set()
+        closed = 0
         for executor in executors:
             if not executor.is_active:
+                closed += executor.is_closed
                 continue
             if not executor.is_trading:
                 age = self.current_timestamp - executor.config.timestamp
@@ -133,7 +135,8 @@ class LyraDynamicMarketMaking(governed.GovernedStrategyV2Base):
                 self.executor_orchestrator.execute_action(
                     CreateExecutorAction(controller_id=CONTROLLER_ID, executor_config=config))
                 self._placed_mid[config.id] = mid
-        ladders.store_finished(self, CONTROLLER_ID, executors, KEEP_CLOSED)
+        if closed > KEEP_CLOSED:  # (a pass over every executor only when some are to be stored)
+            ladders.store_finished(self, CONTROLLER_ID, executors, KEEP_CLOSED)
 
     def quote_configs(self, mid: Decimal, busy: set[str]) -> list[PositionExecutorConfig]:
         """A PositionExecutorConfig per free quote level at the current NATR's widths, sized to

@@ -87,6 +87,7 @@ class LyraMarketMaking(governed.GovernedStrategyV2Base):
         self._warned = False
         self._rested_until: dict[str, float] = {}  # level id -> when a refused level may quote again
         self._direct_placed_at, self._direct_mid = -1e18, None  # quote_directly's last refresh
+        self._levels = {f"{side}_{level}" for side in ("buy", "sell") for level in range(config.levels)}
 
     def on_tick(self):
         cfg = self.config
@@ -104,8 +105,10 @@ class LyraMarketMaking(governed.GovernedStrategyV2Base):
         reducing = self.lyra.trading_state() is TradingState.REDUCING
         executors = self.executor_orchestrator.active_executors.get(CONTROLLER_ID, [])
         busy: set[str] = set()
+        closed = 0
         for executor in executors:
             if executor.is_closed:
+                closed += 1
                 continue
             if not executor.is_active:  # shutting down: its level stays taken until its quote is gone
                 if executor.is_trading or not _open_order_done(executor):
@@ -115,9 +118,11 @@ class LyraMarketMaking(governed.GovernedStrategyV2Base):
                 age = self.current_timestamp - executor.config.timestamp
                 placed = self._placed_mid.get(executor.config.id)
                 side = Side.BUY if executor.config.side == TradeType.BUY else Side.SELL
-                refused = (executor.get_custom_info().get("current_retries", 0) > 0
-                           and self.refused_at.get((cfg.connector_name, cfg.trading_pair, side), -1.0)
-                           >= executor.config.timestamp)
+                # refused since it was created, and the executor saw its order fail (its custom
+                # info prices the position: read only after a refusal, not every tick)
+                refused = (self.refused_at.get((cfg.connector_name, cfg.trading_pair, side), -1.0)
+                           >= executor.config.timestamp
+                           and executor.get_custom_info().get("current_retries", 0) > 0)
                 if refused:  # the governor (or the exchange) refused its open order: rest the level
                     self._rested_until[executor.config.level_id] = self.current_timestamp + cfg.refresh_s
                 if reducing or refused or quotes.needs_refresh(placed, mid, age, cfg.refresh_s,
@@ -129,12 +134,13 @@ class LyraMarketMaking(governed.GovernedStrategyV2Base):
             busy.add(executor.config.level_id)
         # a refused level waits one refresh period instead of being retried every second
         busy |= {level for level, until in self._rested_until.items() if self.current_timestamp < until}
-        if not reducing:
+        if not reducing and not self._levels <= busy:  # a free level: size it (the buy-back too)
             for config in self.quote_configs(mid, busy, self._buy_back_quote(executors, mid)):
                 self.executor_orchestrator.execute_action(
                     CreateExecutorAction(controller_id=CONTROLLER_ID, executor_config=config))
                 self._placed_mid[config.id] = mid
-        self._store_finished(executors)
+        if closed > KEEP_CLOSED:
+            self._store_finished(executors)
 
     def quote_directly(self, mid: Decimal) -> None:
         """Hummingbot's `*_paper_trade` connectors: the same ladder as plain governed limit
@@ -163,7 +169,7 @@ class LyraMarketMaking(governed.GovernedStrategyV2Base):
         governor's remaining capacity on the exchange and its per-order limit, and the
         exchange balance the order would lock (less `keep_quote` for bids)."""
         cfg = self.config
-        if {f"{side}_{level}" for side in ("buy", "sell") for level in range(cfg.levels)} <= busy:
+        if self._levels <= busy:
             return []  # every level is quoted: nothing to size (and no capacity read) this tick
         connector = self.connectors[cfg.connector_name]
         base, quote_asset = cfg.trading_pair.split("-")

@@ -41,8 +41,71 @@ async def _simulated_sleep(executor: Any, delay: float) -> None:
 
 
 class BacktestPositionExecutor(PositionExecutor):  # type: ignore[misc]
+    """Hummingbot's position executor, each control step computed once: a running step reads
+    the filled amount, the entry price and the fees ~6 times each (stop loss, take profit,
+    PnL), every read re-deriving them from the orders (a Decimal rounding, a pass over the
+    fills). Within one step they only change when the step itself places or cancels an order
+    (the paper engine's events arrive inside those calls), so each is remembered from its first
+    read until the step places or cancels, or ends; outside a step every read is Hummingbot's.
+    And without activation bounds the mid is not read: Hummingbot reads it, then ignores it."""
+
+    _step_memo: dict[str, Any] | None = None
+
     async def _sleep(self, delay: float) -> None:
         await _simulated_sleep(self, delay)
+
+    async def control_task(self) -> None:
+        if self.status != RunnableStatus.RUNNING:
+            await super().control_task()
+            return
+        self._step_memo = {}
+        try:
+            self.control_open_order()
+            self.control_barriers()
+        finally:
+            self._step_memo = None
+
+    def _remembered(self, key: str, compute: Callable[[], Any]) -> Any:
+        memo = self._step_memo
+        if memo is None:
+            return compute()
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]
+
+    def _forgetting(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run an order placement or cancellation with nothing remembered, during or after it."""
+        stepping, self._step_memo = self._step_memo is not None, None
+        try:
+            return call(*args, **kwargs)
+        finally:
+            if stepping:
+                self._step_memo = {}
+
+    @property
+    def open_filled_amount(self) -> Any:
+        return self._remembered("open_filled", lambda: PositionExecutor.open_filled_amount.fget(self))
+
+    @property
+    def entry_price(self) -> Any:
+        return self._remembered("entry_price", lambda: PositionExecutor.entry_price.fget(self))
+
+    def get_cum_fees_quote(self) -> Any:
+        return self._remembered("fees_quote", super().get_cum_fees_quote)
+
+    def place_order(self, *args: Any, **kwargs: Any) -> Any:
+        return self._forgetting(super().place_order, *args, **kwargs)
+
+    def cancel_open_order(self) -> None:
+        self._forgetting(super().cancel_open_order)
+
+    def cancel_take_profit(self) -> None:
+        self._forgetting(super().cancel_take_profit)
+
+    def _is_within_activation_bounds(self, order_price: Any, side: Any, order_type: Any) -> bool:
+        if not self.config.activation_bounds:
+            return True  # Hummingbot's answer without bounds, without its read of the mid
+        return bool(super()._is_within_activation_bounds(order_price, side, order_type))
 
 
 class BacktestOrderExecutor(OrderExecutor):  # type: ignore[misc]

@@ -575,3 +575,35 @@ def test_scripts_reading_one_book_in_one_second_hand_over_one_snapshot(world: di
     moved = watch.snapshot("binance_paper_trade", "BTC-USDT")
     assert moved is not later and moved.mid_price == Decimal(60_500)
     assert market_making._mid("binance_paper_trade", "BTC-USDT") == Decimal(60_500)
+
+
+def test_a_filled_quotes_control_step_derives_its_position_once(world: dict[str, Any]) -> None:
+    """Offline, a running position executor's control step rounds its filled amount once (not
+    once per read: stop loss, take profit and PnL each re-read it) and reads no mid when it has
+    no activation bounds; outside a step, and after the step, every figure is Hummingbot's."""
+    from hummingbot.strategy_v2.executors.position_executor.position_executor import PositionExecutor
+
+    _strategy, bid = _filled_bid(world)
+    exchange = world["exchanges"]["binance_paper_trade"]
+    calls = {"round": 0, "mid": 0}
+    round_amount, mid_price = exchange.quantize_order_amount, exchange.get_mid_price
+
+    def counted_round(*args: Any, **kwargs: Any) -> Any:
+        calls["round"] += 1
+        return round_amount(*args, **kwargs)
+
+    def counted_mid(*args: Any, **kwargs: Any) -> Any:
+        calls["mid"] += 1
+        return mid_price(*args, **kwargs)
+
+    exchange.quantize_order_amount, exchange.get_mid_price = counted_round, counted_mid
+    step = bid.control_task()  # one step, on its own (no other task of the loop runs meanwhile)
+    try:
+        with pytest.raises(StopIteration):
+            step.send(None)
+    finally:
+        del exchange.quantize_order_amount, exchange.get_mid_price
+    assert calls == {"round": 1, "mid": 0}, calls  # 6 roundings and a mid per step before
+    assert bid.is_trading and bid._step_memo is None  # nothing remembered outside a step
+    assert bid.open_filled_amount == PositionExecutor.open_filled_amount.fget(bid) > 0
+    assert bid.net_pnl_pct == PositionExecutor.get_net_pnl_pct(bid)
