@@ -98,6 +98,9 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
     #: On start, an order a crash left resting on the exchange is adopted into Hummingbot's
     #: tracker and then cancelled ("cancel") or kept, its fills booked as they come ("adopt").
     reconcile_policy: str = "cancel"
+    #: Live: every so many seconds the exchange's resting orders are read again for strays
+    #: (orders no reservation holds: placed by hand while the bot runs, or by another process).
+    stray_sweep_s: float = 300.0
     #: Rebuild Hummingbot's executor reports only when an executor started, changed status or
     #: ended (or `REPORTS_EVERY_S` passed), not every tick: StrategyV2Base rebuilds them each tick
     #: for its controllers, every executor's PnL and the performance report recomputed (in a
@@ -134,6 +137,8 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         self._reconciled = self.offline
         self._reconcile_task: Any = None
         self._reconcile_retry_at = 0.0
+        self._sweep_task: Any = None
+        self._sweep_at = time.monotonic() + self.stray_sweep_s  # the start's reconciliation just looked
         self._executors_ok: set[str] = set()  # connectors seen able to run executors
         self._reports_seen: tuple[Any, ...] | None = None  # the executors behind the last reports
         self._reports_at = float("-inf")
@@ -329,6 +334,7 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
             self.lyra.ladder_state(fresh=True)
         if not self.offline:
             self._log_ladder_changes()
+            self._step_sweep()
         state = self.lyra.trading_state()
         if state is TradingState.HALTED:
             if not self._was_halted:
@@ -526,6 +532,44 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
             self.lyra.ledger.audit_append("reconciliation", {"bot_id": self.lyra.bot_id, **summary}, self.lyra.bot_id)
             log.info("reconciled %s open reservation(s) with the exchange: %s", len(rows), summary)
         return summary
+
+    def _step_sweep(self) -> None:
+        """Start a stray sweep every `stray_sweep_s` (a background task: the tick never waits on
+        the exchange); a failed one is logged and the next one tries again."""
+        task = self._sweep_task
+        if task is not None:
+            if not task.done():
+                return
+            self._sweep_task = None
+            error = task.exception() if not task.cancelled() else asyncio.CancelledError()
+            if error is not None:
+                log.error("stray sweep failed (%s); the next one is in %s s", error, self.stray_sweep_s)
+        if time.monotonic() < self._sweep_at:
+            return
+        from hummingbot.core.utils.async_utils import safe_ensure_future
+
+        self._sweep_at = time.monotonic() + self.stray_sweep_s
+        self._sweep_task = safe_ensure_future(asyncio.wait_for(self.sweep_strays(), RECONCILE_TIMEOUT_S))
+
+    async def sweep_strays(self) -> list[dict[str, str]]:
+        """Read each live market's resting orders and book the strays among them (`_stray`).
+        Read first, then judged against what explains an order at that moment: Hummingbot's
+        tracked orders, the orders this bot ended lately (one that ended between the read and
+        now), and every bot's held reservations; an order placed after the read is not in it."""
+        from lyra_strategies import reconcile
+
+        found = []
+        for name, pairs in sorted(self.markets.items()):
+            connector, source = self.connectors.get(name), reconcile.SOURCES.get(name)
+            if connector is None or source is None:
+                continue
+            for pair in sorted(pairs):
+                orders = await source.orders(connector, pair, time.time())  # the resting ones are what counts
+                known = set(connector.in_flight_orders) | set(self._ended_reservation_of)
+                resting = [o for o in orders if o.status == "OPEN" and o.client_order_id not in known]
+                for order in reconcile.strays(resting, self.lyra.ledger.held_reservations(name, pair)):
+                    found.append(self._stray(connector, name, pair, order))
+        return found
 
     def _stray(self, connector: Any, connector_name: str, pair: str, order: Any) -> dict[str, str]:
         """Book, adopt and (if Hummingbot placed it and the policy says so) cancel one stray."""
