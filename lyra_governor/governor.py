@@ -157,7 +157,8 @@ class Governor:
             snapshot.spread_pct,
             snapshot.depth_usd,
         )
-        self.desk.mark(snapshot, self.usd_per_quote(snapshot.trading_pair.split("-")[-1]))
+        # the watch's rate, as `usd_per_quote` gives it (every tick: no detour through a subclass)
+        self.desk.mark(snapshot, self.watch.usd_per_quote(snapshot.trading_pair.rpartition("-")[2]))
 
     def observe_fx(self, currency: str, usd_per_unit: Decimal) -> None:
         """An observed USD rate; see `MarketWatch.observe_fx` (trusted only within the FX band)."""

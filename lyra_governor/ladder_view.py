@@ -35,9 +35,13 @@ class LadderView:
         """The review path's read: the cache, checked against the store every `refresh_s`."""
         wall = self.clock()
         if fresh or self.cached is None or wall - self.read_at > self.refresh_s:
-            if fresh or self.cached is None or not self._unchanged(self.cached):
+            if fresh or self.cached is None:
                 self.cached = self.ledger.state()
-            self.bot_reduce_only = self.store.bot_restriction(self.bot_id)
+                self.bot_reduce_only = self.store.bot_restriction(self.bot_id)
+            else:  # the raw row and this bot's restriction in one read; the full read if the row moved
+                row, self.bot_reduce_only = self.store.ladder_look(self.bot_id)
+                if not _matches(row, self.cached):
+                    self.cached = self.ledger.state()
             self.read_at = wall
         return self.cached
 
@@ -58,5 +62,9 @@ class LadderView:
         self.read_at = -1.0
 
     def _unchanged(self, cached: LadderState) -> bool:
-        row = self.store.ladder_row()
-        return row == (cached.phase, cached.trading_state.value, cached.reason, cached.rungs)
+        return _matches(self.store.ladder_row(), cached)
+
+
+def _matches(row: tuple[int, str, str, dict[str, int]], cached: LadderState) -> bool:
+    """Whether the store's raw ladder row is the one `cached` was read from."""
+    return row == (cached.phase, cached.trading_state.value, cached.reason, cached.rungs)

@@ -1192,9 +1192,23 @@ class OrderStore:
     def ladder_row(self) -> tuple[int, str, str, dict[str, int]]:
         """(phase, trading state, reason, rungs): the governor's periodic state refresh."""
         with self._cursor() as cur:
-            cur.execute(self.sql.ladder_row.text, self.sql.ladder_row.params())
-            phase, state, reason = cur.fetchone()
-            cur.execute(self.sql.rungs.text, self.sql.rungs.params())
-            rung_rows = {str(name): int(rung) for name, rung in cur.fetchall()}
+            row = self._ladder_row(cur)
             self._end_read()
-            return int(phase), str(state), str(reason), rung_rows
+            return row
+
+    def ladder_look(self, bot_id: str) -> tuple[tuple[int, str, str, dict[str, int]], str | None]:
+        """`ladder_row` and `bot_restriction` in one read: what each governor looks at every
+        `LadderView.refresh_s` (one cursor, not two: each costs a lock and a watchdog guard)."""
+        with self._cursor() as cur:
+            row = self._ladder_row(cur)
+            cur.execute(self.sql.bot_restriction.text, self.sql.bot_restriction.params(bid=bot_id))
+            found = cur.fetchone()
+            self._end_read()
+            return row, (str(found[0]) if found is not None and found[0] is not None else None)
+
+    def _ladder_row(self, cur: Any) -> tuple[int, str, str, dict[str, int]]:
+        cur.execute(self.sql.ladder_row.text, self.sql.ladder_row.params())
+        phase, state, reason = cur.fetchone()
+        cur.execute(self.sql.rungs.text, self.sql.rungs.params())
+        rung_rows = {str(name): int(rung) for name, rung in cur.fetchall()}
+        return int(phase), str(state), str(reason), rung_rows

@@ -427,7 +427,7 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
                 ts = self.book_timestamp(connector_name, pair, timestamp) if self.book_timestamp else timestamp
                 read_at, depth = self._depth.get((connector_name, pair), (float("-inf"), 0.0))
                 if timestamp - read_at >= DEPTH_EVERY_S:  # the council's depth input, every 10 s
-                    depth = _depth_within(connector, pair, float(quote.mid))
+                    depth = quote.depth(connector, timestamp)
                     self._depth[(connector_name, pair)] = (timestamp, depth)
                 self.lyra.observe_market(quote.snapshot(timestamp, depth, max(0.0, timestamp - ts)))
 
@@ -860,7 +860,7 @@ class _Quote:
     values, the frozen snapshot itself. Every input is in the comparison, so a hit is exactly
     what a fresh build would give."""
 
-    __slots__ = ("ask", "bid", "built", "connector", "mid", "pair", "raw", "spread_pct")
+    __slots__ = ("ask", "bid", "built", "connector", "measured", "mid", "pair", "raw", "spread_pct")
 
     def __init__(self, connector: str, pair: str, raw: tuple[Any, Any, bool]) -> None:
         self.connector, self.pair, self.raw = connector, pair, raw
@@ -871,6 +871,21 @@ class _Quote:
         #: None unless bid and ask are finite and positive (then the market is not observed)
         self.spread_pct = float((self.ask - self.bid) / self.mid * 100) if valid else None
         self.built: tuple[float, float, float, MarketSnapshot] | None = None
+        self.measured: tuple[float, Any, float] | None = None  # (second, book object, depth)
+
+    def depth(self, connector: ConnectorBase, timestamp: float) -> float:
+        """`_depth_within` the connector's book at this mid, measured once per book object and
+        second (it walks every level within the band: a replay book's 80 rows)."""
+        try:
+            book = connector.get_order_book(self.pair)
+        except Exception:  # no local book: `_depth_within` says 0.0 for it
+            book = None
+        measured = self.measured
+        if book is not None and measured is not None and measured[0] == timestamp and measured[1] is book:
+            return float(measured[2])
+        depth = _depth_within(connector, self.pair, float(self.mid))
+        self.measured = (timestamp, book, depth)
+        return depth
 
     def snapshot(self, timestamp: float, depth_usd: float, data_age_s: float) -> MarketSnapshot:
         built = self.built
@@ -887,11 +902,17 @@ class _Quote:
             spread_pct=self.spread_pct,
             depth_usd=depth_usd,
             data_age_s=data_age_s,
+            **_SNAPSHOT_DEFAULTS,
         )
         self.built = (timestamp, depth_usd, data_age_s, snapshot)
         return snapshot
 
 
+#: The snapshot fields an observation leaves at their defaults, passed explicitly: pydantic's
+#: `model_construct` resolves a missing field's default each call (4 of its 6 us).
+_SNAPSHOT_DEFAULTS: dict[str, Any] = {
+    name: MarketSnapshot.model_fields[name].default for name in ("volatility_pct", "clock_skew_s", "price_decimals")
+}
 #: The latest `_Quote` per (connector, pair) in this process (one per market: bounded).
 _QUOTES: dict[tuple[str, str], _Quote] = {}
 

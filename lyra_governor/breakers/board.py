@@ -91,7 +91,10 @@ class BreakerBoard:
     # --- loss limits --------------------------------------------------------------------
 
     def book(self, name: str) -> BookMarks:
-        return self.books.setdefault(name, BookMarks())
+        marks = self.books.get(name)  # not setdefault: that builds a BookMarks on every call
+        if marks is None:
+            marks = self.books[name] = BookMarks()
+        return marks
 
     def loss_trips(
         self,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from lyra_governor import audit, phases
@@ -37,6 +37,7 @@ class BreakerDesk:
     board: BreakerBoard
     mandates: MandateProvider
     current: Callable[[], BreakerSettings]  # the governor's current breaker settings
+    _where: dict[str, tuple[str, str]] = field(default_factory=dict)  # connector -> (book, exchange)
 
     @property
     def settings(self) -> BreakerSettings:
@@ -55,13 +56,15 @@ class BreakerDesk:
                 self.board.restore(record.payload, record.ts + cooldown)
 
     def mark(self, snapshot: MarketSnapshot, usd_per_quote: Decimal | None) -> None:
-        """A market's mid in USD: the loss limits' unrealised marks."""
+        """A market's mid in USD: the loss limits' unrealised marks (every observation: the
+        connector's book and exchange are worked out once per connector)."""
         if usd_per_quote is None or not snapshot.mid_price.is_finite():
             return
-        book = phases.PAPER_BOOK if Settings.is_paper(snapshot.connector) else phases.LIVE_BOOK
-        self.board.book(book).mark(
-            Settings.exchange_of(snapshot.connector), snapshot.trading_pair, snapshot.mid_price * usd_per_quote
-        )
+        where = self._where.get(snapshot.connector)
+        if where is None:
+            book = phases.PAPER_BOOK if Settings.is_paper(snapshot.connector) else phases.LIVE_BOOK
+            where = self._where[snapshot.connector] = (book, Settings.exchange_of(snapshot.connector))
+        self.board.book(where[0]).mark(where[1], snapshot.trading_pair, snapshot.mid_price * usd_per_quote)
 
     def outcome(self, reservation_id: str, exchange: str | None, failed: bool, now: float) -> None:
         """The exchange's answer to an allowed order feeds the rejection-storm breaker; half its

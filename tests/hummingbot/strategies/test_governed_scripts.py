@@ -563,6 +563,10 @@ def test_scripts_reading_one_book_in_one_second_hand_over_one_snapshot(world: di
     bid, ask = Decimal(str(book.get_price(False))), Decimal(str(book.get_price(True)))
     assert (first.best_bid, first.best_ask, first.mid_price, first.timestamp) == (bid, ask, (bid + ask) / 2, now)
     assert first.spread_pct == float((ask - bid) / ((bid + ask) / 2) * 100) and first.depth_usd > 0
+    from lyra_strategies.governed import _depth_within
+
+    exchange = world["exchanges"]["binance_paper_trade"]
+    assert first.depth_usd == _depth_within(exchange, "BTC-USDT", float(first.mid_price))  # measured once, shared
 
     arbitrage.observe_markets(now + 1)  # the same quote a second later: a new snapshot, the same prices
     later = watch.snapshot("binance_paper_trade", "BTC-USDT")

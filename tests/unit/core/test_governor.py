@@ -337,6 +337,23 @@ def test_no_reservation_is_written_after_a_halt_even_with_a_cached_state(
         operator.close()
 
 
+def test_a_restriction_written_elsewhere_is_read_with_the_ladder_row(governor: Governor, propose: Propose) -> None:
+    """Each refresh of the cached ladder state reads the raw ladder row and this bot's own
+    restriction in one look (`OrderStore.ladder_look`); a restriction another process wrote is
+    seen on the next refresh, the cached state kept while the row is unchanged."""
+    from lyra_governor.store import bots
+
+    assert allowed(governor, propose()).allowed  # an ACTIVE state in the cache
+    cached = governor.ladder_view.cached
+    with governor.ledger.engine.begin() as conn:  # another process restricts this bot
+        conn.execute(bots.update().where(bots.c.bot_id == "bot-1").values(reduce_only_reason="overfill elsewhere"))
+    assert governor.store.ladder_look("bot-1") == (governor.store.ladder_row(), "overfill elsewhere")
+    assert governor.store.ladder_look("no-such-bot")[1] is None
+    governor.ladder_view.look_again()
+    assert governor.ladder_state() is cached and governor.ladder_view.bot_reduce_only == "overfill elsewhere"
+    assert governor.review(propose(price=Decimal(59990))).code is DenialCode.BOT_REDUCE_ONLY
+
+
 def test_silent_bot_reservations_expire(settings: Settings, clock: FakeClock, propose: Propose) -> None:
     mandates = EnvelopeMandates()
     dead = Governor.from_settings(settings, "bot-dead", mandates=mandates, clock=clock)
