@@ -40,7 +40,7 @@ from lyra_governor.models import Side, TradingState
 from lyra_strategies import budget, candles, dynamic_spread, governed, ladders, quotes, script_config
 
 CONTROLLER_ID = "main"
-KEEP_CLOSED = 50
+KEEP_CLOSED = 10  # finished executors kept in memory before they go to Hummingbot's database
 MIN_NOTIONAL = Decimal(5)
 
 

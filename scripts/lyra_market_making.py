@@ -20,8 +20,9 @@ Each tick: levels whose open order has not filled are refreshed (stopped) when o
 `refresh_s` or when mid moved more than `refresh_tolerance_bps` since they were placed; a
 level whose open order the governor refused (not merely deferred for a mandate) is stopped
 and rests for `refresh_s` instead of being retried every second; a level without a running
-executor gets a new one, sized from the governor's remaining capacity on the exchange. In a
-gradual stop no new level is opened and unfilled ones are stopped; filled
+executor gets a new one, sized from the governor's remaining capacity on the exchange (when
+that or the free balance is too small for a level, it is sized again `RETRY_S` later, not
+every second). In a gradual stop no new level is opened and unfilled ones are stopped; filled
 positions keep their barriers. On a halt the governed base stops every executor and holds
 its position (nothing more is sent).
 
@@ -51,7 +52,10 @@ from lyra_governor.models import Side, TradingState
 from lyra_strategies import governed, quotes, sizing
 
 CONTROLLER_ID = "main"  # the orchestrator's bucket for a script's own executors
-KEEP_CLOSED = 50  # finished executors kept in memory before they go to Hummingbot's database
+KEEP_CLOSED = 10  # finished executors kept in memory before they go to Hummingbot's database
+#: after a tick whose free level could not be sized (no capacity or balance for it), sizing (a
+#: read of the governor's capacity, ~1 ms) waits this long, as in the DCA, grid and XEMM scripts
+RETRY_S = 5.0
 MIN_NOTIONAL = Decimal(5)  # quote currency; smaller quotes are not worth a level
 
 
@@ -88,6 +92,7 @@ class LyraMarketMaking(governed.GovernedStrategyV2Base):
         self._rested_until: dict[str, float] = {}  # level id -> when a refused level may quote again
         self._direct_placed_at, self._direct_mid = -1e18, None  # quote_directly's last refresh
         self._levels = {f"{side}_{level}" for side in ("buy", "sell") for level in range(config.levels)}
+        self._size_again_at = -1e18  # when a level that could not be sized is sized again
 
     def on_tick(self):
         cfg = self.config
@@ -134,11 +139,15 @@ class LyraMarketMaking(governed.GovernedStrategyV2Base):
             busy.add(executor.config.level_id)
         # a refused level waits one refresh period instead of being retried every second
         busy |= {level for level, until in self._rested_until.items() if self.current_timestamp < until}
-        if not reducing and not self._levels <= busy:  # a free level: size it (the buy-back too)
-            for config in self.quote_configs(mid, busy, self._buy_back_quote(executors, mid)):
+        free = self._levels - busy
+        if not reducing and free and self.current_timestamp >= self._size_again_at:  # size it (the buy-back too)
+            configs = self.quote_configs(mid, busy, self._buy_back_quote(executors, mid))
+            for config in configs:
                 self.executor_orchestrator.execute_action(
                     CreateExecutorAction(controller_id=CONTROLLER_ID, executor_config=config))
                 self._placed_mid[config.id] = mid
+            if len(configs) < len(free):  # a level too small to quote now: look again in a while
+                self._size_again_at = self.current_timestamp + RETRY_S
         if closed > KEEP_CLOSED:
             self._store_finished(executors)
 

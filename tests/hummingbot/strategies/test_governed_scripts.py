@@ -611,3 +611,23 @@ def test_a_filled_quotes_control_step_derives_its_position_once(world: dict[str,
     assert bid.is_trading and bid._step_memo is None  # nothing remembered outside a step
     assert bid.open_filled_amount == PositionExecutor.open_filled_amount.fget(bid) > 0
     assert bid.net_pnl_pct == PositionExecutor.get_net_pnl_pct(bid)
+
+
+def test_a_level_too_small_to_quote_is_sized_again_in_a_while_not_every_second(world: dict[str, Any]) -> None:
+    """Quotes worth $0.60 (under the $5 minimum): nothing is placed, and the governor's
+    capacity is read once per `RETRY_S`, not every second; a level that can be sized is."""
+    strategy = _market_making(world, order_amount=Decimal("0.00001"))
+    reads = [0]
+    capacity = world["gov"].capacity_usd
+
+    def counted(*args: Any) -> Any:
+        reads[0] += 1
+        return capacity(*args)
+
+    world["gov"].capacity_usd = counted
+    run(world, strategy, 20)
+    assert not strategy.get_active_orders("binance_paper_trade")
+    assert 1 <= reads[0] <= 20 // 5 + 1, reads  # 20 reads on the old code
+    strategy.config.order_amount = Decimal("0.001")  # worth quoting: placed at the next sizing
+    run(world, strategy, 8)
+    assert strategy.get_active_orders("binance_paper_trade")
