@@ -35,6 +35,9 @@ from hummingbot.core.event.event_forwarder import EventForwarder, SourceInfoEven
 from hummingbot.core.event.events import MarketEvent
 from hummingbot.core.pubsub import PubSub
 
+from lyra_strategies.paper import quantum
+
+quantum.install()  # Hummingbot's paper quanta without its 28-digit logarithm (same answers)
 PRICE_CACHE_MAX = 4096  # distinct (pair, side, best price) answers kept (see get_price)
 
 
