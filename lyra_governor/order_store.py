@@ -654,7 +654,7 @@ class OrderStore:
         if self.sqlite:
             cur.execute("COMMIT")
             if self._wal is not None:
-                self._wal.committed()  # one stat of the WAL file; past the soft bound, a checkpoint
+                self._wal.committed(self._fact)  # one stat of the WAL file (an order event may copy it)
         else:
             self._raw.commit()
         self._writes_since_checkpoint += 1
@@ -1154,14 +1154,17 @@ class OrderStore:
 
     def checkpoint(self, min_writes: int = 256) -> bool:
         """Fold the WAL back into the database file (SQLite; PASSIVE: never waits on readers)
-        once `min_writes` commits have accumulated; SQLite's own autocheckpoint would do it
-        inside a decision's commit, at about 1,000 pages. Returns whether it ran."""
-        if not self.sqlite or self._writes_since_checkpoint < min_writes:
+        once `min_writes` commits have accumulated, on the heartbeat: SQLite's own
+        autocheckpoint would do it inside a decision's commit. It runs on the WAL bound's own
+        connection (`WalBound.copy`), not under this connection's review budget: copying 30 MB
+        on a loaded machine took longer than the 200 ms the watchdog allows (measured: cut,
+        STORE_BUSY from the heartbeat). Returns whether it ran."""
+        if self._wal is None or self._writes_since_checkpoint < min_writes:
             return False
-        with self._cursor() as cur:
-            cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        self._writes_since_checkpoint = 0
-        return True
+        ran = self._wal.copy()
+        if ran:
+            self._writes_since_checkpoint = 0
+        return ran
 
     # --- reads on the dedicated connection (the governor's per-tick facts) ------------------
 

@@ -248,14 +248,19 @@ class WalBound:
       microsecond; the file is what the goal bounds). ``journal_size_limit`` cuts a WAL that
       started over back to `store.WAL_SIZE_LIMIT` (16 MB) at its next commit, so a file above
       `soft_bytes` (24 MB) means that many bytes are in use.
-    - Past `soft_bytes` the writer wakes this object's thread and goes on. The thread copies the
-      WAL without any lock (PASSIVE): with no reader inside, the next writer starts it over by
-      itself. Woken again (a reader pinned it), it tries a RESTART that waits at most `wait_ms`
-      for the readers inside (holding the write lock: writers wait that long at most). At most
-      one round every `every_s`, less often while RESTARTs fail (readers longer than `wait_ms`:
-      up to once a second); it sleeps otherwise and exits after `idle_s` without a wake, so
-      a store whose WAL starts over by itself (the heartbeat's PASSIVE, `OrderStore.checkpoint`)
-      never sees it run.
+    - Past `soft_bytes` the writer copies the WAL into the database file (PASSIVE: no lock
+      taken, no reader waited for) when it is between decisions: after an order event's or a
+      ladder change's commit, and on the heartbeat (`OrderStore.checkpoint`), never inside a
+      review. None of its own writes can land during the copy, so with no reader inside, its
+      next write finds the WAL all copied and starts it over by itself (a copy by another
+      thread, concurrent with writes, seldom finishes between two of them: in
+      bench/governor_review.py the thread ran 31 rounds in 3,000 reviews that way, 0 now).
+    - Past `restart_bytes` (32 MB: copies did not get it started over, because a reader pinned
+      it or writers never paused) the writer wakes this object's thread: a PASSIVE copy, then a
+      RESTART, which holds the write lock (writers wait) while it copies what is left and waits
+      at most `wait_ms` (50 ms) for the readers inside. At most one round every `every_s`, less
+      often while RESTARTs fail (up to once a second); the thread exits after `idle_s` without
+      a wake, so a store whose WAL starts over by itself never sees it run.
     - Past `hard_bytes` (48 MB) no Lyra writer adds to the WAL before it has started over
       (`make_room`): the writer runs a TRUNCATE itself, waiting up to its own lock wait; several
       writers take turns (the checkpoint lock), and since all of them have stopped writing, the
@@ -273,6 +278,7 @@ class WalBound:
         self,
         db_path: str,
         soft_bytes: int = 24 * 2**20,
+        restart_bytes: int = 32 * 2**20,
         hard_bytes: int = 48 * 2**20,
         wait_ms: int = 50,
         every_s: float = 0.1,
@@ -281,6 +287,7 @@ class WalBound:
         self.db_path = db_path
         self.wal_path = db_path + "-wal"
         self.soft_bytes = soft_bytes
+        self.restart_bytes = restart_bytes
         self.hard_bytes = hard_bytes
         self.wait_ms = wait_ms
         self.every_s = every_s
@@ -293,7 +300,7 @@ class WalBound:
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
         self._last_round = float("-inf")
-        self._copied = False  # the last round copied the WAL (PASSIVE) and did not start it over
+        self._last_copy = float("-inf")
         self._pause = every_s  # between two rounds
         # what it did (read by tests and benchmarks)
         self.rounds = 0  # the thread's rounds (each a PASSIVE, perhaps a RESTART)
@@ -314,10 +321,19 @@ class WalBound:
             self.size = 0
         return self.size
 
-    def committed(self) -> None:
-        """A writer committed: past the soft bound, the thread gets the WAL started over."""
-        if self.measure() >= self.soft_bytes:
+    def committed(self, between: bool = False) -> None:
+        """A writer committed. Past the soft bound a writer `between` its decisions (an order
+        event, a ladder change: not a review) copies the WAL itself, at most every `every_s`:
+        none of its own writes can land during the copy, so with no reader inside its next write
+        starts the WAL over. Past `restart_bytes` the thread is woken (copies did not do it)."""
+        size = self.measure()
+        if size < self.soft_bytes:
+            return
+        if size >= self.restart_bytes:
             self.wake()
+        elif between and time.monotonic() - self._last_copy >= self.every_s:
+            self._last_copy = time.monotonic()
+            self.copy()
 
     def wake(self) -> None:
         self._wake.set()
@@ -383,26 +399,39 @@ class WalBound:
             with contextlib.suppress(Exception):
                 raw.close()
 
+    def copy(self) -> bool:
+        """Copy the WAL into the database file (PASSIVE: waits for no lock and no reader), on
+        this object's connection: the heartbeat's checkpoint (`OrderStore.checkpoint`), outside
+        any review's budget (a large copy on a loaded machine takes longer than a review may).
+        With no reader inside, the next writer starts the WAL over by itself. Skipped (False)
+        while the thread is at it."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            self._checkpoint("PASSIVE", 0)
+        finally:
+            self._lock.release()
+        return True
+
     def _round(self) -> None:
         self.rounds += 1
         with self._lock:
-            if self.measure() < self.soft_bytes:
-                self._copied = False
+            size = self.measure()
+            if size < self.soft_bytes:
                 return
-            if not self._copied:
-                # the copy, without any lock (writers go on meanwhile): with no reader inside, the
-                # next writer starts the WAL over by itself, and the bound never takes the write lock
-                self._copied = True
-                self._checkpoint("PASSIVE", 0)
-                return
-            # still past the soft bound after a copy: a reader pinned the WAL, so wait for it
+            # the copy, without any lock (writers go on meanwhile): with no reader inside, the
+            # next writer that finds it all copied starts the WAL over by itself
             self._checkpoint("PASSIVE", 0)
+            if size < self.restart_bytes:
+                return
+            # still growing after copies: a reader pinned it, or writers never let a copy finish
+            # between two of their transactions. RESTART holds the write lock (writers wait) while
+            # it copies what is left and waits at most `wait_ms` for the readers inside.
             if self._checkpoint("RESTART", self.wait_ms):
                 # the readers stay longer than `wait_ms`: each try held the writers up for nothing,
                 # so try less often (up to once a second; past the hard bound the writers act)
                 self._pause = min(1.0, self._pause * 2)
             else:
-                self._copied = False
                 self._pause = self.every_s
 
     def _run(self) -> None:
