@@ -31,6 +31,7 @@ signed REST client.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -176,6 +177,37 @@ def _matches(row: dict[str, Any], order: ExchangeOrder) -> bool:
     )
 
 
+BINANCE_PAGE = 1000  # /allOrders and /myTrades answer at most 1,000 records a call
+BINANCE_WINDOW_MS = 24 * 3600 * 1000  # and a startTime..endTime window at most 24 h wide
+BINANCE_MAX_CALLS = 60  # past that the read fails (nothing is proposed) rather than guess
+
+
+async def binance_pages(connector: Any, path: str, symbol: str, start_ms: int, cursor: str, key: str,
+                        limit_id: str) -> list[dict[str, Any]]:  # fmt: skip
+    """Every record of /allOrders or /myTrades from `start_ms` on, as Binance spot lets them be
+    read (its REST docs): a time window is at most 24 h wide, so the windows from `start_ms` are
+    asked in turn until one holds a record; from its first record on, the id cursor (`cursor` =
+    ``orderId`` or ``fromId``: records from that id on, ascending) reads the rest 1,000 at a
+    time until a page comes back short. More than `BINANCE_MAX_CALLS` calls raise OSError."""
+    base = {"symbol": symbol, "limit": BINANCE_PAGE}
+    end_ms = int(time.time() * 1000) + int(CLOCK_SLACK_S * 1000)
+    records: list[dict[str, Any]] = []
+    window = start_ms
+    for _ in range(BINANCE_MAX_CALLS):
+        if records:  # the cursor from the last record read
+            params: dict[str, Any] = base | {cursor: int(records[-1][key]) + 1}
+        elif window <= end_ms:  # still looking for the first record, one 24 h window at a time
+            params = base | {"startTime": window, "endTime": window + BINANCE_WINDOW_MS - 1}
+            window += BINANCE_WINDOW_MS
+        else:
+            return records
+        page = await connector._api_get(path_url=path, params=params, is_auth_required=True, limit_id=limit_id)
+        records += page
+        if records and cursor in params and len(page) < BINANCE_PAGE:
+            return records
+    raise OSError(f"more than {BINANCE_MAX_CALLS} calls to read {path} since the oldest reservation")
+
+
 #: Binance order states as reconciliation sees them (anything else ended without filling fully)
 BINANCE_STATUS = MappingProxyType(
     {"NEW": "OPEN", "PARTIALLY_FILLED": "OPEN", "PENDING_NEW": "OPEN", "FILLED": "FILLED"}
@@ -188,19 +220,13 @@ class BinanceSource:
     async def orders(self, connector: Any, trading_pair: str, since_s: float) -> list[ExchangeOrder]:
         symbol = await connector.exchange_symbol_associated_to_pair(trading_pair=trading_pair)
         start_ms = int(since_s * 1000)
-        raw_orders = await connector._api_get(
-            path_url="/allOrders", params={"symbol": symbol, "startTime": start_ms}, is_auth_required=True,
-            limit_id="/order",
-        )  # fmt: skip
+        raw_orders = await binance_pages(connector, "/allOrders", symbol, start_ms, "orderId", "orderId", "/order")
         raw_open = await connector._api_get(  # resting orders of any age: a stray may predate `since`
             path_url="/openOrders", params={"symbol": symbol}, is_auth_required=True, limit_id="/order",
         )  # fmt: skip
         known = {str(o["orderId"]) for o in raw_orders}
         raw_orders = [*raw_orders, *(o for o in raw_open if str(o["orderId"]) not in known)]
-        raw_trades = await connector._api_get(
-            path_url="/myTrades", params={"symbol": symbol, "startTime": start_ms, "limit": 1000},
-            is_auth_required=True,
-        )  # fmt: skip
+        raw_trades = await binance_pages(connector, "/myTrades", symbol, start_ms, "fromId", "id", "/myTrades")
         trades: dict[str, list[ExchangeTrade]] = {}
         for t in raw_trades:
             trades.setdefault(str(t["orderId"]), []).append(

@@ -28,6 +28,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
@@ -385,17 +386,16 @@ class BinanceSim(SimExchange):
             return 200, [self._order_json(o) for o in orders]
         if path == "/api/v3/allOrders":
             symbol = signed.get("symbol")
-            return 200, [self._order_json(o) for o in self.orders.values() if o.symbol == symbol]
+            orders = [o for o in self.orders.values() if o.symbol == symbol]
+            return 200, [self._order_json(o) for o in listed(orders, signed, "orderId", lambda o: o.order_id,
+                                                            lambda o: o.created_ms)]  # fmt: skip
         if path == "/api/v3/myTrades":
             symbol = signed.get("symbol")
             trades = [t for t in self.trades if t.symbol == symbol]
             if "orderId" in signed:
                 trades = [t for t in trades if t.order_id == int(signed["orderId"])]
-            if "startTime" in signed:
-                trades = [t for t in trades if t.time_ms >= int(signed["startTime"])]
-            if "fromId" in signed:
-                trades = [t for t in trades if t.trade_id >= int(signed["fromId"])]
-            return 200, [self._trade_json(t) for t in trades[: int(signed.get("limit", 500))]]
+            return 200, [self._trade_json(t) for t in listed(trades, signed, "fromId", lambda t: t.trade_id,
+                                                            lambda t: t.time_ms)]  # fmt: skip
         raise BinanceError(404, -1000, f"{method} {path} is not served by the simulator")
 
     def _exchange_info(self, q: dict[str, str]) -> dict[str, Any]:
@@ -631,6 +631,34 @@ class BinanceSim(SimExchange):
         if method == "time":
             return {"id": req_id, "status": 200, "result": {"serverTime": self.now_ms()}}
         return error(400, -1000, f"method {method} is not served by the simulator")
+
+
+LIST_DEFAULT, LIST_MAX = 500, 1000  # /allOrders and /myTrades: `limit` default and maximum
+WINDOW_MS = 24 * 3600 * 1000  # the widest startTime..endTime span Binance answers
+
+
+def listed(records: list[Any], q: dict[str, str], cursor: str, key: Callable[[Any], int],
+           at: Callable[[Any], int]) -> list[Any]:  # fmt: skip
+    """What Binance spot's /allOrders and /myTrades return (its REST docs): ascending by id, at
+    most `limit` (default 500, maximum 1000, more is clamped); with the id cursor (``orderId``,
+    ``fromId``), records from that id on; with ``startTime``/``endTime``, those in the window, at
+    most 24 h wide (one bound alone means 24 h from or to it; wider is refused, -1127); the two
+    ways together are refused (-1128: /myTrades' docs forbid fromId with a time; the simulator is
+    as strict on /allOrders); with neither, the most recent `limit`."""
+    limit = min(int(q.get("limit") or LIST_DEFAULT), LIST_MAX)
+    ordered = sorted(records, key=key)
+    start, end = q.get("startTime"), q.get("endTime")
+    if cursor in q and (start or end):
+        raise BinanceError(400, -1128, "Combination of optional parameters invalid.")
+    if cursor in q:
+        return [r for r in ordered if key(r) >= int(q[cursor])][:limit]
+    if start or end:
+        lo = int(start) if start else int(end or 0) - WINDOW_MS
+        hi = int(end) if end else lo + WINDOW_MS
+        if hi - lo > WINDOW_MS:
+            raise BinanceError(400, -1127, "More than 24 hours between startTime and endTime.")
+        return [r for r in ordered if lo <= at(r) <= hi][:limit]
+    return ordered[-limit:]
 
 
 def _strip_signature(pieces: list[str]) -> str:
