@@ -99,7 +99,7 @@ class LyraMarketMaking(governed.GovernedStrategyV2Base):
         mid = self._mid(cfg.connector_name, cfg.trading_pair)
         if not mid.is_finite() or mid <= 0:
             return  # no usable book: no quotes (the governor would refuse them anyway)
-        if not self.executors_supported(cfg.connector_name):
+        if cfg.connector_name not in self._executors_ok and not self.executors_supported(cfg.connector_name):
             if not self._warned:
                 self._warned = True
                 self.logger().warning(f"{cfg.connector_name} cannot run Hummingbot executors (no trading rules or "
@@ -107,6 +107,7 @@ class LyraMarketMaking(governed.GovernedStrategyV2Base):
                                       "barrier. With barriers: a live connector, or `lyra-governor paper`.")
             self.quote_directly(mid)
             return
+        self._executors_ok.add(cfg.connector_name)  # a connector able to run executors stays able
         reducing = self.lyra.trading_state() is TradingState.REDUCING
         executors = self.executor_orchestrator.active_executors.get(CONTROLLER_ID, [])
         busy: set[str] = set()

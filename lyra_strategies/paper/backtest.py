@@ -40,30 +40,16 @@ async def _simulated_sleep(executor: Any, delay: float) -> None:
         await asyncio.sleep(0)
 
 
-class BacktestPositionExecutor(PositionExecutor):  # type: ignore[misc]
-    """Hummingbot's position executor, each control step computed once: a running step reads
-    the filled amount, the entry price and the fees ~6 times each (stop loss, take profit,
-    PnL), every read re-deriving them from the orders (a Decimal rounding, a pass over the
-    fills). Within one step they only change when the step itself places or cancels an order
-    (the paper engine's events arrive inside those calls), so each is remembered from its first
-    read until the step places or cancels, or ends; outside a step every read is Hummingbot's.
-    And without activation bounds the mid is not read: Hummingbot reads it, then ignores it."""
+class _StepMemo:
+    """A running executor's control step computed once per figure: Hummingbot's position and
+    DCA executors read their filled amount, entry (average) price and fees several times a
+    step (stop loss, take profit, PnL), each read re-deriving them from the orders (a Decimal
+    rounding, a pass over the fills). Within one step they only change when the step itself
+    places or cancels an order (the paper engine's events arrive inside those calls), so each
+    is remembered from its first read until the step places or cancels, or ends; outside a
+    step every read is Hummingbot's own."""
 
     _step_memo: dict[str, Any] | None = None
-
-    async def _sleep(self, delay: float) -> None:
-        await _simulated_sleep(self, delay)
-
-    async def control_task(self) -> None:
-        if self.status != RunnableStatus.RUNNING:
-            await super().control_task()
-            return
-        self._step_memo = {}
-        try:
-            self.control_open_order()
-            self.control_barriers()
-        finally:
-            self._step_memo = None
 
     def _remembered(self, key: str, compute: Callable[[], Any]) -> Any:
         memo = self._step_memo
@@ -81,6 +67,27 @@ class BacktestPositionExecutor(PositionExecutor):  # type: ignore[misc]
         finally:
             if stepping:
                 self._step_memo = {}
+
+    async def _running_step(self, step: Callable[[], Any]) -> None:
+        self._step_memo = {}
+        try:
+            step()
+        finally:
+            self._step_memo = None
+
+
+class BacktestPositionExecutor(_StepMemo, PositionExecutor):  # type: ignore[misc]
+    """Hummingbot's position executor, each control step computed once (`_StepMemo`); and
+    without activation bounds the mid is not read: Hummingbot reads it, then ignores it."""
+
+    async def _sleep(self, delay: float) -> None:
+        await _simulated_sleep(self, delay)
+
+    async def control_task(self) -> None:
+        if self.status != RunnableStatus.RUNNING:
+            await super().control_task()
+            return
+        await self._running_step(lambda: (self.control_open_order(), self.control_barriers()))
 
     @property
     def open_filled_amount(self) -> Any:
@@ -118,13 +125,17 @@ class BacktestGridExecutor(GridExecutor):  # type: ignore[misc]
         await _simulated_sleep(self, delay)
 
 
-class BacktestDCAExecutor(DCAExecutor):  # type: ignore[misc]
-    """Hummingbot's DCA executor; its shutdown waits 5 s with `asyncio.sleep` (no `_sleep` to
-    override), so offline the shutdown step is this one: done once the close filled the
-    position, else (re)place the close when none is working, then wait 5 simulated seconds.
-    The paper engine needs no order polling (`PaperExchange` mirrors its events)."""
+class BacktestDCAExecutor(_StepMemo, DCAExecutor):  # type: ignore[misc]
+    """Hummingbot's DCA executor, each running step computed once (`_StepMemo`). Its shutdown
+    waits 5 s with `asyncio.sleep` (no `_sleep` to override), so offline the shutdown step is
+    this one: done once the close filled the position, else (re)place the close when none is
+    working, then wait 5 simulated seconds. The paper engine needs no order polling
+    (`PaperExchange` mirrors its events)."""
 
     async def control_task(self) -> None:
+        if self.status == RunnableStatus.RUNNING:
+            await self._running_step(lambda: (self.control_open_order_process(), self.control_barriers()))
+            return
         if self.status != RunnableStatus.SHUTTING_DOWN:
             await super().control_task()
             return
@@ -135,6 +146,23 @@ class BacktestDCAExecutor(DCAExecutor):  # type: ignore[misc]
             self.place_close_order_and_cancel_open_orders()
             self._current_retries += 1
         await _simulated_sleep(self, 5.0)
+
+    @property
+    def open_filled_amount(self) -> Any:
+        return self._remembered("open_filled", lambda: DCAExecutor.open_filled_amount.fget(self))
+
+    @property
+    def current_position_average_price(self) -> Any:
+        return self._remembered("average_price", lambda: DCAExecutor.current_position_average_price.fget(self))
+
+    def get_cum_fees_quote(self) -> Any:
+        return self._remembered("fees_quote", super().get_cum_fees_quote)
+
+    def place_order(self, *args: Any, **kwargs: Any) -> Any:
+        return self._forgetting(super().place_order, *args, **kwargs)
+
+    def cancel_open_orders(self) -> None:
+        self._forgetting(super().cancel_open_orders)
 
     def _min_close_amount(self) -> Any:
         rules = self.connectors[self.config.connector_name].trading_rules[self.config.trading_pair]

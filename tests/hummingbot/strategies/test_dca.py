@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from lyra_governor.models import DenialCode
 from tests.hummingbot.strategies.world import book, build, decisions, fills, gradual_stop, run, warm_mandates, world
 
@@ -82,3 +84,29 @@ def _limit() -> Any:
     from hummingbot.core.data_type.common import OrderType
 
     return OrderType.LIMIT
+
+
+def test_a_dca_control_step_derives_its_average_price_once(world: dict[str, Any], monkeypatch: Any) -> None:
+    """Offline, a running DCA executor's step averages its fills once (stop loss, take profit
+    and PnL each re-read it: 6 times a step before); outside a step each read is Hummingbot's."""
+    from hummingbot.strategy_v2.executors.dca_executor.dca_executor import DCAExecutor
+
+    strategy = _dca(world, levels=3, level_step_pct=Decimal("0.002"), total_amount_quote=Decimal(90))
+    run(world, strategy, 5)
+    book(world, BINANCE, 59_700)  # through the first two slices
+    run(world, strategy, 3)
+    executor = _executor(strategy)
+    hummingbots = DCAExecutor.current_position_average_price
+    averaged = [0]
+
+    def counted(self: Any) -> Any:
+        averaged[0] += 1
+        return hummingbots.fget(self)
+
+    monkeypatch.setattr(DCAExecutor, "current_position_average_price", property(counted))
+    step = executor.control_task()  # one step, on its own
+    with pytest.raises(StopIteration):
+        step.send(None)
+    assert averaged[0] == 1, averaged
+    assert executor.status.name == "RUNNING" and executor._step_memo is None
+    assert executor.net_pnl_pct == DCAExecutor.get_net_pnl_pct(executor)  # Hummingbot's, read outside a step
