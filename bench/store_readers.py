@@ -97,8 +97,10 @@ def bot(db_url: str, bot_id: str, seconds: float, out: str) -> None:
                 gov.observe_market(seen)
             gov.heartbeat()
             beat = time.monotonic()
+    bound = getattr(gov.store, "_wal", None)  # the WAL's bound in this bot's process (store_budget.WalBound)
+    wal = {name: int(getattr(bound, name, 0)) for name in ("rounds", "truncated", "waited", "refused", "overruns")}
     gov.close()
-    Path(out).write_text(json.dumps({"took": took, "codes": codes}))
+    Path(out).write_text(json.dumps({"took": took, "codes": codes, "wal": wal}))
 
 
 def _prepare(db_url: str) -> None:
@@ -120,7 +122,10 @@ def _bots(db_url: str, seconds: float, tmp: Path, tag: str) -> list[subprocess.P
     ]
 
 
-def _collect(procs: list[subprocess.Popen[str]], tmp: Path, tag: str) -> tuple[list[float], dict[str, int]]:
+def _collect(
+    procs: list[subprocess.Popen[str]], tmp: Path, tag: str, wal: dict[str, int]
+) -> tuple[list[float], dict[str, int]]:
+    """The bots' review times and outcomes; their WAL bound's counters are added to `wal`."""
     took: list[float] = []
     codes: dict[str, int] = {}
     for i, proc in enumerate(procs):
@@ -130,6 +135,8 @@ def _collect(procs: list[subprocess.Popen[str]], tmp: Path, tag: str) -> tuple[l
         took += data["took"]
         for k, v in data["codes"].items():
             codes[k] = codes.get(k, 0) + v
+        for k, v in data.get("wal", {}).items():
+            wal[k] = wal.get(k, 0) + v
     return took, codes
 
 
@@ -197,7 +204,8 @@ def main() -> int:
         wal = WalWatch(Path(str(db) + "-wal"))
         wal.start()
 
-        alone, alone_codes = _collect(_bots(db_url, seconds, tmp, "alone"), tmp, "alone")
+        bound: dict[str, int] = {}
+        alone, alone_codes = _collect(_bots(db_url, seconds, tmp, "alone"), tmp, "alone", bound)
 
         server, url = _serve(tmp, db_url)
         times: dict[str, list[float]] = {"/metrics": [], "/forensic/status": []}
@@ -220,7 +228,7 @@ def main() -> int:
             for r in readers:
                 r.join(timeout=600)
             read_wall = time.perf_counter() - started
-            read, read_codes = _collect(procs, tmp, "read")
+            read, read_codes = _collect(procs, tmp, "read", bound)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -248,6 +256,9 @@ def main() -> int:
         "denied_alone": sum(v for k, v in alone_codes.items() if k != "ALLOWED"),
         "denied_readers": sum(v for k, v in read_codes.items() if k != "ALLOWED"),
         "wal_max_mb": round(wal.largest / 2**20, 2),
+        # the bots' WAL bound (both phases): thread rounds, restarts, writes that waited past the
+        # hard bound, reviews refused for it, facts written past it
+        **{f"wal_{k}": v for k, v in bound.items()},
     }
     figures["review_p99_ratio"] = round(figures["review_p99_readers_ms"] / figures["review_p99_alone_ms"], 2)
     print(
@@ -257,7 +268,9 @@ def main() -> int:
     )
     print(
         f"bots' review p99: {figures['review_p99_alone_ms']} ms alone, {figures['review_p99_readers_ms']} ms with "
-        f"readers (ratio {figures['review_p99_ratio']}x); largest WAL {figures['wal_max_mb']} MB"
+        f"readers (ratio {figures['review_p99_ratio']}x); largest WAL {figures['wal_max_mb']} MB (bots' bound: "
+        + ", ".join(f"{k} {v}" for k, v in bound.items())
+        + ")"
     )
     if errors:
         print("first errors:", errors[:3])
