@@ -93,7 +93,7 @@ class Governor:
         self._settings = settings
         self.ledger, self.bot_id, self.strategy, self.mandates, self.clock = ledger, bot_id, strategy, mandates, clock
         self.store = OrderStore(ledger.engine, settings.store.budget_ms)
-        # SQLite's WAL is checkpointed off the order path, twice a second (store_budget.WalCheckpointer)
+        # a long-lived user of the SQLite file: its WAL bound's thread (store_budget.WalBound) stops with the last one
         self._wal = acquire_checkpointer(ledger.engine.url.database if self.store.sqlite else None)
         self.ladder_view = LadderView(ledger, self.store, bot_id)
         self.watch = MarketWatch(settings)

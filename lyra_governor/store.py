@@ -14,6 +14,9 @@ Why it is built this way:
 - SQLite runs in WAL mode with ``synchronous=NORMAL``: a commit survives a killed process (the
   WAL is in the OS page cache), which is the failure `kill -9` tests; only a power loss can drop
   the last transactions, and never tears one.
+- The WAL file stays under `WAL_GOAL_BYTES` because the writers keep it there
+  (`store_budget.WalBound`: every commit measures it; `write_tx` and the order store copy it or
+  start it over as it grows); no connection checkpoints inside a commit (``wal_autocheckpoint=0``).
 """
 
 from __future__ import annotations
