@@ -241,7 +241,7 @@ class Governor:
     def check_loss_limits(self, now: float | None = None) -> list[Trip]:
         """See `BreakerDesk.check_loss_limits` (on the heartbeat's housekeeping cadence)."""
         now = self.clock() if now is None else now
-        return self.desk.check_loss_limits(now, self.exposure, self.ladder_view.now)
+        return self.desk.check_loss_limits(now, self.store.caps, self.ladder_view.now)
 
     # --- what a strategy asks ---------------------------------------------------------------
 
@@ -260,8 +260,8 @@ class Governor:
         book = self.ladder_state().book
         if book is None:
             return Decimal(0)
-        try:
-            exposure = self.exposure(book)
+        try:  # the exchange's row and the total's, not the whole book's (`exposure`)
+            exposure = exposure_from_rows(book, self.store.capital_pair_rows(book, exchange))
         except STORE_ERRORS:
             return Decimal(0)
         ex = exposure.exchanges.get(exchange)

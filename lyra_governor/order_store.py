@@ -219,6 +219,7 @@ class Statements:
                 c.scope.like(b("pattern"))
             )
         )
+        self.caps_like = sql(sa.select(c.scope, c.cap_musd).where(c.scope.like(b("pattern"))))
         self.insert_reservation = sql(reservations.insert(), RESERVATION_COLUMNS)
         if self.insert_reservation.order != RESERVATION_COLUMNS:  # pragma: no cover - a test checks it
             raise RuntimeError("ReservationRow's fields must follow lyra_reservations' column order")
@@ -1191,6 +1192,18 @@ class OrderStore:
         and denial messages read on every tick."""
         rows = self._query(self.sql.capital_like, pattern=f"{book}:%")
         return [(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
+
+    def capital_pair_rows(self, book: str, exchange: str) -> list[tuple[str, int, int, int, int]]:
+        """`capital_rows` of one exchange and its book's total only (the two rows sizing reads
+        before every quote; the whole book's rows cost twice as much to read and convert)."""
+        exchange_scope, total_scope = scopes(book, exchange)
+        rows = self._query(self.sql.capital_pair, scope_exchange=exchange_scope, scope_total=total_scope)
+        return [(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
+
+    def caps(self, book: str) -> dict[str, int]:
+        """Every scope's cap in micro-dollars for one book (scope name without the book): what
+        the loss limits measure against on each heartbeat."""
+        return {str(r[0]).split(":", 1)[1]: int(r[1]) for r in self._query(self.sql.caps_like, pattern=f"{book}:%")}
 
     def ladder_row(self) -> tuple[int, str, str, dict[str, int]]:
         """(phase, trading state, reason, rungs): the governor's periodic state refresh."""

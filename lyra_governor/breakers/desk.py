@@ -19,10 +19,9 @@ from lyra_governor.breakers import Action, Trip
 from lyra_governor.breakers.board import BreakerBoard
 from lyra_governor.config import BreakerSettings, Settings
 from lyra_governor.ladder import LadderState
-from lyra_governor.ledger import Exposure
 from lyra_governor.mandate_provider import MandateProvider
 from lyra_governor.models import MarketSnapshot, Side, TradingState
-from lyra_governor.money import from_musd
+from lyra_governor.money import TOTAL, from_musd
 from lyra_governor.seat import Seat
 from lyra_governor.store import STORE_ERRORS
 
@@ -106,10 +105,11 @@ class BreakerDesk:
             log.exception("could not apply breaker %s", trip.code.value)
 
     def check_loss_limits(
-        self, now: float, exposure: Callable[[str], Exposure], current: Callable[[], LadderState]
+        self, now: float, caps_musd: Callable[[str], dict[str, int]], current: Callable[[], LadderState]
     ) -> list[Trip]:
         """Fold the book's new fills (every bot's) into its marks and apply the loss limits.
-        `current` is the store's ladder state now. Returns the trips (already applied)."""
+        `caps_musd` reads a book's caps by scope (`OrderStore.caps`), `current` the store's
+        ladder state now. Returns the trips (already applied)."""
         state = current()
         book = state.book
         if book is None:
@@ -128,11 +128,9 @@ class BreakerDesk:
                 from_musd(int(fee)),
                 float(ts),
             )
-        held = exposure(book)
-        caps = {name: ex.cap_usd for name, ex in held.exchanges.items()}
-        trips = self.board.loss_trips(
-            book, state.trading_state, now, held.total.cap_usd, caps, per_exchange=state.phase == 4
-        )
+        caps = {name: from_musd(cap) for name, cap in sorted(caps_musd(book).items())}
+        total = caps.pop(TOTAL, Decimal(0))
+        trips = self.board.loss_trips(book, state.trading_state, now, total, caps, per_exchange=state.phase == 4)
         for trip in trips:  # each limit reached is audited; its exchange demoted in phase 4; one stop
             self.trip(trip, now)
         return trips

@@ -354,6 +354,21 @@ def test_a_restriction_written_elsewhere_is_read_with_the_ladder_row(governor: G
     assert governor.review(propose(price=Decimal(59990))).code is DenialCode.BOT_REDUCE_ONLY
 
 
+def test_sizing_and_loss_limits_read_only_the_capital_rows_they_use(governor: Governor, propose: Propose) -> None:
+    """Sizing reads the exchange's row and its book's total (`capital_pair_rows`), the loss
+    limits the caps (`caps`): the same figures as the whole book's rows give."""
+    assert allowed(governor, propose()).allowed  # 60 USD reserved on binance
+    rows = governor.store.capital_rows("paper")
+    pair = governor.store.capital_pair_rows("paper", "binance")
+    assert sorted(pair) == sorted(r for r in rows if r[0] in ("paper:binance", "paper:TOTAL"))
+    assert governor.store.caps("paper") == {r[0].split(":", 1)[1]: r[1] for r in rows}
+    exposure = governor.exposure("paper")
+    expected = min(exposure.exchanges["binance"].remaining_usd, exposure.total.remaining_usd)
+    assert governor.capacity_usd("binance") == expected == Decimal(1000) - Decimal(60)
+    assert governor.capacity_usd("no-such-exchange") == Decimal(0)
+    assert governor.check_loss_limits() == []
+
+
 def test_silent_bot_reservations_expire(settings: Settings, clock: FakeClock, propose: Propose) -> None:
     mandates = EnvelopeMandates()
     dead = Governor.from_settings(settings, "bot-dead", mandates=mandates, clock=clock)
