@@ -188,8 +188,7 @@ class LyraMarketMaking(governed.GovernedStrategyV2Base):
         quote_value = Decimal(connector.get_balance(quote_asset))
         params = quotes.QuoteParams(spread_bps=cfg.spread_bps, levels=cfg.levels, level_step_bps=cfg.level_step_bps,
                                     order_amount=cfg.order_amount, target_base_ratio=cfg.target_base_ratio)
-        capacity = self.lyra.capacity_usd(self.lyra.settings.exchange_of(cfg.connector_name))
-        per_order = capacity / max(1, 2 * cfg.levels)
+        per_order: Decimal | None = None  # the governor's capacity read once a level's balance allows it
         barrier = TripleBarrierConfig(
             stop_loss=cfg.stop_loss, take_profit=cfg.take_profit, time_limit=cfg.time_limit_s,
             open_order_type=OrderType.LIMIT, take_profit_order_type=OrderType.LIMIT,
@@ -199,12 +198,18 @@ class LyraMarketMaking(governed.GovernedStrategyV2Base):
             level_id = f"{q.side.lower()}_{q.level}"
             if level_id in busy:
                 continue
-            amount = sizing.fit_to_capacity(q.amount, q.price, usd, per_order,
-                                            self.lyra.settings.risk.max_order_notional_usd)
-            # ... and the exchange balance the order would lock (the executor refuses more)
+            # the exchange balance the order would lock (the executor refuses more) ...
             free = (Decimal(connector.get_available_balance(quote_asset)) - keep_quote) / q.price \
                 if q.side == "BUY" else Decimal(connector.get_available_balance(base))
-            amount = min(amount, connector.quantize_order_amount(cfg.trading_pair, max(free, 0) * Decimal("0.98")))
+            lockable = connector.quantize_order_amount(cfg.trading_pair, max(free, 0) * Decimal("0.98"))
+            if lockable <= 0 or lockable * q.price < MIN_NOTIONAL:
+                continue  # too small whatever the capacity: none read for it
+            if per_order is None:
+                capacity = self.lyra.capacity_usd(self.lyra.settings.exchange_of(cfg.connector_name))
+                per_order = capacity / max(1, 2 * cfg.levels)
+            # ... and the governor's capacity on the exchange and its per-order limit
+            amount = min(sizing.fit_to_capacity(q.amount, q.price, usd, per_order,
+                                                self.lyra.settings.risk.max_order_notional_usd), lockable)
             if amount <= 0 or amount * q.price < MIN_NOTIONAL:
                 continue
             configs.append(PositionExecutorConfig(

@@ -107,14 +107,17 @@ class LyraXEMM(governed.GovernedStrategyV2Base):
         maker, taker = self.connectors[cfg.maker_connector], self.connectors[cfg.taker_connector]
         base, quote = cfg.maker_pair.split("-")
         taker_base, taker_quote = cfg.taker_pair.split("-")
-        quote_budget = min(budget.per_order_quote(self, cfg.maker_connector, quote, 1),
-                           budget.per_order_quote(self, cfg.taker_connector, taker_quote, 1, market=True),  # hedge
-                           cfg.order_amount_quote)
         maker_free, taker_free = maker.get_available_balance, taker.get_available_balance
         if maker_side == TradeType.BUY:  # buy on the maker venue, sell the base on the taker venue
             free = min(Decimal(maker_free(quote)) / mid, Decimal(taker_free(taker_base)))
         else:  # sell base on the maker venue, buy it back on the taker venue
             free = min(Decimal(maker_free(base)), Decimal(taker_free(taker_quote)) / mid)
+        # the balances alone too small: no capacity to read (the amount is rounded down from at most this)
+        if maker.quantize_order_amount(cfg.maker_pair, free * budget.HEADROOM) * mid < MIN_NOTIONAL:
+            return None
+        quote_budget = min(budget.per_order_quote(self, cfg.maker_connector, quote, 1),
+                           budget.per_order_quote(self, cfg.taker_connector, taker_quote, 1, market=True),  # hedge
+                           cfg.order_amount_quote)
         amount = maker.quantize_order_amount(cfg.maker_pair, min(quote_budget / mid, free * budget.HEADROOM))
         if amount <= 0 or amount * mid < MIN_NOTIONAL:
             return None

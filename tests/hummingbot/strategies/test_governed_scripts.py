@@ -631,3 +631,25 @@ def test_a_level_too_small_to_quote_is_sized_again_in_a_while_not_every_second(w
     strategy.config.order_amount = Decimal("0.001")  # worth quoting: placed at the next sizing
     run(world, strategy, 8)
     assert strategy.get_active_orders("binance_paper_trade")
+
+
+def test_a_level_the_balance_cannot_pay_reads_no_capacity(world: dict[str, Any]) -> None:
+    """$1 and no BTC on binance: no level can be paid for, so no quote, and the governor's
+    capacity is never read for one (once per sizing on the old code)."""
+    exchange = world["exchanges"]["binance_paper_trade"]
+    exchange.set_balance("USDT", 1)
+    exchange.set_balance("BTC", 0)
+    strategy = _market_making(world)
+    reads = [0]
+    capacity = world["gov"].capacity_usd
+
+    def counted(*args: Any) -> Any:
+        reads[0] += 1
+        return capacity(*args)
+
+    world["gov"].capacity_usd = counted
+    run(world, strategy, 12)
+    assert not strategy.get_active_orders("binance_paper_trade") and reads[0] == 0, reads
+    exchange.set_balance("USDT", 500)  # the bid can be paid for: read, sized, placed at the next sizing
+    run(world, strategy, 6)
+    assert strategy.get_active_orders("binance_paper_trade") and reads[0] > 0

@@ -80,3 +80,25 @@ def test_xemm_in_a_gradual_stop_cancels_its_quotes_and_closes_an_unhedged_fill(w
     from hummingbot.core.data_type.common import TradeType
 
     assert strategy.xemm_config(TradeType.BUY) is None and strategy.xemm_config(TradeType.SELL) is None
+
+
+def test_without_the_balance_for_either_side_xemm_reads_no_capacity(world: dict[str, Any]) -> None:
+    """No BTC on either venue: neither side can be hedged (a maker buy needs base to sell on
+    okx, a maker sell base to sell on binance), so no executor starts and the governor's
+    capacity is never read for it (twice per side every 5 s on the old code)."""
+    strategy = _xemm(world)
+    for connector in (BINANCE, OKX):
+        world["exchanges"][connector].set_balance("BTC", 0)
+    reads = [0]
+    capacity = world["gov"].capacity_usd
+
+    def counted(*args: Any) -> Any:
+        reads[0] += 1
+        return capacity(*args)
+
+    world["gov"].capacity_usd = counted
+    run(world, strategy, 12)
+    assert not strategy.executor_orchestrator.active_executors.get("main") and reads[0] == 0, reads
+    world["exchanges"][OKX].set_balance("BTC", 0.01)  # a maker buy can be hedged again: sized, started
+    run(world, strategy, 6)
+    assert strategy.executor_orchestrator.active_executors.get("main") and reads[0] > 0
