@@ -109,17 +109,22 @@ class LyraArbitrage(governed.GovernedStrategyV2Base):
         self.seen += 1
         if self.current_timestamp - self._last_trade < cfg.cooldown_s:
             return
+        buyer, seller = self.connectors[found.buy.connector], self.connectors[found.sell.connector]
+        base, quote = found.buy.trading_pair.split("-")[0], found.buy.trading_pair.split("-")[-1]
+        # what the two venues can actually settle: quote to pay here, base to sell there
+        settle = min(Decimal(buyer.get_available_balance(quote)) / found.buy_price * Decimal("0.98"),
+                     Decimal(seller.get_available_balance(base)) * Decimal("0.98"))
+        if min(buyer.quantize_order_amount(found.buy.trading_pair, settle),
+               seller.quantize_order_amount(found.sell.trading_pair, settle)) <= 0:
+            return  # nothing either venue can settle, whatever the capacity: none read
+        # ... and what the governor's capacity on both exchanges and its per-order limit allow
         risk = self.lyra.settings.risk.max_order_notional_usd
         buy_cap = self.lyra.capacity_usd(self.lyra.settings.exchange_of(found.buy.connector))
         sell_cap = self.lyra.capacity_usd(self.lyra.settings.exchange_of(found.sell.connector))
-        buyer, seller = self.connectors[found.buy.connector], self.connectors[found.sell.connector]
-        base, quote = found.buy.trading_pair.split("-")[0], found.buy.trading_pair.split("-")[-1]
         amount = min(
             sizing.fit_to_capacity(found.amount, found.buy_price, found.buy.usd_per_quote, buy_cap, risk),
             sizing.fit_to_capacity(found.amount, found.sell_price, found.sell.usd_per_quote, sell_cap, risk),
-            # ... and what the two venues can actually settle: quote to pay here, base to sell there
-            Decimal(buyer.get_available_balance(quote)) / found.buy_price * Decimal("0.98"),
-            Decimal(seller.get_available_balance(base)) * Decimal("0.98"),
+            settle,
         )
         amount = min(buyer.quantize_order_amount(found.buy.trading_pair, amount),
                      seller.quantize_order_amount(found.sell.trading_pair, amount))

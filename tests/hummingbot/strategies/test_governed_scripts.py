@@ -653,3 +653,26 @@ def test_a_level_the_balance_cannot_pay_reads_no_capacity(world: dict[str, Any])
     exchange.set_balance("USDT", 500)  # the bid can be paid for: read, sized, placed at the next sizing
     run(world, strategy, 6)
     assert strategy.get_active_orders("binance_paper_trade") and reads[0] > 0
+
+
+def test_an_edge_neither_venue_can_settle_reads_no_capacity(world: dict[str, Any]) -> None:
+    """An edge, but no BTC on okx to sell there: nothing is sent and the governor's capacity
+    is never read (both exchanges' once per second on the old code); funded, the pair goes."""
+    strategy = _arbitrage(world)
+    _warm_mandates(world)
+    okx = world["exchanges"]["okx_paper_trade"]
+    okx.set_balance("BTC", 0)
+    okx.set_balanced_order_book("BTC-USDT", 60_400, 59_400, 61_400, 10, 0.01)
+    reads = [0]
+    capacity = world["gov"].capacity_usd
+
+    def counted(*args: Any) -> Any:
+        reads[0] += 1
+        return capacity(*args)
+
+    world["gov"].capacity_usd = counted
+    run(world, strategy, 4)
+    assert strategy.seen >= 4 and strategy.taken == 0 and reads[0] == 0, (strategy.seen, reads)
+    okx.set_balance("BTC", 0.001)
+    run(world, strategy, 2)
+    assert strategy.taken == 1 and reads[0] == 2
