@@ -97,3 +97,50 @@ async def _refilled_book() -> None:
     assert _rows(book) == _rows(_hummingbot_book(59_990.5, 2.0, 0.03))
     assert market.rebuilds == 3
     assert market.seen_at(0, 99.0) == 99.0 and market.seen_at(4, 105.0) == 104.0
+
+
+def test_an_event_skips_hummingbots_event_report_only_while_nothing_would_log_it() -> None:
+    """Every connector's EventReporter deep-copies each market event (`dataclasses.asdict`)
+    for a log record at EVENT_LOG level; with that level off (the paper run's loggers are at
+    ERROR) the copy is skipped, and every other listener still hears the event."""
+    import cProfile
+    import dataclasses
+    import logging
+    import pstats
+
+    from hummingbot.core.event.event_forwarder import SourceInfoEventForwarder
+    from hummingbot.core.event.events import MarketEvent, OrderCancelledEvent
+    from hummingbot.logger.struct_logger import EVENT_LOG_LEVEL
+
+    ex = PaperExchange(name="reporter")
+    heard: list[str] = []
+    forwarder = SourceInfoEventForwarder(lambda _tag, _src, event: heard.append(event.order_id))
+    ex.add_listener(MarketEvent.OrderCancelled, forwarder)
+    ex.adopt_native_listeners()
+
+    def copies(n: int) -> int:
+        profile = cProfile.Profile()
+        profile.enable()
+        for k in range(n):
+            ex.trigger_event(MarketEvent.OrderCancelled, OrderCancelledEvent(100.0 + k, f"o{k}"))
+        profile.disable()
+        stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+        return sum(v[1] for (_f, _l, name), v in stats.items() if name == dataclasses.asdict.__name__)
+
+    reporter = logging.getLogger("hummingbot.core.event.event_reporter")
+    level = reporter.level
+    try:
+        reporter.setLevel(logging.ERROR)
+        assert copies(20) == 0 and len(heard) == 20
+        reporter.setLevel(EVENT_LOG_LEVEL)
+        records: list[logging.LogRecord] = []
+        handler = logging.Handler()
+        handler.emit = records.append  # type: ignore[method-assign]
+        reporter.addHandler(handler)
+        try:
+            assert copies(3) == 3 and len(heard) == 23
+        finally:
+            reporter.removeHandler(handler)
+        assert [r.__dict__["dict_msg"]["order_id"] for r in records] == ["o0", "o1", "o2"]
+    finally:
+        reporter.setLevel(level)
