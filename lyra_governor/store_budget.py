@@ -262,14 +262,15 @@ class WalBound:
       often while RESTARTs fail (up to once a second); the thread exits after `idle_s` without
       a wake, so a store whose WAL starts over by itself never sees it run.
     - Past `hard_bytes` (48 MB) no Lyra writer adds to the WAL before it has started over
-      (`make_room`): the writer runs a TRUNCATE itself, waiting up to its own lock wait; several
-      writers take turns (the checkpoint lock), and since all of them have stopped writing, the
-      readers that pinned the WAL finish and new ones read the database file: the next TRUNCATE
-      wins. A review that cannot get there in its budget is denied STORE_BUSY (fail closed); a
-      fact (an order event, a ladder change) waits up to its longer budget and is then written
-      anyway (`overruns` counts it): a fill is never dropped for the bound. The WAL can then pass
-      `hard_bytes` only by the transactions already under way and those facts: the 16 MB left
-      below the goal.
+      (`make_room`). A review waits at most its lock wait for the thread's TRUNCATE (waiting up
+      to `hard_wait_ms` for the readers) and is denied STORE_BUSY otherwise (fail closed); it
+      never runs a copy itself, so its budget holds however much is left to copy. A fact (an
+      order event, a ladder change) runs the TRUNCATE itself within its longer budget and is then
+      written anyway (`overruns` counts it): a fill is never dropped for the bound. Since every
+      writer has stopped, the readers that pinned the WAL finish and new ones read the database
+      file: a TRUNCATE wins (several processes take turns on the checkpoint lock). The WAL can
+      pass `hard_bytes` only by the transactions already under way and those facts: the 16 MB
+      left below the goal.
 
     Readers must keep their snapshots short (a reader inside the WAL delays the TRUNCATE that
     every writer is waiting for): `store.read_tx` is one consistent read, not a session."""
@@ -281,6 +282,7 @@ class WalBound:
         restart_bytes: int = 32 * 2**20,
         hard_bytes: int = 48 * 2**20,
         wait_ms: int = 50,
+        hard_wait_ms: int = 200,
         every_s: float = 0.1,
         idle_s: float = 5.0,
     ) -> None:
@@ -290,6 +292,7 @@ class WalBound:
         self.restart_bytes = restart_bytes
         self.hard_bytes = hard_bytes
         self.wait_ms = wait_ms
+        self.hard_wait_ms = hard_wait_ms
         self.every_s = every_s
         self.idle_s = idle_s
         self.size = 0  # the WAL file's size at the last measure
@@ -346,19 +349,31 @@ class WalBound:
                     self._thread.start()
 
     def make_room(self, wait_s: float, fact: bool) -> None:
-        """Before a write past the hard bound: start the WAL over (TRUNCATE) first, waiting at
-        most `wait_s`. Then a fact is written anyway; anything else raises `StoreBusy`."""
+        """Before a write past the hard bound: wait at most `wait_s` for the WAL to start over.
+        A fact (an order event, a ladder change) runs the TRUNCATE itself and is then written
+        anyway; anything else (a review) leaves the checkpoint to the thread, so that no copy's
+        I/O ever runs inside a review's budget, and raises `StoreBusy` if the WAL did not start
+        over in time."""
         self.waited += 1
         deadline = time.monotonic() + wait_s
         while self.measure() >= self.hard_bytes:
             left = deadline - time.monotonic()
-            if left <= 0 or not self._lock.acquire(timeout=left):
+            if left <= 0:
+                break
+            if not fact:
+                self.wake()
+                time.sleep(min(left, 0.005))
+                continue
+            if not self._lock.acquire(timeout=left):
                 break
             try:
-                if self.measure() < self.hard_bytes:  # another writer of this process did it
+                if self.measure() < self.hard_bytes:  # the thread or another writer did it
                     return
-                left_ms = int((deadline - time.monotonic()) * 1000)
-                busy = left_ms < 1 or self._checkpoint("TRUNCATE", left_ms)
+                # tries of at most `hard_wait_ms`: a reader joining an old snapshot's slot (SQLite has
+                # four; a 17th concurrent reader shares one) can keep one try waiting for its whole
+                # wait (measured: a 2 s TRUNCATE failed while a 200 ms one after it won)
+                wait_ms = min(self.hard_wait_ms, int((deadline - time.monotonic()) * 1000))
+                busy = self._checkpoint("TRUNCATE", max(1, wait_ms))
             finally:
                 self._lock.release()
             if not busy:
@@ -417,6 +432,11 @@ class WalBound:
         self.rounds += 1
         with self._lock:
             size = self.measure()
+            if size >= self.hard_bytes:
+                # reviews are waiting (`make_room`), no Lyra writer adds to the WAL: the readers
+                # inside finish and new ones read the database file, so a TRUNCATE wins
+                self._checkpoint("TRUNCATE", self.hard_wait_ms)
+                return
             if size < self.soft_bytes:
                 return
             # the copy, without any lock (writers go on meanwhile): with no reader inside, the
@@ -441,7 +461,7 @@ class WalBound:
             self._wake.clear()
             if self._stop.is_set():
                 break
-            pause = self._last_round + self._pause - time.monotonic()
+            pause = self._last_round + self._pause - time.monotonic() if not self.over else 0.0
             if pause > 0 and self._stop.wait(pause):
                 break
             self._last_round = time.monotonic()
