@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from lyra_governor.chain import GENESIS_HASH
 from lyra_governor.errors import StoreUnavailable
-from lyra_governor.store_budget import wal_bound
+from lyra_governor.store_budget import WAL_SIZE_LIMIT, wal_bound
 
 # What a store failure looks like to callers that must not import SQLAlchemy (the governor).
 STORE_ERRORS: tuple[type[Exception], ...] = (sa.exc.SQLAlchemyError, StoreUnavailable)
@@ -170,7 +170,6 @@ audit_head = sa.Table(
 
 
 WAL_GOAL_BYTES = 64 * 2**20  # the largest WAL file allowed (issue 17), kept by the writers: store_budget.WalBound
-WAL_SIZE_LIMIT = 16 * 2**20  # a WAL started over is cut back to this at its next commit (journal_size_limit)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

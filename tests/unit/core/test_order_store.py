@@ -165,3 +165,75 @@ def test_past_the_wal_bound_a_review_is_refused_and_an_order_event_waits_for_the
     assert len(events) == written + 1 and '{"event": true}' in events and '{"refused": true}' not in events
     store.close()
     engine.dispose()
+
+
+def test_an_order_event_waits_its_longer_budget_for_a_held_write_lock_and_a_review_does_not(tmp_path: Path) -> None:
+    """The connection's busy_timeout stays the review's (150 ms); an order event (2 s budget)
+    tries again until its own lock wait (1.5 s) has passed: a lock held 0.5 s by another
+    connection denies the review STORE_BUSY and delays the event, which is written."""
+    import sqlite3
+    import threading
+    import time
+
+    from lyra_governor.order_store import OrderStore
+    from lyra_governor.store_budget import EVENT_BUDGET_MS, StoreBusy
+
+    db = tmp_path / "lyra.db"
+    engine = create_store_engine(f"sqlite:///{db}")
+    create_schema(engine, 0.0)
+    store = OrderStore(engine)
+    store.audit("warm", "{}", "test", 1.0)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        other = sqlite3.connect(db, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        held.set()
+        release.wait(10)
+        other.execute("COMMIT")
+        other.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    started = time.monotonic()
+    with pytest.raises(StoreBusy):
+        store.audit("review", "{}", "test", 2.0)
+    assert time.monotonic() - started < 0.5
+    threading.Timer(0.5, release.set).start()
+    started = time.monotonic()
+    store.audit("event", "{}", "test", 3.0, EVENT_BUDGET_MS)
+    assert 0.3 < time.monotonic() - started < 1.5
+    holder.join(10)
+    with engine.connect() as conn:
+        events = [r[0] for r in conn.execute(sa.text("SELECT event FROM lyra_audit WHERE actor = 'test'"))]
+    assert events == ["warm", "event"]
+    store.close()
+    engine.dispose()
+
+
+def test_the_heartbeats_copy_starts_the_wal_over_itself_not_the_next_review(tmp_path: Path) -> None:
+    """`OrderStore.checkpoint` (the heartbeat's copy) leaves the WAL started over: the first
+    writer of a WAL started over fsyncs its header and cuts the file back, which cost the
+    first review after a copy 0.8-5 ms (once 100 ms) in bench/governor_review.py."""
+    import sqlite3
+
+    from lyra_governor.order_store import OrderStore
+
+    db = tmp_path / "lyra.db"
+    engine = create_store_engine(f"sqlite:///{db}")
+    create_schema(engine, 0.0)
+    store = OrderStore(engine)
+    for i in range(200):
+        store.audit("wal_test", f'{{"n": {i}}}', "test", float(i))
+    look = sqlite3.connect(db, isolation_level=None)
+    before = look.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert before[1] > 200  # frames in the WAL
+    assert store.checkpoint(min_writes=1)
+    after = look.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert after[0] == 0 and after[1] <= 2, after  # started over: only the copy's own write is in it
+    store.audit("wal_test", '{"next": true}', "test", 300.0)  # the next write goes on in the same WAL
+    assert look.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1] <= 12
+    look.close()
+    store.close()
+    engine.dispose()
