@@ -31,8 +31,9 @@ def verify_cmd(
 
     ledger = Ledger.open(settings(ctx), read_only=True)  # a reader: writes nothing, no write lock
     try:
-        with read_tx(ledger.engine) as snapshot:  # the chain and the ledger as of one moment, up to its head
-            result = audit.verify(ledger.engine, conn=snapshot)
+        prefix = audit.verify_prefix(ledger.engine)  # the long walk, in short snapshots (a WAL is never pinned long)
+        with read_tx(ledger.engine) as snapshot:  # the head, the chain's end and the ledger as of one moment
+            result = audit.verify(ledger.engine, conn=snapshot, start=prefix)
             totals_ok, totals_detail = ledger.totals_agree(snapshot)
         reports = verify_reports(settings(ctx), ledger.engine)  # signed forensic reports (issue 8)
     finally:
