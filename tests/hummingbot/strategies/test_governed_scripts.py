@@ -16,7 +16,7 @@ import pytest
 
 from lyra_governor.config import Settings
 from lyra_governor.models import DenialCode
-from tests.hummingbot.strategies.world import build, decisions, paper_world, run
+from tests.hummingbot.strategies.world import build, count_capacity_reads, decisions, paper_world, run
 
 SCRIPTS = ["lyra_market_making", "lyra_arbitrage", "lyra_rebalancer", "lyra_controllers", "lyra_dca", "lyra_grid",
            "lyra_xemm", "lyra_dynamic_market_making", "lyra_bollinger"]  # fmt: skip
@@ -617,14 +617,7 @@ def test_a_level_too_small_to_quote_is_sized_again_in_a_while_not_every_second(w
     """Quotes worth $0.60 (under the $5 minimum): nothing is placed, and the governor's
     capacity is read once per `RETRY_S`, not every second; a level that can be sized is."""
     strategy = _market_making(world, order_amount=Decimal("0.00001"))
-    reads = [0]
-    capacity = world["gov"].capacity_usd
-
-    def counted(*args: Any) -> Any:
-        reads[0] += 1
-        return capacity(*args)
-
-    world["gov"].capacity_usd = counted
+    reads = count_capacity_reads(world)
     run(world, strategy, 20)
     assert not strategy.get_active_orders("binance_paper_trade")
     assert 1 <= reads[0] <= 20 // 5 + 1, reads  # 20 reads on the old code
@@ -640,14 +633,7 @@ def test_a_level_the_balance_cannot_pay_reads_no_capacity(world: dict[str, Any])
     exchange.set_balance("USDT", 1)
     exchange.set_balance("BTC", 0)
     strategy = _market_making(world)
-    reads = [0]
-    capacity = world["gov"].capacity_usd
-
-    def counted(*args: Any) -> Any:
-        reads[0] += 1
-        return capacity(*args)
-
-    world["gov"].capacity_usd = counted
+    reads = count_capacity_reads(world)
     run(world, strategy, 12)
     assert not strategy.get_active_orders("binance_paper_trade") and reads[0] == 0, reads
     exchange.set_balance("USDT", 500)  # the bid can be paid for: read, sized, placed at the next sizing
@@ -663,14 +649,7 @@ def test_an_edge_neither_venue_can_settle_reads_no_capacity(world: dict[str, Any
     okx = world["exchanges"]["okx_paper_trade"]
     okx.set_balance("BTC", 0)
     okx.set_balanced_order_book("BTC-USDT", 60_400, 59_400, 61_400, 10, 0.01)
-    reads = [0]
-    capacity = world["gov"].capacity_usd
-
-    def counted(*args: Any) -> Any:
-        reads[0] += 1
-        return capacity(*args)
-
-    world["gov"].capacity_usd = counted
+    reads = count_capacity_reads(world)
     run(world, strategy, 4)
     assert strategy.seen >= 4 and strategy.taken == 0 and reads[0] == 0, (strategy.seen, reads)
     okx.set_balance("BTC", 0.001)

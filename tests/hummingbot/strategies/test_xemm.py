@@ -6,7 +6,17 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from tests.hummingbot.strategies.world import book, build, decisions, fills, gradual_stop, run, warm_mandates, world
+from tests.hummingbot.strategies.world import (
+    book,
+    build,
+    count_capacity_reads,
+    decisions,
+    fills,
+    gradual_stop,
+    run,
+    warm_mandates,
+    world,
+)
 
 __all__ = ["world"]
 BINANCE, OKX = "binance_paper_trade", "okx_paper_trade"
@@ -89,14 +99,7 @@ def test_without_the_balance_for_either_side_xemm_reads_no_capacity(world: dict[
     strategy = _xemm(world)
     for connector in (BINANCE, OKX):
         world["exchanges"][connector].set_balance("BTC", 0)
-    reads = [0]
-    capacity = world["gov"].capacity_usd
-
-    def counted(*args: Any) -> Any:
-        reads[0] += 1
-        return capacity(*args)
-
-    world["gov"].capacity_usd = counted
+    reads = count_capacity_reads(world)
     run(world, strategy, 12)
     assert not strategy.executor_orchestrator.active_executors.get("main") and reads[0] == 0, reads
     world["exchanges"][OKX].set_balance("BTC", 0.01)  # a maker buy can be hedged again: sized, started

@@ -153,3 +153,17 @@ def decisions(world: dict[str, Any]) -> list[dict[str, Any]]:
     with world["gov"].ledger.engine.connect() as conn:
         rows = conn.execute(sa.select(audit_log.c.payload).where(audit_log.c.event == "decision")).scalars().all()
     return [json.loads(r) for r in rows]
+
+
+def count_capacity_reads(world: dict[str, Any]) -> list[int]:
+    """Count the governor's capacity reads from now on (a one-item list the test reads): sizing
+    must read it only for an order the strategy can actually place."""
+    reads = [0]
+    capacity = world["gov"].capacity_usd
+
+    def counted(*args: Any) -> Any:
+        reads[0] += 1
+        return capacity(*args)
+
+    world["gov"].capacity_usd = counted
+    return reads
