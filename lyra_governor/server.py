@@ -22,6 +22,7 @@ import ipaddress
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -48,6 +49,11 @@ CHECKPOINT_EVERY_S = 60.0
 STATUS_CACHE_S = 1.0
 METRICS_CACHE_S = 1.0  # Prometheus scrapes every 15 s or so: one computation serves every client
 STALE_MAX_S = 30.0  # the oldest answer served while a newer one is being computed
+# The GIL's switch interval in the server's process. A cache refresh is Python on the CPU
+# (tens of ms) while 16 request threads each take the GIL back a dozen times per request (every
+# socket call releases it); at CPython's default 5 ms each of those waits can be a full slice
+# behind the refresh, the /metrics p99 of issue 17. 1 ms slices bound that convoy.
+SWITCH_INTERVAL_S = 0.001
 
 
 def is_loopback(host: str) -> bool:
@@ -178,6 +184,10 @@ class Refreshed:
             self._refreshing = False
 
 
+def _json_body(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, default=str, sort_keys=True).encode()
+
+
 class GovernorServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -206,6 +216,7 @@ class GovernorServer(ThreadingHTTPServer):
         self.activity = ActivityWindow(settings.consensus.mandate_ttl_s)
         self.wal = acquire_checkpointer(ledger.engine.url.database if is_sqlite(ledger.engine) else None)
         self.started_at = clock()
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         super().__init__((host, port), Handler)
 
     def server_close(self) -> None:
@@ -219,14 +230,22 @@ class GovernorServer(ThreadingHTTPServer):
         shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{port}"
 
-    def _compute_status(self) -> dict[str, Any]:
+    def _compute_status(self) -> tuple[dict[str, Any], bytes]:
+        """The status and its JSON body, encoded once per computation: 16 clients each
+        encoding 15 kB of JSON per request was CPU the other requests queued behind."""
         audit_result = self.verify.get(self.ledger.engine)
-        return collect_status(
+        status = collect_status(
             self.settings, ledger=self.ledger, now=self.clock(), audit_result=audit_result, activity=self.activity
         )
+        return status, _json_body(status)
 
     def status(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._status.get()
+        result: dict[str, Any] = self._status.get()[0]
+        return result
+
+    def status_body(self) -> bytes:
+        """/forensic/status's body: at most `STATUS_CACHE_S` plus one computation old."""
+        result: bytes = self._status.get()[1]
         return result
 
     def metrics(self) -> bytes:
@@ -259,7 +278,7 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, code: int, data: dict[str, Any]) -> None:
-        self._send(code, json.dumps(data, default=str, sort_keys=True).encode(), "application/json")
+        self._send(code, _json_body(data), "application/json")
 
     def _authorized(self) -> bool:
         if is_loopback(self.client_address[0]):
@@ -283,7 +302,7 @@ class Handler(BaseHTTPRequestHandler):
                 ok, detail = self.server.healthy()
                 self._json(200 if ok else 503, {"ok": ok, "trading_state" if ok else "error": detail})
             elif path == "/forensic/status":
-                self._json(200, self.server.status())
+                self._send(200, self.server.status_body(), "application/json")
             elif path == "/metrics":
                 self._send(200, self.server.metrics(), CONTENT_TYPE_LATEST)
             elif path == "/":

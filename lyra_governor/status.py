@@ -227,26 +227,108 @@ def openrouter_keys_configured(settings: Settings) -> int | str:
 class ActivityWindow:
     """The decision records of the last `window_s`, kept by a long-running reader (the server):
     each request reads only the records appended since the last one (by sequence number) and
-    drops those that left the window, instead of re-reading the whole window every time."""
+    drops those that left the window, instead of re-reading the whole window every time.
+
+    The counts by outcome and the rows of each mandate are kept as rows enter and leave, so a
+    summary costs the records appended since the last one plus the 50 mandates it shows, not a
+    walk over the whole window: with two bots trading, that walk (tens of thousands of rows of
+    Python) held the server's GIL for 50-100 ms once a second, the /metrics p99 of issue 17."""
 
     LIMIT = 50_000
+    SHOWN = 50
 
     def __init__(self, window_s: float) -> None:
         self.window_s = window_s
         self.cursor = 0
         self.rows: collections.deque[dict[str, Any]] = collections.deque()
+        self.counts: dict[str, int] = {}
+        self.mandates: dict[str, collections.deque[dict[str, Any]]] = {}
 
-    def advance(self, ledger: Ledger, now: float) -> list[dict[str, Any]]:
-        fresh = audit_rows(ledger, ("decision",), now - self.window_s, self.LIMIT, after_seq=self.cursor)
+    @staticmethod
+    def _key(row: dict[str, Any]) -> str:
+        p = row["p"]
+        return str(p.get("code") or p.get("status") or UNKNOWN)
+
+    @staticmethod
+    def _mandate(row: dict[str, Any]) -> str | None:
+        p = row["p"]
+        mandate_id = p.get("mandate_id")
+        return str(mandate_id) if p.get("status") == "ALLOWED" and mandate_id else None
+
+    def _clear(self) -> None:
+        self.rows.clear()
+        self.counts.clear()
+        self.mandates.clear()
+
+    def _add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        key = self._key(row)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        mandate = self._mandate(row)
+        if mandate is not None:
+            self.mandates.setdefault(mandate, collections.deque()).append(row)
+
+    def _drop_oldest(self) -> None:
+        row = self.rows.popleft()
+        key = self._key(row)
+        left = self.counts[key] - 1
+        if left:
+            self.counts[key] = left
+        else:
+            del self.counts[key]
+        mandate = self._mandate(row)
+        if mandate is not None:
+            kept = self.mandates[mandate]
+            kept.popleft()
+            if not kept:
+                del self.mandates[mandate]
+
+    def feed(self, fresh: list[dict[str, Any]], now: float) -> None:
+        """Add `fresh` (oldest first, after `cursor`) and drop what left the window."""
         if fresh and self.rows and fresh[0]["seq"] <= self.rows[-1]["seq"]:  # a new store: start over
-            self.rows.clear()
-        self.rows.extend(fresh)
+            self._clear()
+        for row in fresh:
+            self._add(row)
         if fresh:
             self.cursor = int(fresh[-1]["seq"])
         horizon = now - self.window_s
         while self.rows and (self.rows[0]["ts"] < horizon or len(self.rows) > self.LIMIT):
-            self.rows.popleft()
-        return list(self.rows)
+            self._drop_oldest()
+
+    def advance(self, ledger: Ledger, now: float) -> ActivityWindow:
+        self.feed(audit_rows(ledger, ("decision",), now - self.window_s, self.LIMIT, after_seq=self.cursor), now)
+        return self
+
+    def summary(self, window: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(activity, open mandates) of the rows in the window: the newest `SHOWN` mandates by
+        last use (ties: first seen first)."""
+        newest = sorted(self.mandates.items(), key=lambda kv: (-kv[1][-1]["ts"], kv[1][0]["seq"]))[: self.SHOWN]
+        shown = []
+        for _, rows in newest:
+            first = rows[0]["p"]
+            notional = 0.0
+            for r in rows:
+                with contextlib.suppress(ValueError, TypeError):
+                    notional = round(notional + float(r["p"].get("notional_usd") or 0), 6)
+            shown.append(
+                {
+                    "mandate_id": first.get("mandate_id"),
+                    "consensus_id": first.get("consensus_id"),
+                    "connector": first.get("connector"),
+                    "pair": first.get("pair"),
+                    "orders": len(rows),
+                    "notional_usd": notional,
+                    "first_used": rows[0]["ts"],
+                    "last_used": rows[-1]["ts"],
+                }
+            )
+        activity = {"window_s": window, "decisions": len(self.rows), "by_outcome": dict(self.counts)}
+        open_mandates = {
+            "source": f"decisions in the last {window:g} s (mandates live in each bot's memory)",
+            "count": len(self.mandates),
+            "mandates": shown,
+        }
+        return activity, open_mandates
 
 
 def _activity(
@@ -258,38 +340,12 @@ def _activity(
     so "open mandates" here are the ones decisions used within the mandate lifetime.
     """
     window = settings.consensus.mandate_ttl_s
-    rows = kept.advance(ledger, now) if kept else audit_rows(ledger, ("decision",), now - window)
-    counts: dict[str, int] = {}
-    mandates: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        p = r["p"]
-        key = str(p.get("code") or p.get("status") or UNKNOWN)
-        counts[key] = counts.get(key, 0) + 1
-        mandate_id = p.get("mandate_id")
-        if p.get("status") == "ALLOWED" and mandate_id:
-            m = mandates.setdefault(
-                str(mandate_id),
-                {
-                    "mandate_id": mandate_id,
-                    "consensus_id": p.get("consensus_id"),
-                    "connector": p.get("connector"),
-                    "pair": p.get("pair"),
-                    "orders": 0,
-                    "notional_usd": 0.0,
-                    "first_used": r["ts"],
-                },
-            )
-            m["orders"] += 1
-            m["last_used"] = r["ts"]
-            with contextlib.suppress(ValueError, TypeError):
-                m["notional_usd"] = round(m["notional_usd"] + float(p.get("notional_usd") or 0), 6)
-    activity = {"window_s": window, "decisions": len(rows), "by_outcome": counts}
-    open_mandates = {
-        "source": f"decisions in the last {window:g} s (mandates live in each bot's memory)",
-        "count": len(mandates),
-        "mandates": sorted(mandates.values(), key=lambda m: m["last_used"], reverse=True)[:50],
-    }
-    return activity, open_mandates
+    if kept is None:
+        kept = ActivityWindow(window)
+        kept.feed(audit_rows(ledger, ("decision",), now - window), now)
+    else:
+        kept.advance(ledger, now)
+    return kept.summary(window)
 
 
 def _breakers(ledger: Ledger, now: float) -> dict[str, Any]:
