@@ -22,7 +22,6 @@ import ipaddress
 import json
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -49,11 +48,6 @@ CHECKPOINT_EVERY_S = 60.0
 STATUS_CACHE_S = 1.0
 METRICS_CACHE_S = 1.0  # Prometheus scrapes every 15 s or so: one computation serves every client
 STALE_MAX_S = 30.0  # the oldest answer served while a newer one is being computed
-# The GIL's switch interval in the server's process. A cache refresh is Python on the CPU
-# (tens of ms) while 16 request threads each take the GIL back a dozen times per request (every
-# socket call releases it); at CPython's default 5 ms each of those waits can be a full slice
-# behind the refresh, the /metrics p99 of issue 17. 1 ms slices bound that convoy.
-SWITCH_INTERVAL_S = 0.001
 
 
 def is_loopback(host: str) -> bool:
@@ -216,7 +210,6 @@ class GovernorServer(ThreadingHTTPServer):
         self.activity = ActivityWindow(settings.consensus.mandate_ttl_s)
         self.wal = acquire_checkpointer(ledger.engine.url.database if is_sqlite(ledger.engine) else None)
         self.started_at = clock()
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         super().__init__((host, port), Handler)
 
     def server_close(self) -> None:
