@@ -144,3 +144,34 @@ def timed_reviews(governor: Any, bot_id: str, n: int) -> tuple[float, list[Any]]
         decisions.append(governor.review(p))
         worst = max(worst, time.perf_counter() - started)
     return worst, decisions
+
+
+class PinnedSnapshot:
+    """A reader thread holding one read snapshot inside a SQLite WAL until `leave()`: while it
+    is inside, no writer can start the WAL over (what the WAL-bound tests need to provoke)."""
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+        self._inside, self._leave = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+
+    def _read(self) -> None:
+        import sqlalchemy as sa
+
+        from lyra_governor.store import read_tx
+
+        with read_tx(self._engine) as conn:
+            conn.execute(sa.text("SELECT count(*) FROM lyra_audit")).scalar_one()  # a snapshot in the WAL
+            self._inside.set()
+            self._leave.wait(10)
+
+    def start(self) -> PinnedSnapshot:
+        self._thread.start()
+        assert self._inside.wait(10), "the reader never got its snapshot"
+        return self
+
+    def leave(self) -> None:
+        self._leave.set()
+
+    def join(self) -> None:
+        self._thread.join(10)

@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from lyra_governor import order_store
 from lyra_governor.order_store import ReservationRow, Sql, Statements
 from lyra_governor.store import create_schema, create_store_engine, fills, reservations
+from tests.store_faults import PinnedSnapshot
 
 
 def _statements(stmts: Statements) -> dict[str, Sql]:
@@ -125,7 +126,6 @@ def test_past_the_wal_bound_a_review_is_refused_and_an_order_event_waits_for_the
     import time
 
     from lyra_governor.order_store import OrderStore
-    from lyra_governor.store import read_tx
     from lyra_governor.store_budget import EVENT_BUDGET_MS, StoreBusy, WalBound
 
     db = tmp_path / "lyra.db"
@@ -135,17 +135,7 @@ def test_past_the_wal_bound_a_review_is_refused_and_an_order_event_waits_for_the
     store._wal = bound = WalBound(str(db), soft_bytes=2**40, hard_bytes=256 * 2**10)  # no thread: the writer alone
     pad = "x" * 8192
     store.audit("wal_test", f'{{"pad": "{pad}"}}', "test", 1.0)
-    inside, leave = threading.Event(), threading.Event()
-
-    def reader() -> None:
-        with read_tx(engine) as conn:
-            conn.execute(sa.text("SELECT count(*) FROM lyra_audit")).scalar_one()  # a snapshot inside the WAL
-            inside.set()
-            leave.wait(10)
-
-    pinned = threading.Thread(target=reader)
-    pinned.start()
-    assert inside.wait(10)
+    pinned = PinnedSnapshot(engine).start()
     written = 1
     while not bound.over:  # 8 KB a record, until the WAL is past the bound
         store.audit("wal_test", f'{{"n": {written}, "pad": "{pad}"}}', "test", 2.0)
@@ -154,11 +144,11 @@ def test_past_the_wal_bound_a_review_is_refused_and_an_order_event_waits_for_the
     with pytest.raises(StoreBusy, match="WAL"):
         store.audit("wal_test", '{"refused": true}', "test", 3.0)
     assert bound.refused == 1 and bound.over
-    threading.Timer(0.3, leave.set).start()  # the reader finishes while the event waits
+    threading.Timer(0.3, pinned.leave).start()  # the reader finishes while the event waits
     started = time.monotonic()
     store.audit("wal_test", '{"event": true}', "test", 4.0, EVENT_BUDGET_MS)
     assert 0.2 < time.monotonic() - started < EVENT_BUDGET_MS / 1000
-    pinned.join(10)
+    pinned.join()
     assert bound.truncated >= 1 and bound.overruns == 0 and bound.size < bound.hard_bytes
     with engine.connect() as conn:
         events = [r[0] for r in conn.execute(sa.text("SELECT payload FROM lyra_audit WHERE actor = 'test'"))]

@@ -13,7 +13,7 @@ from lyra_governor.config import load_settings
 from lyra_governor.governor import Governor
 from lyra_governor.models import OrderEvent, OrderEventKind
 from tests.standing_mandate import StandingMandate
-from tests.store_faults import proposal
+from tests.store_faults import PinnedSnapshot, proposal
 from tests.watched import UNTHROTTLED, watch
 
 # capital (both scopes share a page), the reservation row and its key, bot, status and
@@ -36,13 +36,19 @@ def _frames_of_one_decision(gov: Governor, db: Path) -> int:
         side.close()
 
 
-def test_an_allowed_decision_writes_one_wal_frame_per_changed_page(lyra_home: Path) -> None:
-    db = lyra_home / "lyra.db"
+def _paper_governor(db: Path) -> Governor:
+    """A governor in phase 3 on the SQLite file `db`, watching binance BTC-USDT at 60,010."""
     cfg = load_settings(None, use_env=False, db_url=f"sqlite:///{db}", **UNTHROTTLED)
     gov = Governor.from_settings(cfg, "bot-w", mandates=StandingMandate())
+    gov.ledger.set_phase(3, "test", "paper trading under test")
+    watch(gov, "binance_paper_trade", "BTC-USDT", Decimal("60010"))
+    return gov
+
+
+def test_an_allowed_decision_writes_one_wal_frame_per_changed_page(lyra_home: Path) -> None:
+    db = lyra_home / "lyra.db"
+    gov = _paper_governor(db)
     try:
-        gov.ledger.set_phase(3, "test", "paper trading under test")
-        watch(gov, "binance_paper_trade", "BTC-USDT", Decimal("60010"))
         seen = [_frames_of_one_decision(gov, db) for _ in range(5)]
         # the fewest: another connection of the process (the WAL checkpointer) may hold the WAL
         # for a moment, and then the commit appends to it instead of starting it over
@@ -59,33 +65,15 @@ def test_past_the_wal_bound_a_review_is_refused_before_it_writes(lyra_home: Path
     SQLite) keeps the WAL's hard bound like every other writer (store_budget.WalBound): while a
     reader pins the WAL past the bound the review is denied STORE_BUSY and nothing is reserved;
     once the reader is gone the next review starts the WAL over and is allowed."""
-    import threading
-
-    import sqlalchemy as sa
-
     from lyra_governor.models import DenialCode
-    from lyra_governor.store import read_tx
     from lyra_governor.store_budget import WalBound
 
     db = lyra_home / "lyra.db"
-    cfg = load_settings(None, use_env=False, db_url=f"sqlite:///{db}", **UNTHROTTLED)
-    gov = Governor.from_settings(cfg, "bot-w", mandates=StandingMandate())
+    gov = _paper_governor(db)
     try:
-        gov.ledger.set_phase(3, "test", "paper trading under test")
-        watch(gov, "binance_paper_trade", "BTC-USDT", Decimal("60010"))
         assert gov.review(proposal("bot-w")).allowed
         gov.store._wal = bound = WalBound(str(db), soft_bytes=2**40, hard_bytes=256 * 2**10)  # no thread
-        inside, leave = threading.Event(), threading.Event()
-
-        def reader() -> None:
-            with read_tx(gov.ledger.engine) as conn:
-                conn.execute(sa.text("SELECT count(*) FROM lyra_audit")).scalar_one()  # a snapshot in the WAL
-                inside.set()
-                leave.wait(10)
-
-        pinned = threading.Thread(target=reader)
-        pinned.start()
-        assert inside.wait(10)
+        pinned = PinnedSnapshot(gov.ledger.engine).start()
         pad = "x" * 8192
         while not bound.over:
             gov.store.audit("wal_test", f'{{"pad": "{pad}"}}', "test", 2.0)
@@ -93,8 +81,8 @@ def test_past_the_wal_bound_a_review_is_refused_before_it_writes(lyra_home: Path
         refused = gov.review(proposal("bot-w"))
         assert refused.code is DenialCode.STORE_BUSY, refused.message
         assert gov.exposure("paper").total.used_usd == held  # nothing reserved
-        leave.set()
-        pinned.join(10)
+        pinned.leave()
+        pinned.join()
         assert gov.review(proposal("bot-w")).allowed
         assert bound.truncated >= 1
     finally:
