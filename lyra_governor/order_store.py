@@ -435,6 +435,11 @@ def _net(fill_rows: Iterable[tuple[str, str]]) -> Decimal:
     return sum((Decimal(a) if side == Side.BUY.value else -Decimal(a) for side, a in fill_rows), Decimal(0))
 
 
+def _capital_tuples(rows: Iterable[tuple[Any, ...]]) -> list[tuple[str, int, int, int, int]]:
+    """Capital rows as (scope, cap, reserved, deployed, orphaned) in micro-dollars."""
+    return [(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
+
+
 def _breaches(after: list[tuple[str, int, int, int, int]]) -> list[str]:
     """The capital rows (`OrderStore._move`'s answer) whose used capital now passes the cap."""
     return [f"{key} {from_musd(res + dep + orph)} > {from_musd(cap)} USD"
@@ -644,6 +649,23 @@ class OrderStore:
         self._head = _read_head(cur.execute, self.sql)
         self.memo.at_head(self._head[0])
 
+    def _begin_write_reading_states(self, cur: Any, bot_id: str) -> tuple[Any, Any, Any]:
+        """`_begin_write`, then the store's trading state, its reason and this bot's restriction
+        (what `reserve` re-reads under the lock). On SQLite the head and the states are one
+        statement (see `Statements.head_and_states`); PostgreSQL reads them after the head."""
+        if not self.sqlite:
+            self._begin_write(cur)
+            cur.execute(self.sql.ladder_for_bot.text, self.sql.ladder_for_bot.params(bid=bot_id))
+            state, reason, restricted = cur.fetchone()
+            return state, reason, restricted
+        self._make_room()
+        cur.execute("BEGIN IMMEDIATE")
+        cur.execute(self.sql.head_and_states.text, self.sql.head_and_states.params(bid=bot_id))
+        head_seq, head_hash, state, reason, restricted = cur.fetchone()
+        self._head = (int(head_seq), str(head_hash))
+        self.memo.at_head(self._head[0])
+        return state, reason, restricted
+
     def _make_room(self) -> None:
         """Past the WAL's hard bound, the WAL starts over before this write adds to it, within
         this call's lock wait (store_budget.WalBound.make_room: a review is denied STORE_BUSY, an
@@ -728,17 +750,7 @@ class OrderStore:
         """
         sql = self.sql
         with self._cursor() as cur:
-            if self.sqlite:  # `_begin_write` and the states' read in one statement (see `Statements`)
-                self._make_room()  # the WAL's hard bound, as `_begin_write` keeps it
-                cur.execute("BEGIN IMMEDIATE")
-                cur.execute(sql.head_and_states.text, sql.head_and_states.params(bid=row.bot_id))
-                head_seq, head_hash, state, reason, restricted = cur.fetchone()
-                self._head = (int(head_seq), str(head_hash))
-                self.memo.at_head(self._head[0])
-            else:
-                self._begin_write(cur)
-                cur.execute(sql.ladder_for_bot.text, sql.ladder_for_bot.params(bid=row.bot_id))
-                state, reason, restricted = cur.fetchone()
+            state, reason, restricted = self._begin_write_reading_states(cur, row.bot_id)
             if fresh is not None and not fresh():
                 self._rollback(cur)
                 raise MarketMovedOn()
@@ -1190,15 +1202,14 @@ class OrderStore:
     def capital_rows(self, book: str) -> list[tuple[str, int, int, int, int]]:
         """(scope, cap, reserved, deployed, orphaned) in micro-dollars for one book: what sizing
         and denial messages read on every tick."""
-        rows = self._query(self.sql.capital_like, pattern=f"{book}:%")
-        return [(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
+        return _capital_tuples(self._query(self.sql.capital_like, pattern=f"{book}:%"))
 
     def capital_pair_rows(self, book: str, exchange: str) -> list[tuple[str, int, int, int, int]]:
         """`capital_rows` of one exchange and its book's total only (the two rows sizing reads
         before every quote; the whole book's rows cost twice as much to read and convert)."""
         exchange_scope, total_scope = scopes(book, exchange)
         rows = self._query(self.sql.capital_pair, scope_exchange=exchange_scope, scope_total=total_scope)
-        return [(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
+        return _capital_tuples(rows)
 
     def caps(self, book: str) -> dict[str, int]:
         """Every scope's cap in micro-dollars for one book (scope name without the book): what
