@@ -68,7 +68,10 @@ DENIED_PREFIX = "lyra-denied-"
 RECONCILE_TIMEOUT_S = 30.0  # one reconciliation attempt (exchange calls included) at most
 RECONCILE_RETRY_S = 5.0
 ENDED_ORDERS_KEPT = 1000  # cancelled or failed orders whose late fills still reach the ledger
-REPORTS_EVERY_S = 10.0  # executor reports at least this fresh with `reports_on_change`
+REPORTS_EVERY_S = 10.0  # executor reports at least this fresh with `reports_on_change` (live `status` PnL)
+#: ... offline: nothing shows them (a replay's figures come from Lyra's ledger) and the controller
+#: decides on executors' ids, sides and status only, which rebuild the reports when they change
+OFFLINE_REPORTS_EVERY_S = 60.0
 
 _ORDER_TYPES = {
     HbOrderType.LIMIT: OrderType.LIMIT,
@@ -171,14 +174,16 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
     def update_executors_info(self) -> None:
         """Hummingbot's (controllers get their executors' reports), unless `reports_on_change`
         and no executor started, changed status or ended since the last reports, and they are
-        younger than `REPORTS_EVERY_S`: then the controllers keep them and are told to go on."""
+        younger than `REPORTS_EVERY_S` (offline `OFFLINE_REPORTS_EVERY_S`): then the controllers
+        keep them and are told to go on."""
         if self.reports_on_change:
             orchestrator = self.executor_orchestrator
             held = sum(len(positions) for positions in orchestrator.positions_held.values())
             executors = [e for running in orchestrator.active_executors.values() for e in running]
             seen = (held, *((e.config.id, e.status) for e in executors))
             now = float(self.current_timestamp)
-            if seen == self._reports_seen and now - self._reports_at < REPORTS_EVERY_S:
+            every = OFFLINE_REPORTS_EVERY_S if self.offline else REPORTS_EVERY_S
+            if seen == self._reports_seen and now - self._reports_at < every:
                 for controller in self.controllers.values():
                     controller.executors_update_event.set()
                 return

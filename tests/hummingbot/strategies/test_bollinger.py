@@ -89,19 +89,27 @@ def test_executor_reports_are_rebuilt_when_an_executor_changes_not_every_tick(
 ) -> None:
     """Hummingbot rebuilt every executor's report (its PnL, the controller's performance) each
     tick; the controller only counts its executors by side and status, so the reports are
-    rebuilt when one starts, changes status or ends, and at least every 10 s."""
+    rebuilt when one starts, changes status or ends, and offline (nothing shows them) at least
+    every 60 s, not 10 (live `status` shows their PnL: 10 s there)."""
+    from lyra_strategies import governed
+
     strategy = _bollinger(world)
+    assert strategy.offline
     orchestrator = strategy.executor_orchestrator
     built: list[float] = []
     rebuild = orchestrator.get_all_reports
     monkeypatch.setattr(orchestrator, "get_all_reports", lambda: built.append(world["now"][0]) or rebuild())
     book(world, BINANCE, 59_700)
     run(world, strategy, 30)  # a long opens (its executor starts, runs, fills) and stays open
-    print(f"reports rebuilt {len(built)} times in 30 simulated s")
     position = _positions(strategy)[0]
     assert [f["side"] for f in fills(world)] == ["BUY"] and position.is_active
     assert [e.id for e in strategy.controller.executors_info] == [position.config.id]  # the controller sees it
-    assert 1 <= len(built) <= 12  # every tick before: 30 or more
+    changes = len(built)
+    run(world, strategy, 130)  # nothing starts, changes status or ends: only the 60 s floor
+    print(f"reports rebuilt {changes} times in the first 30 simulated s, {len(built) - changes} in the next 130")
+    assert position.is_active and 1 <= changes <= 12  # every tick before: 30 or more
+    assert 2 <= len(built) - changes <= 3  # a 10 s floor: 13
+    assert governed.REPORTS_EVERY_S == 10.0  # live `status` keeps its PnL as fresh as before
 
 
 def _buy() -> Any:
