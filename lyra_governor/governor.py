@@ -89,10 +89,13 @@ class Governor:
         mandates: MandateProvider,
         clock: Callable[[], float] = time.time,
         strategy: str = "unknown",
+        store: OrderStore | None = None,
     ) -> None:
         self._settings = settings
         self.ledger, self.bot_id, self.strategy, self.mandates, self.clock = ledger, bot_id, strategy, mandates, clock
-        self.store = OrderStore(ledger.engine, settings.store.budget_ms)
+        # its own writer on the ledger's store, or one several governors of a process share (the
+        # paper run's: one connection, whose page cache the others' commits do not throw away)
+        self.store = store if store is not None else OrderStore(ledger.engine, settings.store.budget_ms)
         # a long-lived user of the SQLite file: its WAL bound's thread (store_budget.WalBound) stops with the last one
         self._wal = acquire_checkpointer(ledger.engine.url.database if self.store.sqlite else None)
         self.ladder_view = LadderView(ledger, self.store, bot_id)

@@ -528,9 +528,13 @@ class OrderStore:
         self._reconnector = Reconnector(self._new_raw, self._install)
         self.memo = WriterMemo()
         self._head: Head | None = None  # the audit head inside a write transaction
+        # SQLite: the answers of repeated reads, kept while the store is as they were read (`_cached`)
+        self._reads: dict[tuple[str, str], tuple[tuple[int, int], tuple[Any, ...], Any]] = {}
+        self._epoch = 0  # this connection's commits that may change what `_cached` keeps
 
     def close(self, broken: bool = False) -> None:
         self.memo.forget()
+        self._reads.clear()  # a new connection counts `PRAGMA data_version` afresh
         raw, self._raw = self._raw, None
         if raw is not None:
             with contextlib.suppress(Exception):  # a broken connection has nothing left to protect
@@ -673,7 +677,11 @@ class OrderStore:
         if self._wal is not None and self._wal.over:
             self._wal.make_room(lock_wait_ms(self._lock_budget) / 1000, self._fact)
 
-    def _commit(self, cur: Any) -> None:
+    def _commit(self, cur: Any, keeps_reads: bool = False) -> None:
+        """COMMIT; unless `keeps_reads` (a write no cached read returns: the heartbeat's), what
+        `_cached` kept is read again."""
+        if not keeps_reads:
+            self._epoch += 1
         if self.sqlite:
             cur.execute("COMMIT")
             if self._wal is not None:
@@ -703,6 +711,31 @@ class OrderStore:
         assert self._head is not None, "an audit record is appended under the write lock only"
         self._head = _chain(cur.execute, self.sql, self._head, event, payload_json, actor, now)
         return self._head[0]
+
+    def _version(self, cur: Any) -> tuple[int, int]:
+        """What tells whether the store changed since a read: SQLite's `PRAGMA data_version`
+        (different whenever another connection, of this process or any other, has committed)
+        and this connection's own commits (`_epoch`; data_version does not count them)."""
+        cur.execute("PRAGMA data_version")
+        return int(cur.fetchone()[0]), self._epoch
+
+    def _cached(self, name: str, key: str, args: tuple[Any, ...], read: Callable[[Any], Any]) -> Any:
+        """`read(cursor)`'s answer for (`name`, `key`, `args`), read again only if the store may
+        have changed since (`_version`; PostgreSQL: always). The version is taken before the read:
+        a commit between the two makes the next call read again, never keeps a stale answer. One
+        answer is kept per (`name`, `key`), for the last `args` asked."""
+        with self._cursor() as cur:
+            if not self.sqlite:
+                answer = read(cur)
+                self._end_read()
+                return answer
+            version = self._version(cur)
+            kept = self._reads.get((name, key))
+            if kept is not None and kept[0] == version and kept[1] == args:
+                return kept[2]
+            answer = read(cur)
+            self._reads[(name, key)] = (version, args, answer)
+            return answer
 
     def _query(self, sql: Sql, **params: Any) -> list[tuple[Any, ...]]:
         """One read on the dedicated connection (PostgreSQL's implicit transaction ended)."""
@@ -1088,10 +1121,11 @@ class OrderStore:
                 self._make_room()
                 cur.execute("BEGIN IMMEDIATE")
             cur.execute(self.sql.beat.text, self.sql.beat.params(beat=now, new_host=host, new_pid=pid, bid=bot_id))
-            if cur.rowcount == 0:
+            known = cur.rowcount != 0
+            if not known:
                 new_bot = self.sql.new_bot.params(bot_id=bot_id, last_heartbeat=now, host=host, pid=pid)
                 cur.execute(self.sql.new_bot.text, new_bot)
-            self._commit(cur)
+            self._commit(cur, keeps_reads=known)  # a beat changes no column a cached read returns
 
     def orphan_silent_bots(self, timeout_s: float, now: float, actor: str = "governor") -> int:
         """The open reservations of bots last heard more than `timeout_s` ago become ORPHANED:
@@ -1187,8 +1221,14 @@ class OrderStore:
 
     def book_fills(self, book: str, since: float, after_id: int) -> list[tuple[Any, ...]]:
         """Every bot's fills on one book from `since` with an id above `after_id`, in id order:
-        (id, exchange, pair, side, amount, notional_musd, fee_musd, ts)."""
-        return self._query(self.sql.book_fills, bk=book, since=since, after=after_id)
+        (id, exchange, pair, side, amount, notional_musd, fee_musd, ts). Cached (`_cached`)."""
+        params = self.sql.book_fills.params(bk=book, since=since, after=after_id)
+        return list(self._cached("book_fills", book, params, lambda cur: self._rows(cur, self.sql.book_fills, params)))
+
+    @staticmethod
+    def _rows(cur: Any, sql: Sql, params: tuple[Any, ...]) -> tuple[tuple[Any, ...], ...]:
+        cur.execute(sql.text, params)
+        return tuple(cur.fetchall())
 
     def orders_since(self, book: str, exchange: str, since: float) -> int:
         """Orders allowed on one exchange of one book by every bot since `since` (the
@@ -1209,29 +1249,33 @@ class OrderStore:
         before every quote; the whole book's rows cost twice as much to read and convert)."""
         exchange_scope, total_scope = scopes(book, exchange)
         rows = self._query(self.sql.capital_pair, scope_exchange=exchange_scope, scope_total=total_scope)
-        return _capital_tuples(rows)
+        return _capital_tuples(rows)  # not cached: read right after this bot's own writes, it would rarely be kept
 
     def caps(self, book: str) -> dict[str, int]:
         """Every scope's cap in micro-dollars for one book (scope name without the book): what
-        the loss limits measure against on each heartbeat."""
-        return {str(r[0]).split(":", 1)[1]: int(r[1]) for r in self._query(self.sql.caps_like, pattern=f"{book}:%")}
+        the loss limits measure against on each heartbeat. Cached (`_cached`)."""
+        params = self.sql.caps_like.params(pattern=f"{book}:%")
+        rows = self._cached("caps", book, params, lambda cur: self._rows(cur, self.sql.caps_like, params))
+        return {str(r[0]).split(":", 1)[1]: int(r[1]) for r in rows}
 
     def ladder_row(self) -> tuple[int, str, str, dict[str, int]]:
-        """(phase, trading state, reason, rungs): the governor's periodic state refresh."""
-        with self._cursor() as cur:
-            row = self._ladder_row(cur)
-            self._end_read()
-            return row
+        """(phase, trading state, reason, rungs): the governor's periodic state refresh. Cached."""
+        row: tuple[int, str, str, dict[str, int]] = self._cached("ladder", "", (), self._ladder_row)
+        return row[0], row[1], row[2], dict(row[3])
 
     def ladder_look(self, bot_id: str) -> tuple[tuple[int, str, str, dict[str, int]], str | None]:
         """`ladder_row` and `bot_restriction` in one read: what each governor looks at every
-        `LadderView.refresh_s` (one cursor, not two: each costs a lock and a watchdog guard)."""
-        with self._cursor() as cur:
+        `LadderView.refresh_s` (one cursor, not two: each costs a lock and a watchdog guard).
+        Cached (`_cached`): while the store is unchanged, one `PRAGMA data_version`."""
+
+        def read(cur: Any) -> tuple[tuple[int, str, str, dict[str, int]], str | None]:
             row = self._ladder_row(cur)
             cur.execute(self.sql.bot_restriction.text, self.sql.bot_restriction.params(bid=bot_id))
             found = cur.fetchone()
-            self._end_read()
             return row, (str(found[0]) if found is not None and found[0] is not None else None)
+
+        (phase, state, reason, rung_rows), restricted = self._cached("ladder_look", bot_id, (), read)
+        return (phase, state, reason, dict(rung_rows)), restricted
 
     def _ladder_row(self, cur: Any) -> tuple[int, str, str, dict[str, int]]:
         cur.execute(self.sql.ladder_row.text, self.sql.ladder_row.params())

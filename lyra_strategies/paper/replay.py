@@ -47,6 +47,7 @@ from lyra_governor.models import (
     TradingState,
     new_id,
 )
+from lyra_governor.order_store import OrderStore
 from lyra_strategies.paper.books import MarketBook
 from lyra_strategies.paper.feed import Feed, MarketSeries
 
@@ -436,6 +437,10 @@ async def _replay(
     unmatched: list[dict[str, str]] = []
     traded: set[tuple[str, str]] = set()
     TimedGovernor.spent_s = 0.0
+    # One writer for every governor of the run (its one SQLite connection): SQLite empties a
+    # connection's page cache whenever another connection has committed, so with a connection
+    # each, every governor's read after another's heartbeat or review read its pages afresh.
+    store = OrderStore(ledger.engine, settings.store.budget_ms)
     for role in roles:
         script, conf = SCRIPTS[role]
         strategy_cls, config_cls = load_script(script)
@@ -451,7 +456,7 @@ async def _replay(
                 if found is None or found.first_tick() is None:
                     unmatched.append({"script": role, "connector": connector, "trading_pair": pair})
         factory = TimedGovernor if governed else PassThroughGovernor
-        gov = factory(settings, ledger, f"paper-{role}", _provider(settings), clock_fn, strategy_cls.__name__)
+        gov = factory(settings, ledger, f"paper-{role}", _provider(settings), clock_fn, strategy_cls.__name__, store)
         gov.ladder_view.clock, gov.ladder_view.refresh_s = clock_fn, STATE_REFRESH_SIM_S
         governors[role] = gov
         own = {a.connector: a.exchange for a in accounts if a.role == role}
@@ -582,8 +587,7 @@ async def _replay(
         listener_task = getattr(strategy, "listen_to_executor_actions_task", None)
         if listener_task is not None:
             listener_task.cancel()
-    for gov in governors.values():
-        gov.store.close()
+    store.close()
     recorder.stop()
     ledger.close()
     return result

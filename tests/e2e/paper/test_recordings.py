@@ -84,11 +84,14 @@ class Seen:
         self.eth: list[float] = []
         self.resting_per_level = 0
         self.store_budgets: set[int] = set()
+        self.stores: set[int] = set()  # id() of each governor's OrderStore (the run keeps them all alive)
         self.books: list[Any] = []  # every distinct book object market making read (held: no id reuse)
 
     def __call__(self, _i: int, _t: float, strategies: dict[str, Any]) -> None:
         mm, rebalancer = strategies["market_making"], strategies["rebalancer"]
         self.store_budgets |= {int(s.lyra.settings.store.budget_ms) for s in strategies.values()}
+        self.store_budgets |= {int(s.lyra.store.budget_ms) for s in strategies.values()}
+        self.stores |= {id(s.lyra.store) for s in strategies.values()}
         self.mm.append(float(mm._mid("binance_paper_trade", "BTC-USDT")))
         self.eth.append(float(rebalancer._mid("okx_paper_trade", "ETH-USDT")))
         books = mm.connectors["binance_paper_trade"].order_books
@@ -200,6 +203,14 @@ def test_no_wall_clock_store_budget_in_a_simulated_run(
     on the machine. Every governor of the replay has the longest budget the config allows."""
     _, _, seen, _ = replayed
     assert seen.store_budgets == {replay.PAPER_STORE_BUDGET_MS}
+
+
+def test_the_governors_of_a_run_share_one_writer(replayed: tuple[Path, ReplayResult, Seen, dict[str, Any]]) -> None:
+    """One OrderStore (one SQLite connection) for every governor of the run: with a connection
+    each, SQLite emptied a connection's page cache after every other governor's commit, and
+    the store's read cache (`OrderStore._cached`) was read again after each other's heartbeat."""
+    _, _, seen, _ = replayed
+    assert len(seen.stores) == 1
 
 
 def test_one_quote_per_level(replayed: tuple[Path, ReplayResult, Seen, dict[str, Any]]) -> None:

@@ -1,0 +1,93 @@
+"""OrderStore's read cache (`_cached`): a repeated read of an unchanged SQLite store costs one
+`PRAGMA data_version`, and any commit, by this connection, another one of this process or
+another process, is seen by the next read."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from lyra_governor.config import Settings
+from lyra_governor.governor import Governor
+from lyra_governor.ledger import Ledger
+from lyra_governor.models import OrderEvent, OrderEventKind, OrderProposal
+from lyra_governor.order_store import OrderStore
+from lyra_governor.store import bots
+
+from .conftest import FakeClock, allowed
+
+Propose = Callable[..., OrderProposal]
+
+
+@pytest.fixture
+def statements(governor: Governor) -> Iterator[list[str]]:
+    """Every statement the governor's own connection runs from now on."""
+    seen: list[str] = []
+    governor.store.ladder_row()  # connected
+    driver = governor.store._raw.driver_connection
+    driver.set_trace_callback(seen.append)
+    yield seen
+    driver.set_trace_callback(None)
+
+
+def _reads(store: OrderStore, bot_id: str) -> tuple[Any, ...]:
+    return (store.ladder_look(bot_id), store.ladder_row(), store.caps("paper"), store.book_fills("paper", 0.0, 0))
+
+
+def test_an_unchanged_store_is_read_once(governor: Governor, statements: list[str]) -> None:
+    """Four reads again on an unchanged store: four `PRAGMA data_version` and nothing else (the
+    old code ran their seven statements each time), and the same answers."""
+    first = _reads(governor.store, "bot-1")
+    statements.clear()
+    again = _reads(governor.store, "bot-1")
+    assert again == first
+    assert statements == ["PRAGMA data_version"] * 4
+
+
+def test_a_heartbeat_keeps_the_cache_other_own_writes_do_not(
+    governor: Governor, statements: list[str], propose: Propose
+) -> None:
+    _reads(governor.store, "bot-1")
+    governor.store.heartbeat("bot-1", 1.0, "host", 1)  # a known bot's beat: no column a cached read returns
+    statements.clear()
+    _reads(governor.store, "bot-1")
+    assert statements == ["PRAGMA data_version"] * 4
+    bought = allowed(governor, propose())  # a reservation through this connection
+    governor.on_order_event(
+        OrderEvent(kind=OrderEventKind.FILLED, reservation_id=bought.reservation_id,
+                   filled_amount=Decimal("0.001"), fill_price=Decimal(60000))
+    )  # fmt: skip
+    fills = governor.store.book_fills("paper", 0.0, 0)
+    assert [(str(f[3]), str(f[4])) for f in fills] == [("BUY", "0.001")]  # the own fill is read
+
+
+def test_another_connections_commit_is_seen_at_once(governor: Governor, settings: Settings, clock: FakeClock) -> None:
+    """A halt, a restriction, a cap and a fill written elsewhere (another connection: another
+    process, or another writer of this one) are each read at once, the cache filled before."""
+    store = governor.store
+    before = _reads(store, "bot-1")
+    assert before[0][1] is None and before[1][1] == "ACTIVE"
+    other = Ledger.open(settings, clock)
+    try:
+        with other.engine.begin() as conn:
+            conn.execute(bots.update().where(bots.c.bot_id == "bot-1").values(reduce_only_reason="elsewhere"))
+        assert store.ladder_look("bot-1")[1] == "elsewhere"
+        other.halt("operator elsewhere", "operator", demote=False)
+        assert store.ladder_look("bot-1")[0][1] == "HALTED" and store.ladder_row()[1] == "HALTED"
+        with other.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE lyra_capital SET cap_musd = cap_musd + 1 WHERE scope = 'paper:TOTAL'")
+        assert store.caps("paper")["TOTAL"] == before[2]["TOTAL"] + 1
+    finally:
+        other.close()
+
+
+def test_a_new_connection_reads_afresh(governor: Governor) -> None:
+    """`PRAGMA data_version` is counted per connection: a reconnect forgets what was kept."""
+    _reads(governor.store, "bot-1")
+    assert len(governor.store._reads) == 4
+    governor.store.close()
+    assert governor.store._reads == {}
+    assert governor.store.ladder_row()[1] == "ACTIVE"
