@@ -623,6 +623,9 @@ def start_markets_recorder(connectors: list[Any], db_path: Path, record_orders: 
     return recorder
 
 
+FLUSH_IDS_PER_SELECT = 500  # under SQLite's bound-parameter limit (999 before 3.32)
+
+
 def _replay_recorder_class() -> type[Any]:
     """Hummingbot's recorder whose finished executors are written in one transaction when it
     stops instead of one ORM session and commit each (the executor scripts hand every finished
@@ -643,12 +646,20 @@ def _replay_recorder_class() -> type[Any]:
             self._executors[executor.config.id] = executor.executor_info.model_dump_json()
 
         def flush_executors(self) -> None:
+            """One SELECT per FLUSH_IDS_PER_SELECT executors for the rows already there (was
+            one per executor: a day's run hands over thousands), then the inserts and updates
+            in one commit."""
             if not self._executors:
                 return
+            ids = list(self._executors)
             with self._sql_manager.get_new_session() as session:
+                rows: dict[str, Any] = {}
+                for start in range(0, len(ids), FLUSH_IDS_PER_SELECT):
+                    chunk = ids[start:start + FLUSH_IDS_PER_SELECT]
+                    rows.update((row.id, row) for row in session.query(Executors).filter(Executors.id.in_(chunk)))
                 for executor_id, info in self._executors.items():
-                    row = session.query(Executors).filter(Executors.id == executor_id).one_or_none()
                     fields = json.loads(info)
+                    row = rows.get(executor_id)
                     if row is None:
                         session.add(Executors(**fields))
                     else:
