@@ -162,6 +162,7 @@ class Governor:
         )
         # the watch's rate, as `usd_per_quote` gives it (every tick: no detour through a subclass)
         self.desk.mark(snapshot, self.watch.usd_per_quote(snapshot.trading_pair.rpartition("-")[2]))
+        self.ladder_view.ahead()  # the ladder look the next review would take, when due: taken here
 
     def observe_fx(self, currency: str, usd_per_unit: Decimal) -> None:
         """An observed USD rate; see `MarketWatch.observe_fx` (trusted only within the FX band)."""

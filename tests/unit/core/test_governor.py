@@ -354,6 +354,51 @@ def test_a_restriction_written_elsewhere_is_read_with_the_ladder_row(governor: G
     assert governor.review(propose(price=Decimal(59990))).code is DenialCode.BOT_REDUCE_ONLY
 
 
+def test_the_ladder_look_is_taken_between_reviews(
+    governor: Governor, propose: Propose, settings: Settings, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A market fact takes the ladder look the next review would take once the cache is older
+    than `refresh_s` (`LadderView.ahead`): a halt written elsewhere is seen, and the review
+    itself reads no ladder row. Within `refresh_s` a fact looks at nothing; a store error in the
+    look is left to the review, which looks again and fails closed."""
+    from lyra_governor.store_budget import StoreBusy
+
+    assert allowed(governor, propose()).allowed  # an ACTIVE state in the cache
+    view, store = governor.ladder_view, governor.store
+    wall = [100.0]
+    monkeypatch.setattr(view, "clock", lambda: wall[0])
+    view.read_at = wall[0]
+    looks: list[str] = []
+    look = store.ladder_look
+    monkeypatch.setattr(store, "ladder_look", lambda bot_id: looks.append(bot_id) or look(bot_id))
+    fact = MarketSnapshot(connector="binance_paper_trade", trading_pair="BTC-USDT", timestamp=clock.now,
+                          mid_price=Decimal(60000))  # fmt: skip
+    operator = Ledger.open(settings)
+    try:
+        operator.halt("halt seen between reviews", "operator")
+        wall[0] += view.refresh_s / 2
+        governor.observe_market(fact)
+        assert looks == [] and view.cached is not None and view.cached.trading_state is TradingState.ACTIVE
+        wall[0] += view.refresh_s
+        governor.observe_market(fact)
+        assert looks == ["bot-1"] and governor.trading_state() is TradingState.HALTED
+        decision = governor.review(propose(price=Decimal(59999)))
+        assert decision.code is DenialCode.HALTED and looks == ["bot-1"]  # the review took no look of its own
+        operator.resume("operator")
+        wall[0] += 2 * view.refresh_s
+
+        def busy(bot_id: str) -> Any:
+            raise StoreBusy("held")
+
+        monkeypatch.setattr(store, "ladder_look", busy)
+        governor.observe_market(fact)  # the error is not the market fact's
+        monkeypatch.setattr(store, "ladder_look", lambda bot_id: looks.append(bot_id) or look(bot_id))
+        assert governor.review(propose(price=Decimal(59998))).allowed  # the review looked again: ACTIVE
+        assert looks == ["bot-1", "bot-1"]
+    finally:
+        operator.close()
+
+
 def test_sizing_and_loss_limits_read_only_the_capital_rows_they_use(governor: Governor, propose: Propose) -> None:
     """Sizing reads the exchange's row and its book's total (`capital_pair_rows`), the loss
     limits the caps (`caps`): the same figures as the whole book's rows give."""
