@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -66,6 +66,12 @@ class PromotionOutcome:
     audit_seq: int | None = None
 
 
+def _evidence_record(row: Any) -> EvidenceRecord:
+    return EvidenceRecord(
+        int(row.id), row.kind, bool(row.passed), json.loads(row.payload), row.actor, float(row.ts), int(row.audit_seq)
+    )
+
+
 class Ladder:
     """The ladder's state and moves on one store (see the module docstring)."""
 
@@ -94,17 +100,20 @@ class Ladder:
             row = conn.execute(
                 sa.select(evidence).where(evidence.c.kind == kind).order_by(evidence.c.id.desc()).limit(1)
             ).first()
-        if row is None:
-            return None
-        return EvidenceRecord(
-            int(row.id),
-            row.kind,
-            bool(row.passed),
-            json.loads(row.payload),
-            row.actor,
-            float(row.ts),
-            int(row.audit_seq),
+        return None if row is None else _evidence_record(row)
+
+    def latest_evidences(self, kinds: Iterable[str]) -> dict[str, EvidenceRecord]:
+        """The latest record of each of `kinds` that has one, in one statement (a scrape of
+        /metrics or /forensic/status asks for a dozen kinds: a dozen transactions before)."""
+        wanted = sorted(set(kinds))
+        if not wanted:
+            return {}
+        newest = sa.union_all(
+            *(sa.select(sa.func.max(evidence.c.id)).where(evidence.c.kind == kind) for kind in wanted)
         )
+        with read_tx(self.engine) as conn:
+            rows = conn.execute(sa.select(evidence).where(evidence.c.id.in_(newest.scalar_subquery()))).all()
+        return {row.kind: _evidence_record(row) for row in rows}
 
     def fill_rows(
         self, since: float = 0.0, exchange: str | None = None, book: str | None = None

@@ -265,7 +265,10 @@ class LyraCollector(Collector):
             ["code", "action"], t.breakers,
         )  # fmt: skip
 
-        health = ledger.latest_evidence("checkpoint.ai_health")
+        from lyra_governor.checkpoints import SCHEDULE
+
+        latest = ledger.latest_evidences([HEALTH_EVIDENCE, *(f"checkpoint.{spec.name}" for spec in SCHEDULE)])
+        health = latest.get(HEALTH_EVIDENCE)
         rate = health.payload.get("response_rate") if health else None
         yield _gauge(
             "lyra_council_response_rate",
@@ -273,15 +276,13 @@ class LyraCollector(Collector):
             float(rate) if isinstance(rate, int | float) else math.nan,
         )
 
-        from lyra_governor.checkpoints import SCHEDULE
-
         age = GaugeMetricFamily(
             "lyra_checkpoint_age_seconds", "Seconds since each checkpoint last ran (+Inf: never)", labels=["checkpoint"]
         )
         ok = GaugeMetricFamily("lyra_checkpoint_ok", "1 if the checkpoint's last run passed", labels=["checkpoint"])
         interval = GaugeMetricFamily("lyra_checkpoint_interval_seconds", "Checkpoint schedule", labels=["checkpoint"])
         for spec in SCHEDULE:
-            rec = ledger.latest_evidence(f"checkpoint.{spec.name}")
+            rec = latest.get(f"checkpoint.{spec.name}")
             ran = float(rec.payload.get("ran_at", rec.ts)) if rec else None
             age.add_metric([spec.name], max(0.0, now - ran) if ran is not None else math.inf)
             ok.add_metric([spec.name], int(rec.passed) if rec else 0)

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from lyra_governor import audit, phases
 from lyra_governor.config import Settings
 from lyra_governor.errors import StoreUnavailable
+from lyra_governor.ladder import EvidenceRecord
 from lyra_governor.ledger import Ledger, ScopeExposure
 from lyra_governor.money import from_musd
 from lyra_governor.redact import redact
@@ -113,20 +114,37 @@ def promotion_summary(settings: Settings, ledger: Ledger) -> dict[str, Any]:
     }
 
 
-def _evidence(ledger: Ledger) -> dict[str, Any]:
+class LatestEvidence:
+    """The latest evidence of every kind the status shows, read in one statement when a section
+    first asks (a failed read fails that section, and the next section reads again)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._found: dict[str, EvidenceRecord] | None = None
+
+    def __call__(self, kind: str) -> EvidenceRecord | None:
+        if self._found is None:
+            from lyra_governor.checkpoints import SCHEDULE
+
+            kinds = [*EVIDENCE_KINDS, "checkpoint.ai_health", *(f"checkpoint.{spec.name}" for spec in SCHEDULE)]
+            self._found = self.ledger.latest_evidences(kinds)
+        return self._found.get(kind)
+
+
+def _evidence(latest: LatestEvidence) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kind in EVIDENCE_KINDS:
-        rec = ledger.latest_evidence(kind)
+        rec = latest(kind)
         out[kind] = None if rec is None else {"passed": rec.passed, "ts": rec.ts, "audit_seq": rec.audit_seq}
     return out
 
 
-def _checkpoints(ledger: Ledger, now: float) -> dict[str, Any]:
+def _checkpoints(latest: LatestEvidence, now: float) -> dict[str, Any]:
     from lyra_governor.checkpoints import GRACE, SCHEDULE
 
     out: dict[str, Any] = {}
     for spec in SCHEDULE:
-        rec = ledger.latest_evidence(f"checkpoint.{spec.name}")
+        rec = latest(f"checkpoint.{spec.name}")
         if rec is None:
             out[spec.name] = {"last_run": None, "age_s": None, "ok": None, "summary": "never run", "overdue": True}
             continue
@@ -143,7 +161,9 @@ def _checkpoints(ledger: Ledger, now: float) -> dict[str, Any]:
     return out
 
 
-def _council(settings: Settings, ledger: Ledger, now: float, checkpoints: dict[str, Any]) -> dict[str, Any]:
+def _council(
+    settings: Settings, ledger: Ledger, latest: LatestEvidence, now: float, checkpoints: dict[str, Any]
+) -> dict[str, Any]:
     roles = settings.consensus.roles
     council: dict[str, Any] = {
         "backend": settings.consensus.backend,
@@ -156,7 +176,7 @@ def _council(settings: Settings, ledger: Ledger, now: float, checkpoints: dict[s
         "daily_budget_usd": settings.consensus.daily_budget_usd,
         "verdicts_today": {},
     }
-    health = ledger.latest_evidence("checkpoint.ai_health")
+    health = latest("checkpoint.ai_health")
     if health is not None and isinstance(health.payload.get("response_rate"), int | float):
         rate = float(health.payload["response_rate"])
         council["response_rate"] = rate
@@ -472,11 +492,14 @@ def collect_status(
         status.update(ladder_summary(settings, ledger))
         lg = ledger
         status["promotion"] = _section(status, "promotion", lambda: promotion_summary(settings, lg))
-        status["evidence"] = _section(status, "evidence", lambda: _evidence(lg))
-        checkpoints = _section(status, "checkpoints", lambda: _checkpoints(lg, now))
+        latest = LatestEvidence(lg)
+        status["evidence"] = _section(status, "evidence", lambda: _evidence(latest))
+        checkpoints = _section(status, "checkpoints", lambda: _checkpoints(latest, now))
         status["checkpoints"] = checkpoints
         status["council"] = _section(
-            status, "council", lambda: _council(settings, lg, now, checkpoints if isinstance(checkpoints, dict) else {})
+            status,
+            "council",
+            lambda: _council(settings, lg, latest, now, checkpoints if isinstance(checkpoints, dict) else {}),
         )
         kept = activity
         activity = _section(status, "activity", lambda: _activity(settings, lg, now, kept))
