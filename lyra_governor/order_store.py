@@ -531,6 +531,7 @@ class OrderStore:
         # SQLite: the answers of repeated reads, kept while the store is as they were read (`_cached`)
         self._reads: dict[tuple[str, str], tuple[tuple[int, int], tuple[Any, ...], Any]] = {}
         self._epoch = 0  # this connection's commits that may change what `_cached` keeps
+        self._look: tuple[int, list[tuple[int, int] | None]] | None = None  # inside `one_look`: (thread, version)
 
     def close(self, broken: bool = False) -> None:
         self.memo.forget()
@@ -677,11 +678,18 @@ class OrderStore:
         if self._wal is not None and self._wal.over:
             self._wal.make_room(lock_wait_ms(self._lock_budget) / 1000, self._fact)
 
-    def _commit(self, cur: Any, keeps_reads: bool = False) -> None:
-        """COMMIT; unless `keeps_reads` (a write no cached read returns: the heartbeat's), what
-        `_cached` kept is read again."""
-        if not keeps_reads:
-            self._epoch += 1
+    def _commit_keeping_reads(self, cur: Any) -> None:
+        """`_commit` of a write that changes no column a cached read (`_cached`) returns: not the
+        ladder, its rungs, a bot's restriction, a cap or a fill (a known bot's heartbeat, a
+        reservation, its release, a cancel request). What was kept stays kept; if the commit
+        raises, it is read again."""
+        epoch = self._epoch
+        self._commit(cur)
+        self._epoch = epoch
+
+    def _commit(self, cur: Any) -> None:
+        """COMMIT; what `_cached` kept is read again (`_epoch`)."""
+        self._epoch += 1
         if self.sqlite:
             cur.execute("COMMIT")
             if self._wal is not None:
@@ -723,19 +731,44 @@ class OrderStore:
         """`read(cursor)`'s answer for (`name`, `key`, `args`), read again only if the store may
         have changed since (`_version`; PostgreSQL: always). The version is taken before the read:
         a commit between the two makes the next call read again, never keeps a stale answer. One
-        answer is kept per (`name`, `key`), for the last `args` asked."""
+        answer is kept per (`name`, `key`), for the last `args` asked. Inside `one_look` an answer
+        kept at the version the look took is given without a cursor."""
+        look = self._look[1] if self._look is not None and self._look[0] == threading.get_ident() else None
+        kept = self._reads.get((name, key))
+        # kept at the look's version, and no commit of this connection since: no cursor at all
+        fresh = look is not None and kept is not None and kept[0] == look[0] == (kept[0][0], self._epoch)
+        if fresh and kept is not None and kept[1] == args:
+            return kept[2]
         with self._cursor() as cur:
             if not self.sqlite:
                 answer = read(cur)
                 self._end_read()
                 return answer
             version = self._version(cur)
+            if look is not None:
+                look[0] = version
             kept = self._reads.get((name, key))
             if kept is not None and kept[0] == version and kept[1] == args:
                 return kept[2]
             answer = read(cur)
             self._reads[(name, key)] = (version, args, answer)
             return answer
+
+    @contextlib.contextmanager
+    def one_look(self) -> Iterator[None]:
+        """The block's cached reads (`_cached`) see the store as it was at the version its last
+        `PRAGMA data_version` took: while nothing was committed, one PRAGMA serves every read of
+        the block, as one read transaction opened there would (each read alone would be a read
+        transaction of its own). Any commit through this connection ends that. For a group of
+        reads that want one picture (the loss limits' state, fills and caps); this thread only."""
+        if not self.sqlite or self._look is not None:
+            yield
+            return
+        self._look = (threading.get_ident(), [None])
+        try:
+            yield
+        finally:
+            self._look = None
 
     def _query(self, sql: Sql, **params: Any) -> list[tuple[Any, ...]]:
         """One read on the dedicated connection (PostgreSQL's implicit transaction ended)."""
@@ -831,7 +864,7 @@ class OrderStore:
                         raise CapExceeded()
             cur.execute(sql.insert_reservation.text, row.values())
             seq = self._append(cur, "decision", payload_json, actor, now)
-            self._commit(cur)
+            self._commit_keeping_reads(cur)  # a reservation, its capital's reserved_musd, its audit record
             self.memo.placed(row.book, row.exchange)
             return seq
 
@@ -908,7 +941,7 @@ class OrderStore:
             self._close(cur, reservation_id, status, now)
             released = from_musd(left)
             self._append(cur, "order_event", canonical_json({**payload, "released_usd": str(released)}), actor, now)
-            self._commit(cur)
+            self._commit_keeping_reads(cur)  # the reservation, its capital's used amounts, its audit record
             return Released(status.value, released)
 
     def book_stray(self, row: ReservationRow, facts: dict[str, Any], actor: str, now: float) -> bool:
@@ -1092,7 +1125,7 @@ class OrderStore:
             self._begin_write(cur)
             cur.execute(self.sql.cancel_requested.text, self.sql.cancel_requested.params(rid=reservation_id, at=now))
             changed = bool(cur.rowcount)
-            self._commit(cur)
+            self._commit_keeping_reads(cur)  # the reservation's row only
             return changed
 
     def lift_restriction(self, bot_id: str, actor: str, now: float) -> str | None:
@@ -1125,7 +1158,10 @@ class OrderStore:
             if not known:
                 new_bot = self.sql.new_bot.params(bot_id=bot_id, last_heartbeat=now, host=host, pid=pid)
                 cur.execute(self.sql.new_bot.text, new_bot)
-            self._commit(cur, keeps_reads=known)  # a beat changes no column a cached read returns
+            if known:  # a beat changes no column a cached read returns
+                self._commit_keeping_reads(cur)
+            else:
+                self._commit(cur)
 
     def orphan_silent_bots(self, timeout_s: float, now: float, actor: str = "governor") -> int:
         """The open reservations of bots last heard more than `timeout_s` ago become ORPHANED:

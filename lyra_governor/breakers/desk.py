@@ -110,14 +110,15 @@ class BreakerDesk:
         """Fold the book's new fills (every bot's) into its marks and apply the loss limits.
         `caps_musd` reads a book's caps by scope (`OrderStore.caps`), `current` the store's
         ladder state now. Returns the trips (already applied)."""
-        state = current()
-        book = state.book
-        if book is None:
-            return []
-        marks = self.board.book(book)
-        for fill_id, exchange, pair, side, amount, notional, fee, ts in self.seat.store.book_fills(
-            book, marks.last_fill_ts, marks.last_fill_id
-        ):
+        with self.seat.store.one_look():  # the state, the fills and the caps as at one moment
+            state = current()
+            book = state.book
+            if book is None:
+                return []
+            marks = self.board.book(book)
+            fills = self.seat.store.book_fills(book, marks.last_fill_ts, marks.last_fill_id)
+            caps_of_book = caps_musd(book)
+        for fill_id, exchange, pair, side, amount, notional, fee, ts in fills:
             marks.last_fill_id = int(fill_id)
             marks.apply_fill(
                 str(exchange),
@@ -128,7 +129,7 @@ class BreakerDesk:
                 from_musd(int(fee)),
                 float(ts),
             )
-        caps = {name: from_musd(cap) for name, cap in sorted(caps_musd(book).items())}
+        caps = {name: from_musd(cap) for name, cap in sorted(caps_of_book.items())}
         total = caps.pop(TOTAL, Decimal(0))
         trips = self.board.loss_trips(book, state.trading_state, now, total, caps, per_exchange=state.phase == 4)
         for trip in trips:  # each limit reached is audited; its exchange demoted in phase 4; one stop

@@ -55,7 +55,13 @@ def test_a_heartbeat_keeps_the_cache_other_own_writes_do_not(
     statements.clear()
     _reads(governor.store, "bot-1")
     assert statements == ["PRAGMA data_version"] * 4
-    bought = allowed(governor, propose())  # a reservation through this connection
+    bought = allowed(governor, propose())  # a reservation through this connection: nothing kept changes
+    _reads(governor.store, "bot-1")  # (the review's own first reads)
+    statements.clear()
+    governor.cancel_requested(bought.reservation_id)
+    _reads(governor.store, "bot-1")
+    assert [s for s in statements if s.startswith("SELECT") and "lyra_audit_head" not in s] == []
+    assert statements.count("PRAGMA data_version") == 4
     governor.on_order_event(
         OrderEvent(kind=OrderEventKind.FILLED, reservation_id=bought.reservation_id,
                    filled_amount=Decimal("0.001"), fill_price=Decimal(60000))
@@ -91,3 +97,31 @@ def test_a_new_connection_reads_afresh(governor: Governor) -> None:
     governor.store.close()
     assert governor.store._reads == {}
     assert governor.store.ladder_row()[1] == "ACTIVE"
+
+
+def test_the_loss_limits_read_with_one_look(governor: Governor, statements: list[str], settings: Settings,
+                                            clock: FakeClock) -> None:  # fmt: skip
+    """The loss limits' state, fills and caps on an unchanged store: one PRAGMA in all (three
+    reads of their own on the old code); a commit elsewhere between two checks is read."""
+    governor.check_loss_limits()
+    statements.clear()
+    assert governor.check_loss_limits() == []
+    assert statements == ["PRAGMA data_version"]
+    other = Ledger.open(settings, clock)
+    try:
+        with other.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE lyra_capital SET cap_musd = cap_musd + 1 WHERE scope = 'paper:TOTAL'")
+    finally:
+        other.close()
+    statements.clear()
+    governor.check_loss_limits()
+    assert statements.count("PRAGMA data_version") >= 2 and any("lyra_capital" in s for s in statements)
+    with governor.store.one_look():  # an own commit inside a look ends it: the next read looks again
+        governor.store.caps("paper")
+        statements.clear()
+        governor.store.caps("paper")
+        assert statements == []  # a kept answer at the look's version: no cursor at all
+        governor.store.heartbeat("a-new-bot", clock.now, "host", 1)  # inserts its row: a commit that counts
+        statements.clear()
+        governor.store.caps("paper")
+        assert statements[0] == "PRAGMA data_version" and "lyra_capital" in statements[1]  # read again
