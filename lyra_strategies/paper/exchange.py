@@ -28,9 +28,10 @@ from cachetools import TTLCache
 from hummingbot.connector.client_order_tracker import ClientOrderTracker
 from hummingbot.connector.test_support.mock_paper_exchange import MockPaperExchange
 from hummingbot.connector.trading_rule import TradingRule
+from hummingbot.connector.utils import split_hb_trading_pair
 from hummingbot.core.data_type.common import PositionAction, PriceType, TradeType
 from hummingbot.core.data_type.in_flight_order import InFlightOrder, OrderState, OrderUpdate, TradeUpdate
-from hummingbot.core.data_type.trade_fee import TradeFeeSchema
+from hummingbot.core.data_type.trade_fee import TradeFeeBase, TradeFeeSchema
 from hummingbot.core.event.event_forwarder import EventForwarder, SourceInfoEventForwarder
 from hummingbot.core.event.event_reporter import EventReporter
 from hummingbot.core.event.events import MarketEvent
@@ -273,7 +274,7 @@ class PaperExchange(MockPaperExchange):  # type: ignore[misc]
         created: float,
         position: Any,
     ) -> InFlightOrder:
-        order = InFlightOrder(
+        order = PaperOrder(
             client_order_id=order_id,
             trading_pair=pair,
             order_type=order_type,
@@ -354,6 +355,48 @@ class PaperExchange(MockPaperExchange):  # type: ignore[misc]
         )
         if state in (OrderState.FILLED, OrderState.CANCELED, OrderState.FAILED):
             self._order_tracker.stop_tracking_order(order.client_order_id)  # kept in its cache
+
+
+class PaperOrder(InFlightOrder):  # type: ignore[misc]
+    """Hummingbot's in-flight order, its fees in a token remembered while no fill is added.
+
+    Executors ask an order for its fees on every control step (`TrackedOrder.cum_fees_quote`:
+    a position executor's stop loss and PnL, a grid's position metrics, DCA's take profit),
+    and Hummingbot walks every fill each time. A fill's fee in a token is a function of the
+    fill alone unless it has to be converted at a market rate (`fee_amount_in_token` asks the
+    RateOracle, whose prices move every second), and `order_fills` only grows (a repeated
+    trade id is refused). So the answer is kept per token with the number of fills it covers,
+    only when no fill's fee needed a rate; any other answer is Hummingbot's, every time."""
+
+    _fees: dict[str, tuple[int, Decimal]] | None = None
+
+    def cumulative_fee_paid(self, token: str) -> Decimal:
+        fills = self.order_fills
+        kept = self._fees.get(token) if self._fees is not None else None
+        if kept is not None and kept[0] == len(fills):
+            return kept[1]
+        total = cast(Decimal, super().cumulative_fee_paid(token))
+        if all(_rate_free(fill.fee, self.trading_pair, token) for fill in fills.values()):
+            if self._fees is None:
+                self._fees = {}
+            self._fees[token] = (len(fills), total)
+        return total
+
+
+def _rate_free(fee: Any, trading_pair: str, token: str) -> bool:
+    """Whether Hummingbot's `TradeFeeBase.fee_amount_in_token(trading_pair, ..., token)` answers
+    this fee without a rate: its percentage is in the pair's quote and each flat fee is in the
+    token itself or in the base with the quote as the token (priced at the fill's price)."""
+    if type(fee).fee_amount_in_token is not TradeFeeBase.fee_amount_in_token:
+        return False
+    try:
+        base, quote = split_hb_trading_pair(trading_pair)
+    except ValueError:  # Hummingbot logs it and answers what it summed: not kept
+        return False
+    same = fee._are_tokens_interchangeable
+    if fee.percent != 0 and not same(quote, token):
+        return False
+    return all(same(flat.token, token) or (same(flat.token, base) and same(quote, token)) for flat in fee.flat_fees)
 
 
 class _PaperOrderTracker(ClientOrderTracker):  # type: ignore[misc]
