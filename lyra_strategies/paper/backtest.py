@@ -97,6 +97,10 @@ class BacktestPositionExecutor(_StepMemo, PositionExecutor):  # type: ignore[mis
     def entry_price(self) -> Any:
         return self._remembered("entry_price", lambda: PositionExecutor.entry_price.fget(self))
 
+    @property
+    def open_filled_amount_quote(self) -> Any:  # three reads a step: the barriers' guard, twice in the PnL %
+        return self._remembered("open_filled_quote", lambda: PositionExecutor.open_filled_amount_quote.fget(self))
+
     def get_cum_fees_quote(self) -> Any:
         return self._remembered("fees_quote", super().get_cum_fees_quote)
 

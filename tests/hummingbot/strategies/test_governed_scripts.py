@@ -613,6 +613,27 @@ def test_a_filled_quotes_control_step_derives_its_position_once(world: dict[str,
     assert bid.net_pnl_pct == PositionExecutor.get_net_pnl_pct(bid)
 
 
+def test_a_filled_quotes_control_step_values_its_position_once(world: dict[str, Any], monkeypatch: Any) -> None:
+    """The step's position value (filled amount x entry price) is read three times a step
+    (the barriers' guard, twice in the PnL %): computed once, Hummingbot's figure after it."""
+    from hummingbot.strategy_v2.executors.position_executor.position_executor import PositionExecutor
+
+    _strategy, bid = _filled_bid(world)
+    computed = [0]
+    value = PositionExecutor.open_filled_amount_quote.fget
+
+    def counted(self: Any) -> Any:
+        computed[0] += 1
+        return value(self)
+
+    monkeypatch.setattr(PositionExecutor, "open_filled_amount_quote", property(counted))
+    step = bid.control_task()
+    with pytest.raises(StopIteration):
+        step.send(None)
+    assert computed[0] == 1, computed  # 3 on the old code
+    assert bid._step_memo is None and bid.open_filled_amount_quote == value(bid) > 0
+
+
 def test_a_level_too_small_to_quote_is_sized_again_in_a_while_not_every_second(world: dict[str, Any]) -> None:
     """Quotes worth $0.60 (under the $5 minimum): nothing is placed, and the governor's
     capacity is read once per `RETRY_S`, not every second; a level that can be sized is."""
