@@ -52,6 +52,7 @@ from lyra_governor.store_budget import (
     MarketMovedOn,
     Reconnector,
     StoreBusy,
+    begin_immediate,
     cut_for,
     is_lock_timeout,
     lock_wait_ms,
@@ -548,9 +549,10 @@ class OrderStore:
         if self.sqlite:
             # Checkpoints (which fsync) run from `checkpoint` and the WAL's bound (`_make_room`,
             # store_budget.WalBound), never inside a decision's commit; a held write lock is
-            # waited for within the budget only.
+            # waited for within the budget only, by `store_budget.begin_immediate`'s polling, not
+            # SQLite's busy handler (whose sleeps grow to 25 ms).
             cur.execute("PRAGMA wal_autocheckpoint=0")
-            cur.execute(f"PRAGMA busy_timeout={lock_wait_ms(self.budget_ms)}")
+            cur.execute("PRAGMA busy_timeout=0")
         else:
             for statement in pg_session_sql(self.budget_ms):
                 cur.execute(statement)
@@ -572,9 +574,7 @@ class OrderStore:
         budget, or the longer one of order events (a fill is never dropped for a short wait)."""
         if budget_ms == self._lock_budget:
             return
-        if self.sqlite:
-            cur.execute(f"PRAGMA busy_timeout={lock_wait_ms(budget_ms)}")
-        else:
+        if not self.sqlite:  # SQLite: `_begin_immediate` reads `_lock_budget`
             cur.execute(f"SET lock_timeout = {lock_wait_ms(budget_ms)}")
             cur.execute(f"SET statement_timeout = {budget_ms}")
             self._raw.commit()
@@ -650,7 +650,7 @@ class OrderStore:
         another writer wrote since this one's last transaction (`WriterMemo`)."""
         if self.sqlite:
             self._make_room()
-            cur.execute("BEGIN IMMEDIATE")
+            self._begin_immediate(cur)
         self._head = _read_head(cur.execute, self.sql)
         self.memo.at_head(self._head[0])
 
@@ -664,12 +664,16 @@ class OrderStore:
             state, reason, restricted = cur.fetchone()
             return state, reason, restricted
         self._make_room()
-        cur.execute("BEGIN IMMEDIATE")
+        self._begin_immediate(cur)
         cur.execute(self.sql.head_and_states.text, self.sql.head_and_states.params(bid=bot_id))
         head_seq, head_hash, state, reason, restricted = cur.fetchone()
         self._head = (int(head_seq), str(head_hash))
         self.memo.at_head(self._head[0])
         return state, reason, restricted
+
+    def _begin_immediate(self, cur: Any) -> None:
+        """SQLite's write lock, waited for up to this call's lock wait (`begin_immediate`)."""
+        begin_immediate(cur, lock_wait_ms(self._lock_budget) / 1000)
 
     def _make_room(self) -> None:
         """Past the WAL's hard bound, the WAL starts over before this write adds to it, within
@@ -1152,7 +1156,7 @@ class OrderStore:
         with self._cursor() as cur:
             if self.sqlite:
                 self._make_room()
-                cur.execute("BEGIN IMMEDIATE")
+                self._begin_immediate(cur)
             cur.execute(self.sql.beat.text, self.sql.beat.params(beat=now, new_host=host, new_pid=pid, bid=bot_id))
             known = cur.rowcount != 0
             if not known:

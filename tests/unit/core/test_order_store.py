@@ -158,8 +158,8 @@ def test_past_the_wal_bound_a_review_is_refused_and_an_order_event_waits_for_the
 
 
 def test_an_order_event_waits_its_longer_budget_for_a_held_write_lock_and_a_review_does_not(tmp_path: Path) -> None:
-    """The connection's busy_timeout stays the review's (150 ms); an order event (2 s budget)
-    tries again until its own lock wait (1.5 s) has passed: a lock held 0.5 s by another
+    """A review waits for the write lock up to its own lock wait (112 ms of 150); an order event
+    (2 s budget) tries again until its longer lock wait (1.5 s) has passed: a lock held 0.5 s by another
     connection denies the review STORE_BUSY and delays the event, which is written."""
     import sqlite3
     import threading
@@ -225,5 +225,47 @@ def test_the_heartbeats_copy_starts_the_wal_over_itself_not_the_next_review(tmp_
     store.audit("wal_test", '{"next": true}', "test", 300.0)  # the next write goes on in the same WAL
     assert look.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1] <= 12
     look.close()
+    store.close()
+    engine.dispose()
+
+
+def test_a_held_write_lock_is_tried_again_every_fraction_of_a_millisecond(tmp_path: Path) -> None:
+    """The order path does not sleep in SQLite's busy handler (1, 2, 5, 10, 15, 20, 25 ms between
+    tries, invisible to the caller): it tries BEGIN IMMEDIATE itself every 0.2 ms, so a lock held
+    60 ms by another bot's connection is tried many times and taken soon after it is released.
+    On the old code the statement ran once (the handler's retries are inside it)."""
+    import sqlite3
+    import threading
+
+    from lyra_governor.order_store import OrderStore
+
+    db = tmp_path / "lyra.db"
+    engine = create_store_engine(f"sqlite:///{db}")
+    create_schema(engine, 0.0)
+    store = OrderStore(engine)
+    store.audit("warm", "{}", "test", 1.0)
+    statements: list[str] = []
+    store._raw.driver_connection.set_trace_callback(statements.append)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        other = sqlite3.connect(db, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        held.set()
+        release.wait(10)
+        other.execute("COMMIT")
+        other.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    threading.Timer(0.06, release.set).start()
+    store.audit("after the lock", "{}", "test", 2.0)
+    holder.join(10)
+    tries = sum(s.startswith("BEGIN IMMEDIATE") for s in statements)
+    assert tries >= 10, statements
+    with engine.connect() as conn:
+        events = [r[0] for r in conn.execute(sa.text("SELECT event FROM lyra_audit WHERE actor = 'test'"))]
+    assert events == ["warm", "after the lock"]
     store.close()
     engine.dispose()
