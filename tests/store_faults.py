@@ -7,12 +7,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from lyra_governor.models import OrderProposal, Side
@@ -174,4 +176,30 @@ class PinnedSnapshot:
         self._leave.set()
 
     def join(self) -> None:
+        self._thread.join(10)
+
+
+class WriteLockInThread:
+    """Another connection of this process holds the SQLite store's write lock until
+    `release_after(seconds)` has passed (`join` waits for its COMMIT)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self._held, self._release = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._hold, args=(str(path),), daemon=True)
+        self._thread.start()
+        assert self._held.wait(10), "the lock holder did not start"
+
+    def _hold(self, path: str) -> None:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        self._held.set()
+        self._release.wait(10)
+        other.execute("COMMIT")
+        other.close()
+
+    def release_after(self, seconds: float) -> None:
+        threading.Timer(seconds, self._release.set).start()
+
+    def join(self) -> None:
+        self._release.set()
         self._thread.join(10)

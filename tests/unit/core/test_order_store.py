@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from lyra_governor import order_store
 from lyra_governor.order_store import ReservationRow, Sql, Statements
 from lyra_governor.store import create_schema, create_store_engine, fills, reservations
-from tests.store_faults import PinnedSnapshot
+from tests.store_faults import PinnedSnapshot, WriteLockInThread
 
 
 def _statements(stmts: Statements) -> dict[str, Sql]:
@@ -161,8 +161,6 @@ def test_an_order_event_waits_its_longer_budget_for_a_held_write_lock_and_a_revi
     """A review waits for the write lock up to its own lock wait (112 ms of 150); an order event
     (2 s budget) tries again until its longer lock wait (1.5 s) has passed: a lock held 0.5 s by another
     connection denies the review STORE_BUSY and delays the event, which is written."""
-    import sqlite3
-    import threading
     import time
 
     from lyra_governor.order_store import OrderStore
@@ -173,28 +171,16 @@ def test_an_order_event_waits_its_longer_budget_for_a_held_write_lock_and_a_revi
     create_schema(engine, 0.0)
     store = OrderStore(engine)
     store.audit("warm", "{}", "test", 1.0)
-    held, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        other = sqlite3.connect(db, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        held.set()
-        release.wait(10)
-        other.execute("COMMIT")
-        other.close()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert held.wait(10)
+    holder = WriteLockInThread(db)
     started = time.monotonic()
     with pytest.raises(StoreBusy):
         store.audit("review", "{}", "test", 2.0)
     assert time.monotonic() - started < 0.5
-    threading.Timer(0.5, release.set).start()
+    holder.release_after(0.5)
     started = time.monotonic()
     store.audit("event", "{}", "test", 3.0, EVENT_BUDGET_MS)
     assert 0.3 < time.monotonic() - started < 1.5
-    holder.join(10)
+    holder.join()
     with engine.connect() as conn:
         events = [r[0] for r in conn.execute(sa.text("SELECT event FROM lyra_audit WHERE actor = 'test'"))]
     assert events == ["warm", "event"]
@@ -234,9 +220,6 @@ def test_a_held_write_lock_is_tried_again_every_fraction_of_a_millisecond(tmp_pa
     tries, invisible to the caller): it tries BEGIN IMMEDIATE itself every 0.2 ms, so a lock held
     60 ms by another bot's connection is tried many times and taken soon after it is released.
     On the old code the statement ran once (the handler's retries are inside it)."""
-    import sqlite3
-    import threading
-
     from lyra_governor.order_store import OrderStore
 
     db = tmp_path / "lyra.db"
@@ -246,22 +229,10 @@ def test_a_held_write_lock_is_tried_again_every_fraction_of_a_millisecond(tmp_pa
     store.audit("warm", "{}", "test", 1.0)
     statements: list[str] = []
     store._raw.driver_connection.set_trace_callback(statements.append)
-    held, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        other = sqlite3.connect(db, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        held.set()
-        release.wait(10)
-        other.execute("COMMIT")
-        other.close()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert held.wait(10)
-    threading.Timer(0.06, release.set).start()
+    holder = WriteLockInThread(db)
+    holder.release_after(0.06)
     store.audit("after the lock", "{}", "test", 2.0)
-    holder.join(10)
+    holder.join()
     tries = sum(s.startswith("BEGIN IMMEDIATE") for s in statements)
     assert tries >= 10, statements
     with engine.connect() as conn:
