@@ -208,6 +208,9 @@ class KillReport:
         }  # fmt: skip
 
 
+MIN_DECISIONS = 10  # what a run holds before its last kill (`KillNine._trade_until`)
+
+
 class KillNine:
     """The parent of `workers` bot processes on the store at `db_url`."""
 
@@ -250,6 +253,7 @@ class KillNine:
                 if progress is not None and self.report.kills % 10 == 0:
                     progress(self.report)
             self._pause(1.0)
+            self._trade_until(MIN_DECISIONS, within_s=30.0)
         finally:
             for i in range(len(self.procs)):  # the end is a kill -9 too
                 self._kill(i, restart=False)
@@ -259,6 +263,19 @@ class KillNine:
             self.desk.close()
             self.ledger.close()
         return self.report
+
+    def _trade_until(self, decisions: int, within_s: float) -> None:
+        """Before the last kill, let the bots go on until the store holds `decisions` decisions
+        (at most `within_s`): on a machine loaded enough that workers spend the kills' gaps
+        importing, a run could otherwise end with almost nothing decided (2 proposals were seen
+        at load 8), and the invariants would have been checked on a store with nothing in it."""
+        from lyra_governor import audit
+
+        end = time.time() + within_s
+        while time.time() < end:
+            if len(patient(lambda: list(audit.records(self.ledger.engine, events=("decision",))))) >= decisions:
+                return
+            self._pause(0.5)
 
     def _victims(self) -> list[int]:
         """Bots that may be killed now: those trading for at least a second (most kills), or

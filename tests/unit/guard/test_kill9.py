@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.kill9 import KillNine
+from tests.kill9 import MIN_DECISIONS, KillNine
 
 
 def test_bots_killed_at_random_points_leave_every_invariant_intact(tmp_path: Path) -> None:
@@ -17,5 +17,6 @@ def test_bots_killed_at_random_points_leave_every_invariant_intact(tmp_path: Pat
     assert not report.violations, "\n".join(report.violations[:10])
     assert report.kills >= 8 and report.restarts >= 4 and report.checks >= 9, figures
     # the bots really traded between the kills (about 50 ALLOWED of 200 proposals on this
-    # machine; a loaded CI machine starts processes slowly, so only a few are required)
-    assert report.allowed >= 1 and sum(report.decisions.values()) >= 10, figures
+    # machine); on a loaded machine the run waits before its last kill until they have decided
+    # MIN_DECISIONS (KillNine._trade_until), so this holds under load too
+    assert report.allowed >= 1 and sum(report.decisions.values()) >= MIN_DECISIONS, figures
