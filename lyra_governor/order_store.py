@@ -739,9 +739,9 @@ class OrderStore:
         kept at the version the look took is given without a cursor."""
         look = self._look[1] if self._look is not None and self._look[0] == threading.get_ident() else None
         kept = self._reads.get((name, key))
-        # kept at the look's version, and no commit of this connection since: no cursor at all
-        fresh = look is not None and kept is not None and kept[0] == look[0] == (kept[0][0], self._epoch)
-        if fresh and kept is not None and kept[1] == args:
+        # the version the look took, while this connection has committed nothing since: no cursor at all
+        took = look[0] if look is not None and look[0] is not None and look[0][1] == self._epoch else None
+        if took is not None and kept is not None and kept[:2] == (took, args):
             return kept[2]
         with self._cursor() as cur:
             if not self.sqlite:
@@ -751,8 +751,7 @@ class OrderStore:
             version = self._version(cur)
             if look is not None:
                 look[0] = version
-            kept = self._reads.get((name, key))
-            if kept is not None and kept[0] == version and kept[1] == args:
+            if kept is not None and kept[:2] == (version, args):
                 return kept[2]
             answer = read(cur)
             self._reads[(name, key)] = (version, args, answer)
