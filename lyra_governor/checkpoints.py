@@ -61,6 +61,15 @@ class CheckpointSpec:
     interval_s: float
     title: str
 
+    @property
+    def evidence_kind(self) -> str:
+        """The evidence kind its runs are recorded under."""
+        return evidence_kind(self.name)
+
+
+def evidence_kind(name: str) -> str:
+    return f"checkpoint.{name}"
+
 
 SCHEDULE: tuple[CheckpointSpec, ...] = (
     CheckpointSpec("ai_health", 15 * 60, "AI health check"),
@@ -259,7 +268,7 @@ class CheckpointRunner:
     # --- schedule ---------------------------------------------------------------------------
 
     def last_run(self, name: str) -> float | None:
-        record = self.ledger.latest_evidence(f"checkpoint.{name}")
+        record = self.ledger.latest_evidence(evidence_kind(name))
         if record is None:
             return None
         return float(record.payload.get("ran_at", record.ts))
@@ -325,7 +334,7 @@ class CheckpointRunner:
         payload = {"ran_at": now, "summary": result.summary, "missed": missed, **result.data}
         if result.report_path:
             payload["report_path"] = result.report_path
-        result.audit_seq = self.ledger.record_evidence(f"checkpoint.{name}", payload, result.ok, self.actor)
+        result.audit_seq = self.ledger.record_evidence(evidence_kind(name), payload, result.ok, self.actor)
         return result
 
     # --- bodies -----------------------------------------------------------------------------

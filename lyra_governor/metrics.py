@@ -267,7 +267,7 @@ class LyraCollector(Collector):
 
         from lyra_governor.checkpoints import SCHEDULE
 
-        latest = ledger.latest_evidences([HEALTH_EVIDENCE, *(f"checkpoint.{spec.name}" for spec in SCHEDULE)])
+        latest = ledger.latest_evidences(spec.evidence_kind for spec in SCHEDULE)  # HEALTH_EVIDENCE among them
         health = latest.get(HEALTH_EVIDENCE)
         rate = health.payload.get("response_rate") if health else None
         yield _gauge(
@@ -282,7 +282,7 @@ class LyraCollector(Collector):
         ok = GaugeMetricFamily("lyra_checkpoint_ok", "1 if the checkpoint's last run passed", labels=["checkpoint"])
         interval = GaugeMetricFamily("lyra_checkpoint_interval_seconds", "Checkpoint schedule", labels=["checkpoint"])
         for spec in SCHEDULE:
-            rec = latest.get(f"checkpoint.{spec.name}")
+            rec = latest.get(spec.evidence_kind)
             ran = float(rec.payload.get("ran_at", rec.ts)) if rec else None
             age.add_metric([spec.name], max(0.0, now - ran) if ran is not None else math.inf)
             ok.add_metric([spec.name], int(rec.passed) if rec else 0)

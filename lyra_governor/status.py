@@ -126,7 +126,7 @@ class LatestEvidence:
         if self._found is None:
             from lyra_governor.checkpoints import SCHEDULE
 
-            kinds = [*EVIDENCE_KINDS, "checkpoint.ai_health", *(f"checkpoint.{spec.name}" for spec in SCHEDULE)]
+            kinds = [*EVIDENCE_KINDS, *(spec.evidence_kind for spec in SCHEDULE)]  # checkpoint.ai_health among them
             self._found = self.ledger.latest_evidences(kinds)
         return self._found.get(kind)
 
@@ -144,7 +144,7 @@ def _checkpoints(latest: LatestEvidence, now: float) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for spec in SCHEDULE:
-        rec = latest(f"checkpoint.{spec.name}")
+        rec = latest(spec.evidence_kind)
         if rec is None:
             out[spec.name] = {"last_run": None, "age_s": None, "ok": None, "summary": "never run", "overdue": True}
             continue
