@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 from lyra_governor.chain import canonical_json, record_hash
 from lyra_governor.errors import StoreUnavailable
 from lyra_governor.models import ReservationStatus, Side, TradingState
-from lyra_governor.money import fill_effect, from_musd, scopes
+from lyra_governor.money import fill_effect, from_musd, scopes, to_musd
 from lyra_governor.store import (
     audit_head,
     audit_log,
@@ -63,6 +63,8 @@ from lyra_governor.store_budget import (
 OPEN = ReservationStatus.OPEN.value
 ORPHANED = ReservationStatus.ORPHANED.value
 HELD = (OPEN, ORPHANED)  # states that still hold capital
+# the trade key of what a stray order had filled before it was found: booked once, as one fill
+STRAY_FILLED_BEFORE_FOUND = "filled-before-found"
 HALTED, REDUCING = TradingState.HALTED.value, TradingState.REDUCING.value
 BOT_REDUCE_ONLY = "BOT_REDUCE_ONLY"  # TradingStopped.state when only this bot is restricted
 
@@ -952,17 +954,39 @@ class OrderStore:
         hand, or released while it still rested): its reservation row, its capital and a
         ``stray_order`` record with a WARNING alert, in one transaction. It is exposure whatever
         the caps say, so it is counted even past them, and a cap it passes stops the store
-        gradually as a fill past a cap does. False (nothing written) when the reservation is
+        gradually as a fill past a cap does. What it had filled before it was found
+        (`row.filled_amount`, at its limit price: a limit fills there or better) is booked as
+        one fill, keyed so that it is booked once: that capital is deployed and that position
+        the bot's, as if the fill had been seen. False (nothing written) when the reservation is
         already there: a reconciliation run again books each stray once."""
+        sql = self.sql
         with self._cursor(EVENT_BUDGET_MS) as cur:
             self._begin_write(cur)
-            cur.execute(self.sql.get_reservation.text, self.sql.get_reservation.params(rid=row.reservation_id))
+            cur.execute(sql.get_reservation.text, sql.get_reservation.params(rid=row.reservation_id))
             if cur.fetchone() is not None:
                 self._rollback(cur)
                 return False
-            after = self._move(cur, row.book, row.exchange, reserved=row.reserved_musd)
-            cur.execute(self.sql.insert_reservation.text, row.values())
-            payload = {**facts, "reservation_id": row.reservation_id, "reserved_usd": str(from_musd(row.reserved_musd))}
+            executed, price = Decimal(row.filled_amount), Decimal(row.price)
+            notional = to_musd(executed * price * Decimal(row.usd_per_quote))
+            buy = row.side == Side.BUY.value
+            deployed = notional if buy else -notional
+            after = self._move(cur, row.book, row.exchange, reserved=row.reserved_musd, deployed=deployed)
+            cur.execute(sql.insert_reservation.text, row.values())
+            if executed > 0:
+                cur.execute(
+                    sql.insert_fill.text,
+                    sql.insert_fill.params(
+                        reservation_id=row.reservation_id, bot_id=row.bot_id, book=row.book, exchange=row.exchange,
+                        trading_pair=row.trading_pair, side=row.side, amount=str(executed), price=str(price),
+                        notional_musd=notional, fee_musd=0, ts=now, trade_key=STRAY_FILLED_BEFORE_FOUND,
+                    ),
+                )  # fmt: skip
+            payload = {
+                **facts,
+                "reservation_id": row.reservation_id,
+                "reserved_usd": str(from_musd(row.reserved_musd)),
+                "filled_before_found_usd": str(from_musd(notional)),
+            }
             self._append(cur, "stray_order", canonical_json(payload), actor, now)
             message = (f"an order no reservation held rests on {row.connector} {row.trading_pair} "
                        f"({row.client_order_id}): counted against the caps until it ends")  # fmt: skip
@@ -972,6 +996,9 @@ class OrderStore:
             if breached:
                 self._stop_gradually(cur, f"a stray order took {', '.join(breached)} (it rests)", actor, now)
             self._commit(cur)
+            if executed > 0:
+                key = (row.bot_id, row.book, row.exchange, row.trading_pair)
+                self.memo.filled(key, executed if buy else -executed)
             return True
 
     def fill(

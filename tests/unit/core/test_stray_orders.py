@@ -61,3 +61,17 @@ def test_a_long_exchange_order_id_still_fits_the_reservation_id(governor: Govern
     rid = governor.book_stray(_stray("0.001", order_id="9" * 60), Decimal(1))
     assert rid.startswith("stray:") and len(rid) <= 40
     assert governor.book_stray(_stray("0.001", order_id="9" * 60), Decimal(1)) == rid
+
+
+def test_what_a_stray_filled_before_it_was_found_is_deployed_and_the_bots_position(governor: Governor) -> None:
+    """The part of a stray that filled before the reconciliation found it is capital spent and a
+    position held: booked as one fill (once, however often it is found), not left uncounted."""
+    deployed = governor.exposure("paper").exchanges["binance"].deployed_usd
+    governor.book_stray(_stray("0.002", executed="0.0005"), Decimal(1))
+    governor.book_stray(_stray("0.002", executed="0.0005"), Decimal(1))  # found again: booked once
+    assert governor.exposure("paper").exchanges["binance"].deployed_usd == deployed + Decimal(30)
+    assert governor.exposure("paper").total.deployed_usd == deployed + Decimal(30)
+    assert governor.store.bot_position(governor.bot_id, "paper", "binance", "BTC-USDT") == Decimal("0.0005")
+    (stray,) = [r for r in audit_rows(governor) if r["event"] == "stray_order"]
+    assert stray["filled_before_found_usd"] == "30"
+    assert governor.ledger.totals_agree()[0]
