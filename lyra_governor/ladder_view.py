@@ -47,10 +47,11 @@ class LadderView:
 
     def ahead(self) -> None:
         """Between reviews: the look the next review would take (its cache older than
-        `refresh_s`, or `look_again`), taken now so that the review does not wait for it. A
-        store error is left to the review, which looks again itself and fails closed."""
+        `refresh_s`, or `look_again`; with nothing cached, a new governor's or after `drop`, the
+        full read), taken now so that the review does not wait for it. A store error is left to
+        the review, which looks again itself and fails closed."""
         wall = self.clock()
-        if self.cached is not None and wall - self.read_at > self.refresh_s:
+        if self.cached is None or wall - self.read_at > self.refresh_s:
             with contextlib.suppress(*STORE_ERRORS):
                 self._look(wall, False)
 

@@ -344,6 +344,7 @@ class WalBound:
         self.waited = 0  # writes that waited past the hard bound for the WAL to start over
         self.refused = 0  # reviews denied STORE_BUSY for it
         self.overruns = 0  # facts written past the hard bound (the WAL did not start over in time)
+        self.all_copied = False  # the last checkpoint left every frame of the WAL copied (none busy)
 
     @property
     def over(self) -> bool:
@@ -357,11 +358,13 @@ class WalBound:
             self.size = 0
         return self.size
 
-    def committed(self, between: bool = False) -> None:
+    def committed(self, between: bool = False, start_over: bool = True) -> bool:
         """A writer committed. Past the soft bound a writer `between` its decisions (an order
         event, a ladder change: not a review) copies the WAL itself, at most every `every_s`:
         none of its own writes can land during the copy, so with no reader inside its next write
-        starts the WAL over. Past `restart_bytes` the thread is woken (copies did not do it)."""
+        starts the WAL over. Past `restart_bytes` the thread is woken (copies did not do it).
+        Returns whether it copied and left the WAL all copied: with `start_over=False` the
+        caller then starts it over on its own connection (see `copy`)."""
         if not between and self.size < self.soft_bytes:
             # a review's commit measures every `measure_every`-th time only: a stat costs ~10 us
             # and, behind another connection's fsync or ftruncate of the file, over 100 us
@@ -370,16 +373,17 @@ class WalBound:
             # eight bots, inside the 16 MB between the hard bound and the goal
             self._unmeasured += 1
             if self._unmeasured < self.measure_every:
-                return
+                return False
         self._unmeasured = 0
         size = self.measure()
         if size < self.soft_bytes:
-            return
+            return False
         if size >= self.restart_bytes:
             self.wake()
         elif between and time.monotonic() - self._last_copy >= self.every_s:
             self._last_copy = time.monotonic()
-            self.copy()
+            return self.copy(start_over) and self.all_copied
+        return False
 
     def wake(self) -> None:
         if self._wake.is_set() and self._thread is not None and self._thread.is_alive():
@@ -448,9 +452,11 @@ class WalBound:
             cur.execute(f"PRAGMA wal_checkpoint({mode})")
             busy, frames, copied = cur.fetchone()
             cur.close()
-            if start_over and not busy and frames > 0 and frames == copied:
+            self.all_copied = not busy and frames > 0 and frames == copied
+            if start_over and self.all_copied:
                 self._start_over()
         except sqlite3.Error:  # a vanished or broken store: a new connection next time
+            self.all_copied = False
             self._close()
             return True
         if not busy and mode in ("RESTART", "TRUNCATE"):
@@ -486,16 +492,19 @@ class WalBound:
         finally:
             cur.close()
 
-    def copy(self) -> bool:
+    def copy(self, start_over: bool = True) -> bool:
         """Copy the WAL into the database file (PASSIVE: waits for no lock and no reader), on
         this object's connection: the heartbeat's checkpoint (`OrderStore.checkpoint`), outside
         any review's budget (a large copy on a loaded machine takes longer than a review may).
         With no reader inside, the next writer starts the WAL over by itself. Skipped (False)
-        while the thread is at it."""
+        while the thread is at it. `start_over=False`: this object does not write first into
+        the WAL it left all copied (`all_copied`); the caller does, on its own connection
+        (`OrderStore._start_over`: another connection's write makes SQLite drop the caller's
+        whole page cache)."""
         if not self._lock.acquire(blocking=False):
             return False
         try:
-            self._checkpoint("PASSIVE", 0, start_over=True)
+            self._checkpoint("PASSIVE", 0, start_over=start_over)
         finally:
             self._lock.release()
         return True

@@ -399,6 +399,31 @@ def test_the_ladder_look_is_taken_between_reviews(
         operator.close()
 
 
+def test_the_first_ladder_read_is_taken_by_a_market_fact_not_by_the_review(
+    governor: Governor, propose: Propose, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nothing cached (a new governor, or a state changed from here: `drop`), the next
+    market fact takes the ladder's full read (`LadderView.ahead`), not the review: in
+    bench/governor_review.py that read was 330 us of the first review's ~1 ms. On the old code
+    `ahead` looked only at a cache that was there, and the review read the ladder itself."""
+    view = governor.ladder_view
+    view.drop()
+    reads: list[str] = []
+    state = governor.ledger.state
+
+    def counted(*conn: Any) -> Any:
+        if not conn:  # the outer call (it reads again on its own connection)
+            reads.append("state")
+        return state(*conn)
+
+    monkeypatch.setattr(governor.ledger, "state", counted)
+    for t in (clock.now - 30, clock.now):  # the history the reference check wants
+        governor.observe_market(MarketSnapshot(connector="binance_paper_trade", trading_pair="BTC-USDT",
+                                               timestamp=t, mid_price=Decimal(60010)))  # fmt: skip
+    assert reads == ["state"] and view.cached is not None
+    assert allowed(governor, propose()).allowed and reads == ["state"]  # the review read no ladder
+
+
 def test_sizing_and_loss_limits_read_only_the_capital_rows_they_use(governor: Governor, propose: Propose) -> None:
     """Sizing reads the exchange's row and its book's total (`capital_pair_rows`), the loss
     limits the caps (`caps`): the same figures as the whole book's rows give."""

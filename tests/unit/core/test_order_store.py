@@ -215,6 +215,44 @@ def test_the_heartbeats_copy_starts_the_wal_over_itself_not_the_next_review(tmp_
     engine.dispose()
 
 
+def test_a_copy_that_starts_the_wal_over_leaves_the_order_stores_page_cache_as_it_was(tmp_path: Path) -> None:
+    """The WAL started over after a copy (the heartbeat's, and an order event's past the soft
+    bound) is first written by the order store's own connection: another connection's write
+    makes SQLite drop this connection's whole page cache (`PRAGMA data_version` counts those
+    resets), and the first review after each copy read every page it touched again (17 reads,
+    420-600 us against ~120 us warm in bench/governor_review.py). On the old code the copy's
+    own connection wrote first: the version moved."""
+    import sqlite3
+
+    from lyra_governor.order_store import OrderStore
+    from lyra_governor.store_budget import EVENT_BUDGET_MS
+
+    db = tmp_path / "lyra.db"
+    engine = create_store_engine(f"sqlite:///{db}")
+    create_schema(engine, 0.0)
+    store = OrderStore(engine)
+    look = sqlite3.connect(db, isolation_level=None)
+
+    def version() -> int:
+        with store._cursor() as cur:
+            return store._version(cur)[0]
+
+    for i in range(200):
+        store.audit("wal_test", f'{{"n": {i}}}', "test", float(i))
+    before = version()
+    assert store.checkpoint(min_writes=1)
+    assert look.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1] <= 2  # started over
+    assert version() == before
+    assert store._wal is not None
+    store._wal.soft_bytes, store._wal.every_s = 1, 0.0  # an order event's commit copies at once
+    store.audit("order_event", '{"n": "event"}', "test", 400.0, budget_ms=EVENT_BUDGET_MS)
+    assert store._wal.all_copied and look.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1] <= 2
+    assert version() == before
+    look.close()
+    store.close()
+    engine.dispose()
+
+
 def test_a_held_write_lock_is_tried_again_every_fraction_of_a_millisecond(tmp_path: Path) -> None:
     """The order path does not sleep in SQLite's busy handler (1, 2, 5, 10, 15, 20, 25 ms between
     tries, invisible to the caller): it tries BEGIN IMMEDIATE itself every 0.2 ms, so a lock held
