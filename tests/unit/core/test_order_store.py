@@ -253,6 +253,34 @@ def test_a_copy_that_starts_the_wal_over_leaves_the_order_stores_page_cache_as_i
     engine.dispose()
 
 
+def test_the_heartbeat_copies_only_what_was_written_since_an_order_events_copy(tmp_path: Path) -> None:
+    """An order event's commit past the soft bound copies the WAL and starts it over; the
+    heartbeat's copy (`checkpoint`) then counts only the commits since: one right after it
+    would copy a few commits for its fsyncs, and the review after each copy runs cold (in
+    bench/governor_review.py the copy at review 389 was followed by the heartbeat's at 500).
+    On the old code the count went on from the heartbeat's own last copy."""
+    from lyra_governor.order_store import OrderStore
+    from lyra_governor.store_budget import EVENT_BUDGET_MS
+
+    db = tmp_path / "lyra.db"
+    engine = create_store_engine(f"sqlite:///{db}")
+    create_schema(engine, 0.0)
+    store = OrderStore(engine)
+    for i in range(20):
+        store.audit("wal_test", f'{{"n": {i}}}', "test", float(i))
+    assert store._wal is not None
+    store._wal.soft_bytes, store._wal.every_s, store._wal.measure_every = 1, 0.0, 1  # the event copies
+    store.audit("order_event", '{"n": "event"}', "test", 20.0, budget_ms=EVENT_BUDGET_MS)
+    assert store._wal.all_copied
+    assert not store.checkpoint(min_writes=3)  # nothing since the event's copy
+    store._wal.soft_bytes = 2**40  # no more copies by the commits themselves
+    for i in range(3):
+        store.audit("wal_test", f'{{"after": {i}}}', "test", 30.0 + i)
+    assert store.checkpoint(min_writes=3)
+    store.close()
+    engine.dispose()
+
+
 def test_a_held_write_lock_is_tried_again_every_fraction_of_a_millisecond(tmp_path: Path) -> None:
     """The order path does not sleep in SQLite's busy handler (1, 2, 5, 10, 15, 20, 25 ms between
     tries, invisible to the caller): it tries BEGIN IMMEDIATE itself every 0.2 ms, so a lock held
