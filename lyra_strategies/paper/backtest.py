@@ -22,6 +22,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, cast
 
+from hummingbot.core.data_type.common import OrderType
 from hummingbot.data_feed.candles_feed.data_types import CandlesConfig
 from hummingbot.data_feed.market_data_provider import MarketDataProvider
 from hummingbot.strategy_v2.executors.dca_executor.dca_executor import DCAExecutor
@@ -47,9 +48,18 @@ class _StepMemo:
     rounding, a pass over the fills). Within one step they only change when the step itself
     places or cancels an order (the paper engine's events arrive inside those calls), so each
     is remembered from its first read until the step places or cancels, or ends; outside a
-    step every read is Hummingbot's own."""
+    step every read is Hummingbot's own.
+
+    Across steps: those figures are functions of the executor's orders alone (which orders it
+    tracks, each one's state and fills; the fees when no fill needs a market rate), so a step
+    that finds the orders as the last step left them (`_orders_key`, compared by identity and
+    fill count) starts from the figures that step remembered, not from nothing. Any placement
+    or cancellation drops them (`_forgetting`); an executor whose figures read the book (a
+    LIMIT_MAKER entry) or whose fees need a rate carries nothing over."""
 
     _step_memo: dict[str, Any] | None = None
+    #: (orders key, the orders themselves (their ids stay theirs while kept), figures)
+    _kept: tuple[tuple[Any, ...], tuple[Any, ...], dict[str, Any]] | None = None
 
     def _remembered(self, key: str, compute: Callable[[], Any]) -> Any:
         memo = self._step_memo
@@ -61,19 +71,65 @@ class _StepMemo:
 
     def _forgetting(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run an order placement or cancellation with nothing remembered, during or after it."""
-        stepping, self._step_memo = self._step_memo is not None, None
+        stepping, self._step_memo, self._kept = self._step_memo is not None, None, None
         try:
             return call(*args, **kwargs)
         finally:
             if stepping:
                 self._step_memo = {}
 
+    def _tracked_orders(self) -> tuple[Any, ...] | None:
+        """The tracked orders the remembered figures derive from; None: carry nothing over."""
+        return None
+
     async def _running_step(self, step: Callable[[], Any]) -> None:
-        self._step_memo = {}
+        memo: dict[str, Any] = {}
+        tracked = self._tracked_orders()
+        if tracked is not None:
+            key = _orders_key(tracked)
+            kept = self._kept
+            if kept is not None and kept[0] == key:
+                memo = kept[2]
+            elif all(_fees_rate_free(t) for t in tracked):
+                self._kept = (key, tracked, memo)
+            else:
+                self._kept = None
+        self._step_memo = memo
         try:
             step()
         finally:
             self._step_memo = None
+
+
+def _orders_key(tracked: tuple[Any, ...]) -> tuple[Any, ...]:
+    """What the remembered figures depend on: which tracked order and in-flight order each slot
+    holds (by identity; the kept tuple holds them, so no id is reused meanwhile), each order's
+    state and its number of fills (a fill only adds to `order_fills`: Hummingbot refuses a
+    repeated trade id, and executed amounts change only with a fill)."""
+    key: list[Any] = []
+    for t in tracked:
+        order = t.order if t is not None else None
+        if order is None:
+            key.append((id(t), None))
+        else:
+            key.append((id(t), id(order), order.current_state, len(order.order_fills)))
+    return tuple(key)
+
+
+def _fees_rate_free(tracked: Any) -> bool:
+    """Whether each fill's fee in the order's quote reads no market rate, nor in its base when a
+    fill charged the base (the only case an executor reads fees in base: its filled amount is
+    then net of them), so the fees are a function of the fills alone
+    (`lyra_strategies.paper.exchange._rate_free`)."""
+    from lyra_strategies.paper.exchange import _rate_free
+
+    order = tracked.order if tracked is not None else None
+    if order is None:
+        return True
+    fills = list(order.order_fills.values())
+    base, quote = order.base_asset, order.quote_asset
+    tokens = (quote, base) if any(fill.fee_asset == base for fill in fills) else (quote,)
+    return all(_rate_free(fill.fee, order.trading_pair, token) for fill in fills for token in tokens)
 
 
 class BacktestPositionExecutor(_StepMemo, PositionExecutor):  # type: ignore[misc]
@@ -88,6 +144,17 @@ class BacktestPositionExecutor(_StepMemo, PositionExecutor):  # type: ignore[mis
             await super().control_task()
             return
         await self._running_step(lambda: (self.control_open_order(), self.control_barriers()))
+
+    def _tracked_orders(self) -> tuple[Any, ...] | None:
+        if self.config.triple_barrier_config.open_order_type == OrderType.LIMIT_MAKER:
+            return None  # its entry price is the book's until the entry fills
+        return (self._open_order, self._close_order, self._take_profit_limit_order)
+
+    @property
+    def take_profit_price(self) -> Any:  # read every step by the take profit's activation check
+        if self.config.triple_barrier_config.take_profit_order_type == OrderType.LIMIT_MAKER:
+            return PositionExecutor.take_profit_price.fget(self)  # it reads the book
+        return self._remembered("take_profit_price", lambda: PositionExecutor.take_profit_price.fget(self))
 
     @property
     def open_filled_amount(self) -> Any:

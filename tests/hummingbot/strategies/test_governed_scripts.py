@@ -601,6 +601,7 @@ def test_a_filled_quotes_control_step_derives_its_position_once(world: dict[str,
         return mid_price(*args, **kwargs)
 
     exchange.quantize_order_amount, exchange.get_mid_price = counted_round, counted_mid
+    bid._kept = None  # nothing carried over from the last step (see the next test)
     step = bid.control_task()  # one step, on its own (no other task of the loop runs meanwhile)
     try:
         with pytest.raises(StopIteration):
@@ -611,6 +612,62 @@ def test_a_filled_quotes_control_step_derives_its_position_once(world: dict[str,
     assert bid.is_trading and bid._step_memo is None  # nothing remembered outside a step
     assert bid.open_filled_amount == PositionExecutor.open_filled_amount.fget(bid) > 0
     assert bid.net_pnl_pct == PositionExecutor.get_net_pnl_pct(bid)
+
+
+def _step(executor: Any) -> None:
+    step = executor.control_task()  # one step, on its own (no other task of the loop runs meanwhile)
+    with pytest.raises(StopIteration):
+        step.send(None)
+
+
+def test_a_filled_quotes_figures_carry_over_to_the_next_step_until_its_orders_change(
+    world: dict[str, Any],
+) -> None:
+    """The figures a step derived from the executor's orders (filled amount, entry price, fees)
+    are the next step's too while the orders are as that step left them: its filled amount is
+    rounded once over many steps (once a step before), and again as soon as an order changes
+    (here the take profit fills); every figure still equals Hummingbot's own."""
+    from hummingbot.strategy_v2.executors.position_executor.position_executor import PositionExecutor
+
+    strategy, bid = _filled_bid(world, take_profit=Decimal("0.005"))
+    exchange = world["exchanges"]["binance_paper_trade"]
+    _step(bid)  # the take profit is placed by now: the orders stand from here on
+    assert bid._take_profit_limit_order is not None
+    calls = [0]
+    round_amount = exchange.quantize_order_amount
+
+    def counted_round(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return round_amount(*args, **kwargs)
+
+    exchange.quantize_order_amount = counted_round
+    try:
+        for _ in range(5):
+            _step(bid)
+        assert calls[0] == 0, calls  # 5 on the old code: one a step
+        assert bid.open_filled_amount == PositionExecutor.open_filled_amount.fget(bid) > 0
+        assert bid.get_cum_fees_quote() == PositionExecutor.get_cum_fees_quote(bid)
+        kept = bid._kept
+        assert kept is not None and kept[0] == _orders_key_of(bid)
+        take_profit = bid._take_profit_limit_order.order
+        fills = len(take_profit.order_fills)
+        _book(world, 60_400)  # bids at 60,395: through the take profit at 59,940 x 1.005 = 60,239.7
+        run(world, strategy, 1, yields=0)  # the engine fills it; no executor step yet
+        assert len(take_profit.order_fills) > fills and _orders_key_of(bid) != kept[0]
+        seen: list[dict[str, Any]] = []
+        step = bid._running_step(lambda: seen.append(dict(bid._step_memo or {})))
+        with pytest.raises(StopIteration):
+            step.send(None)
+        assert seen == [{}]  # the next step derives every figure again, from the orders as they are now
+        assert bid.open_filled_amount == PositionExecutor.open_filled_amount.fget(bid)
+    finally:
+        del exchange.quantize_order_amount
+
+
+def _orders_key_of(executor: Any) -> Any:
+    from lyra_strategies.paper.backtest import _orders_key
+
+    return _orders_key(executor._tracked_orders())
 
 
 def test_a_filled_quotes_control_step_values_its_position_once(world: dict[str, Any], monkeypatch: Any) -> None:
@@ -627,6 +684,7 @@ def test_a_filled_quotes_control_step_values_its_position_once(world: dict[str, 
         return value(self)
 
     monkeypatch.setattr(PositionExecutor, "open_filled_amount_quote", property(counted))
+    bid._kept = None  # nothing carried over from the last step
     step = bid.control_task()
     with pytest.raises(StopIteration):
         step.send(None)
