@@ -9,6 +9,11 @@ The look a review would take is taken between reviews when it is due (`ahead`, o
 fact): the review still looks itself whenever its cache is older than `refresh_s`, but then
 seldom has to (the look, ~45 us warm and 100-200 us after 0.25 s away, was in ~0.6 % of the
 reviews of bench/governor_review.py, most of its p99).
+
+Governors sharing one store (a paper replay's) that look at the same instant of `clock` (its
+simulated second) share one `PRAGMA data_version` (`OrderStore._cached`'s `at`): a halt written
+elsewhere after it is seen by the next look, within `refresh_s` as before; a stop written from
+here (`drop`) makes the next look, any governor's, read afresh at once.
 """
 
 from __future__ import annotations
@@ -49,9 +54,17 @@ class LadderView:
         """Between reviews: the look the next review would take (its cache older than
         `refresh_s`, or `look_again`; with nothing cached, a new governor's or after `drop`, the
         full read), taken now so that the review does not wait for it. A store error is left to
-        the review, which looks again itself and fails closed."""
+        the review, which looks again itself and fails closed.
+
+        Also when another governor on this store has looked at this very instant (`looked_at`):
+        the look then costs no PRAGMA, and it keeps the governors' looks on the same instants
+        (a fresh read shifts one governor's cadence; without this it would keep its own)."""
         wall = self.clock()
-        if self.cached is None or wall - self.read_at > self.refresh_s:
+        if (
+            self.cached is None
+            or wall - self.read_at > self.refresh_s
+            or (wall != self.read_at and self.store.looked_at(wall))
+        ):
             with contextlib.suppress(*STORE_ERRORS):
                 self._look(wall, False)
 
@@ -61,7 +74,7 @@ class LadderView:
             cached = self.cached = self.ledger.state()
             self.bot_reduce_only = self.store.bot_restriction(self.bot_id)
         else:  # the raw row and this bot's restriction in one read; the full read if the row moved
-            row, self.bot_reduce_only = self.store.ladder_look(self.bot_id)
+            row, self.bot_reduce_only = self.store.ladder_look(self.bot_id, wall)
             if not _matches(row, cached):
                 cached = self.cached = self.ledger.state()
         self.read_at = wall
@@ -76,15 +89,17 @@ class LadderView:
         return self.ledger.state()
 
     def drop(self) -> None:
-        """The store's trading state was changed from here: read it again on the next look."""
+        """The store's trading state was changed from here: read it again on the next look (and
+        the other governors on this store too, at this very instant: `forget_instant`)."""
         self.cached = None
+        self.store.forget_instant()
 
     def look_again(self) -> None:
         """This bot's restriction may have changed: re-read it on the next review."""
         self.read_at = -1.0
 
     def _unchanged(self, cached: LadderState) -> bool:
-        return _matches(self.store.ladder_row(), cached)
+        return _matches(self.store.ladder_row(self.clock()), cached)
 
 
 def _matches(row: tuple[int, str, str, dict[str, int]], cached: LadderState) -> bool:

@@ -576,10 +576,12 @@ class OrderStore:
         self._reads: dict[tuple[str, str], tuple[tuple[int, int], tuple[Any, ...], Any]] = {}
         self._epoch = 0  # this connection's commits that may change what `_cached` keeps
         self._look: tuple[int, list[tuple[int, int] | None]] | None = None  # inside `one_look`: (thread, version)
+        self._seen: tuple[float, tuple[int, int]] | None = None  # (instant, version): `_cached`'s `at`
 
     def close(self, broken: bool = False) -> None:
         self.memo.forget()
         self._reads.clear()  # a new connection counts `PRAGMA data_version` afresh
+        self._seen = None
         raw, self._raw = self._raw, None
         if raw is not None:
             with contextlib.suppress(Exception):  # a broken connection has nothing left to protect
@@ -724,7 +726,7 @@ class OrderStore:
     def _commit_keeping_reads(self, cur: Any) -> None:
         """`_commit` of a write that changes no column a cached read (`_cached`) returns: not the
         ladder, its rungs, a bot's restriction, a cap or a fill (a known bot's heartbeat, a
-        reservation, its release, a cancel request). What was kept stays kept; if the commit
+        reservation, its release, a cancel request, an audit record alone). What was kept stays kept; if the commit
         raises, it is read again."""
         epoch = self._epoch
         self._commit(cur)
@@ -773,16 +775,29 @@ class OrderStore:
         cur.execute("PRAGMA data_version")
         return int(cur.fetchone()[0]), self._epoch
 
-    def _cached(self, name: str, key: str, args: tuple[Any, ...], read: Callable[[Any], Any]) -> Any:
+    def _cached(
+        self, name: str, key: str, args: tuple[Any, ...], read: Callable[[Any], Any], at: float | None = None
+    ) -> Any:
         """`read(cursor)`'s answer for (`name`, `key`, `args`), read again only if the store may
         have changed since (`_version`; PostgreSQL: always). The version is taken before the read:
         a commit between the two makes the next call read again, never keeps a stale answer. One
         answer is kept per (`name`, `key`), for the last `args` asked. Inside `one_look` an answer
-        kept at the version the look took is given without a cursor."""
+        kept at the version the look took is given without a cursor.
+
+        `at`, an instant of the caller's clock: reads given the same instant see the store as the
+        first of them found it (while this connection commits nothing, `forget_instant`), one
+        PRAGMA for them all. A paper replay's governors, sharing this store, each look at the
+        ladder on the same simulated second: one look, not one each. Whatever another connection
+        commits after that PRAGMA is seen by the first read at a later instant, so each caller's
+        own bound (`LadderView.refresh_s`) holds; live, instants are the wall clock's and differ."""
         look = self._look[1] if self._look is not None and self._look[0] == threading.get_ident() else None
         kept = self._reads.get((name, key))
         # the version the look took, while this connection has committed nothing since: no cursor at all
         took = look[0] if look is not None and look[0] is not None and look[0][1] == self._epoch else None
+        if took is None and at is not None and self._seen is not None and self.looked_at(at):
+            took = self._seen[1]  # the version read at this instant
+            if look is not None:
+                look[0] = took
         if took is not None and kept is not None and kept[:2] == (took, args):
             return kept[2]
         with self._cursor() as cur:
@@ -793,11 +808,24 @@ class OrderStore:
             version = self._version(cur)
             if look is not None:
                 look[0] = version
+            if at is not None:
+                self._seen = (at, version)
             if kept is not None and kept[:2] == (version, args):
                 return kept[2]
             answer = read(cur)
             self._reads[(name, key)] = (version, args, answer)
             return answer
+
+    def looked_at(self, at: float) -> bool:
+        """Whether a read given instant `at` has checked the store's version, this connection
+        committing nothing since (a read at `at` then needs no PRAGMA of its own)."""
+        seen = self._seen
+        return seen is not None and seen[0] == at and seen[1][1] == self._epoch
+
+    def forget_instant(self) -> None:
+        """The next read given an instant (`_cached`'s `at`) takes its own PRAGMA: something this
+        process wrote elsewhere (the ledger's connection: a breaker's stop) is to be seen now."""
+        self._seen = None
 
     @contextlib.contextmanager
     def one_look(self) -> Iterator[None]:
@@ -826,11 +854,12 @@ class OrderStore:
     # --- writes -----------------------------------------------------------------------------
 
     def audit(self, event: str, payload_json: str, actor: str, now: float, budget_ms: int | None = None) -> int:
-        """Append one audit record in its own transaction."""
+        """Append one audit record in its own transaction (no cached read returns the audit
+        trail: what `_cached` kept stays kept, e.g. across a denied review's record)."""
         with self._cursor(budget_ms) as cur:
             self._begin_write(cur)
             seq = self._append(cur, event, payload_json, actor, now)
-            self._commit(cur)
+            self._commit_keeping_reads(cur)
             return seq
 
     def reserve(
@@ -970,13 +999,13 @@ class OrderStore:
             row = cur.fetchone()
             if row is None:
                 self._append(cur, "orphan_event", canonical_json(payload), actor, now)
-                self._commit(cur)
+                self._commit_keeping_reads(cur)  # an audit record only
                 return Released(None, None)
             book, exchange, left, current = row[0], row[1], int(row[2]), str(row[3])
             if current not in HELD:
                 note = {**payload, "note": f"reservation already {current}"}
                 self._append(cur, "order_event", canonical_json(note), actor, now)
-                self._commit(cur)
+                self._commit_keeping_reads(cur)  # an audit record only
                 return Released(current, None)
             if left:
                 if current == ORPHANED:
@@ -1388,15 +1417,19 @@ class OrderStore:
         rows = self._cached("caps", book, params, lambda cur: self._rows(cur, self.sql.caps_like, params))
         return {str(r[0]).split(":", 1)[1]: int(r[1]) for r in rows}
 
-    def ladder_row(self) -> tuple[int, str, str, dict[str, int]]:
-        """(phase, trading state, reason, rungs): the governor's periodic state refresh. Cached."""
-        row: tuple[int, str, str, dict[str, int]] = self._cached("ladder", "", (), self._ladder_row)
+    def ladder_row(self, at: float | None = None) -> tuple[int, str, str, dict[str, int]]:
+        """(phase, trading state, reason, rungs): the governor's periodic state refresh. Cached
+        (`_cached`, `at` its instant)."""
+        row: tuple[int, str, str, dict[str, int]] = self._cached("ladder", "", (), self._ladder_row, at)
         return row[0], row[1], row[2], dict(row[3])
 
-    def ladder_look(self, bot_id: str) -> tuple[tuple[int, str, str, dict[str, int]], str | None]:
+    def ladder_look(
+        self, bot_id: str, at: float | None = None
+    ) -> tuple[tuple[int, str, str, dict[str, int]], str | None]:
         """`ladder_row` and `bot_restriction` in one read: what each governor looks at every
         `LadderView.refresh_s` (one cursor, not two: each costs a lock and a watchdog guard).
-        Cached (`_cached`): while the store is unchanged, one `PRAGMA data_version`."""
+        Cached (`_cached`, `at` its instant): while the store is unchanged, one `PRAGMA
+        data_version`, and none for a look at an instant another look has checked."""
 
         def read(cur: Any) -> tuple[tuple[int, str, str, dict[str, int]], str | None]:
             row = self._ladder_row(cur)
@@ -1404,7 +1437,7 @@ class OrderStore:
             found = cur.fetchone()
             return row, (str(found[0]) if found is not None and found[0] is not None else None)
 
-        (phase, state, reason, rung_rows), restricted = self._cached("ladder_look", bot_id, (), read)
+        (phase, state, reason, rung_rows), restricted = self._cached("ladder_look", bot_id, (), read, at)
         return (phase, state, reason, dict(rung_rows)), restricted
 
     def _ladder_row(self, cur: Any) -> tuple[int, str, str, dict[str, int]]:

@@ -370,7 +370,7 @@ def test_the_ladder_look_is_taken_between_reviews(
     view.read_at = wall[0]
     looks: list[str] = []
     look = store.ladder_look
-    monkeypatch.setattr(store, "ladder_look", lambda bot_id: looks.append(bot_id) or look(bot_id))
+    monkeypatch.setattr(store, "ladder_look", lambda bot_id, at=None: looks.append(bot_id) or look(bot_id, at))
     fact = MarketSnapshot(connector="binance_paper_trade", trading_pair="BTC-USDT", timestamp=clock.now,
                           mid_price=Decimal(60000))  # fmt: skip
     operator = Ledger.open(settings)
@@ -387,12 +387,12 @@ def test_the_ladder_look_is_taken_between_reviews(
         operator.resume("operator")
         wall[0] += 2 * view.refresh_s
 
-        def busy(bot_id: str) -> Any:
+        def busy(bot_id: str, at: float | None = None) -> Any:
             raise StoreBusy("held")
 
         monkeypatch.setattr(store, "ladder_look", busy)
         governor.observe_market(fact)  # the error is not the market fact's
-        monkeypatch.setattr(store, "ladder_look", lambda bot_id: looks.append(bot_id) or look(bot_id))
+        monkeypatch.setattr(store, "ladder_look", lambda bot_id, at=None: looks.append(bot_id) or look(bot_id, at))
         assert governor.review(propose(price=Decimal(59998))).allowed  # the review looked again: ACTIVE
         assert looks == ["bot-1", "bot-1"]
     finally:

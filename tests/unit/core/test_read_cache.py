@@ -13,9 +13,10 @@ import pytest
 from lyra_governor.config import Settings
 from lyra_governor.governor import Governor
 from lyra_governor.ledger import Ledger
-from lyra_governor.models import OrderEvent, OrderEventKind, OrderProposal
+from lyra_governor.models import OrderEvent, OrderEventKind, OrderProposal, TradingState
 from lyra_governor.order_store import OrderStore
 from lyra_governor.store import bots
+from lyra_governor.store_budget import release_checkpointer
 
 from .conftest import FakeClock, allowed
 
@@ -125,3 +126,67 @@ def test_the_loss_limits_read_with_one_look(governor: Governor, statements: list
         statements.clear()
         governor.store.caps("paper")
         assert statements[0] == "PRAGMA data_version" and "lyra_capital" in statements[1]  # read again
+
+
+def test_an_audit_record_keeps_the_cache(governor: Governor, statements: list[str]) -> None:
+    """An audit record alone (a denied review's) changes nothing a cached read returns: the reads
+    after it are one PRAGMA each (the old code read all seven statements again)."""
+    first = _reads(governor.store, "bot-1")
+    governor.store.audit("decision", "{}", "bot-1", 1.0)
+    statements.clear()
+    assert _reads(governor.store, "bot-1") == first
+    assert statements == ["PRAGMA data_version"] * 4
+
+
+def test_looks_at_one_instant_share_one_pragma(
+    governor: Governor, statements: list[str], settings: Settings, clock: FakeClock
+) -> None:
+    """Two governors' looks on one store at the same instant (a replay's simulated second): one
+    PRAGMA for both. A halt committed elsewhere is seen by the first look at a later instant;
+    an own commit, or `forget_instant` (a stop written from here), makes the same instant look
+    again. Each assertion fails if the shared look outlived its instant or its version."""
+    store = governor.store
+    store.ladder_look("bot-1", 5.0), store.ladder_look("bot-2", 5.0)
+    statements.clear()
+    assert store.ladder_look("bot-1", 10.0)[0][1] == "ACTIVE" and statements == ["PRAGMA data_version"]
+    statements.clear()
+    assert store.ladder_look("bot-2", 10.0)[0][1] == "ACTIVE" and statements == []  # no cursor at all
+    other = Ledger.open(settings, clock)
+    try:
+        other.halt("operator elsewhere", "operator", demote=False)
+        assert store.ladder_look("bot-1", 10.0)[0][1] == "ACTIVE"  # the instant's picture, taken before
+        assert store.ladder_look("bot-2", 15.0)[0][1] == "HALTED"  # the next instant: seen
+        assert store.ladder_row(15.0)[1] == "HALTED" and store.ladder_look("bot-1", 15.0)[0][1] == "HALTED"
+        other.resume("operator")
+        store.heartbeat("a-new-bot", clock.now, "host", 1)  # an own commit that counts (its row inserted)
+        assert store.ladder_look("bot-1", 15.0)[0][1] == "ACTIVE"
+        other.halt("again", "operator", demote=False)
+        store.forget_instant()
+        assert store.ladder_look("bot-2", 15.0)[0][1] == "HALTED"
+        store.close()  # a new connection counts data_version afresh: nothing of the old one is used
+        statements.clear()
+        assert store.ladder_row(15.0)[1] == "HALTED"
+    finally:
+        other.close()
+
+
+def test_a_stop_written_here_is_seen_by_the_other_governors_at_once(
+    governor: Governor, settings: Settings, clock: FakeClock, mandates: Any
+) -> None:
+    """Governors sharing a store, their looks on one simulated clock: a stop one of them writes
+    through the ledger (a breaker's: `Seat.state_changed` drops its view) is seen by the others'
+    next look at that same instant, as it was before looks shared their PRAGMA."""
+    second = Governor(settings, governor.ledger, "bot-2", mandates, clock, "s", governor.store)
+    try:
+        for view in (governor.ladder_view, second.ladder_view):
+            view.clock, view.refresh_s = (lambda: clock.now), 5.0
+        assert governor.trading_state() is TradingState.ACTIVE and second.trading_state() is TradingState.ACTIVE
+        clock.advance(10)
+        governor.ladder_view.ahead(), second.ladder_view.ahead()  # both looks kept at the store's version
+        clock.advance(10)
+        governor.ladder_view.ahead()  # the first look at this instant: the version unchanged
+        governor.ledger.reduce_only("breaker elsewhere", "breaker")  # the ledger's own connection
+        governor.ladder_view.drop()  # what `Seat.state_changed` does after it
+        assert second.trading_state() is TradingState.REDUCING
+    finally:
+        release_checkpointer(second._wal)  # the rest (store, ledger) is the fixture governor's
