@@ -197,7 +197,8 @@ class BacktestGridExecutor(GridExecutor):  # type: ignore[misc]
 
 
 class BacktestDCAExecutor(_StepMemo, DCAExecutor):  # type: ignore[misc]
-    """Hummingbot's DCA executor, each running step computed once (`_StepMemo`). Its shutdown
+    """Hummingbot's DCA executor, each running step computed once (`_StepMemo`; its figures
+    carried over while its slices and closes stand: they read no price). Its shutdown
     waits 5 s with `asyncio.sleep` (no `_sleep` to override), so offline the shutdown step is
     this one: done once the close filled the position, else (re)place the close when none is
     working, then wait 5 simulated seconds. The paper engine needs no order polling
@@ -217,6 +218,9 @@ class BacktestDCAExecutor(_StepMemo, DCAExecutor):  # type: ignore[misc]
             self.place_close_order_and_cancel_open_orders()
             self._current_retries += 1
         await _simulated_sleep(self, 5.0)
+
+    def _tracked_orders(self) -> tuple[Any, ...] | None:
+        return (*self._open_orders, None, *self._close_orders)  # None: where the closes begin
 
     @property
     def open_filled_amount(self) -> Any:

@@ -104,9 +104,51 @@ def test_a_dca_control_step_derives_its_average_price_once(world: dict[str, Any]
         return hummingbots.fget(self)
 
     monkeypatch.setattr(DCAExecutor, "current_position_average_price", property(counted))
+    executor._kept = None  # nothing carried over from the last step (see the next test)
     step = executor.control_task()  # one step, on its own
     with pytest.raises(StopIteration):
         step.send(None)
     assert averaged[0] == 1, averaged
     assert executor.status.name == "RUNNING" and executor._step_memo is None
     assert executor.net_pnl_pct == DCAExecutor.get_net_pnl_pct(executor)  # Hummingbot's, read outside a step
+
+
+def test_a_dca_steps_average_price_carries_over_while_its_orders_stand(world: dict[str, Any], monkeypatch: Any) -> None:
+    """The figures a DCA step derived from its slices (filled amount, average price, fees) are
+    the next step's too while no slice or close changed: averaged once over five steps (five
+    times before); a slice that fills makes the next step derive them again."""
+    from hummingbot.strategy_v2.executors.dca_executor.dca_executor import DCAExecutor
+
+    from lyra_strategies.paper.backtest import _orders_key
+
+    strategy = _dca(world, levels=3, level_step_pct=Decimal("0.002"), total_amount_quote=Decimal(90))
+    run(world, strategy, 5)
+    book(world, BINANCE, 59_830)  # through the first slice only
+    run(world, strategy, 3)
+    executor = _executor(strategy)
+    hummingbots = DCAExecutor.current_position_average_price
+    averaged = [0]
+
+    def counted(self: Any) -> Any:
+        averaged[0] += 1
+        return hummingbots.fget(self)
+
+    monkeypatch.setattr(DCAExecutor, "current_position_average_price", property(counted))
+    for _ in range(5):
+        step = executor.control_task()
+        with pytest.raises(StopIteration):
+            step.send(None)
+    assert averaged[0] <= 1, averaged  # 5 on the old code
+    assert executor.status.name == "RUNNING"
+    kept = executor._kept
+    assert kept is not None and kept[0] == _orders_key(executor._tracked_orders())
+    assert executor.net_pnl_pct == DCAExecutor.get_net_pnl_pct(executor)
+    averaged[0] = 0
+    book(world, BINANCE, 59_700)  # the second slice fills
+    run(world, strategy, 1, yields=0)  # the engine fills it (the loop may run the executor's step too)
+    assert _orders_key(executor._tracked_orders()) != kept[0]
+    step = executor.control_task()
+    with pytest.raises(StopIteration):
+        step.send(None)
+    assert averaged[0] == 1  # derived once again, from the slices as they are now, then carried over
+    assert executor.net_pnl_pct == DCAExecutor.get_net_pnl_pct(executor)
