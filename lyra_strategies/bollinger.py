@@ -27,7 +27,7 @@ from hummingbot.strategy_v2.controllers.directional_trading_controller_base impo
 )
 from hummingbot.strategy_v2.models.executor_actions import CreateExecutorAction, ExecutorAction
 
-from lyra_strategies.candles import bollinger_percent_b
+from lyra_strategies.candles import bollinger_percent_b, candle_columns
 
 MIN_NOTIONAL = Decimal(5)
 
@@ -66,10 +66,10 @@ class LyraBollingerController(DirectionalTradingControllerBase):  # type: ignore
         if bucket == self._bucket:
             return
         self._bucket = bucket
-        df = self.market_data_provider.get_candles_df(self.config.connector_name, self.config.trading_pair,
-                                                      self.config.interval, self.config.bb_length)
-        percent_b = bollinger_percent_b(df["close"].tolist(), self.config.bb_length, self.config.bb_std) \
-            if len(df) >= self.config.bb_length else None
+        _highs, _lows, closes = candle_columns(self.market_data_provider, self.config.connector_name,
+                                               self.config.trading_pair, self.config.interval, self.config.bb_length)
+        percent_b = bollinger_percent_b(closes, self.config.bb_length, self.config.bb_std) \
+            if len(closes) >= self.config.bb_length else None
         signal = 0
         if percent_b is not None:
             if percent_b < self.config.bb_long_threshold:

@@ -90,12 +90,12 @@ class LyraDynamicMarketMaking(governed.GovernedStrategyV2Base):
         if bucket == self._natr_bucket:
             return
         self._natr_bucket = bucket
-        df = self.market_data_provider.get_candles_df(self.config.connector_name, self.config.trading_pair,
-                                                      self.config.candles_interval, self.config.natr_length + 1)
-        if len(df) < self.config.natr_length + 1:
+        highs, lows, closes = candles.candle_columns(self.market_data_provider, self.config.connector_name,
+                                                     self.config.trading_pair, self.config.candles_interval,
+                                                     self.config.natr_length + 1)
+        if len(closes) < self.config.natr_length + 1:
             return
-        self.natr = candles.natr(df["high"].tolist(), df["low"].tolist(), df["close"].tolist(),
-                                 self.config.natr_length)
+        self.natr = candles.natr(highs, lows, closes, self.config.natr_length)
 
     def on_tick(self):
         cfg = self.config

@@ -307,6 +307,15 @@ class SimulatedMarketDataProvider(MarketDataProvider):  # type: ignore[misc]
             feed.resize(config.max_records)
         return cast(ReplayCandles, feed)
 
+    def closed_rows(self, connector: str, trading_pair: str, interval: str, max_records: int) -> list[Any]:
+        """The rows `get_candles_df(connector, trading_pair, interval, max_records)` would put in
+        its DataFrame (the same feed, looked up and resized the same way), as the feed keeps
+        them: `lyra_strategies.candles.candle_columns` reads them without pandas."""
+        feed = self.get_candles_feed(
+            CandlesConfig(connector=connector, trading_pair=trading_pair, interval=interval, max_records=max_records)
+        )
+        return list(feed._candles)[-max_records:]
+
     def sample_candles(self, timestamp: float) -> None:
         """Each simulated second: every candle feed takes its book's mid at `timestamp`."""
         for feed in self.candles_feeds.values():

@@ -39,6 +39,31 @@ def test_candles_come_from_the_paper_book_and_show_only_closed_candles(world: di
     assert df["high"].iloc[0] == 60_000 and df["close"].iloc[0] == 60_000  # 60,300 belongs to the open candle
 
 
+def test_offline_the_natr_reads_the_candles_rows_hummingbots_dataframe_holds(
+    world: dict[str, Any], monkeypatch: Any
+) -> None:
+    """Offline, the NATR's highs, lows and closes are read from the replay feed's own rows, not
+    through a pandas DataFrame built once a candle: the same floats `get_candles_df` holds."""
+    from lyra_strategies import candles
+
+    strategy = _dmm(world)
+    provider = strategy.market_data_provider
+    for i in range(8):  # a swinging book: candles of different highs, lows and closes
+        book(world, BINANCE, 60_000 * (1.002 if i % 2 else 0.998))
+        run(world, strategy, 1)
+    df = provider.get_candles_df(BINANCE, "BTC-USDT", "1s", 6)
+    columns = (df["high"].tolist(), df["low"].tolist(), df["close"].tolist())
+    assert len(columns[2]) == 6 and candles.candle_columns(provider, BINANCE, "BTC-USDT", "1s", 6) == columns
+
+    def no_dataframe(*_args: Any) -> Any:
+        raise AssertionError("a DataFrame built offline")
+
+    monkeypatch.setattr(provider, "get_candles_df", no_dataframe)
+    strategy._natr_bucket = -1  # read the candles again now
+    strategy.update_natr()  # through get_candles_df on the old code
+    assert strategy.natr == candles.natr(*columns[:3], strategy.config.natr_length)
+
+
 def test_quotes_widen_with_volatility_and_fill_through_the_governor(world: dict[str, Any]) -> None:
     strategy = _dmm(world)
     run(world, strategy, 3)
