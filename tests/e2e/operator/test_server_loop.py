@@ -1,0 +1,78 @@
+"""`lyra-governor serve` answers on one event loop (issue 17 point 5): clients that connect and
+send nothing neither hold a thread each nor delay the others' answers, and what the loop
+writes is HTTP that clients and Prometheus read."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.operator.conftest import Served
+
+STALLED = 24
+
+
+def _threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError("no thread count in /proc")
+
+
+def _raw(url: str, request: bytes) -> bytes:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(request)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.timeout(120)
+def test_stalled_clients_hold_no_thread_and_delay_no_answer(served: Served) -> None:
+    assert httpx.get(f"{served.url}/metrics", timeout=10).status_code == 200  # the first answer is made
+    host, port = served.url.removeprefix("http://").rsplit(":", 1)
+    before = _threads(served.process.pid)
+    stalled = [socket.create_connection((host, int(port)), timeout=10) for _ in range(STALLED)]
+    try:
+        for conn in stalled[: STALLED // 2]:
+            conn.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # half a request, never finished
+        time.sleep(0.5)  # the server has accepted them all
+        started = time.perf_counter()
+        for route in ("/metrics", "/forensic/status", "/healthz"):
+            assert httpx.get(f"{served.url}{route}", timeout=10).status_code == 200, route
+        took = time.perf_counter() - started
+        during = _threads(served.process.pid)
+    finally:
+        for conn in stalled:
+            conn.close()
+    # a thread per connection (the ThreadingHTTPServer before) had 24 more here
+    assert during < before + STALLED // 2, (before, during)
+    assert took < 5.0
+
+
+@pytest.mark.timeout(120)
+def test_the_loop_speaks_http(served: Served) -> None:
+    head = httpx.head(f"{served.url}/metrics", timeout=10)
+    got = httpx.get(f"{served.url}/metrics", timeout=10)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert got.headers["cache-control"] == "no-store" and int(got.headers["content-length"]) == len(got.content)
+    assert httpx.get(f"{served.url}/forensic/status/?x=1", timeout=10).json()["phase"] == 1
+    assert httpx.post(f"{served.url}/metrics", timeout=10).status_code == 501
+    assert _raw(served.url, b"NONSENSE\r\n\r\n").startswith(b"HTTP/1.0 400 ")
+    assert _raw(served.url, b"GET / HTTP/1.1\r\nX: " + b"a" * 20_000 + b"\r\n\r\n").startswith(b"HTTP/1.0 431 ")
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is not installed: `make test` installs Debian's prometheus package as root")
+    lint = subprocess.run(
+        [promtool, "check", "metrics"], input=got.content, capture_output=True, timeout=60, check=False
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
