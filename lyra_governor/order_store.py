@@ -577,6 +577,7 @@ class OrderStore:
         self._epoch = 0  # this connection's commits that may change what `_cached` keeps
         self._look: tuple[int, list[tuple[int, int] | None]] | None = None  # inside `one_look`: (thread, version)
         self._seen: tuple[float, tuple[int, int]] | None = None  # (instant, version): `_cached`'s `at`
+        self._swept_cutoff: float | None = None  # the last `orphan_silent_bots` sweep's cutoff
 
     def close(self, broken: bool = False) -> None:
         self.memo.forget()
@@ -1267,9 +1268,17 @@ class OrderStore:
         their orders may still be live on the exchange, so their capital stays counted against
         every cap (moved from reserved to orphaned) until the bot comes back (`reclaim_orphans`)
         or an operator releases them (`release_orphans`). The common case (no silent bot
-        holding capital) is a read only, so it costs no write lock."""
+        holding capital) is a read only, so it costs no write lock.
+
+        A sweep with the cutoff this connection has just swept with is not run again (0): the
+        governors sharing one store (a paper replay's) sweep at the same simulated second, and
+        the first one's sweep stands for theirs. What a silent bot reserves after it is found by
+        the next sweep at a later cutoff, as after any sweep."""
         cutoff = now - timeout_s
+        if cutoff == self._swept_cutoff:
+            return 0
         if not self._query(self.sql.silent, cutoff=cutoff):
+            self._swept_cutoff = cutoff  # swept (a store error leaves it to be swept again)
             return 0
         with self._cursor() as cur:
             self._begin_write(cur)
@@ -1289,6 +1298,7 @@ class OrderStore:
                 }
                 self._append(cur, "reservations_orphaned", canonical_json(payload), actor, now)
             self._commit(cur)
+            self._swept_cutoff = cutoff
             return len(rows)
 
     def _move_held(self, bot_id: str, held: str, to: ReservationStatus, event: str, actor: str, now: float,

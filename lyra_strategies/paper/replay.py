@@ -157,6 +157,9 @@ def pick_strategies(names: str | list[str] | None) -> list[str]:
     return [role for role in SCRIPTS if role in wanted]
 
 
+_perf_counter = time.perf_counter
+
+
 class TimedGovernor(Governor):
     """A governor that adds up the wall time spent inside it (the bench's governor share):
     every method a strategy calls, counted once at the outermost call."""
@@ -181,20 +184,50 @@ class TimedGovernor(Governor):
     def on_order_event(self, event: OrderEvent) -> None:
         self._timed(super().on_order_event, event)
 
+    # The three calls of every tick, timed inline: the generic `_timed` (a bound method built by
+    # `super()`, the arguments packed) cost ~0.15 us a call more, 40,000 calls a simulated hour
+    # of the three original scripts, counted as the governor's.
+
     def heartbeat(self) -> None:
-        self._timed(super().heartbeat)
+        if TimedGovernor._depth:
+            Governor.heartbeat(self)
+            return
+        TimedGovernor._depth = 1
+        start = _perf_counter()
+        try:
+            Governor.heartbeat(self)
+        finally:
+            TimedGovernor.spent_s += _perf_counter() - start
+            TimedGovernor._depth = 0
 
     def capacity_usd(self, exchange: str) -> Decimal:
         return cast(Decimal, self._timed(super().capacity_usd, exchange))
 
     def observe_market(self, snapshot: MarketSnapshot) -> None:
-        self._timed(super().observe_market, snapshot)
+        if TimedGovernor._depth:
+            Governor.observe_market(self, snapshot)
+            return
+        TimedGovernor._depth = 1
+        start = _perf_counter()
+        try:
+            Governor.observe_market(self, snapshot)
+        finally:
+            TimedGovernor.spent_s += _perf_counter() - start
+            TimedGovernor._depth = 0
 
     def usd_per_quote(self, quote: str) -> Decimal | None:
         return cast("Decimal | None", self._timed(super().usd_per_quote, quote))
 
     def trading_state(self) -> TradingState:
-        return cast(TradingState, self._timed(super().trading_state))
+        if TimedGovernor._depth:
+            return Governor.trading_state(self)
+        TimedGovernor._depth = 1
+        start = _perf_counter()
+        try:
+            return Governor.trading_state(self)
+        finally:
+            TimedGovernor.spent_s += _perf_counter() - start
+            TimedGovernor._depth = 0
 
 
 class PassThroughGovernor(TimedGovernor):

@@ -190,3 +190,20 @@ def test_a_stop_written_here_is_seen_by_the_other_governors_at_once(
         assert second.trading_state() is TradingState.REDUCING
     finally:
         release_checkpointer(second._wal)  # the rest (store, ledger) is the fixture governor's
+
+
+def test_a_sweep_at_the_cutoff_just_swept_is_not_run_again(
+    governor: Governor, statements: list[str], settings: Settings, clock: FakeClock, propose: Propose
+) -> None:
+    """Governors sharing a store sweep for silent bots at the same simulated second: the first
+    sweep stands for the others (no statement at all); a sweep at a later cutoff reads again and
+    still orphans what a bot that fell silent holds."""
+    timeout = settings.risk.heartbeat_timeout_s
+    store = governor.store
+    assert store.orphan_silent_bots(timeout, clock.now) == 0
+    statements.clear()
+    assert store.orphan_silent_bots(timeout, clock.now) == 0 and statements == []
+    assert allowed(governor, propose()).allowed  # bot-1 holds capital, then falls silent
+    clock.advance(timeout + 10)
+    assert store.orphan_silent_bots(timeout, clock.now) == 1  # a later cutoff: swept, orphaned
+    assert [o["bot_id"] for o in store.orphans()] == ["bot-1"]
