@@ -101,7 +101,10 @@ class BotOrders:
         self._mandate_used[mandate_id] = self.mandate_used(mandate_id) + notional_usd
 
     def rate_window(self, exchange: str) -> risk.RateWindow:
-        return self._rates.setdefault(exchange, risk.RateWindow())
+        window = self._rates.get(exchange)  # not `setdefault`: it built a window (and a deque) every call
+        if window is None:
+            window = self._rates[exchange] = risk.RateWindow()
+        return window
 
 
 class Tally:

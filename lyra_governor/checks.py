@@ -272,16 +272,18 @@ def decision_payload(
     reservation_id: str | None,
     r: Review | None,
 ) -> dict[str, object]:
-    """A decision as its audit record (`r` names the mandate of an allowed one)."""
+    """A decision as its audit record (`r` names the mandate of an allowed one). A StrEnum's
+    text is `str(member)`: its `.value` is a Python-level property (two calls, ~180 ns against
+    ~30 ns), read nine times in each allowed review."""
     mandate = r.mandate if r is not None else None
     return {
         "proposal_id": p.proposal_id,
-        "status": status.value,
-        "code": code.value if code else None,
+        "status": str(status),
+        "code": str(code) if code else None,
         "message": message,
         "connector": p.connector,
         "pair": p.trading_pair,
-        "side": p.side.value,
+        "side": str(p.side),
         "amount": str(p.amount),
         "price": str(p.price) if p.price is not None else None,
         "mid": str(p.mid_price),

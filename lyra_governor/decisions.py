@@ -20,6 +20,7 @@ from lyra_governor.store import STORE_ERRORS
 from lyra_governor.store_budget import StoreBusy
 
 log = logging.getLogger(__name__)
+ALLOWED = str(DecisionStatus.ALLOWED)  # counted once per allowed review (`.value` is a Python-level property)
 
 
 @dataclass(eq=False)
@@ -58,7 +59,7 @@ class Decisions:
 
     def allowed(self, r: Review, reservation_id: str, audit_seq: int) -> Decision:
         mandate = r.mandate
-        self.seat.tally.count(DecisionStatus.ALLOWED.value)
+        self.seat.tally.count(ALLOWED)
         return Decision(
             proposal_id=r.p.proposal_id,
             status=DecisionStatus.ALLOWED,

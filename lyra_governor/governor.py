@@ -208,9 +208,9 @@ class Governor:
             raise
         if isinstance(seq, tuple):
             return self.decisions.deny(p, *seq)
-        key = (r.book, r.exchange, p.trading_pair)
+        key = (row.book, row.exchange, p.trading_pair)
         mandate_id = r.mandate.mandate_id if r.mandate else None
-        self.orders.placed(row.reservation_id, key, p.side.value, p.amount, p.reduce_only, r.now, mandate_id,
+        self.orders.placed(row.reservation_id, key, row.side, p.amount, p.reduce_only, r.now, mandate_id,
                            r.notional_usd)  # fmt: skip
         self.breakers.allowed(p, r.now, row.reservation_id)
         return self.decisions.allowed(r, row.reservation_id, seq)

@@ -32,6 +32,7 @@ from lyra_governor.risk import decimal_of
 from lyra_governor.store_budget import MarketMovedOn
 
 Refused = tuple[Denial, Decimal]  # the denial and the notional its decision reports
+OPEN = str(ReservationStatus.OPEN)
 
 
 def reservation_row(r: Review, bot_id: str) -> ReservationRow:
@@ -44,14 +45,14 @@ def reservation_row(r: Review, bot_id: str) -> ReservationRow:
         book=r.book,
         exchange=r.exchange,
         trading_pair=p.trading_pair,
-        side=p.side.value,
+        side=str(p.side),  # not `.value`: see `checks.decision_payload`
         reduce_only=p.reduce_only,
         amount=str(p.amount),
         price=str(r.price),
         usd_per_quote=str(r.rate),
         reserved_musd=to_musd(r.notional_usd) if reserve else 0,
         filled_amount="0",
-        status=ReservationStatus.OPEN.value,
+        status=OPEN,
         client_order_id=p.client_order_id,
         mandate_id=mandate.mandate_id if mandate else None,
         created_at=r.now,

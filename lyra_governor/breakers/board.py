@@ -45,11 +45,12 @@ class BreakerBoard:
             # closes are bounded by the position they close, and two executors closing equal
             # fills at once are two closes, not a duplicate
             return None
-        return check_duplicate(self.order_key(p), self.recent.last(self.order_key(p)), now, cfg.duplicate_window_s)
+        key = self.order_key(p)
+        return check_duplicate(key, self.recent.last(key), now, cfg.duplicate_window_s)
 
     @staticmethod
     def order_key(p: OrderProposal) -> OrderKey:
-        return (p.connector, p.trading_pair, p.side.value, p.price, p.amount)
+        return (p.connector, p.trading_pair, str(p.side), p.price, p.amount)  # str(): cheaper than `.value`
 
     def allowed(self, p: OrderProposal, now: float, reservation_id: str) -> None:
         self.recent.add(self.order_key(p), now, self.settings.duplicate_window_s, reservation_id)
