@@ -227,6 +227,16 @@ class Statements:
         self.insert_reservation = sql(reservations.insert(), RESERVATION_COLUMNS)
         if self.insert_reservation.order != RESERVATION_COLUMNS:  # pragma: no cover - a test checks it
             raise RuntimeError("ReservationRow's fields must follow lyra_reservations' column order")
+        # the statements every decision runs get their parameters as tuples in this order
+        # (`Sql.params` builds and merges a dict for each: five per decision), checked here
+        for stmt, order in (
+            (self.audit_insert, AUDIT_INSERT_ORDER),
+            (self.move_head, MOVE_HEAD_ORDER),
+            (self.head_and_states, HEAD_AND_STATES_ORDER),
+            (self.reserve_scope, RESERVE_SCOPE_ORDER),
+        ):
+            if stmt.order != order or any(stmt.fixed.get(name, 1) != 1 for name in order if name.startswith("id_")):
+                raise RuntimeError(f"{stmt.text!r} takes {stmt.order}, not {order}")  # pragma: no cover
         self.get_reservation = sql(
             sa.select(r.book, r.exchange, r.reserved_musd, r.status).where(r.reservation_id == b("rid"))
         )
@@ -316,6 +326,15 @@ class Statements:
         )
 
 
+# The parameters of the statements each decision runs, in their compiled order (`Statements`
+# checks it): the audit record, the head moved after it (``id_1`` is the head row's id, 1), the
+# head and states read under the write lock (``id_1``, ``id_2``: the head's and the ladder's row,
+# both 1), one capital row's conditional reserve.
+AUDIT_INSERT_ORDER = ("seq", "ts_us", "actor", "event", "payload", "prev_hash", "hash")
+MOVE_HEAD_ORDER = ("new_seq", "new_hash", "id_1", "old_seq")
+HEAD_AND_STATES_ORDER = ("bid", "id_1", "id_2")
+RESERVE_SCOPE_ORDER = ("amount_musd", "scope", "amount_musd")
+
 _COMPILED: dict[str, Statements] = {}
 
 
@@ -340,13 +359,8 @@ def _chain(execute: Execute, sql: Statements, head: Head, event: str, payload_js
     seq = head_seq + 1
     ts_us = int(now * 1_000_000)
     digest = record_hash(seq, ts_us, actor, event, payload_json, head_hash)
-    execute(
-        sql.audit_insert.text,
-        sql.audit_insert.params(
-            seq=seq, ts_us=ts_us, actor=actor, event=event, payload=payload_json, prev_hash=head_hash, hash=digest
-        ),
-    )
-    moved = execute(sql.move_head.text, sql.move_head.params(new_seq=seq, new_hash=digest, old_seq=head_seq))
+    execute(sql.audit_insert.text, (seq, ts_us, actor, event, payload_json, head_hash, digest))  # AUDIT_INSERT_ORDER
+    moved = execute(sql.move_head.text, (seq, digest, 1, head_seq))  # MOVE_HEAD_ORDER
     if moved.rowcount != 1:  # pragma: no cover - the write lock makes this unreachable
         raise RuntimeError("audit head moved during an append; the transaction is rolled back")
     return seq, digest
@@ -709,7 +723,7 @@ class OrderStore:
             return state, reason, restricted
         self._make_room()
         self._begin_immediate(cur)
-        cur.execute(self.sql.head_and_states.text, self.sql.head_and_states.params(bid=bot_id))
+        cur.execute(self.sql.head_and_states.text, (bot_id, 1, 1))  # HEAD_AND_STATES_ORDER
         head_seq, head_hash, state, reason, restricted = cur.fetchone()
         self._head = (int(head_seq), str(head_hash))
         self.memo.at_head(self._head[0])
@@ -923,9 +937,9 @@ class OrderStore:
             if row.reserved_musd:
                 exchange_scope, total_scope = scopes(row.book, row.exchange)
                 if self.sqlite:
+                    amount = row.reserved_musd
                     for scope in (exchange_scope, total_scope):
-                        cur.execute(sql.reserve_scope.text, sql.reserve_scope.params(amount_musd=row.reserved_musd,
-                                                                                     scope=scope))  # fmt: skip
+                        cur.execute(sql.reserve_scope.text, (amount, scope, amount))  # RESERVE_SCOPE_ORDER
                         if cur.rowcount != 1:
                             self._rollback(cur)
                             raise CapExceeded()
