@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import importlib
 import ipaddress
@@ -58,6 +59,7 @@ CHECKPOINT_EVERY_S = 60.0
 STATUS_CACHE_S = 1.0
 METRICS_CACHE_S = 1.0  # Prometheus scrapes every 15 s or so: one computation serves every client
 STALE_MAX_S = 30.0  # the oldest answer served while a newer one is being computed
+VERIFY_EVERY_S = 1.0
 
 
 def is_loopback(host: str) -> bool:
@@ -233,7 +235,10 @@ class GovernorServer:
         self.token = token
         self.ledger = ledger
         self.clock = clock
-        self.verify = VerifyCache()
+        # the chain's records since the last check, walked each second: with two bots trading
+        # ~20 ms holding the GIL, where every 5 s (VerifyCache's default) it was ~95 ms at once,
+        # which every request in flight waited for
+        self.verify = VerifyCache(every_s=VERIFY_EVERY_S)
         self.collector = LyraCollector(settings, ledger, clock, self.verify)
         self.registry = build_registry(self.collector)
         self._status = Refreshed(self._compute_status, STATUS_CACHE_S)
@@ -262,6 +267,12 @@ class GovernorServer:
         """Serve until `shutdown` (`poll_interval` is socketserver's; the loop needs none)."""
         del poll_interval
         self._stopped.clear()
+        # What exists now (modules, settings, this server) lives as long as the process: frozen
+        # out of the cyclic collector's full passes, which walk every tracked object holding the
+        # GIL, and so every request in flight. With two bots trading those passes took 110-238 ms
+        # in the server every few seconds; 9-35 ms frozen (tests/e2e/operator/test_server_loop.py).
+        gc.collect()
+        gc.freeze()
         try:
             asyncio.run(self._serve())
         finally:
