@@ -7,8 +7,13 @@ the largest WAL file seen (sampled every 50 ms through both phases).
 Goal (issue 17): /metrics p99 <= 100 ms, review p99 with readers within 1.5x of without, WAL
 <= 64 MB.
 
-Usage: python bench/store_readers.py [--quick] [--seconds S] [--requests N]
+Usage: python bench/store_readers.py [--quick] [--seconds S] [--requests N] [--control]
 The last line printed is one JSON object of the figures.
+
+--control runs the second phase with no server and no readers: the review ratio it prints is
+what this machine gives with nothing added (measured at 4669cde, --quick: 1.06, 1.10, 1.58; the
+second phase does ~30 % fewer reviews on a store already written), the floor to read the goal's
+1.5x against.
 """
 
 from __future__ import annotations
@@ -184,11 +189,48 @@ def _reader(url: str, n: int, out: dict[str, list[float]], errors: list[str]) ->
         out[route].append(time.perf_counter() - t0)
 
 
+def _read_phase(
+    tmp: Path,
+    db_url: str,
+    seconds: float,
+    requests: int,
+    times: dict[str, list[float]],
+    errors: list[str],
+    bound: dict[str, int],
+) -> tuple[list[float], dict[str, int], float]:
+    """The bots trading while 16 readers read a real server: their review times and outcomes,
+    and the readers' wall time."""
+    server, url = _serve(tmp, db_url)
+    try:
+        procs = _bots(db_url, seconds, tmp, "read")
+        time.sleep(1.0)  # the bots are trading
+        warm = time.monotonic() + 2.0  # a server already in use: its first (cold) answers are made
+        while time.monotonic() < warm:
+            for route in ("/metrics", "/forensic/status"):
+                with urllib.request.urlopen(url + route, timeout=120) as response:
+                    response.read()
+        readers = [
+            threading.Thread(target=_reader, args=(url, requests, times, errors), daemon=True) for _ in range(READERS)
+        ]
+        started = time.perf_counter()
+        for r in readers:
+            r.start()
+        for r in readers:
+            r.join(timeout=600)
+        read_wall = time.perf_counter() - started
+        read, read_codes = _collect(procs, tmp, "read", bound)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return read, read_codes, read_wall
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter phases (under 60 s)")
     parser.add_argument("--seconds", type=float, default=0, help="seconds of trading per phase")
     parser.add_argument("--requests", type=int, default=0, help="requests per reader")
+    parser.add_argument("--control", action="store_true", help="second phase without server and readers (A/A)")
     parser.add_argument("--bot", nargs=4, metavar=("DB_URL", "BOT_ID", "SECONDS", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bot:
@@ -207,36 +249,19 @@ def main() -> int:
         bound: dict[str, int] = {}
         alone, alone_codes = _collect(_bots(db_url, seconds, tmp, "alone"), tmp, "alone", bound)
 
-        server, url = _serve(tmp, db_url)
         times: dict[str, list[float]] = {"/metrics": [], "/forensic/status": []}
         errors: list[str] = []
-        try:
-            procs = _bots(db_url, seconds, tmp, "read")
-            time.sleep(1.0)  # the bots are trading
-            warm = time.monotonic() + 2.0  # a server already in use: its first (cold) answers are made
-            while time.monotonic() < warm:
-                for route in ("/metrics", "/forensic/status"):
-                    with urllib.request.urlopen(url + route, timeout=120) as response:
-                        response.read()
-            readers = [
-                threading.Thread(target=_reader, args=(url, requests, times, errors), daemon=True)
-                for _ in range(READERS)
-            ]
-            started = time.perf_counter()
-            for r in readers:
-                r.start()
-            for r in readers:
-                r.join(timeout=600)
-            read_wall = time.perf_counter() - started
-            read, read_codes = _collect(procs, tmp, "read", bound)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        read_wall = 0.0
+        if args.control:
+            read, read_codes = _collect(_bots(db_url, seconds, tmp, "read"), tmp, "read", bound)
+        else:
+            read, read_codes, read_wall = _read_phase(tmp, db_url, seconds, requests, times, errors, bound)
         wal.stop.set()
         wal.join()
     served = len(times["/metrics"]) + len(times["/forensic/status"])
     figures = {
         "seconds_per_phase": seconds,
+        "control": args.control,  # the second phase had no server and no readers
         "readers": READERS,
         "requests": READERS * requests,
         "served": served,
@@ -261,11 +286,14 @@ def main() -> int:
         **{f"wal_{k}": v for k, v in bound.items()},
     }
     figures["review_p99_ratio"] = round(figures["review_p99_readers_ms"] / figures["review_p99_alone_ms"], 2)
-    print(
-        f"{READERS} readers x {requests} requests while 2 bots trade: /metrics p50 {figures['metrics_p50_ms']} ms "
-        f"p99 {figures['metrics_p99_ms']} ms, /forensic/status p99 {figures['status_p99_ms']} ms "
-        f"({served} served, {len(errors)} errors, in {figures['read_wall_s']} s)"
-    )
+    if args.control:
+        print("control: the second phase ran without server and readers (the ratio below is the machine's own)")
+    else:
+        print(
+            f"{READERS} readers x {requests} requests while 2 bots trade: /metrics p50 {figures['metrics_p50_ms']} ms "
+            f"p99 {figures['metrics_p99_ms']} ms, /forensic/status p99 {figures['status_p99_ms']} ms "
+            f"({served} served, {len(errors)} errors, in {figures['read_wall_s']} s)"
+        )
     print(
         f"bots' review p99: {figures['review_p99_alone_ms']} ms alone, {figures['review_p99_readers_ms']} ms with "
         f"readers (ratio {figures['review_p99_ratio']}x); largest WAL {figures['wal_max_mb']} MB (bots' bound: "
