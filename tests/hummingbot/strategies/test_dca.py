@@ -86,16 +86,19 @@ def _limit() -> Any:
     return OrderType.LIMIT
 
 
-def test_a_dca_control_step_derives_its_average_price_once(world: dict[str, Any], monkeypatch: Any) -> None:
-    """Offline, a running DCA executor's step averages its fills once (stop loss, take profit
-    and PnL each re-read it: 6 times a step before); outside a step each read is Hummingbot's."""
-    from hummingbot.strategy_v2.executors.dca_executor.dca_executor import DCAExecutor
-
+def _running_dca(world: dict[str, Any], mid: int) -> tuple[Any, Any]:
+    """A three-slice DCA strategy run 5 s, the book moved to `mid`, run 3 s more: it and its executor."""
     strategy = _dca(world, levels=3, level_step_pct=Decimal("0.002"), total_amount_quote=Decimal(90))
     run(world, strategy, 5)
-    book(world, BINANCE, 59_700)  # through the first two slices
+    book(world, BINANCE, mid)
     run(world, strategy, 3)
-    executor = _executor(strategy)
+    return strategy, _executor(strategy)
+
+
+def _count_average_price(monkeypatch: Any) -> list[int]:
+    """From now on, how often Hummingbot's DCA executor averages its fills (`[count]`)."""
+    from hummingbot.strategy_v2.executors.dca_executor.dca_executor import DCAExecutor
+
     hummingbots = DCAExecutor.current_position_average_price
     averaged = [0]
 
@@ -104,6 +107,16 @@ def test_a_dca_control_step_derives_its_average_price_once(world: dict[str, Any]
         return hummingbots.fget(self)
 
     monkeypatch.setattr(DCAExecutor, "current_position_average_price", property(counted))
+    return averaged
+
+
+def test_a_dca_control_step_derives_its_average_price_once(world: dict[str, Any], monkeypatch: Any) -> None:
+    """Offline, a running DCA executor's step averages its fills once (stop loss, take profit
+    and PnL each re-read it: 6 times a step before); outside a step each read is Hummingbot's."""
+    from hummingbot.strategy_v2.executors.dca_executor.dca_executor import DCAExecutor
+
+    _, executor = _running_dca(world, 59_700)  # through the first two slices
+    averaged = _count_average_price(monkeypatch)
     executor._kept = None  # nothing carried over from the last step (see the next test)
     step = executor.control_task()  # one step, on its own
     with pytest.raises(StopIteration):
@@ -121,19 +134,8 @@ def test_a_dca_steps_average_price_carries_over_while_its_orders_stand(world: di
 
     from lyra_strategies.paper.backtest import _orders_key
 
-    strategy = _dca(world, levels=3, level_step_pct=Decimal("0.002"), total_amount_quote=Decimal(90))
-    run(world, strategy, 5)
-    book(world, BINANCE, 59_830)  # through the first slice only
-    run(world, strategy, 3)
-    executor = _executor(strategy)
-    hummingbots = DCAExecutor.current_position_average_price
-    averaged = [0]
-
-    def counted(self: Any) -> Any:
-        averaged[0] += 1
-        return hummingbots.fget(self)
-
-    monkeypatch.setattr(DCAExecutor, "current_position_average_price", property(counted))
+    strategy, executor = _running_dca(world, 59_830)  # through the first slice only
+    averaged = _count_average_price(monkeypatch)
     for _ in range(5):
         step = executor.control_task()
         with pytest.raises(StopIteration):

@@ -5,6 +5,7 @@ type names exactly the columns its INSERT needs)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from lyra_governor import order_store
-from lyra_governor.order_store import ReservationRow, Sql, Statements
+from lyra_governor.order_store import OrderStore, ReservationRow, Sql, Statements
 from lyra_governor.store import create_schema, create_store_engine, fills, reservations
 from tests.store_faults import PinnedSnapshot, WriteLockInThread
 
@@ -204,18 +205,28 @@ def test_an_order_event_waits_its_longer_budget_for_a_held_write_lock_and_a_revi
     engine.dispose()
 
 
-def test_the_heartbeats_copy_starts_the_wal_over_itself_not_the_next_review(tmp_path: Path) -> None:
+WalStore = tuple[Path, OrderStore]
+
+
+@pytest.fixture
+def wal_store(tmp_path: Path) -> Iterator[WalStore]:
+    """A fresh SQLite store's file and its order store (closed after the test)."""
+    db = tmp_path / "lyra.db"
+    engine = create_store_engine(f"sqlite:///{db}")
+    create_schema(engine, 0.0)
+    store = OrderStore(engine)
+    yield db, store
+    store.close()
+    engine.dispose()
+
+
+def test_the_heartbeats_copy_starts_the_wal_over_itself_not_the_next_review(wal_store: WalStore) -> None:
     """`OrderStore.checkpoint` (the heartbeat's copy) leaves the WAL started over: the first
     writer of a WAL started over fsyncs its header and cuts the file back, which cost the
     first review after a copy 0.8-5 ms (once 100 ms) in bench/governor_review.py."""
     import sqlite3
 
-    from lyra_governor.order_store import OrderStore
-
-    db = tmp_path / "lyra.db"
-    engine = create_store_engine(f"sqlite:///{db}")
-    create_schema(engine, 0.0)
-    store = OrderStore(engine)
+    db, store = wal_store
     for i in range(200):
         store.audit("wal_test", f'{{"n": {i}}}', "test", float(i))
     look = sqlite3.connect(db, isolation_level=None)
@@ -227,11 +238,9 @@ def test_the_heartbeats_copy_starts_the_wal_over_itself_not_the_next_review(tmp_
     store.audit("wal_test", '{"next": true}', "test", 300.0)  # the next write goes on in the same WAL
     assert look.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1] <= 12
     look.close()
-    store.close()
-    engine.dispose()
 
 
-def test_a_copy_that_starts_the_wal_over_leaves_the_order_stores_page_cache_as_it_was(tmp_path: Path) -> None:
+def test_a_copy_that_starts_the_wal_over_leaves_the_order_stores_page_cache_as_it_was(wal_store: WalStore) -> None:
     """The WAL started over after a copy (the heartbeat's, and an order event's past the soft
     bound) is first written by the order store's own connection: another connection's write
     makes SQLite drop this connection's whole page cache (`PRAGMA data_version` counts those
@@ -240,13 +249,9 @@ def test_a_copy_that_starts_the_wal_over_leaves_the_order_stores_page_cache_as_i
     own connection wrote first: the version moved."""
     import sqlite3
 
-    from lyra_governor.order_store import OrderStore
     from lyra_governor.store_budget import EVENT_BUDGET_MS
 
-    db = tmp_path / "lyra.db"
-    engine = create_store_engine(f"sqlite:///{db}")
-    create_schema(engine, 0.0)
-    store = OrderStore(engine)
+    db, store = wal_store
     look = sqlite3.connect(db, isolation_level=None)
 
     def version() -> int:
@@ -265,23 +270,17 @@ def test_a_copy_that_starts_the_wal_over_leaves_the_order_stores_page_cache_as_i
     assert store._wal.all_copied and look.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1] <= 2
     assert version() == before
     look.close()
-    store.close()
-    engine.dispose()
 
 
-def test_the_heartbeat_copies_only_what_was_written_since_an_order_events_copy(tmp_path: Path) -> None:
+def test_the_heartbeat_copies_only_what_was_written_since_an_order_events_copy(wal_store: WalStore) -> None:
     """An order event's commit past the soft bound copies the WAL and starts it over; the
     heartbeat's copy (`checkpoint`) then counts only the commits since: one right after it
     would copy a few commits for its fsyncs, and the review after each copy runs cold (in
     bench/governor_review.py the copy at review 389 was followed by the heartbeat's at 500).
     On the old code the count went on from the heartbeat's own last copy."""
-    from lyra_governor.order_store import OrderStore
     from lyra_governor.store_budget import EVENT_BUDGET_MS
 
-    db = tmp_path / "lyra.db"
-    engine = create_store_engine(f"sqlite:///{db}")
-    create_schema(engine, 0.0)
-    store = OrderStore(engine)
+    _, store = wal_store
     for i in range(20):
         store.audit("wal_test", f'{{"n": {i}}}', "test", float(i))
     assert store._wal is not None
@@ -293,8 +292,6 @@ def test_the_heartbeat_copies_only_what_was_written_since_an_order_events_copy(t
     for i in range(3):
         store.audit("wal_test", f'{{"after": {i}}}', "test", 30.0 + i)
     assert store.checkpoint(min_writes=3)
-    store.close()
-    engine.dispose()
 
 
 def test_a_held_write_lock_is_tried_again_every_fraction_of_a_millisecond(tmp_path: Path) -> None:
