@@ -192,6 +192,8 @@ class ConsensusSettings(_Section):
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8091, ge=1, le=65535)
+    # answers a second the server sends at the most (`GovernorServer.paced`); 0 = no limit
+    max_answers_per_s: float = Field(default=300.0, ge=0, le=100_000)
 
 
 class MqttSettings(_Section):

@@ -19,7 +19,7 @@ from lyra_governor import audit
 from lyra_governor.config import load_settings
 from lyra_governor.ledger import Ledger
 from lyra_governor.server import make_server
-from tests.e2e.operator.conftest import Served
+from tests.e2e.operator.conftest import Served, start_server, stop_server
 from tests.e2e.operator.conftest import samples_of as samples
 
 STALLED = 24
@@ -111,3 +111,35 @@ def test_serving_freezes_what_lives_as_long_as_it_and_verifies_each_second(lyra_
         server.ledger.close()
         writer.close()
         thread.join(timeout=10)
+
+
+@pytest.mark.timeout(120)
+def test_answers_are_paced_so_readers_cannot_take_the_bots_cores(lyra_home: Path) -> None:
+    """At most `server.max_answers_per_s` answers a second, however many clients ask at once:
+    16 readers asking as fast as they could took a core from the bots beside the server (their
+    review p99 3.35x while the readers read, bench/store_readers.py). A client waiting its turn
+    costs neither side CPU. On the old server there was no such setting (the server refused to
+    start on it) and the ten answers came back at once."""
+    rate, clients = 20, 10
+    served = start_server(lyra_home, "--no-checkpoints", LYRA_SERVER__MAX_ANSWERS_PER_S=str(rate))
+    try:
+        assert httpx.get(f"{served.url}/metrics", timeout=10).status_code == 200  # the first answer is made
+        time.sleep(1.0 / rate)  # its slot has passed
+        codes: list[int] = []
+        done: list[float] = []
+
+        def ask() -> None:
+            codes.append(httpx.get(f"{served.url}/metrics", timeout=30).status_code)
+            done.append(time.perf_counter())
+
+        started = time.perf_counter()
+        askers = [threading.Thread(target=ask) for _ in range(clients)]
+        for asker in askers:
+            asker.start()
+        for asker in askers:
+            asker.join(timeout=60)
+        assert codes == [200] * clients
+        # one answer every 1/rate s: the last of ten at least nine slots after the first
+        assert max(done) - started >= (clients - 1) / rate * 0.9, max(done) - started
+    finally:
+        stop_server(served)
