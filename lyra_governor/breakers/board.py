@@ -3,6 +3,7 @@ board from its events and the store's fill rows, and audits what the board retur
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +15,8 @@ from lyra_governor.breakers.storm import OutcomeTally, check_storm
 from lyra_governor.config import BreakerSettings
 from lyra_governor.models import DenialCode, OrderProposal, TradingState
 
+DECIDED_KEPT = 50_000  # reservations remembered as answered (a bot's last 50,000 orders)
+
 
 class BreakerBoard:
     def __init__(self, settings: BreakerSettings) -> None:
@@ -23,7 +26,9 @@ class BreakerBoard:
         self.recent = RecentOrders()
         self.books: dict[str, BookMarks] = {}
         self.trips: dict[str, int] = {}  # code -> trips by this governor
-        self._decided: set[str] = set()  # reservations whose outcome was counted
+        # reservations whose outcome was counted, oldest first: past DECIDED_KEPT the oldest is
+        # forgotten, never the lot (a clear made a duplicate of any recent answer count twice)
+        self._decided: OrderedDict[str, None] = OrderedDict()
         self._last_state: TradingState | None = None
 
     # --- per order ----------------------------------------------------------------------
@@ -60,11 +65,12 @@ class BreakerBoard:
 
     def outcome(self, reservation_id: str, exchange: str, failed: bool, now: float) -> Trip | None:
         """The exchange's answer to one allowed order (counted once per reservation)."""
-        if reservation_id in self._decided:
+        decided = self._decided
+        if reservation_id in decided:
             return None
-        self._decided.add(reservation_id)
-        if len(self._decided) > 50_000:
-            self._decided.clear()
+        decided[reservation_id] = None
+        if len(decided) > DECIDED_KEPT:
+            decided.popitem(last=False)
         cfg = self.settings
         tally = self.tallies.setdefault(exchange, OutcomeTally())
         tally.record(now, failed)

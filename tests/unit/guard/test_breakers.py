@@ -8,12 +8,13 @@ from decimal import Decimal
 
 from lyra_governor import audit
 from lyra_governor.breakers import Action
+from lyra_governor.breakers.board import DECIDED_KEPT, BreakerBoard
 from lyra_governor.breakers.duplicate import check_duplicate
 from lyra_governor.breakers.exchange_rate import check_exchange_rate
 from lyra_governor.breakers.loss import BookMarks, check_loss
 from lyra_governor.breakers.quantity import check_quantity
 from lyra_governor.breakers.storm import check_storm
-from lyra_governor.config import Settings
+from lyra_governor.config import BreakerSettings, Settings
 from lyra_governor.governor import Governor
 from lyra_governor.models import DenialCode, OrderEvent, OrderEventKind, OrderProposal, Side, TradingState
 
@@ -37,6 +38,19 @@ def test_storm_needs_a_minimum_sample() -> None:
     assert consecutive is not None and consecutive.action is Action.BOT_REDUCE_ONLY
     rate = check_storm("binance", 1, 6, 12, 5, 0.5, 10, 300)
     assert rate is not None and rate.code is DenialCode.BREAKER_REJECT_STORM
+
+
+def test_a_repeated_answer_counts_once_however_many_orders_came_before() -> None:
+    # the board forgot every answered reservation at once past its bound (a clear), so a
+    # rejection delivered twice just after it counted twice toward the storm breaker
+    board = BreakerBoard(BreakerSettings())
+    for i in range(DECIDED_KEPT):
+        board.outcome(f"res-{i}", "binance", False, float(i))
+    board.outcome("res-last", "binance", True, float(DECIDED_KEPT))
+    board.outcome("res-last", "binance", True, float(DECIDED_KEPT) + 1)  # the same rejection again
+    assert board.tallies["binance"].consecutive_failures == 1
+    board.outcome("res-1", "binance", True, float(DECIDED_KEPT) + 2)  # the oldest left is still known
+    assert board.tallies["binance"].consecutive_failures == 1
 
 
 def test_loss_limits_are_pure_and_measured_from_the_peak() -> None:
