@@ -15,17 +15,23 @@ for bit; only the allocations are gone.
 
 Each account on a connector trades against the same book (seven of the eight scripts quote on
 binance): the first quote builds every account's own book, so each engine learns the pair
-(its `TradingPair`, its trade listener), and from the second quote on the first account's book
-is shared. Each account's orders and balances stay its own.
+(its `TradingPair`, its trade listener), and from the second quote on one `ReplayBook` (with
+the first account's trade listener) is shared. Each account's orders and balances stay its own.
+
+A `ReplayBook` builds a quote's rows only when something reads past its best bid or ask:
+most seconds, nothing does (see `ReplayBook`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
+from hummingbot.core.data_type.composite_order_book import CompositeOrderBook
 from hummingbot.core.data_type.order_book_row import OrderBookRow
+from hummingbot.core.event.events import OrderBookEvent
 
 from lyra_strategies.paper.feed import MarketSeries
 
@@ -67,6 +73,101 @@ def changed_ticks(series: MarketSeries) -> list[bool]:
     return out
 
 
+class ReplayBook(CompositeOrderBook):  # type: ignore[misc]
+    """Hummingbot's `CompositeOrderBook` whose levels below the best bid and ask are built
+    only when something reads past them.
+
+    Why: the replay's books take a new quote every second (the generator moves every market
+    every second), and building a quote's ~80 rows and Hummingbot's C++ book from them took
+    about 46 us a book: with three books, a fifth of a three-script replay. Almost every read
+    of a second is a best price (every script's observation, executors' prices, the engine's
+    check of resting limits against the touch); the depth is read every 10 simulated seconds
+    (the council's depth input) and by MARKET fills and volume queries.
+
+    How it stays Hummingbot's book: every read of the rows, by Hummingbot's code as by ours
+    (`get_price`, `simulate_buy`/`simulate_sell` behind the engine's MARKET fills,
+    `get_vwap_for_volume` and the other volume queries, `snapshot`, Lyra's depth), goes through
+    `bid_entries`/`ask_entries` (the Cython methods call them as Python methods, so these
+    overrides are theirs too). While a quote is pending, those yield its best level, the row
+    Hummingbot's loop builds first (`balanced_rows`' first row: the same doubles), and a read
+    past it builds the whole book first, then goes on from its second row. A quote's book
+    starts with no liquidity taken (the traded book is emptied when it is set, as a fresh book
+    has none), and the engine records a MARKET fill's take (`record_filled_order`, also a
+    Python call) only once the book is built. The C++ book keeps the last built quote until
+    then: nothing reads it but through these methods, except its size (`get_price` refuses an
+    empty side), so a quote is pending only while the last built one has rows on both sides."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending: tuple[float, float, float, float, float] | None = None
+        self._best: tuple[OrderBookRow, OrderBookRow] | None = None
+        self._sized = False  # the C++ book has rows on both sides (Hummingbot checks its size)
+        self.builds = 0  # quotes whose rows were built
+
+    def set_quote(self, mid: float, low: float, high: float, step: float, volume: float) -> None:
+        """Show this balanced quote from now on (Hummingbot's `set_balanced_order_book` book)."""
+        self.clear_traded_order_book()
+        bid, ask = mid - step / 2, mid + step / 2
+        if self._sized and bid >= low and ask <= high:  # a level each side (always, after the first)
+            self._pending = (mid, low, high, step, volume)
+            self._best = (_new_row(OrderBookRow, (bid, volume, 1)), _new_row(OrderBookRow, (ask, volume, 1)))
+        else:  # the first quote, or an empty side: built now, as Hummingbot builds it
+            self._pending = None
+            self._build(mid, low, high, step, volume)
+
+    def _build(self, mid: float, low: float, high: float, step: float, volume: float) -> None:
+        bids, asks = balanced_rows(mid, low, high, step, volume)
+        CompositeOrderBook.apply_snapshot(self, bids, asks, 1)
+        self._sized = bool(bids) and bool(asks)
+        self.builds += 1
+
+    def build(self) -> None:
+        """Build the pending quote's rows (a no-op once built)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._build(*pending)
+
+    def bid_entries(self) -> Iterator[OrderBookRow]:
+        if self._pending is None:
+            return cast(Iterator[OrderBookRow], CompositeOrderBook.bid_entries(self))
+        return self._from_best(0)
+
+    def ask_entries(self) -> Iterator[OrderBookRow]:
+        if self._pending is None:
+            return cast(Iterator[OrderBookRow], CompositeOrderBook.ask_entries(self))
+        return self._from_best(1)
+
+    def _from_best(self, side: int) -> Iterator[OrderBookRow]:
+        assert self._best is not None
+        yield self._best[side]
+        self.build()  # a read past the best price: the whole book, then its rows after the best
+        rows = CompositeOrderBook.ask_entries(self) if side else CompositeOrderBook.bid_entries(self)
+        next(rows, None)
+        yield from rows
+
+    def record_filled_order(self, order_fill_event: Any) -> None:
+        """The engine takes a MARKET fill's liquidity (the traded book) from the built rows."""
+        self.build()
+        CompositeOrderBook.record_filled_order(self, order_fill_event)
+
+    def original_bid_entries(self) -> Iterator[OrderBookRow]:
+        self.build()
+        return cast(Iterator[OrderBookRow], CompositeOrderBook.original_bid_entries(self))
+
+    def original_ask_entries(self) -> Iterator[OrderBookRow]:
+        self.build()
+        return cast(Iterator[OrderBookRow], CompositeOrderBook.original_ask_entries(self))
+
+    def apply_snapshot(self, bids: Any, asks: Any, update_id: int) -> None:
+        self._pending, self._sized = None, False
+        CompositeOrderBook.apply_snapshot(self, bids, asks, update_id)
+
+    def apply_diffs(self, bids: Any, asks: Any, update_id: int) -> None:
+        self.build()
+        self._sized = False
+        CompositeOrderBook.apply_diffs(self, bids, asks, update_id)
+
+
 class MarketBook:
     """One market of the feed as the replay walks it: its quotes as plain floats (no numpy
     scalar per read), the ticks its quote changes, and the paper book every account on its
@@ -80,7 +181,7 @@ class MarketBook:
         self.depth_step: list[float] = series.depth_step.tolist()
         self.updated_at: list[float] = series.updated_at.tolist()
         self.changed = changed_ticks(series)
-        self.book: Any = None  # the shared CompositeOrderBook, once the market has one
+        self.book: Any = None  # the first account's book, then the shared ReplayBook
         self._shared = False
         self.rebuilds = 0
 
@@ -99,13 +200,14 @@ class MarketBook:
             if self.exchanges:
                 self.book = self.exchanges[0].order_book_tracker._order_books[self.trading_pair]
             return Decimal(repr(mid))
-        bids, asks = balanced_rows(mid, low, high, step, volume)
-        self.book.clear_traded_order_book()
-        self.book.apply_snapshot(bids, asks, 1)
-        if not self._shared:
-            for exchange in self.exchanges[1:]:
-                exchange.order_book_tracker._order_books[self.trading_pair] = self.book
-            self._shared = True
+        if not self._shared:  # the second quote: one ReplayBook for every account from now on
+            shared = ReplayBook()
+            for listener in self.book.get_listeners(OrderBookEvent.TradeEvent):  # the first account's
+                shared.add_listener(OrderBookEvent.TradeEvent, listener)
+            for exchange in self.exchanges:
+                exchange.order_book_tracker._order_books[self.trading_pair] = shared
+            self.book, self._shared = shared, True
+        self.book.set_quote(mid, low, high, step, volume)
         return Decimal(repr(mid))
 
     def seen_at(self, i: int, now: float) -> float:

@@ -17,8 +17,9 @@ from hummingbot.connector.test_support.mock_paper_exchange import MockPaperExcha
 from hummingbot.core.clock import Clock
 from hummingbot.core.clock_mode import ClockMode
 from hummingbot.core.data_type.common import OrderType
+from hummingbot.core.event.events import OrderBookEvent
 
-from lyra_strategies.paper.books import BOOK_LEVELS, MarketBook, balanced_rows, changed_ticks
+from lyra_strategies.paper.books import BOOK_LEVELS, MarketBook, ReplayBook, balanced_rows, changed_ticks
 from lyra_strategies.paper.exchange import PaperExchange
 from lyra_strategies.paper.feed import MarketSeries
 
@@ -79,7 +80,10 @@ async def _refilled_book() -> None:
     assert len({id(b) for b in first}) == 3  # each account's engine learns the pair on its own book
     assert market.show(2) == Decimal("60010.0")
     book = accounts[0].get_order_book(PAIR)
-    assert book is first[0] and all(ex.get_order_book(PAIR) is book for ex in accounts)
+    # from the second quote one ReplayBook, with the first account's trade listener, for all
+    assert isinstance(book, ReplayBook) and all(ex.get_order_book(PAIR) is book for ex in accounts)
+    trade = OrderBookEvent.TradeEvent
+    assert book.get_listeners(trade) == first[0].get_listeners(trade) and len(book.get_listeners(trade)) == 1
     assert _rows(book) == _rows(_hummingbot_book(60_010.0, 1.5, 0.02))
     assert (book.get_price(True), book.get_price(False)) == (book.ask_entries().__next__().price,
                                                              book.bid_entries().__next__().price)
@@ -144,3 +148,106 @@ def test_an_event_skips_hummingbots_event_report_only_while_nothing_would_log_it
         assert [r.__dict__["dict_msg"]["order_id"] for r in records] == ["o0", "o1", "o2"]
     finally:
         reporter.setLevel(level)
+
+
+def test_a_replay_book_builds_its_rows_only_when_read_past_the_best_prices() -> None:
+    asyncio.run(_lazy_rows())
+
+
+async def _lazy_rows() -> None:
+    series = _series([60_000.0, 60_010.0, 60_020.0, 60_030.0, 60_040.0], [1.0] * 5, [0.01] * 5)
+    ex = PaperExchange(name="lazy")
+    ex.set_quantization_param(QuantizationParams(PAIR, 6, 6, 6, 6))
+    market = MarketBook(series, [ex])
+    market.show(0)
+    market.show(1)  # the shared book's first quote is built: Hummingbot checks its size
+    book = ex.get_order_book(PAIR)
+    assert isinstance(book, ReplayBook) and book.builds == 1
+    market.show(2)
+    assert (book.get_price(True), book.get_price(False)) == (60_023.001, 60_016.999)
+    assert next(book.ask_entries()) == _rows(_hummingbot_book(60_020.0, 1.0, 0.01))[1][0]
+    assert book.builds == 1  # best prices only: no rows built
+    assert _rows(book) == _rows(_hummingbot_book(60_020.0, 1.0, 0.01)) and book.builds == 2
+    market.show(3)
+    market.show(4)  # a quote nobody read past the touch is never built
+    assert book.get_vwap_for_volume(True, 0.05).result_price == \
+        _hummingbot_book(60_040.0, 1.0, 0.01).get_vwap_for_volume(True, 0.05).result_price
+    assert book.builds == 3
+
+
+def test_a_replay_book_answers_every_read_and_fill_as_a_book_rebuilt_each_quote() -> None:
+    """Random quotes, reads (best prices, the first rows, whole sides, volume queries) and the
+    engine's MARKET and LIMIT fills, on a ReplayBook and on Hummingbot's book refilled for each
+    quote (the replay's books before it): the same answers and the same fills, event by event."""
+    asyncio.run(_same_as_rebuilt())
+
+
+async def _same_as_rebuilt() -> None:
+    from hummingbot.core.event.event_forwarder import SourceInfoEventForwarder
+    from hummingbot.core.event.events import MarketEvent
+
+    rng = random.Random(11)
+    n = 400
+    mids = [30_000.0]
+    for _ in range(n - 1):
+        mids.append(mids[-1] if rng.random() < 0.2 else mids[-1] * (1 + rng.gauss(0, 4e-4)))
+    spreads = [rng.uniform(0.5, 6) for _ in range(n)]
+    depths = [rng.uniform(0.002, 0.05) for _ in range(n)]
+    series = _series(mids, spreads, depths)
+    worlds = []
+    for name in ("rebuilt", "replay"):
+        ex = PaperExchange(name=f"same-{name}")
+        ex.set_quantization_param(QuantizationParams(PAIR, 6, 6, 6, 6))
+        ex.set_balance("USDT", Decimal(10_000_000))
+        ex.set_balance("BTC", Decimal(300))
+        events: list[tuple[Any, ...]] = []
+        forwarder = SourceInfoEventForwarder(lambda tag, _src, e, events=events: events.append(
+            (tag, getattr(e, "price", None), getattr(e, "amount", None), getattr(e, "base_asset_amount", None))))
+        for event in (MarketEvent.OrderFilled, MarketEvent.BuyOrderCompleted, MarketEvent.SellOrderCompleted,
+                      MarketEvent.OrderFailure, MarketEvent.OrderCancelled):
+            ex.add_listener(event, forwarder)
+        clock = Clock(ClockMode.BACKTEST, 1.0, 100.0, 100.0 + n + 20)
+        clock.add_iterator(ex)
+        worlds.append((ex, events, clock, MarketBook(series, [ex]), forwarder))  # listeners are held weakly
+    reads: list[list[Any]] = [[], []]
+    changed = changed_ticks(series)
+    ops = [rng.random() for _ in range(n * 4)]
+    for i in range(n):
+        for k, (ex, _events, clock, market, _heard) in enumerate(worlds):
+            if k == 0:  # the old way: Hummingbot's book at the first quote, refilled in place after
+                if changed[i]:
+                    mid, step = mids[i], max(mids[i] * spreads[i] / 1e4, mids[i] * 1e-6)
+                    low, high = mid - BOOK_LEVELS * step, mid + BOOK_LEVELS * step
+                    if i == 0:
+                        ex.set_balanced_order_book(PAIR, mid, low, high, step, depths[i])
+                    else:
+                        book = ex.get_order_book(PAIR)
+                        book.clear_traded_order_book()
+                        book.apply_snapshot(*balanced_rows(mid, low, high, step, depths[i]), 1)
+            else:
+                market.show(i)
+            book = ex.get_order_book(PAIR)
+            op, size = ops[4 * i], 0.001 + 0.2 * ops[4 * i + 1]
+            out = reads[k]
+            out.append((book.get_price(True), book.get_price(False)))
+            if op < 0.15:
+                out.append(list(book.bid_entries())[:3])
+            elif op < 0.3:
+                asks = book.ask_entries()
+                out.append((next(asks), next(asks)))
+            elif op < 0.4:
+                out.append(book.get_vwap_for_volume(op < 0.35, size).result_price)
+            elif op < 0.5:
+                out.append(book.get_price_for_volume(op < 0.45, size).result_price)
+            elif op < 0.6:
+                (ex.buy if op < 0.55 else ex.sell)(PAIR, Decimal(repr(round(size, 4))), OrderType.MARKET)
+            elif op < 0.65:
+                touch = book.get_price(op < 0.625)
+                price = Decimal(repr(round(touch * (1 + (0.0004 if op < 0.625 else -0.0004)), 1)))
+                (ex.sell if op < 0.625 else ex.buy)(PAIR, Decimal("0.01"), OrderType.LIMIT, price)
+            clock.backtest_til(100.0 + i)
+            out.append((next(book.ask_entries()), next(book.bid_entries())))
+    assert reads[0] == reads[1]
+    assert worlds[0][1] == worlds[1][1] and len(worlds[0][1]) > 50
+    replay_book = worlds[1][0].get_order_book(PAIR)
+    assert isinstance(replay_book, ReplayBook) and replay_book.builds < worlds[1][3].rebuilds
