@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from json.encoder import encode_basestring as _quote
 
 from lyra_governor import phases, risk
 from lyra_governor.bot_orders import BotOrders
@@ -294,3 +295,33 @@ def decision_payload(
         "mandate_id": mandate.mandate_id if mandate else None,
         "consensus_id": mandate.consensus_id if mandate else None,
     }
+
+
+def decision_json(
+    p: OrderProposal,
+    status: DecisionStatus,
+    code: DenialCode | None,
+    message: str,
+    notional: Decimal,
+    reservation_id: str | None,
+    r: Review | None,
+) -> str:
+    """`chain.canonical_json(decision_payload(...))`, the same text, written directly: the keys
+    are known (here in their sorted order) and every value is a string, a bool or None, so no
+    dict is built, sorted and walked by the general encoder (~6 us against ~1.5 us). Each string
+    is escaped by the encoder's own function (`json.encoder.encode_basestring`, as
+    `ensure_ascii=False` does). tests/unit/core/test_decision_json.py compares the two texts."""
+    mandate = r.mandate if r is not None else None
+    price = p.price
+    notional_text = str(notional.quantize(MICRO)) if notional.is_finite() else str(notional)
+    return (
+        f'{{"amount":{_quote(str(p.amount))},"code":{_quote(str(code)) if code else "null"},'
+        f'"connector":{_quote(p.connector)},'
+        f'"consensus_id":{_quote(mandate.consensus_id) if mandate else "null"},'
+        f'"mandate_id":{_quote(mandate.mandate_id) if mandate else "null"},"message":{_quote(message)},'
+        f'"mid":{_quote(str(p.mid_price))},"notional_usd":{_quote(notional_text)},'
+        f'"pair":{_quote(p.trading_pair)},"price":{_quote(str(price)) if price is not None else "null"},'
+        f'"proposal_id":{_quote(p.proposal_id)},"reduce_only":{"true" if p.reduce_only else "false"},'
+        f'"reservation_id":{_quote(reservation_id) if reservation_id is not None else "null"},'
+        f'"side":{_quote(str(p.side))},"status":{_quote(str(status))},"strategy":{_quote(p.strategy)}}}'
+    )

@@ -12,8 +12,7 @@ import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
-from lyra_governor.chain import canonical_json
-from lyra_governor.checks import Review, decision_payload
+from lyra_governor.checks import Review, decision_json
 from lyra_governor.models import Decision, DecisionStatus, Denial, DenialCode, OrderProposal
 from lyra_governor.seat import Seat
 from lyra_governor.store import STORE_ERRORS
@@ -39,8 +38,8 @@ class Decisions:
         seq: int | None = None
         if not store_failed:
             try:
-                payload = decision_payload(p, status, code, message, notional, None, None)
-                seq = self.seat.store.audit("decision", canonical_json(payload), self.seat.bot_id, now)
+                payload_json = decision_json(p, status, code, message, notional, None, None)
+                seq = self.seat.store.audit("decision", payload_json, self.seat.bot_id, now)
             except StoreBusy as exc:
                 log.warning("could not audit the denial of %s: %s", p.proposal_id, exc)
                 code, message = DenialCode.STORE_BUSY, f"{message} (and the store is busy: {exc})"

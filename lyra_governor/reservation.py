@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
-from lyra_governor import audit
 from lyra_governor.breakers.exchange_rate import check_exchange_rate
-from lyra_governor.checks import Review, bot_reducing, cap_denial, decision_payload, halted, reducing
+from lyra_governor.checks import Review, bot_reducing, cap_denial, decision_json, halted, reducing
 from lyra_governor.config import Settings
 from lyra_governor.ledger import Exposure
 from lyra_governor.models import DecisionStatus, Denial, DenialCode, ReservationStatus, Side, TradingState, new_id
@@ -70,7 +69,7 @@ def reserve(
 ) -> int | Refused:
     """Write `row` with its decision record; returns the audit sequence number, or why not."""
     p = r.p
-    payload = decision_payload(p, DecisionStatus.ALLOWED, None, "", r.notional_usd, row.reservation_id, r)
+    payload_json = decision_json(p, DecisionStatus.ALLOWED, None, "", r.notional_usd, row.reservation_id, r)
     budget, limits = settings.breakers, settings.risk  # the exchange-wide budget is checked under the lock
 
     def fresh() -> bool:  # the market data's age, asked again once the write lock is held
@@ -80,7 +79,7 @@ def reserve(
     try:
         return store.reserve(
             row,
-            audit.canonical_json(payload),
+            payload_json,
             row.bot_id,
             r.now,
             r.closing,

@@ -106,7 +106,9 @@ class Watchdog:
         gets a function telling whether the watchdog fired (``with guard(...) as fired:``)."""
         return Guard(self, budget_s, cut)
 
-    def _arm(self, budget_s: float, cut: Callable[[], None]) -> int:
+    def arm(self, budget_s: float, cut: Callable[[], None]) -> int:
+        """`guard` without its object: a token, to `disarm` when the call is over (the store's
+        own context manager, `order_store._Call`, arms one on every store call)."""
         token = next(self._ids)
         deadline = time.monotonic() + budget_s
         with self._lock:
@@ -119,7 +121,10 @@ class Watchdog:
                 self._wake.set()
         return token
 
-    def _disarm(self, token: int) -> None:
+    def has_fired(self, token: int) -> bool:
+        return token in self._fired
+
+    def disarm(self, token: int) -> None:
         with self._lock:
             self._armed.pop(token, None)
             self._fired.discard(token)
@@ -134,14 +139,14 @@ class Guard:
         self._dog, self._budget_s, self._cut, self._token = dog, budget_s, cut, 0
 
     def __enter__(self) -> Callable[[], bool]:
-        self._token = self._dog._arm(self._budget_s, self._cut)
+        self._token = self._dog.arm(self._budget_s, self._cut)
         return self.fired
 
     def fired(self) -> bool:
         return self._token in self._dog._fired
 
     def __exit__(self, *_exc: object) -> None:
-        self._dog._disarm(self._token)
+        self._dog.disarm(self._token)
 
 
 WATCHDOG = Watchdog()
