@@ -74,6 +74,8 @@ def bot_reducing(bot_id: str, reason: str) -> str:
 MAX_ORDER_VALUE_USD = Decimal(10**12)  # beyond any cap Lyra has: a value this large is a broken number
 MICRO = Decimal("0.000001")  # an audit record's USD amounts are shown to the micro-dollar
 CLIENT_ORDER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # what every exchange Lyra trades accepts
+# read on every review: an enum member read through its class costs ~100 ns (EnumType.__getattr__ in 3.11)
+_HALTED, _REDUCING = TradingState.HALTED, TradingState.REDUCING
 
 
 @dataclass(eq=False)
@@ -105,9 +107,10 @@ class Checks:
 
     def trading_state(self, r: Review) -> Denial | None:
         """Halted: nothing passes. Gradual stop: only orders flagged reduce-only go on."""
-        if r.state.trading_state is TradingState.HALTED:
+        state = r.state.trading_state
+        if state is _HALTED:
             return Denial(DenialCode.HALTED, halted(r.state.reason))
-        if r.state.trading_state is TradingState.REDUCING and not r.p.reduce_only:
+        if state is _REDUCING and not r.p.reduce_only:
             return Denial(DenialCode.REDUCE_ONLY, reducing(r.state.reason))
         if r.bot_reduce_only is not None and not r.p.reduce_only:
             return Denial(DenialCode.BOT_REDUCE_ONLY, bot_reducing(r.p.bot_id, r.bot_reduce_only))
@@ -135,11 +138,12 @@ class Checks:
         """The order's USD value: amount x price x the quote currency's USD rate (trusted only
         within the FX band). A MARKET order is valued at its worst price (mid plus the collar on
         the side it crosses)."""
-        rate = self.watch.usd_per_quote(r.p.quote)
+        quote = r.p.quote
+        rate = self.watch.usd_per_quote(quote)
         if rate is None:
-            missing = f"no USD rate for {r.p.quote}; add fx_usd.{r.p.quote} to the config"
+            missing = f"no USD rate for {quote}; add fx_usd.{quote} to the config"
             return Denial(DenialCode.FX_RATE_MISSING, missing)
-        denial = self.watch.fx_denial(r.p.quote)
+        denial = self.watch.fx_denial(quote)
         if denial is not None:
             return denial
         collar_pct = self.settings.risk.price_collar_pct
@@ -208,7 +212,7 @@ class Checks:
         key = (r.book, r.exchange, p.trading_pair)
         position = self.orders.position(key)
         closable = (position if p.side is Side.SELL else -position) - self.orders.resting_closes(key, p.side.value)
-        tolerance = 1 + risk.decimal_of(self.settings.risk.close_tolerance_pct) / 100
+        tolerance = risk.tolerance_factor(self.settings.risk.close_tolerance_pct)
         if p.amount <= max(closable, Decimal(0)) * tolerance:
             r.closing = True
             return None

@@ -48,9 +48,10 @@ class MarketWatch:
 
     def fx_denial(self, quote: str) -> Denial | None:
         """FX_RATE_OUT_OF_BAND when the observed rate is outside the band around the configured one."""
-        return risk.check_fx(
-            self._fx_observed.get(quote), self.settings.fx_usd.get(quote), self.settings.risk.fx_band_pct, quote
-        )
+        observed = self._fx_observed.get(quote)
+        if observed is None:  # `check_fx` passes it: nothing observed, nothing out of band
+            return None
+        return risk.check_fx(observed, self.settings.fx_usd.get(quote), self.settings.risk.fx_band_pct, quote)
 
     def history(self, connector: str, pair: str) -> risk.MidHistory | None:
         return self._history.get((connector, pair))

@@ -26,6 +26,13 @@ def decimal_of(setting: float) -> Decimal:
     return Decimal(str(setting))
 
 
+@functools.lru_cache(maxsize=256)
+def tolerance_factor(pct: float) -> Decimal:
+    """``1 + pct / 100`` (`decimal_of`), built once per value: the close tolerance of every
+    review's reservation."""
+    return 1 + decimal_of(pct) / 100
+
+
 def pct_off(value: Decimal, base: Decimal) -> Decimal:
     """How far `value` is from `base`, in percent of `base`."""
     return abs(value - base) / base * 100
@@ -63,11 +70,10 @@ def check_inputs(
         return Denial(
             DenialCode.INVALID_AMOUNT, f"amount {proposal.amount} must be a finite number above zero and below 1e12"
         )
-    if proposal.price is not None and not _finite_positive(proposal.price):
-        return Denial(
-            DenialCode.INVALID_PRICE, f"price {proposal.price} must be a finite number above zero and below 1e12"
-        )
-    if proposal.price is None and proposal.order_type is not OrderType.MARKET:
+    price = proposal.price  # read once: a pydantic model's field costs ~30 ns more than a plain attribute's
+    if price is not None and not _finite_positive(price):
+        return Denial(DenialCode.INVALID_PRICE, f"price {price} must be a finite number above zero and below 1e12")
+    if price is None and proposal.order_type is not OrderType.MARKET:
         return Denial(
             DenialCode.LIMIT_PRICE_MISSING,
             f"a {proposal.order_type.value} order needs a limit price; give a finite price above zero "
@@ -112,10 +118,12 @@ def notional_price(proposal: OrderProposal, collar_pct: float) -> Decimal:
     """The price the notional (caps, per-order limit) is counted at: the valuation price, but
     never below mid for a market sell (its worst price is below mid and would count less
     capital than the order can be worth)."""
-    price = valuation_price(proposal, collar_pct)
-    if proposal.price is None and proposal.side is Side.SELL:
+    price = proposal.price
+    if price is not None:  # a limit order: its own price, as `valuation_price` gives it
+        return price
+    if proposal.side is Side.SELL:
         return proposal.mid_price
-    return price
+    return valuation_price(proposal, collar_pct)
 
 
 def check_collar(price: Decimal, mid: Decimal, reference: Decimal | None, collar_pct: float) -> Denial | None:

@@ -30,27 +30,29 @@ class BreakerBoard:
         # forgotten, never the lot (a clear made a duplicate of any recent answer count twice)
         self._decided: OrderedDict[str, None] = OrderedDict()
         self._last_state: TradingState | None = None
+        self._last_key: tuple[OrderProposal, OrderKey] | None = None  # `pre_trade`'s, for `allowed`
 
     # --- per order ----------------------------------------------------------------------
 
     def pre_trade(self, p: OrderProposal, exchange: str, now: float) -> Trip | None:
         """Order-level breakers, cheapest first: quantity, this bot's storm block, duplicate."""
         cfg = self.settings
-        trip = check_quantity(p.amount, cfg.max_amount(p.trading_pair), p.trading_pair)
+        pair = p.trading_pair
+        trip = check_quantity(p.amount, cfg.max_amount(pair), pair)
         if trip is not None:
             return trip
-        if not p.reduce_only:
-            blocked = self.blocked.get(exchange)
-            if blocked is not None:
-                if now < blocked[0]:
-                    return blocked[1]
-                del self.blocked[exchange]
-                self.tallies.pop(exchange, None)  # the cool-down is over: count afresh
         if p.reduce_only:
             # closes are bounded by the position they close, and two executors closing equal
-            # fills at once are two closes, not a duplicate
+            # fills at once are two closes, not a duplicate (nor blocked by this bot's storm)
             return None
+        blocked = self.blocked.get(exchange)
+        if blocked is not None:
+            if now < blocked[0]:
+                return blocked[1]
+            del self.blocked[exchange]
+            self.tallies.pop(exchange, None)  # the cool-down is over: count afresh
         key = self.order_key(p)
+        self._last_key = (p, key)  # the same proposal's `allowed` takes it, not a second one
         return check_duplicate(key, self.recent.last(key), now, cfg.duplicate_window_s)
 
     @staticmethod
@@ -58,7 +60,9 @@ class BreakerBoard:
         return (p.connector, p.trading_pair, str(p.side), p.price, p.amount)  # str(): cheaper than `.value`
 
     def allowed(self, p: OrderProposal, now: float, reservation_id: str) -> None:
-        self.recent.add(self.order_key(p), now, self.settings.duplicate_window_s, reservation_id)
+        last = self._last_key
+        key = last[1] if last is not None and last[0] is p else self.order_key(p)
+        self.recent.add(key, now, self.settings.duplicate_window_s, reservation_id)
 
     def closed(self, reservation_id: str) -> None:
         self.recent.closed(reservation_id)
