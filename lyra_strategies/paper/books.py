@@ -127,6 +127,41 @@ class ReplayBook(CompositeOrderBook):  # type: ignore[misc]
         if pending is not None:
             self._build(*pending)
 
+    def get_price(self, is_buy: bool) -> float:
+        """Hummingbot's answer (the first row of the side: `c_get_price`), read off the pending
+        quote's best level without two generators; Hummingbot's own code calls `c_get_price`,
+        which reads the same rows through `ask_entries`/`bid_entries`."""
+        best = self._best
+        if self._pending is None or best is None:
+            return cast(float, CompositeOrderBook.get_price(self, is_buy))
+        return cast(float, best[1].price if is_buy else best[0].price)
+
+    def depth_within(self, mid: float, band: float) -> float | None:
+        """`lyra_strategies.governed._depth_within`'s walk of the rows (quote value within
+        `band` of `mid`, bids then asks, row by row) over the pending quote's rows as
+        `balanced_rows` makes them, without building the book: the same doubles, the same sum
+        in the same order. None once the book is built (then the rows are walked)."""
+        pending = self._pending
+        if pending is None:
+            return None
+        quote_mid, low, high, step, volume = pending
+        total = 0.0
+        price, size = quote_mid - step / 2, volume
+        while price >= low:
+            if price < mid * (1 - band):
+                break
+            total += price * size
+            price -= step
+            size += volume
+        price, size = quote_mid + step / 2, volume
+        while price <= high:
+            if price > mid * (1 + band):
+                break
+            total += price * size
+            price += step
+            size += volume
+        return total
+
     def bid_entries(self) -> Iterator[OrderBookRow]:
         if self._pending is None:
             return cast(Iterator[OrderBookRow], CompositeOrderBook.bid_entries(self))

@@ -251,3 +251,43 @@ async def _same_as_rebuilt() -> None:
     assert worlds[0][1] == worlds[1][1] and len(worlds[0][1]) > 50
     replay_book = worlds[1][0].get_order_book(PAIR)
     assert isinstance(replay_book, ReplayBook) and replay_book.builds < worlds[1][3].rebuilds
+
+
+def test_a_pending_quotes_depth_is_the_walk_of_its_rows_without_building_them() -> None:
+    """The council's depth input (`governed._depth_within`) off a pending quote: the same sum
+    as walking the built rows, the book still unbuilt; once built, the rows are walked."""
+    from lyra_strategies.governed import _depth_within
+
+    rng = random.Random(5)
+    for _ in range(300):
+        mid = rng.uniform(1, 2e5)
+        step = max(mid * rng.uniform(0, 40) / 1e4, mid * 1e-6)
+        quote = (mid, mid - BOOK_LEVELS * step, mid + BOOK_LEVELS * step, step, rng.uniform(1e-4, 3))
+        book = ReplayBook()
+        book.set_quote(*quote)  # the first quote is built
+        book.set_quote(*quote)
+        exchange = type("Exchange", (), {"get_order_book": lambda self, pair, book=book: book})()
+        at, band = mid * (1 + rng.uniform(-0.01, 0.01)), rng.choice([0.01, 0.002, 0.05])
+        pending = _depth_within(exchange, PAIR, at, band)
+        assert book.builds == 1
+        book.build()
+        assert book.depth_within(at, band) is None
+        assert pending == _depth_within(exchange, PAIR, at, band)  # exact float equality
+
+
+def test_a_snapshot_is_what_pydantics_model_construct_builds() -> None:
+    from lyra_governor.models import MarketSnapshot
+    from lyra_strategies import governed
+
+    assert governed._PLAIN_SNAPSHOT  # else the fast path is off (and this test checks nothing)
+    quote = governed._Quote("binance_paper_trade", PAIR, (59_994.125, 60_006.5, True))
+    ours = quote.snapshot(1_700_000_000.0, 1234.5, 0.25)
+    theirs = MarketSnapshot.model_construct(
+        connector=quote.connector, trading_pair=quote.pair, timestamp=1_700_000_000.0, mid_price=quote.mid,
+        best_bid=quote.bid, best_ask=quote.ask, spread_pct=quote.spread_pct, depth_usd=1234.5, data_age_s=0.25,
+        **governed._SNAPSHOT_DEFAULTS,
+    )
+    assert ours == theirs and list(ours.__dict__.items()) == list(theirs.__dict__.items())
+    assert ours.model_fields_set == theirs.model_fields_set
+    assert (ours.__pydantic_extra__, ours.__pydantic_private__) == (theirs.__pydantic_extra__, None)
+    assert ours.model_dump_json() == theirs.model_dump_json() and hash(ours) == hash(theirs)
