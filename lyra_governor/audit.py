@@ -2,8 +2,12 @@
 
 Each record's hash (`chain.record_hash`) covers its sequence number, time, actor, event,
 payload and the previous record's hash, so editing, deleting, inserting or reordering any
-record breaks the chain from that record on. `verify` names the first broken record; the head
-row (updated in the same transaction as each append) also catches records cut off the end.
+record breaks the chain from that record on. `verify` names the first broken record. Records
+cut off the end are caught by the head: on PostgreSQL (and a SQLite store made before
+`store.CHAIN_VERSION`) the head row, moved in the same transaction as each append; on SQLite the
+tip, a flag only the last record carries (each append moves it from the record before), with
+the head row as a floor the chain must still reach (moved by the ladder's records and after
+WAL copies: that catches a chain cut down to nothing).
 
 Records are written by `order_store` only (`order_store.append_audit` inside a `write_tx` for
 the ladder's records, its own transactions for per-order ones), so a state change and the
@@ -24,9 +28,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from lyra_governor import chain
 from lyra_governor.chain import GENESIS_HASH, record_hash
-from lyra_governor.store import audit_head, audit_log, read_tx
+from lyra_governor.store import audit_head, audit_log, chain_by_tip, read_tx
 
 canonical_json = chain.canonical_json  # what callers hash and store (one definition, in chain)
+# what a record is (its `tip` flag is the store's, read by `_walk` only where it is kept)
+RECORD_COLUMNS = [audit_log.c[name] for name in ("seq", "ts_us", "actor", "event", "payload", "prev_hash", "hash")]
 
 
 @dataclass(frozen=True)
@@ -42,17 +48,56 @@ class VerifyResult:
 
 
 def _head(conn: Connection) -> tuple[int, str]:
+    """The chain's head: its last record on a SQLite store that keeps a tip (`_tip_problem`
+    checks it is flagged so), else the head row."""
+    if chain_by_tip(conn):
+        last = conn.execute(
+            sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
+        ).first()
+        return (int(last.seq), str(last.hash)) if last else (0, GENESIS_HASH)
+    return _head_row(conn)
+
+
+def _head_row(conn: Connection) -> tuple[int, str]:
     head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).first()
     return (int(head.seq), str(head.hash)) if head else (0, GENESIS_HASH)
 
 
-def _walk(conn: Connection, seq: int, digest: str, head_seq: int, batch: int) -> tuple[int, str, int | None, str]:
+def _tip_problem(conn: Connection, head_seq: int) -> tuple[int | None, str]:
+    """SQLite's tip and floor (`store.CHAIN_VERSION`): the last record must be flagged as the
+    tip (else records after it were cut off), and the chain must reach its floor, the record the
+    head row names, with that hash. (The first broken record, the problem), or (None, "")."""
+    if not chain_by_tip(conn):
+        return None, ""
+    if head_seq:
+        tip = conn.execute(sa.select(audit_log.c.tip).where(audit_log.c.seq == head_seq)).scalar()
+        if tip != 1:
+            return head_seq + 1, (
+                f"record {head_seq}, the chain's last, is not flagged as its tip: the records after it were removed"
+            )
+    floor_seq, floor_hash = _head_row(conn)
+    if floor_seq > head_seq:
+        return head_seq + 1, (
+            f"the chain ends at record {head_seq} but had reached record {floor_seq}: records were removed"
+        )
+    if floor_seq:
+        found = conn.execute(sa.select(audit_log.c.hash).where(audit_log.c.seq == floor_seq)).scalar()
+        if found != floor_hash:
+            return floor_seq, f"record {floor_seq} is not the record the chain's floor names: records were replaced"
+    return None, ""
+
+
+def _walk(
+    conn: Connection, seq: int, digest: str, head_seq: int, batch: int, tip_at: int | None = None
+) -> tuple[int, str, int | None, str]:
     """Check the records after `seq` (whose hash is `digest`) up to `head_seq`, in batches.
     Returns the last verified (sequence number, hash) and, at the first record whose number,
-    link or hash does not hold, that record's number and the problem (else None, "")."""
+    link or hash does not hold, that record's number and the problem (else None, "").
+    `tip_at`: the chain's last record, the only one that may be flagged as its tip (SQLite)."""
+    columns = [*RECORD_COLUMNS, audit_log.c.tip] if tip_at is not None else RECORD_COLUMNS
     while seq < head_seq:
         rows = conn.execute(
-            sa.select(audit_log)
+            sa.select(*columns)
             .where(audit_log.c.seq > seq, audit_log.c.seq <= head_seq)
             .order_by(audit_log.c.seq)
             .limit(batch)
@@ -68,10 +113,16 @@ def _walk(conn: Connection, seq: int, digest: str, head_seq: int, batch: int) ->
                 problem = f"record {at} does not link to record {at - 1}"
             elif record_hash(at, int(row.ts_us), row.actor, row.event, row.payload, row.prev_hash) != row.hash:
                 problem = f"record {at} was altered (hash mismatch)"
+            elif tip_at is not None and row.tip and at != tip_at:
+                problem = f"record {at} is flagged as the chain's tip but records follow it"
             if problem:
                 return seq, digest, at, problem
             seq, digest = at, str(row.hash)
     return seq, digest, None, ""
+
+
+def _tip_at(conn: Connection, head_seq: int) -> int | None:
+    return head_seq if chain_by_tip(conn) else None
 
 
 PER_SNAPSHOT = 20_000  # records walked per short snapshot (about half a second at 27 us each)
@@ -100,7 +151,7 @@ def verify_prefix(engine: Engine, batch: int = 5000, per_snapshot: int = PER_SNA
         with read_tx(engine) as conn:
             head_seq, head_hash = _head(conn)
             goal = min(head_seq, seq + per_snapshot)
-            reached, reached_digest, broken, problem = _walk(conn, seq, digest, goal, batch)
+            reached, reached_digest, broken, problem = _walk(conn, seq, digest, goal, batch, _tip_at(conn, head_seq))
         if broken is not None:
             return Verified(reached, reached_digest, VerifyResult(False, reached, broken, head_seq, head_hash, problem))
         progressed = reached > seq
@@ -128,7 +179,9 @@ def verify(
     head_seq, head_hash = _head(conn)
     if head_seq < start.seq:  # the store was replaced meanwhile: walk it all in this snapshot
         start = Verified(0, GENESIS_HASH)
-    count, prev_hash, broken, problem = _walk(conn, start.seq, start.digest, head_seq, batch)
+    count, prev_hash, broken, problem = _walk(conn, start.seq, start.digest, head_seq, batch, _tip_at(conn, head_seq))
+    if broken is None:
+        broken, problem = _tip_problem(conn, head_seq)
     if broken is not None:
         return VerifyResult(False, count, broken, head_seq, head_hash, problem)
     beyond = conn.execute(sa.select(sa.func.count()).where(audit_log.c.seq > head_seq)).scalar() or 0
@@ -200,7 +253,7 @@ def records(
     `after_seq` only records after that sequence number; `limit` caps how many: the first
     ones, or with `newest=True` the last ones (still returned oldest first).
     """
-    query = sa.select(audit_log)
+    query = sa.select(*RECORD_COLUMNS)
     if events is not None:
         query = query.where(audit_log.c.event.in_(tuple(events)))
     if since is not None:
@@ -242,7 +295,9 @@ def verify_since(engine: Engine, seq: int, digest: str, batch: int = 5000) -> tu
         head_seq, head_hash = _head(conn)
         if head_seq < seq:  # a new store: start over
             seq, digest = 0, GENESIS_HASH
-        seq, digest, broken, problem = _walk(conn, seq, digest, head_seq, batch)
+        seq, digest, broken, problem = _walk(conn, seq, digest, head_seq, batch, _tip_at(conn, head_seq))
+        if broken is None and seq == head_seq:
+            broken, problem = _tip_problem(conn, head_seq)
         if broken is not None:
             return VerifyResult(False, seq, broken, head_seq, head_hash, problem), seq, digest
     if seq != head_seq or digest != head_hash:

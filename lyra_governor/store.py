@@ -74,7 +74,7 @@ reservations = sa.Table(
     "lyra_reservations",
     metadata,
     sa.Column("reservation_id", sa.String(40), primary_key=True),
-    sa.Column("bot_id", sa.String(128), nullable=False, index=True),
+    sa.Column("bot_id", sa.String(128), nullable=False),
     sa.Column("connector", sa.String(64), nullable=False),
     sa.Column("book", sa.String(8), nullable=False),
     sa.Column("exchange", sa.String(64), nullable=False),
@@ -86,7 +86,7 @@ reservations = sa.Table(
     sa.Column("usd_per_quote", sa.String(64), nullable=False),
     sa.Column("reserved_musd", sa.BigInteger, nullable=False),
     sa.Column("filled_amount", sa.String(64), nullable=False, default="0"),
-    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False),
     sa.Column("client_order_id", sa.String(128)),
     sa.Column("mandate_id", sa.String(40)),
     sa.Column("created_at", sa.Float, nullable=False),
@@ -96,9 +96,23 @@ reservations = sa.Table(
     sa.Column("cancel_requested_at", sa.Float),
 )
 
-# The exchange-wide order-rate budget counts recent reservations per exchange (all bots).
-reservations_by_exchange = sa.Index(
-    "ix_lyra_reservations_exchange_created", reservations.c.exchange, reservations.c.created_at
+
+# The one index of reservations besides their key. Every read by state or bot names the state
+# (OPEN, ORPHANED: the held ones, a few at any time however long the store's history): then the
+# bot, market and side are read off those few. The exchange-wide order-rate budget counts one
+# exchange's recent reservations in every state (`order_store.Statements.orders_since`: one
+# search per state), covered by the index. A store made before had three (status; bot; exchange
+# and time): each reservation written now changes one b-tree, and one WAL page, where it changed
+# three (`create_schema` drops them).
+reservations_by_state = sa.Index(
+    "ix_lyra_reservations_state",
+    reservations.c.status,
+    reservations.c.exchange,
+    reservations.c.book,
+    reservations.c.created_at,
+)
+SUPERSEDED_INDEXES = (
+    "ix_lyra_reservations_status", "ix_lyra_reservations_bot_id", "ix_lyra_reservations_exchange_created"
 )
 
 fills = sa.Table(
@@ -158,8 +172,15 @@ audit_log = sa.Table(
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    # SQLite (`CHAIN_VERSION`): 1 on the chain's last record only, the tip, 0 on every other
+    # (each append moves it); the head is the record flagged so. PostgreSQL keeps it 0.
+    sa.Column("tip", sa.SmallInteger, nullable=False, server_default="0"),
 )
 
+# The audit chain's head. PostgreSQL: moved with each append, and its row is the store's write
+# lock (``FOR UPDATE``). SQLite from `CHAIN_VERSION` on: a floor, the chain must reach it (moved
+# by the ladder's records and after each WAL copy, not by every decision: a page, and a WAL frame,
+# less per commit); the head itself is the tip record. Both catch records cut off the end.
 audit_head = sa.Table(
     "lyra_audit_head",
     metadata,
@@ -167,6 +188,19 @@ audit_head = sa.Table(
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
 )
+
+
+# SQLite's ``PRAGMA user_version``: 1 from the store whose audit chain carries its tip on its last
+# record (`audit_log.tip`); 0 before (the head row moved with each append). `create_schema` upgrades.
+CHAIN_VERSION = 1
+
+
+def chain_by_tip(conn: Connection) -> bool:
+    """Whether this store's audit head is its tip record (SQLite from `CHAIN_VERSION` on), not
+    the head row (PostgreSQL, or a SQLite store not yet upgraded)."""
+    if conn.dialect.name != "sqlite":
+        return False
+    return int(conn.exec_driver_sql("PRAGMA user_version").scalar() or 0) >= CHAIN_VERSION
 
 
 WAL_GOAL_BYTES = 64 * 2**20  # the largest WAL file allowed (issue 17), kept by the writers: store_budget.WalBound
@@ -251,7 +285,7 @@ def create_schema(engine: Engine, now: float, phase: int = 1) -> None:
         if "already exists" not in str(exc):
             raise
     _add_missing_columns(engine)
-    for index in (reservations_by_exchange, fills_by_trade):
+    for index in (fills_by_trade, reservations_by_state):
         try:  # a store created before the index existed gets it now
             index.create(engine, checkfirst=True)
         except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError) as exc:
@@ -266,6 +300,42 @@ def create_schema(engine: Engine, now: float, phase: int = 1) -> None:
             )
         if conn.execute(sa.select(audit_head.c.id).where(audit_head.c.id == 1)).first() is None:
             conn.execute(audit_head.insert().values(id=1, seq=0, hash=GENESIS_HASH))
+    with engine.begin() as conn:  # superseded by `reservations_by_state`
+        for name in SUPERSEDED_INDEXES:
+            conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+    if is_sqlite(engine):
+        _upgrade_chain(engine)
+
+
+def _upgrade_chain(engine: Engine) -> None:
+    """A SQLite store made before `CHAIN_VERSION`: its last record becomes the chain's tip, in
+    one transaction under the write lock (safe to race, idempotent). Only if the head row and
+    the last record agree: a store whose chain does not end where its head says (records cut
+    off, or added without it) is not upgraded, it is refused, before any order is placed."""
+    with engine.begin() as conn:
+        version = int(conn.exec_driver_sql("PRAGMA user_version").scalar() or 0)
+        if version > CHAIN_VERSION:
+            raise StoreUnavailable(
+                f"the store at {engine.url.database} was made by a newer Lyra (schema version {version}, "
+                f"this one knows {CHAIN_VERSION}); upgrade Lyra to use it"
+            )
+        if version == CHAIN_VERSION:
+            return
+        head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).first()
+        last = conn.execute(
+            sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
+        ).first()
+        found = (int(last.seq), str(last.hash)) if last is not None else (0, GENESIS_HASH)
+        expected = (int(head.seq), str(head.hash)) if head is not None else (0, GENESIS_HASH)
+        if found != expected:
+            raise StoreUnavailable(
+                f"the store at {engine.url.database} cannot be upgraded: its audit head says record "
+                f"{expected[0]} and its last record is {found[0]} (or their hashes differ), so records were "
+                "removed or added; run `lyra-governor audit verify` to see where, and restore it from a backup"
+            )
+        if last is not None:
+            conn.execute(audit_log.update().where(audit_log.c.seq == found[0]).values(tip=1))
+        conn.exec_driver_sql(f"PRAGMA user_version={CHAIN_VERSION}")
 
 
 def _add_missing_columns(engine: Engine) -> None:

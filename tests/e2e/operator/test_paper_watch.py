@@ -20,7 +20,7 @@ def _audit_head(path: Path) -> int:
     engine = sa.create_engine(f"sqlite:///{path}")
     try:
         with engine.connect() as conn:
-            return int(conn.execute(sa.text("SELECT seq FROM lyra_audit_head WHERE id = 1")).scalar() or 0)
+            return int(conn.execute(sa.text("SELECT max(seq) FROM lyra_audit")).scalar() or 0)  # the chain's tip
     except sa.exc.OperationalError:  # the run is still creating its tables
         return 0
     finally:

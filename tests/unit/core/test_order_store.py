@@ -63,11 +63,12 @@ def test_the_decisions_statements_bound_by_tuple_get_what_their_named_parameters
     """The statements each decision runs are given tuples in `*_ORDER` (no `Sql.params` dict):
     the same values, in the same places, as binding them by name."""
     stmts = Statements(dialect)
-    assert stmts.audit_insert.params(seq=7, ts_us=8, actor="a", event="e", payload="{}", prev_hash="p", hash="h") == (
-        7, 8, "a", "e", "{}", "p", "h"
-    )  # fmt: skip
+    assert stmts.audit_insert.params(
+        seq=7, ts_us=8, actor="a", event="e", payload="{}", prev_hash="p", hash="h", tip=1
+    ) == (7, 8, "a", "e", "{}", "p", "h", 1)  # fmt: skip
     assert stmts.move_head.params(new_seq=7, new_hash="h", old_seq=6) == (7, "h", 1, 6)
-    assert stmts.head_and_states.params(bid="bot-1") == ("bot-1", 1, 1)
+    assert stmts.untip.params(old_seq=6) == (6,)
+    assert stmts.head_and_states.params(bid="bot-1") == ("bot-1", 1)
     assert stmts.reserve_scope.params(amount_musd=5, scope="paper:binance") == (5, "paper:binance", 5)
     assert stmts.audit_insert.order == order_store.AUDIT_INSERT_ORDER
 

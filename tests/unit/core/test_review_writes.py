@@ -16,14 +16,19 @@ from tests.standing_mandate import StandingMandate
 from tests.store_faults import PinnedSnapshot, proposal
 from tests.watched import UNTHROTTLED, watch
 
-# capital (both scopes share a page), the reservation row and its key, bot, status and
-# exchange-time indexes, the audit record and its event index, the audit head
-DECISION_FRAMES = 9
+# capital (both scopes share a page), the reservation row, its key and its one index
+# (store.reservations_by_state), the audit record (the tip, store.CHAIN_VERSION) and its event
+# index. 9 frames before 2026-12-03: the audit head row, and three indexes (status; bot; exchange
+# and time) where there is one
+DECISION_FRAMES = 6
+# what releasing it writes: capital, the reservation row, its index entry, the audit record and
+# its event index (6 before: the head row)
+RELEASE_FRAMES = 5
 
 
-def _frames_of_one_decision(gov: Governor, db: Path) -> int:
-    """WAL frames the next allowed decision writes: the WAL is copied back first, so the
-    decision's commit starts it over and its frame count is that decision's alone."""
+def _frames_of_one_decision(gov: Governor, db: Path) -> tuple[int, int]:
+    """WAL frames the next allowed decision writes, and its release: the WAL is copied back
+    first, so each commit starts it over and its frame count is that commit's alone."""
     side = sqlite3.connect(db, isolation_level=None)
     try:
         side.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
@@ -31,7 +36,8 @@ def _frames_of_one_decision(gov: Governor, db: Path) -> int:
         assert decision.allowed, decision.message
         _busy, frames, _copied = side.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         gov.on_order_event(OrderEvent(kind=OrderEventKind.CANCELLED, reservation_id=decision.reservation_id or ""))
-        return int(frames)
+        _busy, released, _copied = side.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(frames), int(released)
     finally:
         side.close()
 
@@ -52,7 +58,8 @@ def test_an_allowed_decision_writes_one_wal_frame_per_changed_page(lyra_home: Pa
         seen = [_frames_of_one_decision(gov, db) for _ in range(5)]
         # the fewest: another connection of the process (the WAL checkpointer) may hold the WAL
         # for a moment, and then the commit appends to it instead of starting it over
-        assert min(seen) <= DECISION_FRAMES, seen
+        assert min(review for review, _ in seen) <= DECISION_FRAMES, seen
+        assert min(release for _, release in seen) <= RELEASE_FRAMES, seen
         with sqlite3.connect(db) as conn:  # the audit table is keyed by its rowid: no separate key index
             indexes = [row[1] for row in conn.execute("PRAGMA index_list('lyra_audit')")]
         assert not [name for name in indexes if name.startswith("sqlite_autoindex")], indexes
@@ -87,3 +94,70 @@ def test_past_the_wal_bound_a_review_is_refused_before_it_writes(lyra_home: Path
         assert bound.truncated >= 1
     finally:
         gov.close()
+
+
+def test_every_read_of_reservations_by_state_or_bot_searches_an_index(lyra_home: Path) -> None:
+    """The one index (store.reservations_by_state) stands for the three it replaced: no read of
+    reservations by state, bot or exchange (the order path's, the rate budget's, the sweeps',
+    status' and reconcile's) scans the whole table, which on a store of millions of reservations
+    would take seconds."""
+    import sqlalchemy as sa
+
+    from lyra_governor import order_store
+    from lyra_governor.ledger import Ledger
+
+    db = lyra_home / "lyra.db"
+    cfg = load_settings(None, use_env=False, db_url=f"sqlite:///{db}")
+    ledger = Ledger.open(cfg)
+    seen: list[tuple[str, tuple[object, ...]]] = []
+
+    def keep(_conn: object, _cur: object, statement: str, parameters: object, *_args: object) -> None:
+        if "lyra_reservations" in statement and statement.lstrip().startswith("SELECT"):
+            seen.append((statement, tuple(parameters) if isinstance(parameters, (list, tuple)) else ()))
+
+    try:
+        sa.event.listen(ledger.engine, "before_cursor_execute", keep)
+        ledger.open_reservations()
+        ledger.open_reservations("bot-1")
+        ledger.held_reservations("binance_paper_trade", "BTC-USDT")
+        ledger.stray_reservations()
+        sa.event.remove(ledger.engine, "before_cursor_execute", keep)
+        assert len(seen) == 4, seen
+        stmts = order_store.statements(ledger.engine.dialect)
+        for name in ("resting_closes", "held_of_bot", "silent", "open_of_silent", "orphans", "orders_since"):
+            sql = getattr(stmts, name)
+            seen.append((sql.text, sql.params(**{key: "x" for key in sql.order if key not in sql.fixed})))
+        with ledger.engine.connect() as conn:
+            for statement, params in seen:
+                plan = [str(row[3]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)]
+                assert not [step for step in plan if step.startswith("SCAN lyra_reservations")], (statement, plan)
+    finally:
+        ledger.close()
+
+
+def test_the_rate_budget_counts_the_reservations_of_every_state(lyra_home: Path) -> None:
+    """The exchange-wide order-rate count searches the index one state at a time: an order
+    counts whatever its reservation's state now is, and only its exchange, book and window."""
+    from lyra_governor.models import ReservationStatus
+    from lyra_governor.order_store import OrderStore
+    from lyra_governor.store import create_schema, create_store_engine, reservations
+
+    engine = create_store_engine(f"sqlite:///{lyra_home / 'lyra.db'}")
+    try:
+        create_schema(engine, 0.0)
+        row = {"bot_id": "b", "connector": "binance_paper_trade", "book": "paper", "exchange": "binance",
+               "trading_pair": "BTC-USDT", "side": "BUY", "reduce_only": False, "amount": "1", "price": "1",
+               "usd_per_quote": "1", "reserved_musd": 0, "filled_amount": "0", "created_at": 100.0}  # fmt: skip
+        with engine.begin() as conn:
+            for i, state in enumerate(ReservationStatus):
+                conn.execute(reservations.insert().values(**row, reservation_id=f"res-{i}", status=state.value))
+            others = ({"book": "live"}, {"exchange": "okx"}, {"created_at": 10.0})
+            for i, other in enumerate(others):
+                conn.execute(reservations.insert().values(**{**row, **other}, reservation_id=f"x-{i}", status="OPEN"))
+        store = OrderStore(engine)
+        try:
+            assert store.orders_since("paper", "binance", 50.0) == len(ReservationStatus)
+        finally:
+            store.close()
+    finally:
+        engine.dispose()
