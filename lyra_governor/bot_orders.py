@@ -18,6 +18,7 @@ from lyra_governor import risk
 
 MarketKey = tuple[str, str, str]  # (book, exchange, trading pair)
 TALLY_HORIZON_S = 300.0  # the council's error and reject rates look this far back
+_NONE_USED = Decimal(0)  # `mandate_used`'s default, not a Decimal built on every call
 
 
 class BotOrders:
@@ -95,7 +96,7 @@ class BotOrders:
             self._positions[key] += signed_amount
 
     def mandate_used(self, mandate_id: str) -> Decimal:
-        return self._mandate_used.get(mandate_id, Decimal(0))
+        return self._mandate_used.get(mandate_id, _NONE_USED)
 
     def use_mandate(self, mandate_id: str, notional_usd: Decimal) -> None:
         self._mandate_used[mandate_id] = self.mandate_used(mandate_id) + notional_usd

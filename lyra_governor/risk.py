@@ -17,6 +17,8 @@ from lyra_governor.models import Denial, DenialCode, OrderProposal, OrderType, S
 #: No amount or price of a real order comes near this; bigger numbers are typos or attacks, and
 #: their products overflow the 28-digit Decimal context (an INTERNAL_ERROR instead of a denial).
 MAX_NUMBER = Decimal("1e12")
+# the same values as the ints 0 and 100 in Decimal arithmetic, without converting an int each time
+_ZERO, _HUNDRED = Decimal(0), Decimal(100)
 
 
 @functools.lru_cache(maxsize=256)
@@ -35,11 +37,11 @@ def tolerance_factor(pct: float) -> Decimal:
 
 def pct_off(value: Decimal, base: Decimal) -> Decimal:
     """How far `value` is from `base`, in percent of `base`."""
-    return abs(value - base) / base * 100
+    return abs(value - base) / base * _HUNDRED
 
 
 def _finite_positive(value: Decimal | None) -> bool:
-    return value is not None and value.is_finite() and 0 < value <= MAX_NUMBER
+    return value is not None and value.is_finite() and _ZERO < value <= MAX_NUMBER
 
 
 def check_inputs(

@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from pydantic import ValidationError
 
 from lyra_governor import audit
 from lyra_governor.config import Settings
 from lyra_governor.governor import Governor
 from lyra_governor.ledger import Ledger
 from lyra_governor.models import (
+    Decision,
     DecisionStatus,
     DenialCode,
     MarketSnapshot,
@@ -39,6 +41,18 @@ def test_allowed_order_reserves_capital_and_is_audited(governor: Governor, propo
     assert exposure.exchanges["binance"].reserved_usd == Decimal("60")
     assert exposure.total.reserved_usd == Decimal("60")
     assert audit.verify(governor.ledger.engine).ok
+
+
+def test_an_allowed_decision_is_the_model_its_fields_construct(governor: Governor, propose: Propose) -> None:
+    """`Decisions.allowed` validates through the model's own validator, not `Decision(...)`:
+    the same model, the same fields set, frozen as ever."""
+    decision = allowed(governor, propose())
+    fields = {name: getattr(decision, name) for name in decision.model_fields_set}
+    built = Decision(**fields)
+    assert type(decision) is Decision and decision == built
+    assert decision.model_fields_set == built.model_fields_set == set(Decision.model_fields) - {"code"}
+    with pytest.raises(ValidationError):
+        decision.message = "changed"  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
