@@ -93,6 +93,7 @@ class Governor:
         clock: Callable[[], float] = time.time,
         strategy: str = "unknown",
         store: OrderStore | None = None,
+        watch: MarketWatch | None = None,
     ) -> None:
         self._settings = settings
         self.ledger, self.bot_id, self.strategy, self.mandates, self.clock = ledger, bot_id, strategy, mandates, clock
@@ -102,7 +103,9 @@ class Governor:
         # a long-lived user of the SQLite file: its WAL bound's thread (store_budget.WalBound) stops with the last one
         self._wal = acquire_checkpointer(ledger.engine.url.database if self.store.sqlite else None)
         self.ladder_view = LadderView(ledger, self.store, bot_id)
-        self.watch = MarketWatch(settings)
+        # its own, or one that governors of one process with the same settings share (the paper
+        # run's: each market's reference history filled once a second, not once per governor)
+        self.watch = watch if watch is not None else MarketWatch(settings)
         self.orders = BotOrders(lambda key: self.store.bot_position(bot_id, *key))
         self.tally = Tally()
         self.counts = self.tally.counts  # outcome counts by ALLOWED / PENDING / denial code / breaker
@@ -164,7 +167,7 @@ class Governor:
             snapshot.depth_usd,
         )
         # the watch's rate, as `usd_per_quote` gives it (every tick: no detour through a subclass)
-        self.desk.mark(snapshot, self.watch.usd_per_quote(snapshot.trading_pair.rpartition("-")[2]))
+        self.desk.mark(snapshot, self.watch.usd_per_quote_of(snapshot.trading_pair))
         self.ladder_view.ahead()  # the ladder look the next review would take, when due: taken here
 
     def observe_fx(self, currency: str, usd_per_unit: Decimal) -> None:

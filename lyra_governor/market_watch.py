@@ -3,6 +3,15 @@
 In memory, per process, no I/O: strategies push what they see (`observe`, `observe_fx`) and
 the review reads it back (`history` for the time-weighted flash-move reference, `usd_per_quote`
 to value an order, `snapshot` for the council's context).
+
+Shared: the governors of one process that have the same settings (a paper replay's eight) may
+share one watch (`Governor(..., watch=)`): their observations of one market are the same facts,
+and each second's bucket of a market's reference history is then filled once, not once per
+governor. A snapshot already taken in (the very object: the replay's scripts hand their
+governors one snapshot per market and second, `governed._Quote`) is not taken in again, which
+changes nothing: observing the latest snapshot a second time leaves the history as it was.
+Every governor still sees every observation of its own, and each other's: the reference is never
+absent where one governor alone would have had it, and stays time-weighted (`risk.MidHistory`).
 """
 
 from __future__ import annotations
@@ -18,18 +27,34 @@ Market = tuple[str, str]  # (connector, trading pair)
 
 class MarketWatch:
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        self._settings = settings
         self._fx_observed: dict[str, Decimal] = {}
         self._snapshots: dict[Market, MarketSnapshot] = {}
         self._history: dict[Market, risk.MidHistory] = {}  # time-weighted reference per market
+        # `usd_per_quote`'s answers by quote and by trading pair (what each observation's loss mark
+        # asks): they depend on the observed rates and the settings only, forgotten when either changes
+        self._usd: dict[str, Decimal | None] = {}
+        self._usd_of_pair: dict[str, Decimal | None] = {}
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        self._settings = settings
+        self._usd.clear()
+        self._usd_of_pair.clear()
 
     def observe(self, snapshot: MarketSnapshot) -> None:
         """The latest book facts of one market; its mid joins the reference's history."""
         key = (snapshot.connector, snapshot.trading_pair)
+        if self._snapshots.get(key) is snapshot:
+            return  # taken in already (by a governor sharing this watch): the same again changes nothing
         self._snapshots[key] = snapshot
         history = self._history.get(key)
         if history is None:
-            history = self._history[key] = risk.MidHistory(self.settings.risk.reference_window_s)
+            history = self._history[key] = risk.MidHistory(self._settings.risk.reference_window_s)
         history.observe(snapshot.timestamp, snapshot.mid_price)
 
     def observe_fx(self, currency: str, usd_per_unit: Decimal) -> None:
@@ -38,10 +63,27 @@ class MarketWatch:
         (FX_RATE_OUT_OF_BAND) until an observation inside the band arrives."""
         if usd_per_unit.is_finite() and usd_per_unit > 0:
             self._fx_observed[currency] = usd_per_unit
+            self._usd.clear()
+            self._usd_of_pair.clear()
 
     def usd_per_quote(self, quote: str) -> Decimal | None:
+        try:
+            return self._usd[quote]
+        except KeyError:
+            rate = self._usd[quote] = self._rate(quote)
+            return rate
+
+    def usd_per_quote_of(self, trading_pair: str) -> Decimal | None:
+        """`usd_per_quote` of the pair's quote currency ("BTC-USDT": USDT's)."""
+        try:
+            return self._usd_of_pair[trading_pair]
+        except KeyError:
+            rate = self._usd_of_pair[trading_pair] = self.usd_per_quote(trading_pair.rpartition("-")[2])
+            return rate
+
+    def _rate(self, quote: str) -> Decimal | None:
         observed = self._fx_observed.get(quote)
-        configured = self.settings.fx_usd.get(quote)
+        configured = self._settings.fx_usd.get(quote)
         if observed is not None and (configured is None or self.fx_denial(quote) is None):
             return observed
         return configured
@@ -51,7 +93,7 @@ class MarketWatch:
         observed = self._fx_observed.get(quote)
         if observed is None:  # `check_fx` passes it: nothing observed, nothing out of band
             return None
-        return risk.check_fx(observed, self.settings.fx_usd.get(quote), self.settings.risk.fx_band_pct, quote)
+        return risk.check_fx(observed, self._settings.fx_usd.get(quote), self._settings.risk.fx_band_pct, quote)
 
     def history(self, connector: str, pair: str) -> risk.MidHistory | None:
         return self._history.get((connector, pair))

@@ -38,6 +38,7 @@ from lyra_governor import audit
 from lyra_governor.config import Settings
 from lyra_governor.governor import Governor
 from lyra_governor.ledger import Ledger
+from lyra_governor.market_watch import MarketWatch
 from lyra_governor.models import (
     Decision,
     DecisionStatus,
@@ -448,6 +449,9 @@ async def _replay(
     # connection's page cache whenever another connection has committed, so with a connection
     # each, every governor's read after another's heartbeat or review read its pages afresh.
     store = OrderStore(ledger.engine, settings.store.budget_ms)
+    # One market watch for every governor of the run (same settings): what one script's governor
+    # observed of a market this second is what the others would (MarketWatch, "Shared")
+    watch = MarketWatch(settings)
     for role in roles:
         script, conf = SCRIPTS[role]
         strategy_cls, config_cls = load_script(script)
@@ -463,7 +467,9 @@ async def _replay(
                 if found is None or found.first_tick() is None:
                     unmatched.append({"script": role, "connector": connector, "trading_pair": pair})
         factory = TimedGovernor if governed else PassThroughGovernor
-        gov = factory(settings, ledger, f"paper-{role}", _provider(settings), clock_fn, strategy_cls.__name__, store)
+        gov = factory(
+            settings, ledger, f"paper-{role}", _provider(settings), clock_fn, strategy_cls.__name__, store, watch
+        )
         gov.ladder_view.clock, gov.ladder_view.refresh_s = clock_fn, STATE_REFRESH_SIM_S
         governors[role] = gov
         own = {a.connector: a.exchange for a in accounts if a.role == role}

@@ -1,0 +1,97 @@
+"""Governors of one process sharing one `MarketWatch` (the paper replay's eight): each sees the
+others' observations, the flash-move reference stays time-weighted and is never absent where a
+governor of its own would have had it, and a snapshot taken in twice counts once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+
+import pytest
+
+from lyra_governor.config import Settings
+from lyra_governor.governor import Governor
+from lyra_governor.models import DenialCode, MarketSnapshot, OrderProposal
+from lyra_governor.store_budget import release_checkpointer
+
+from .conftest import Clock, WideMandates, decide, make_governor, watch
+
+Propose = Callable[..., OrderProposal]
+BTC = ("binance_paper_trade", "BTC-USDT")
+
+
+@pytest.fixture
+def pair(settings: Settings, clock: Clock) -> Iterator[tuple[Governor, Governor]]:
+    """Two governors on one store and one watch (as `replay.run_replay` builds them)."""
+    first = make_governor(settings, clock)
+    second = Governor(settings, first.ledger, "bot-2", WideMandates(), clock, "s", first.store, first.watch)
+    second.ladder_state(fresh=True)
+    yield first, second
+    release_checkpointer(second._wal)  # the store and the ledger are the first's
+    first.close()
+
+
+def _snapshot(ts: float, mid: int) -> MarketSnapshot:
+    return MarketSnapshot(connector=BTC[0], trading_pair=BTC[1], timestamp=ts, mid_price=Decimal(mid))
+
+
+def test_one_governors_observations_are_the_others_reference(
+    pair: tuple[Governor, Governor], clock: Clock, propose: Propose
+) -> None:
+    first, second = pair
+    assert first.watch is second.watch
+    assert decide(second, propose()).code is DenialCode.REFERENCE_WARMUP  # nobody has watched yet
+    watch(first, *BTC, 60010, clock.now - 30, 30)  # only the first governor observes
+    assert decide(second, propose(mid_price_ts=clock.now)).allowed  # the second's review has the reference
+    # a 10 % crash that only the second governor saw, over the last two seconds: the first's
+    # review sees it too, and the time-weighted reference (28 calm seconds) still holds
+    for ts in (clock.now - 1, clock.now):
+        second.observe_market(_snapshot(ts, 54000))
+    decision = decide(first, propose(price=Decimal(54000), mid_price=Decimal(54000), mid_price_ts=clock.now))
+    assert decision.code is DenialCode.PRICE_COLLAR and "time-weighted" in decision.message
+
+
+def test_a_snapshot_observed_by_every_governor_counts_once(pair: tuple[Governor, Governor], clock: Clock) -> None:
+    """The replay's scripts hand their governors the very same snapshot of a market each second:
+    the shared history takes it in once, and holds what one governor's own history would."""
+    first, second = pair
+    alone = make_governor(first.settings, clock, "bot-3")  # its own watch
+    try:
+        for i in range(40):
+            snapshot = _snapshot(clock.now - 40 + i, 60000 + (i % 7) * 10)
+            first.observe_market(snapshot)
+            second.observe_market(snapshot)
+            alone.observe_market(snapshot)
+        shared, own = first.watch.history(*BTC), alone.watch.history(*BTC)
+        assert shared is second.watch.history(*BTC) and shared is not None and own is not None
+        assert list(shared._buckets) == list(own._buckets)
+        assert shared.reference(clock.now, 5) == own.reference(clock.now, 5) is not None
+        assert first.watch.snapshot(*BTC) is second.watch.snapshot(*BTC)
+    finally:
+        alone.close()
+
+
+def test_a_shared_watch_keeps_each_governors_loss_marks_its_own(
+    pair: tuple[Governor, Governor], clock: Clock
+) -> None:
+    """Only the watch is shared: the breakers' marks are of the markets each governor observed."""
+    first, second = pair
+    first.observe_market(_snapshot(clock.now, 60000))
+    assert first.breakers.book("paper").marks == {("binance", "BTC-USDT"): Decimal(60000)}
+    assert second.breakers.book("paper").marks == {}
+
+
+def test_usd_rates_follow_observed_fx_and_new_settings(settings: Settings, clock: Clock) -> None:
+    """The watch keeps `usd_per_quote`'s answers: an observed rate and new settings replace them."""
+    gov = make_governor(settings, clock)
+    try:
+        assert gov.usd_per_quote("AUD") == gov.watch.usd_per_quote_of("BTC-AUD") == Decimal("0.65")
+        gov.observe_fx("AUD", Decimal("0.66"))  # inside the band: it wins at once
+        assert gov.usd_per_quote("AUD") == gov.watch.usd_per_quote_of("BTC-AUD") == Decimal("0.66")
+        gov.observe_fx("AUD", Decimal(4900))  # outside it: the configured rate again
+        assert gov.watch.usd_per_quote_of("BTC-AUD") == Decimal("0.65")
+        gov.settings = settings.model_copy(update={"fx_usd": {**settings.fx_usd, "AUD": Decimal(4800)}})
+        assert gov.usd_per_quote("AUD") == gov.watch.usd_per_quote_of("BTC-AUD") == Decimal(4900)
+        assert gov.usd_per_quote("JPY") is gov.watch.usd_per_quote_of("BTC-JPY") is None
+    finally:
+        gov.close()
