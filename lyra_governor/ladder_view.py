@@ -41,6 +41,9 @@ class LadderView:
         self.ledger, self.store, self.bot_id = ledger, store, bot_id
         self.cached: LadderState | None = None
         self.read_at = -1.0  # on `clock`; -1 makes the next `state()` look again
+        # the store's version (`OrderStore.version_at`) the cache and the restriction were read at:
+        # while it is the store's, a look costs one compare, no read (None: read)
+        self.version: tuple[int, int] | None = None
         self.bot_reduce_only: str | None = None  # this bot's own restriction (refreshed with the state)
 
     def state(self, fresh: bool = False) -> LadderState:
@@ -71,12 +74,19 @@ class LadderView:
     def _look(self, wall: float, fresh: bool) -> LadderState:
         cached = self.cached
         if fresh or cached is None:
+            self.version = None  # the authoritative read: no version taken, the next look reads
             cached = self.cached = self.ledger.state()
             self.bot_reduce_only = self.store.bot_restriction(self.bot_id)
-        else:  # the raw row and this bot's restriction in one read; the full read if the row moved
-            row, self.bot_reduce_only = self.store.ladder_look(self.bot_id, wall)
-            if not _matches(row, cached):
-                cached = self.cached = self.ledger.state()
+        else:
+            # the version first (a commit after it makes the next look read), then, unless it is
+            # the one the cache was read at: the raw row and this bot's restriction in one read,
+            # the full read if the row moved
+            version = self.store.version_at(wall)
+            if version is None or version != self.version:
+                row, self.bot_reduce_only = self.store.ladder_look(self.bot_id, wall)
+                if not _matches(row, cached):
+                    cached = self.cached = self.ledger.state()
+            self.version = version
         self.read_at = wall
         return cached
 
@@ -84,19 +94,25 @@ class LadderView:
         """The store's ladder state now, without the review path's rhythm (and without touching
         the cache): the cached state if the raw row still matches it, else the full read."""
         cached = self.cached
-        if cached is not None and self._unchanged(cached):
-            return cached
+        if cached is not None:
+            version = self.version
+            if version is not None and self.store.version_at(self.clock()) == version:
+                return cached  # nothing committed since the cache was read
+            if self._unchanged(cached):
+                return cached
         return self.ledger.state()
 
     def drop(self) -> None:
         """The store's trading state was changed from here: read it again on the next look (and
         the other governors on this store too, at this very instant: `forget_instant`)."""
         self.cached = None
+        self.version = None
         self.store.forget_instant()
 
     def look_again(self) -> None:
         """This bot's restriction may have changed: re-read it on the next review."""
         self.read_at = -1.0
+        self.version = None
 
     def _unchanged(self, cached: LadderState) -> bool:
         return _matches(self.store.ladder_row(self.clock()), cached)

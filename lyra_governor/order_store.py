@@ -655,6 +655,7 @@ class OrderStore:
         self.memo.forget()
         self._reads.clear()  # a new connection counts `PRAGMA data_version` afresh
         self._seen = None
+        self._epoch += 1  # so no version a reader kept (`version_at`) can equal one of the next connection's
         raw, self._raw = self._raw, None
         if raw is not None:
             with contextlib.suppress(Exception):  # a broken connection has nothing left to protect
@@ -891,6 +892,30 @@ class OrderStore:
             answer = read(cur)
             self._reads[(name, key)] = (version, args, answer)
             return answer
+
+    def version_at(self, at: float | None = None) -> tuple[int, int] | None:
+        """The version (`_version`) a cached read (`_cached`) given instant `at` would check the
+        store at: inside `one_look` the look's, else the one a read at `at` took while this
+        connection committed nothing since (`looked_at`), else a `PRAGMA data_version` of its own
+        (kept as the instant's, and the look's). What a reader that keeps its own answer compares
+        with the version it read at (`LadderView`): equal, nothing any connection committed since
+        can have changed it. None on PostgreSQL (no such version: read again)."""
+        if not self.sqlite:
+            return None
+        look = self._look[1] if self._look is not None and self._look[0] == threading.get_ident() else None
+        if look is not None and look[0] is not None and look[0][1] == self._epoch:
+            return look[0]
+        seen = self._seen
+        if at is not None and seen is not None and seen[0] == at and seen[1][1] == self._epoch:
+            took = seen[1]
+        else:
+            with self._cursor() as cur:
+                took = self._version(cur)
+            if at is not None:
+                self._seen = (at, took)
+        if look is not None:
+            look[0] = took
+        return took
 
     def looked_at(self, at: float) -> bool:
         """Whether a read given instant `at` has checked the store's version, this connection

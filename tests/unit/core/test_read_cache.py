@@ -13,7 +13,7 @@ import pytest
 from lyra_governor.config import Settings
 from lyra_governor.governor import Governor
 from lyra_governor.ledger import Ledger
-from lyra_governor.models import OrderEvent, OrderEventKind, OrderProposal, TradingState
+from lyra_governor.models import DenialCode, OrderEvent, OrderEventKind, OrderProposal, TradingState
 from lyra_governor.order_store import OrderStore
 from lyra_governor.store import bots
 from lyra_governor.store_budget import release_checkpointer
@@ -93,12 +93,23 @@ def test_another_connections_commit_is_seen_at_once(governor: Governor, settings
 
 
 def test_a_new_connection_reads_afresh(governor: Governor) -> None:
-    """`PRAGMA data_version` is counted per connection: a reconnect forgets what was kept."""
+    """`PRAGMA data_version` is counted per connection: a reconnect forgets what was kept, and no
+    version kept by a reader (`version_at`, `LadderView.version`) equals one of the new connection."""
     _reads(governor.store, "bot-1")
     assert len(governor.store._reads) == 4
     governor.store.close()
     assert governor.store._reads == {}
     assert governor.store.ladder_row()[1] == "ACTIVE"
+    store = OrderStore(governor.ledger.engine, 200)
+    try:
+        store.ladder_row()
+        kept = store.version_at()  # a new connection's data_version, nothing committed since
+        assert kept is not None and store.version_at() == kept
+        store.close()
+        store.ladder_row()
+        assert store.version_at() != kept  # the next connection counts from the same number again
+    finally:
+        store.close()
 
 
 def test_the_loss_limits_read_with_one_look(governor: Governor, statements: list[str], settings: Settings,
@@ -208,3 +219,88 @@ def test_a_sweep_at_the_cutoff_just_swept_is_not_run_again(
     clock.advance(timeout + 10)
     assert store.orphan_silent_bots(timeout, clock.now) == 1  # a later cutoff: swept, orphaned
     assert [o["bot_id"] for o in store.orphans()] == ["bot-1"]
+
+
+def _on_sim_clock(clock: FakeClock, *governors: Governor) -> None:
+    for gov in governors:  # as `replay.run_replay` sets them: looks every 5 simulated seconds
+        gov.ladder_view.clock, gov.ladder_view.refresh_s = (lambda: clock.now), 5.0
+
+
+def test_a_look_at_an_unchanged_store_is_one_version_compare(
+    governor: Governor, statements: list[str], settings: Settings, clock: FakeClock, mandates: Any
+) -> None:
+    """`LadderView` keeps the store version its state was read at (`OrderStore.version_at`): a
+    look at an unchanged store is one `PRAGMA data_version` (before: the PRAGMA and the kept
+    row's copy and comparison), and none for the next governor's look at the same instant."""
+    second = Governor(settings, governor.ledger, "bot-2", mandates, clock, "s", governor.store)
+    try:
+        _on_sim_clock(clock, governor, second)
+        assert governor.trading_state() is second.trading_state() is TradingState.ACTIVE
+        clock.advance(10)
+        governor.trading_state(), second.trading_state()  # the versions kept
+        clock.advance(10)
+        statements.clear()
+        assert governor.trading_state() is TradingState.ACTIVE and statements == ["PRAGMA data_version"]
+        statements.clear()
+        assert second.trading_state() is TradingState.ACTIVE and statements == []  # no cursor at all
+        clock.advance(10)
+        governor.store.heartbeat("bot-1", clock.now, "host", 1)  # an own write no kept read returns
+        statements.clear()
+        assert governor.trading_state() is TradingState.ACTIVE and statements == ["PRAGMA data_version"]
+    finally:
+        release_checkpointer(second._wal)  # the rest (store, ledger) is the fixture governor's
+
+
+def test_a_halt_committed_elsewhere_between_two_ticks_is_seen_by_the_next_look_and_review(
+    governor: Governor, settings: Settings, clock: FakeClock, mandates: Any, propose: Propose
+) -> None:
+    """Another process halts between two ticks: the next review is refused at once (the store's
+    check under the write lock), the next look of each governor sharing the store sees it (each
+    look's version is the store's, not the one the cache was read at), and so does a resume."""
+    second = Governor(settings, governor.ledger, "bot-2", mandates, clock, "s", governor.store)
+    other = Ledger.open(settings, clock)
+    try:
+        _on_sim_clock(clock, governor, second)
+        assert allowed(governor, propose()).allowed
+        clock.advance(10)
+        assert governor.trading_state() is second.trading_state() is TradingState.ACTIVE  # versions kept
+        other.halt("operator elsewhere", "operator", demote=False)
+        decision = governor.review(propose())  # same instant, the cache still fresh: the lock's check
+        assert not decision.allowed and decision.code is DenialCode.HALTED
+        clock.advance(1)  # within refresh_s the second's cached state may still say ACTIVE
+        assert second.trading_state() is TradingState.ACTIVE
+        clock.advance(5)
+        assert second.trading_state() is TradingState.HALTED
+        other.resume("operator")
+        clock.advance(6)
+        assert governor.trading_state() is second.trading_state() is TradingState.ACTIVE
+        governor.store.close()  # a new connection: no version of the old one stands for its versions
+        other.halt("again", "operator", demote=False)
+        clock.advance(6)
+        assert governor.trading_state() is second.trading_state() is TradingState.HALTED
+    finally:
+        other.close()
+        release_checkpointer(second._wal)
+
+
+def test_the_loss_limits_state_is_the_kept_one_while_the_store_is_unchanged(
+    governor: Governor, statements: list[str], settings: Settings, clock: FakeClock
+) -> None:
+    """`LadderView.now` (the loss limits' state): the cache while its version is the store's, one
+    PRAGMA for the whole check; a halt elsewhere is read by the next check."""
+    _on_sim_clock(clock, governor)
+    governor.trading_state()
+    clock.advance(10)
+    governor.trading_state()
+    statements.clear()
+    assert governor.ladder_view.now() is governor.ladder_view.cached and statements == []  # the look's instant
+    clock.advance(1)
+    assert governor.ladder_view.now() is governor.ladder_view.cached
+    assert statements == ["PRAGMA data_version"]
+    other = Ledger.open(settings, clock)
+    try:
+        other.halt("operator elsewhere", "operator", demote=False)
+        clock.advance(1)
+        assert governor.ladder_view.now().trading_state is TradingState.HALTED
+    finally:
+        other.close()
