@@ -111,6 +111,9 @@ class Governor:
         self.counts = self.tally.counts  # outcome counts by ALLOWED / PENDING / denial code / breaker
         self.market_history = MarketHistory()  # the council's market context (returns, volatility, fills)
         self.breakers = BreakerBoard(settings.breakers)
+        # the loss limits' marks observed since their last check, the latest per market (folded in
+        # by `check_loss_limits`, the only reader of the marks: each mark overwrites the one before)
+        self._marks_due: dict[tuple[str, str], Decimal] = {}
         seat = Seat(bot_id, ledger, self.store, self.tally, clock, self.ladder_view.drop)
         self.desk = BreakerDesk(seat, self.breakers, mandates, lambda: self.settings.breakers)
         self.council = CouncilLink(seat, self.watch, self.market_history, self.exposure)
@@ -166,8 +169,16 @@ class Governor:
             snapshot.spread_pct,
             snapshot.depth_usd,
         )
-        # the watch's rate, as `usd_per_quote` gives it (every tick: no detour through a subclass)
-        self.desk.mark(snapshot, self.watch.usd_per_quote_of(snapshot.trading_pair))
+        # the loss limits' mark at the watch's rate, as `usd_per_quote` gives it, kept for their next
+        # check (`BreakerDesk.mark`'s checks here: a mark that would change nothing replaces none)
+        usd, mid = self.watch.usd_per_quote_of(snapshot.trading_pair), snapshot.mid_price
+        if usd is not None and mid.is_finite():
+            usd_mid = mid * usd
+            if usd_mid.is_finite() and usd_mid > 0:
+                key = (snapshot.connector, snapshot.trading_pair)
+                due = self._marks_due
+                due.pop(key, None)  # folded in the order last observed
+                due[key] = usd_mid
         self.ladder_view.ahead()  # the ladder look the next review would take, when due: taken here
 
     def observe_fx(self, currency: str, usd_per_unit: Decimal) -> None:
@@ -251,6 +262,9 @@ class Governor:
     def check_loss_limits(self, now: float | None = None) -> list[Trip]:
         """See `BreakerDesk.check_loss_limits` (on the heartbeat's housekeeping cadence)."""
         now = self.clock() if now is None else now
+        due, self._marks_due = self._marks_due, {}
+        for (connector, pair), usd_mid in due.items():
+            self.desk.mark_usd(connector, pair, usd_mid)
         return self.desk.check_loss_limits(now, self.store.caps, self.ladder_view.now)
 
     # --- what a strategy asks ---------------------------------------------------------------

@@ -59,11 +59,15 @@ class BreakerDesk:
         connector's book and exchange are worked out once per connector)."""
         if usd_per_quote is None or not snapshot.mid_price.is_finite():
             return
-        where = self._where.get(snapshot.connector)
+        self.mark_usd(snapshot.connector, snapshot.trading_pair, snapshot.mid_price * usd_per_quote)
+
+    def mark_usd(self, connector: str, pair: str, usd_per_base: Decimal) -> None:
+        """`mark` of a mid already in USD (`Governor.check_loss_limits` folds the latest ones in)."""
+        where = self._where.get(connector)
         if where is None:
-            book = phases.PAPER_BOOK if Settings.is_paper(snapshot.connector) else phases.LIVE_BOOK
-            where = self._where[snapshot.connector] = (book, Settings.exchange_of(snapshot.connector))
-        self.board.book(where[0]).mark(where[1], snapshot.trading_pair, snapshot.mid_price * usd_per_quote)
+            book = phases.PAPER_BOOK if Settings.is_paper(connector) else phases.LIVE_BOOK
+            where = self._where[connector] = (book, Settings.exchange_of(connector))
+        self.board.book(where[0]).mark(where[1], pair, usd_per_base)
 
     def outcome(self, reservation_id: str, exchange: str | None, failed: bool, now: float) -> None:
         """The exchange's answer to an allowed order feeds the rejection-storm breaker; half its

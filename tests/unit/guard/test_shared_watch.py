@@ -9,6 +9,8 @@ from decimal import Decimal
 
 import pytest
 
+from lyra_governor.breakers.board import BreakerBoard
+from lyra_governor.breakers.desk import BreakerDesk
 from lyra_governor.config import Settings
 from lyra_governor.governor import Governor
 from lyra_governor.models import DenialCode, MarketSnapshot, OrderProposal
@@ -77,8 +79,39 @@ def test_a_shared_watch_keeps_each_governors_loss_marks_its_own(
     """Only the watch is shared: the breakers' marks are of the markets each governor observed."""
     first, second = pair
     first.observe_market(_snapshot(clock.now, 60000))
+    first.check_loss_limits(), second.check_loss_limits()  # where the marks are read (folded in)
     assert first.breakers.book("paper").marks == {("binance", "BTC-USDT"): Decimal(60000)}
     assert second.breakers.book("paper").marks == {}
+
+
+def test_the_loss_marks_folded_at_the_check_are_the_ones_marked_each_tick(settings: Settings, clock: Clock) -> None:
+    """Observations keep their loss mark for the next loss check (its only reader), the latest per
+    market: the marks it then reads are those `BreakerDesk.mark` on every observation would have
+    left, an unusable observation (no rate, a NaN or non-positive mid) replacing nothing."""
+    gov = make_governor(settings, clock)
+    try:
+        eager = BreakerBoard(settings.breakers)
+        desk = BreakerDesk(gov.desk.seat, eager, gov.mandates, lambda: settings.breakers)
+        binance, okx, btc_markets = "binance_paper_trade", "okx_paper_trade", "btc_markets_paper_trade"
+        seen = [(binance, "BTC-USDT", Decimal(60000)), (okx, "ETH-USDT", Decimal(3000)),
+                (binance, "BTC-USDT", Decimal(60100)), (binance, "BTC-USDT", Decimal("NaN")),
+                (okx, "ETH-USDT", Decimal(0)), (btc_markets, "BTC-JPY", Decimal(9000000)),
+                (btc_markets, "BTC-AUD", Decimal(90000))]  # fmt: skip
+        for i, (connector, pair, mid) in enumerate(seen):
+            snapshot = MarketSnapshot.model_construct(
+                connector=connector, trading_pair=pair, timestamp=clock.now - 10 + i, mid_price=mid
+            )
+            gov.observe_market(snapshot)
+            desk.mark(snapshot, gov.watch.usd_per_quote_of(pair))
+        assert gov.breakers.book("paper").marks == {}  # not read yet
+        gov.check_loss_limits()
+        assert gov.breakers.book("paper").marks == eager.book("paper").marks == {
+            ("binance", "BTC-USDT"): Decimal(60100), ("okx", "ETH-USDT"): Decimal(3000),
+            ("btc_markets", "BTC-AUD"): Decimal(90000) * Decimal("0.65"),
+        }  # fmt: skip
+        assert gov._marks_due == {}
+    finally:
+        gov.close()
 
 
 def test_usd_rates_follow_observed_fx_and_new_settings(settings: Settings, clock: Clock) -> None:
