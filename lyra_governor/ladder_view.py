@@ -2,8 +2,11 @@
 
 Every review reads the trading state and the phase, so the full read (`Ledger.state`: the ladder
 row and every exchange's rung) is taken only when the store's raw ladder row differs from the
-cache, and the row itself only every `refresh_s` of `clock`. A halt written by another process
-is therefore seen within `refresh_s`; one written here drops the cache at once (`drop`).
+cache, and the row itself only every `refresh_s` of `clock`, and then only if the store's version
+(`OrderStore.version_at`: SQLite's `PRAGMA data_version` and the connection's own commits) is
+not the one the cache was read at: an unchanged store costs a look one compare. A halt written
+by another process is therefore seen within `refresh_s`; one written here drops the cache at
+once (`drop`).
 
 The look a review would take is taken between reviews when it is due (`ahead`, on each market
 fact): the review still looks itself whenever its cache is older than `refresh_s`, but then
