@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from lyra_governor import chain
 from lyra_governor.chain import GENESIS_HASH, record_hash
-from lyra_governor.store import audit_head, audit_log, chain_by_tip, read_tx
+from lyra_governor.store import FREQUENT_EVENTS, RARE_EVENT_TERM, audit_head, audit_log, chain_by_tip, read_tx
 
 canonical_json = chain.canonical_json  # what callers hash and store (one definition, in chain)
 # what a record is (its `tip` flag is the store's, read by `_walk` only where it is kept)
@@ -255,7 +255,10 @@ def records(
     """
     query = sa.select(*RECORD_COLUMNS)
     if events is not None:
-        query = query.where(audit_log.c.event.in_(tuple(events)))
+        events = tuple(events)
+        query = query.where(audit_log.c.event.in_(events))
+        if not set(events) & set(FREQUENT_EVENTS):  # the index of rare events (store.audit_by_rare_event)
+            query = query.where(sa.text(RARE_EVENT_TERM))
     if since is not None:
         query = query.where(audit_log.c.ts_us >= int(since * 1_000_000))
     if after_seq is not None:

@@ -17,13 +17,13 @@ from tests.store_faults import PinnedSnapshot, proposal
 from tests.watched import UNTHROTTLED, watch
 
 # capital (both scopes share a page), the reservation row, its key and its one index
-# (store.reservations_by_state), the audit record (the tip, store.CHAIN_VERSION) and its event
-# index. 9 frames before 2026-12-03: the audit head row, and three indexes (status; bot; exchange
-# and time) where there is one
-DECISION_FRAMES = 6
-# what releasing it writes: capital, the reservation row, its index entry, the audit record and
-# its event index (6 before: the head row)
-RELEASE_FRAMES = 5
+# (store.reservations_by_state), the audit record (the tip, store.CHAIN_VERSION; a decision's
+# record is not indexed by event, store.audit_by_rare_event). 9 frames before 2026-12-03: the
+# audit head row, the event index, and three indexes (status; bot; exchange and time) for one
+DECISION_FRAMES = 5
+# what releasing it writes: capital, the reservation row, its index entry, the audit record
+# (6 before: the head row, the event index)
+RELEASE_FRAMES = 4
 
 
 def _frames_of_one_decision(gov: Governor, db: Path) -> tuple[int, int]:
@@ -159,5 +159,37 @@ def test_the_rate_budget_counts_the_reservations_of_every_state(lyra_home: Path)
             assert store.orders_since("paper", "binance", 50.0) == len(ReservationStatus)
         finally:
             store.close()
+    finally:
+        engine.dispose()
+
+
+def test_reads_of_rare_events_search_their_index_and_find_them(lyra_home: Path) -> None:
+    """Only rare events are indexed (store.audit_by_rare_event): a read of them searches that
+    index (SQLite uses it only with its WHERE term, which `audit.records` adds), and finds
+    them among the decisions and order events, which are not in it."""
+    import sqlalchemy as sa
+
+    from lyra_governor import audit
+    from lyra_governor.order_store import append_audit
+    from lyra_governor.store import create_schema, create_store_engine, write_tx
+
+    engine = create_store_engine(f"sqlite:///{lyra_home / 'lyra.db'}")
+    try:
+        create_schema(engine, 0.0)
+        with write_tx(engine) as conn:
+            for i in range(30):
+                event = ("decision", "order_event", "breaker" if i % 10 == 0 else "decision")[i % 3]
+                append_audit(conn, event, {"i": i}, "test", 100.0 + i)
+        seen: list[tuple[str, object]] = []
+        sa.event.listen(engine, "before_cursor_execute", lambda _c, _k, sql, params, *_: seen.append((sql, params)))
+        found = audit.records(engine, events=("breaker",), since=105.0)
+        assert [r.payload["i"] for r in found] == [20]
+        assert [r.payload["i"] for r in audit.records(engine, events=("breaker", "decision"), since=118.0)][:2] == [
+            18, 20
+        ]  # fmt: skip
+        query, params = next((sql, p) for sql, p in seen if "FROM lyra_audit" in sql)
+        with engine.connect() as conn:
+            plan = [str(row[3]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}", params)]
+        assert plan == ["SEARCH lyra_audit USING INDEX ix_lyra_audit_rare_event (event=?)"], plan
     finally:
         engine.dispose()

@@ -1,5 +1,6 @@
 """A SQLite store made before `store.CHAIN_VERSION` (its audit head a row moved with every
-append; three indexes on reservations: status, bot, exchange and time) opens, is upgraded in place
+append; three indexes on reservations: status, bot, exchange and time; every record indexed by
+its event) opens, is upgraded in place
 and keeps its data and its chain; one whose chain does not end where its head says, or made by
 a newer Lyra, is refused before anything is written. Then the tip (the flag only the chain's
 last record carries): records cut off the end are found by `audit.verify`, and no writer
@@ -112,6 +113,7 @@ def _facts(db: Path) -> dict[str, object]:
             "version": conn.execute("PRAGMA user_version").fetchone()[0],
             "tips": conn.execute("SELECT seq FROM lyra_audit WHERE tip = 1").fetchall(),
             "indexes": sorted(r[1] for r in conn.execute("PRAGMA index_list('lyra_reservations')")),
+            "audit_indexes": sorted(r[1] for r in conn.execute("PRAGMA index_list('lyra_audit')")),
             "records": conn.execute("SELECT count(*) FROM lyra_audit").fetchone()[0],
         }
     finally:
@@ -127,6 +129,7 @@ def test_an_old_store_is_upgraded_in_place_and_keeps_its_data_and_chain(lyra_hom
         assert facts["version"] == CHAIN_VERSION
         assert facts["tips"] == [(RECORDS,)]  # the last record is the tip
         assert [n for n in facts["indexes"] if n.startswith("ix_")] == ["ix_lyra_reservations_state"]  # type: ignore[attr-defined]
+        assert facts["audit_indexes"] == ["ix_lyra_audit_rare_event"]  # the rare events only
         assert gov.ledger.open_reservations("bot-old")[0]["reservation_id"] == "res-old"  # its data kept
         assert gov.exposure("paper").total.reserved_usd == Decimal(6)
         verified = audit.verify(gov.ledger.engine)
