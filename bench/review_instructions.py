@@ -1,0 +1,110 @@
+"""Instructions per allowed review, counted by valgrind's callgrind: exact and repeatable on a
+shared, loaded machine, where the timings of bench/governor_review.py move by 20 % between runs.
+
+The loop is bench/governor_review.py's (the same governor, settings, held mandate, ticks and
+cancels), but each review is called through `itertools.starmap`, and callgrind counts only
+inside `starmap_next` (--collect-atstart=no --toggle-collect=starmap_next): the reviews
+themselves, not the start-up, the ticks, the cancels or the checkpoints. The first 20 reviews
+(the first mandate, the first rate count) are not counted. Repeat runs agree within ~0.5 %.
+SQLite's own instructions are included; the kernel's (the WAL's writes) are not, and OpenSSL's
+SHA-256 runs without its SHA-NI path under valgrind, so the hash counts more than it costs.
+
+Usage: python bench/review_instructions.py [--n N] [TREE ...]   (default: this checkout)
+Needs valgrind on PATH. Prints one line per tree and, last, one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WARM_UP = 20
+
+
+def worker(n: int) -> None:
+    """The review loop (run under callgrind by `main`), on the tree first on sys.path."""
+    sys.path.insert(0, os.getcwd())
+    sys.path.insert(0, str(ROOT / "bench"))
+    from governor_review import held_mandates
+
+    from lyra_governor.config import load_settings
+    from lyra_governor.governor import Governor
+    from lyra_governor.models import MarketSnapshot, OrderEvent, OrderEventKind, OrderProposal, Side
+    from tests.standing_mandate import StandingMandate
+    from tests.watched import UNTHROTTLED
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(None, use_env=False, db_url=f"sqlite:///{Path(tmp) / 'lyra.db'}", **UNTHROTTLED)
+        gov = Governor.from_settings(settings, "bench", mandates=held_mandates(StandingMandate)())
+        gov.ledger.set_phase(3, "bench", "benchmark")
+        for i in range(n + WARM_UP):
+            now = time.time()
+            for t in (now - 10, now):
+                snap = MarketSnapshot(connector="binance_paper_trade", trading_pair="BTC-USDT", timestamp=t,
+                                      mid_price=Decimal(60005))  # fmt: skip
+                gov.observe_market(snap)
+            proposal = OrderProposal(
+                bot_id="bench", connector="binance_paper_trade", trading_pair="BTC-USDT",
+                side=Side.BUY if i % 2 else Side.SELL, amount=Decimal("0.0001"), price=Decimal(60000),
+                mid_price=Decimal(60005), mid_price_ts=time.time(),
+            )  # fmt: skip
+            if i < WARM_UP:
+                decision = gov.review(proposal)
+            else:  # counted: callgrind collects inside starmap_next only
+                (decision,) = itertools.starmap(gov.review, ((proposal,),))
+            if not decision.allowed:
+                raise SystemExit(f"bench proposal was refused: {decision.code} {decision.message}")
+            gov.on_order_event(OrderEvent(kind=OrderEventKind.CANCELLED, reservation_id=decision.reservation_id or ""))
+            if i % 500 == 499:
+                gov.store.checkpoint()
+        gov.close()
+
+
+def count(tree: Path, n: int) -> int:
+    """Instructions of `n` reviews of `tree`'s governor."""
+    with tempfile.TemporaryDirectory() as tmp:
+        callgrind = ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=starmap_next",
+                     f"--callgrind-out-file={Path(tmp) / 'callgrind.out'}"]  # fmt: skip
+        done = subprocess.run(
+            [*callgrind, sys.executable, __file__, "--worker", "--n", str(n)],
+            env={**os.environ, "PYTHONPATH": str(tree)}, cwd=tree, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    found = re.search(r"Collected : ([\d,]+)", done.stderr)
+    if found is None:
+        raise SystemExit(f"no instruction count from callgrind:\n{done.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=500, help="reviews counted per tree")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("trees", nargs="*", type=Path, help="checkouts of Lyra (default: this one)")
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.n)
+        return 0
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    figures: dict[str, float] = {"n": args.n}
+    for tree in args.trees or [ROOT]:
+        per_review = count(tree.resolve(), args.n) / args.n
+        figures[str(tree)] = round(per_review)
+        print(f"{tree}: {per_review:,.0f} instructions per review")
+    print(json.dumps(figures, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
