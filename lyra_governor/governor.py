@@ -109,7 +109,8 @@ class Governor:
         self.orders = BotOrders(lambda key: self.store.bot_position(bot_id, *key))
         self.tally = Tally()
         self.counts = self.tally.counts  # outcome counts by ALLOWED / PENDING / denial code / breaker
-        self.market_history = MarketHistory()  # the council's market context (returns, volatility, fills)
+        # the council's market context (returns, volatility, fills): its sampled mids the watch's
+        self.market_history = MarketHistory(points=self.watch.points)
         self.breakers = BreakerBoard(settings.breakers)
         # the loss limits' marks observed since their last check, the latest per market (folded in
         # by `check_loss_limits`, the only reader of the marks: each mark overwrites the one before)
@@ -160,15 +161,19 @@ class Governor:
     # --- each tick: market facts (MarketWatch; the breakers' loss marks; the council's history)
 
     def observe_market(self, snapshot: MarketSnapshot) -> None:
-        self.watch.observe(snapshot)
-        self.market_history.observe(
-            snapshot.connector,
-            snapshot.trading_pair,
-            snapshot.timestamp,
-            snapshot.mid_price,
-            snapshot.spread_pct,
-            snapshot.depth_usd,
-        )
+        if self.watch.observe(snapshot):
+            self.market_history.observe(
+                snapshot.connector,
+                snapshot.trading_pair,
+                snapshot.timestamp,
+                snapshot.mid_price,
+                snapshot.spread_pct,
+                snapshot.depth_usd,
+            )
+        else:  # this very snapshot's mid is sampled already (the points are the watch's)
+            self.market_history.observe_book(
+                snapshot.connector, snapshot.trading_pair, snapshot.spread_pct, snapshot.depth_usd
+            )
         # the loss limits' mark at the watch's rate, as `usd_per_quote` gives it, kept for their next
         # check (`BreakerDesk.mark`'s checks here: a mark that would change nothing replaces none)
         usd, mid = self.watch.usd_per_quote_of(snapshot.trading_pair), snapshot.mid_price

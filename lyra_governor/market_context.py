@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -336,10 +336,14 @@ class MarketHistory:
     """Bounded in-memory history per (connector, pair): one mid per `SAMPLE_S` for a day, the
     latest spread and depth, and this bot's fills per pair. O(1) per observation."""
 
-    def __init__(self, sample_s: float = SAMPLE_S, span_s: float = DAY_S) -> None:
+    def __init__(
+        self, sample_s: float = SAMPLE_S, span_s: float = DAY_S, points: dict[tuple[str, str], Any] | None = None
+    ) -> None:
         self.sample_s = sample_s
         self.span_s = span_s
-        self._points: dict[tuple[str, str], deque[tuple[float, Decimal | float]]] = {}
+        # the sampled mids, or the ones of a market watch that governors share (`MarketWatch.points`:
+        # what one of them observed of a market the others would have; their fills stay their own)
+        self._points: dict[tuple[str, str], deque[tuple[float, Decimal | float]]] = {} if points is None else points
         self._book: dict[tuple[str, str], tuple[float, float]] = {}
         self._fills: dict[str, deque[Fill]] = {}
 
@@ -357,6 +361,10 @@ class MarketHistory:
         else:
             points.append((ts, mid))
         self._book[key] = (spread_pct, depth_usd)
+
+    def observe_book(self, connector: str, pair: str, spread_pct: float = 0.0, depth_usd: float = 0.0) -> None:
+        """`observe` of an observation whose mid the (shared) points already hold."""
+        self._book[(connector, pair)] = (spread_pct, depth_usd)
 
     def observe_fill(self, pair: str, side: str, amount: Decimal | float, price: Decimal | float, ts: float,
                      fee: Decimal | float = 0) -> None:  # fmt: skip

@@ -17,6 +17,7 @@ absent where one governor alone would have had it, and stays time-weighted (`ris
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from lyra_governor import risk
 from lyra_governor.config import Settings
@@ -31,6 +32,9 @@ class MarketWatch:
         self._fx_observed: dict[str, Decimal] = {}
         self._snapshots: dict[Market, MarketSnapshot] = {}
         self._history: dict[Market, risk.MidHistory] = {}  # time-weighted reference per market
+        #: the council's sampled mids per market (`MarketHistory`'s points), filled with the history:
+        #: shared with the watch, so each observation taken in here is sampled once
+        self.points: dict[Market, Any] = {}
         # `usd_per_quote`'s answers by quote and by trading pair (what each observation's loss mark
         # asks): they depend on the observed rates and the settings only, forgotten when either changes
         self._usd: dict[str, Decimal | None] = {}
@@ -46,16 +50,18 @@ class MarketWatch:
         self._usd.clear()
         self._usd_of_pair.clear()
 
-    def observe(self, snapshot: MarketSnapshot) -> None:
-        """The latest book facts of one market; its mid joins the reference's history."""
+    def observe(self, snapshot: MarketSnapshot) -> bool:
+        """The latest book facts of one market; its mid joins the reference's history. False when
+        this very snapshot was taken in already (then its mid is in `points` too, see `Governor`)."""
         key = (snapshot.connector, snapshot.trading_pair)
         if self._snapshots.get(key) is snapshot:
-            return  # taken in already (by a governor sharing this watch): the same again changes nothing
+            return False  # taken in already (by a governor sharing this watch): the same again changes nothing
         self._snapshots[key] = snapshot
         history = self._history.get(key)
         if history is None:
             history = self._history[key] = risk.MidHistory(self._settings.risk.reference_window_s)
         history.observe(snapshot.timestamp, snapshot.mid_price)
+        return True
 
     def observe_fx(self, currency: str, usd_per_unit: Decimal) -> None:
         """An observed USD rate (e.g. from an AUD-USDT book). It wins over the configured one only

@@ -128,3 +128,29 @@ def test_usd_rates_follow_observed_fx_and_new_settings(settings: Settings, clock
         assert gov.usd_per_quote("JPY") is gov.watch.usd_per_quote_of("BTC-JPY") is None
     finally:
         gov.close()
+
+
+def test_the_councils_sampled_mids_are_the_watchs_the_fills_each_governors_own(
+    pair: tuple[Governor, Governor], clock: Clock
+) -> None:
+    """The council's market context: the sampled mids are the shared watch's (each observation
+    sampled once, as one governor alone samples it), spread, depth and fills stay each governor's."""
+    first, second = pair
+    alone = make_governor(first.settings, clock, "bot-3")  # its own watch and history
+    try:
+        for i in range(120):
+            snapshot = _snapshot(clock.now - 120 + i, 60000 + (i % 11) * 5)
+            first.observe_market(snapshot)
+            second.observe_market(snapshot)
+            alone.observe_market(snapshot)
+        first.market_history.observe_fill("BTC-USDT", "BUY", 0.001, 60000.0, clock.now - 5)
+        assert first.market_history._points is second.market_history._points is first.watch.points
+        assert list(first.watch.points[BTC]) == list(alone.watch.points[BTC])
+        own = alone.market_history.context(*BTC, clock.now)
+        assert own is not None and second.market_history.context(*BTC, clock.now) == own
+        with_fill = first.market_history.context(*BTC, clock.now)
+        assert with_fill is not None and with_fill != own  # the first's fill is its own
+        second.market_history.observe_book(*BTC, 0.5, 123.0)
+        assert first.market_history._book[BTC] != second.market_history._book[BTC]
+    finally:
+        alone.close()
