@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from json.encoder import encode_basestring as _quote
 
 from lyra_governor import phases, risk
@@ -268,6 +268,18 @@ def cap_denial(exposure: Exposure, r: Review) -> Denial:
     )
 
 
+def notional_text(notional: Decimal) -> str:
+    """A notional as its audit text: to the micro-dollar where that fits the decimal context
+    (28 digits), else as it is. A notional of 1E+22 (a huge proposal, denied) cannot be
+    quantized to six places, and its audit record must still be written, not raise."""
+    if not notional.is_finite():
+        return str(notional)
+    try:
+        return str(notional.quantize(MICRO))
+    except InvalidOperation:
+        return str(notional)
+
+
 def decision_payload(
     p: OrderProposal,
     status: DecisionStatus,
@@ -292,7 +304,7 @@ def decision_payload(
         "amount": str(p.amount),
         "price": str(p.price) if p.price is not None else None,
         "mid": str(p.mid_price),
-        "notional_usd": str(notional.quantize(MICRO)) if notional.is_finite() else str(notional),
+        "notional_usd": notional_text(notional),
         "reduce_only": p.reduce_only,
         "strategy": p.strategy,
         "reservation_id": reservation_id,
@@ -317,13 +329,13 @@ def decision_json(
     `ensure_ascii=False` does). tests/unit/core/test_decision_json.py compares the two texts."""
     mandate = r.mandate if r is not None else None
     price = p.price
-    notional_text = str(notional.quantize(MICRO)) if notional.is_finite() else str(notional)
+    notional_usd = notional_text(notional)
     return (
         f'{{"amount":{_quote(str(p.amount))},"code":{_quote(str(code)) if code else "null"},'
         f'"connector":{_quote(p.connector)},'
         f'"consensus_id":{_quote(mandate.consensus_id) if mandate else "null"},'
         f'"mandate_id":{_quote(mandate.mandate_id) if mandate else "null"},"message":{_quote(message)},'
-        f'"mid":{_quote(str(p.mid_price))},"notional_usd":{_quote(notional_text)},'
+        f'"mid":{_quote(str(p.mid_price))},"notional_usd":{_quote(notional_usd)},'
         f'"pair":{_quote(p.trading_pair)},"price":{_quote(str(price)) if price is not None else "null"},'
         f'"proposal_id":{_quote(p.proposal_id)},"reduce_only":{"true" if p.reduce_only else "false"},'
         f'"reservation_id":{_quote(reservation_id) if reservation_id is not None else "null"},'

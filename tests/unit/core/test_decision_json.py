@@ -70,3 +70,14 @@ def test_an_allowed_review_and_a_denial_of_the_ordinary_proposal() -> None:
     same_text(p, DecisionStatus.ALLOWED, None, "", Decimal("60.0000001"), "res-1", r)
     same_text(p, DecisionStatus.DENIED, DenialCode.PRICE_COLLAR, 'price "é" \\ \x00 \u2028', Decimal(0), None, None)
     same_text(p, DecisionStatus.PENDING, DenialCode.NO_MANDATE, "wait", Decimal("NaN"), None, None)
+
+
+def test_a_notional_too_large_for_micro_dollars_is_recorded_as_it_is() -> None:
+    """1E+22 USD (a huge proposal, denied) cannot be quantized to six places in 28 digits: the
+    record keeps the figure as it is instead of raising InvalidOperation (the record of a denial
+    must be written). Raised on 42e31ac."""
+    p = proposal(START)
+    same_text(p, DecisionStatus.DENIED, DenialCode.INVALID_AMOUNT, "too large", Decimal("1E+22"), None, None)
+    assert '"notional_usd":"1E+22"' in decision_json(
+        p, DecisionStatus.DENIED, DenialCode.INVALID_AMOUNT, "too large", Decimal("1E+22"), None, None
+    )
