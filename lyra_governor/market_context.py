@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,6 +38,9 @@ RSI_PERIOD = 14
 BOLLINGER_PERIOD = 20
 MAX_FILLS = 500
 MIN_RATE_SAMPLES = 20  # an error or reject rate over fewer decisions than this is not given to voters
+
+# the sampled mids per (connector, pair): (time, mid), one per `SAMPLE_S`
+SampledMids = dict[tuple[str, str], deque[tuple[float, Decimal | float]]]
 
 Regime = Literal["unknown", "calm", "normal", "high", "extreme"]
 Trend = Literal["unknown", "down", "flat", "up"]
@@ -337,13 +340,13 @@ class MarketHistory:
     latest spread and depth, and this bot's fills per pair. O(1) per observation."""
 
     def __init__(
-        self, sample_s: float = SAMPLE_S, span_s: float = DAY_S, points: dict[tuple[str, str], Any] | None = None
+        self, sample_s: float = SAMPLE_S, span_s: float = DAY_S, points: SampledMids | None = None
     ) -> None:
         self.sample_s = sample_s
         self.span_s = span_s
         # the sampled mids, or the ones of a market watch that governors share (`MarketWatch.points`:
         # what one of them observed of a market the others would have; their fills stay their own)
-        self._points: dict[tuple[str, str], deque[tuple[float, Decimal | float]]] = {} if points is None else points
+        self._points: SampledMids = {} if points is None else points
         self._book: dict[tuple[str, str], tuple[float, float]] = {}
         self._fills: dict[str, deque[Fill]] = {}
 

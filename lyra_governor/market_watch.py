@@ -17,10 +17,10 @@ absent where one governor alone would have had it, and stays time-weighted (`ris
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 from lyra_governor import risk
 from lyra_governor.config import Settings
+from lyra_governor.market_context import SampledMids
 from lyra_governor.models import Denial, MarketSnapshot
 
 Market = tuple[str, str]  # (connector, trading pair)
@@ -34,7 +34,7 @@ class MarketWatch:
         self._history: dict[Market, risk.MidHistory] = {}  # time-weighted reference per market
         #: the council's sampled mids per market (`MarketHistory`'s points), filled with the history:
         #: shared with the watch, so each observation taken in here is sampled once
-        self.points: dict[Market, Any] = {}
+        self.points: SampledMids = {}
         # `usd_per_quote`'s answers by quote and by trading pair (what each observation's loss mark
         # asks): they depend on the observed rates and the settings only, forgotten when either changes
         self._usd: dict[str, Decimal | None] = {}

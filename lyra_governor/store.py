@@ -185,7 +185,7 @@ audit_log = sa.Table(
 # SQLite uses a partial index only for a query holding its WHERE term as it is written:
 # `audit.records` adds `RARE_EVENT_TERM` to a read of rare events.
 FREQUENT_EVENTS = ("decision", "order_event")
-RARE_EVENT_TERM = "event NOT IN ('decision', 'order_event')"
+RARE_EVENT_TERM = f"event NOT IN ({', '.join(repr(event) for event in FREQUENT_EVENTS)})"
 audit_by_rare_event = sa.Index(
     "ix_lyra_audit_rare_event",
     audit_log.c.event,

@@ -37,6 +37,15 @@ def _snapshot(ts: float, mid: int) -> MarketSnapshot:
     return MarketSnapshot(connector=BTC[0], trading_pair=BTC[1], timestamp=ts, mid_price=Decimal(mid))
 
 
+def _observe_by_all(governors: tuple[Governor, ...], clock: Clock, seconds: int, mid: Callable[[int], int]) -> None:
+    """One snapshot a second for the last `seconds`, the very same object handed to every governor
+    (as the replay's scripts hand theirs)."""
+    for i in range(seconds):
+        snapshot = _snapshot(clock.now - seconds + i, mid(i))
+        for governor in governors:
+            governor.observe_market(snapshot)
+
+
 def test_one_governors_observations_are_the_others_reference(
     pair: tuple[Governor, Governor], clock: Clock, propose: Propose
 ) -> None:
@@ -59,11 +68,7 @@ def test_a_snapshot_observed_by_every_governor_counts_once(pair: tuple[Governor,
     first, second = pair
     alone = make_governor(first.settings, clock, "bot-3")  # its own watch
     try:
-        for i in range(40):
-            snapshot = _snapshot(clock.now - 40 + i, 60000 + (i % 7) * 10)
-            first.observe_market(snapshot)
-            second.observe_market(snapshot)
-            alone.observe_market(snapshot)
+        _observe_by_all((first, second, alone), clock, 40, lambda i: 60000 + (i % 7) * 10)
         shared, own = first.watch.history(*BTC), alone.watch.history(*BTC)
         assert shared is second.watch.history(*BTC) and shared is not None and own is not None
         assert list(shared._buckets) == list(own._buckets)
@@ -138,11 +143,7 @@ def test_the_councils_sampled_mids_are_the_watchs_the_fills_each_governors_own(
     first, second = pair
     alone = make_governor(first.settings, clock, "bot-3")  # its own watch and history
     try:
-        for i in range(120):
-            snapshot = _snapshot(clock.now - 120 + i, 60000 + (i % 11) * 5)
-            first.observe_market(snapshot)
-            second.observe_market(snapshot)
-            alone.observe_market(snapshot)
+        _observe_by_all((first, second, alone), clock, 120, lambda i: 60000 + (i % 11) * 5)
         first.market_history.observe_fill("BTC-USDT", "BUY", 0.001, 60000.0, clock.now - 5)
         assert first.market_history._points is second.market_history._points is first.watch.points
         assert list(first.watch.points[BTC]) == list(alone.watch.points[BTC])
