@@ -297,6 +297,7 @@ class Governor:
         return min(ex.remaining_usd, exposure.total.remaining_usd) if ex is not None else Decimal(0)
 
     def close(self) -> None:
+        self.heartbeats.close()  # its beat still waiting (governors sharing the store) written
         self.mandates.close()
         release_checkpointer(self._wal)
         self._wal = None

@@ -1363,6 +1363,25 @@ class OrderStore:
             else:
                 self._commit(cur)
 
+    def heartbeats(self, rows: Iterable[tuple[str, float, str, int]]) -> None:
+        """`heartbeat` of several bots, (bot id, beat, host, pid) each, in one transaction (the
+        governors sharing this store: `heartbeat.BeatGroup`)."""
+        beat, new_bot = self.sql.beat, self.sql.new_bot
+        with self._cursor() as cur:
+            if self.sqlite:
+                self._make_room()
+                self._begin_immediate(cur)
+            known = True
+            for bot_id, now, host, pid in rows:
+                cur.execute(beat.text, beat.params(beat=now, new_host=host, new_pid=pid, bid=bot_id))
+                if cur.rowcount == 0:
+                    known = False
+                    cur.execute(new_bot.text, new_bot.params(bot_id=bot_id, last_heartbeat=now, host=host, pid=pid))
+            if known:  # beats change no column a cached read returns
+                self._commit_keeping_reads(cur)
+            else:
+                self._commit(cur)
+
     def orphan_silent_bots(self, timeout_s: float, now: float, actor: str = "governor") -> int:
         """The open reservations of bots last heard more than `timeout_s` ago become ORPHANED:
         their orders may still be live on the exchange, so their capital stays counted against

@@ -600,6 +600,8 @@ async def _replay(
         listener_task = getattr(strategy, "listen_to_executor_actions_task", None)
         if listener_task is not None:
             listener_task.cancel()
+    for gov in governors.values():  # the beats of the last instant, written (`heartbeat.BeatGroup`)
+        gov.heartbeats.close()
     store.close()
     recorder.stop()
     ledger.close()
