@@ -49,7 +49,7 @@ from lyra_governor.checks import Checks, Review
 from lyra_governor.config import Settings
 from lyra_governor.council_link import CouncilLink
 from lyra_governor.decisions import Decisions
-from lyra_governor.heartbeat import Heartbeat
+from lyra_governor.heartbeat import HEARTBEAT_EVERY_S, Heartbeat
 from lyra_governor.ladder import LadderState
 from lyra_governor.ladder_view import LadderView
 from lyra_governor.ledger import Exposure, Ledger, exposure_from_rows
@@ -161,29 +161,22 @@ class Governor:
     # --- each tick: market facts (MarketWatch; the breakers' loss marks; the council's history)
 
     def observe_market(self, snapshot: MarketSnapshot) -> None:
-        if self.watch.observe(snapshot):
+        watch, connector, pair = self.watch, snapshot.connector, snapshot.trading_pair
+        if watch.observe(snapshot):
             self.market_history.observe(
-                snapshot.connector,
-                snapshot.trading_pair,
-                snapshot.timestamp,
-                snapshot.mid_price,
-                snapshot.spread_pct,
-                snapshot.depth_usd,
+                connector, pair, snapshot.timestamp, snapshot.mid_price, snapshot.spread_pct, snapshot.depth_usd
             )
         else:  # this very snapshot's mid is sampled already (the points are the watch's)
-            self.market_history.observe_book(
-                snapshot.connector, snapshot.trading_pair, snapshot.spread_pct, snapshot.depth_usd
-            )
+            self.market_history.observe_book(connector, pair, snapshot.spread_pct, snapshot.depth_usd)
         # the loss limits' mark at the watch's rate, as `usd_per_quote` gives it, kept for their next
-        # check (`BreakerDesk.mark`'s checks here: a mark that would change nothing replaces none)
-        usd, mid = self.watch.usd_per_quote_of(snapshot.trading_pair), snapshot.mid_price
-        if usd is not None and mid.is_finite():
-            usd_mid = mid * usd
-            if usd_mid.is_finite() and usd_mid > 0:
-                key = (snapshot.connector, snapshot.trading_pair)
-                due = self._marks_due
-                due.pop(key, None)  # folded in the order last observed
-                due[key] = usd_mid
+        # check (`BreakerDesk.mark`'s checks here: a mark that would change nothing replaces none);
+        # worked out once per snapshot by the watch (governors sharing it hand it the same one)
+        usd_mid = watch.usd_mid(snapshot)
+        if usd_mid is not None:
+            key = (connector, pair)
+            due = self._marks_due
+            due.pop(key, None)  # folded in the order last observed
+            due[key] = usd_mid
         self.ladder_view.ahead()  # the ladder look the next review would take, when due: taken here
 
     def observe_fx(self, currency: str, usd_per_unit: Decimal) -> None:
@@ -262,7 +255,10 @@ class Governor:
 
     def heartbeat(self) -> None:
         """Tell the store this bot is alive (throttled), and expire silent bots' reservations."""
-        self.heartbeats.beat()
+        beats = self.heartbeats
+        if beats.group.at is None and self.clock() - beats.last < HEARTBEAT_EVERY_S:
+            return  # `Heartbeat.beat`'s own first test, a frame fewer (every tick, beating every 15 s)
+        beats.beat()
 
     def check_loss_limits(self, now: float | None = None) -> list[Trip]:
         """See `BreakerDesk.check_loss_limits` (on the heartbeat's housekeeping cadence)."""
@@ -278,7 +274,11 @@ class Governor:
         return self.ladder_view.state(fresh)
 
     def trading_state(self) -> TradingState:
-        return self.ladder_state().trading_state
+        view = self.ladder_view
+        cached = view.cached
+        if cached is not None and view.clock() - view.read_at <= view.refresh_s:
+            return cached.trading_state  # `LadderView.state`'s own first test, two frames fewer (every tick)
+        return view.state().trading_state
 
     def exposure(self, book: str) -> Exposure:
         """The book's capital, read on the governor's own connection (fast, no write lock)."""

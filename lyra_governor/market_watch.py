@@ -39,6 +39,8 @@ class MarketWatch:
         # asks): they depend on the observed rates and the settings only, forgotten when either changes
         self._usd: dict[str, Decimal | None] = {}
         self._usd_of_pair: dict[str, Decimal | None] = {}
+        # `usd_mid`'s last answer per market, for the snapshot it was worked out from
+        self._usd_mid: dict[Market, tuple[MarketSnapshot, Decimal | None]] = {}
 
     @property
     def settings(self) -> Settings:
@@ -49,6 +51,7 @@ class MarketWatch:
         self._settings = settings
         self._usd.clear()
         self._usd_of_pair.clear()
+        self._usd_mid.clear()
 
     def observe(self, snapshot: MarketSnapshot) -> bool:
         """The latest book facts of one market; its mid joins the reference's history. False when
@@ -71,6 +74,7 @@ class MarketWatch:
             self._fx_observed[currency] = usd_per_unit
             self._usd.clear()
             self._usd_of_pair.clear()
+            self._usd_mid.clear()
 
     def usd_per_quote(self, quote: str) -> Decimal | None:
         try:
@@ -86,6 +90,23 @@ class MarketWatch:
         except KeyError:
             rate = self._usd_of_pair[trading_pair] = self.usd_per_quote(trading_pair.rpartition("-")[2])
             return rate
+
+    def usd_mid(self, snapshot: MarketSnapshot) -> Decimal | None:
+        """The snapshot's mid in USD at `usd_per_quote_of` its pair, None unless finite and
+        positive (the loss limits' mark, `Governor.observe_market`). Worked out once per snapshot:
+        the governors sharing this watch hand it the very same one (see the module docstring)."""
+        key = (snapshot.connector, snapshot.trading_pair)
+        last = self._usd_mid.get(key)
+        if last is not None and last[0] is snapshot:
+            return last[1]
+        usd, mid = self.usd_per_quote_of(snapshot.trading_pair), snapshot.mid_price
+        value = None
+        if usd is not None and mid.is_finite():
+            usd_mid = mid * usd
+            if usd_mid.is_finite() and usd_mid > 0:
+                value = usd_mid
+        self._usd_mid[key] = (snapshot, value)
+        return value
 
     def _rate(self, quote: str) -> Decimal | None:
         observed = self._fx_observed.get(quote)

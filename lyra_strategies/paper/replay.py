@@ -185,24 +185,48 @@ class TimedGovernor(Governor):
     def on_order_event(self, event: OrderEvent) -> None:
         self._timed(super().on_order_event, event)
 
-    # The three calls of every tick pass `Governor`'s own function, not a bound method built by
-    # `super()` (~0.15 us a call more, 40,000 calls a simulated hour of the three original
-    # scripts, counted as the governor's).
+    # The three calls of every tick (40,000 a simulated hour of the three original scripts) time
+    # themselves: no `_timed` frame, no argument tuple, no bound method built by `super()` (the
+    # wrapper's own frame was a tenth of the governor's sampled time, counted as the governor's).
 
     def heartbeat(self) -> None:
-        self._timed(Governor.heartbeat, self)
+        if TimedGovernor._depth:
+            return Governor.heartbeat(self)
+        TimedGovernor._depth = 1
+        start = _perf_counter()
+        try:
+            Governor.heartbeat(self)
+        finally:
+            TimedGovernor.spent_s += _perf_counter() - start
+            TimedGovernor._depth = 0
 
     def capacity_usd(self, exchange: str) -> Decimal:
         return cast(Decimal, self._timed(super().capacity_usd, exchange))
 
     def observe_market(self, snapshot: MarketSnapshot) -> None:
-        self._timed(Governor.observe_market, self, snapshot)
+        if TimedGovernor._depth:
+            return Governor.observe_market(self, snapshot)
+        TimedGovernor._depth = 1
+        start = _perf_counter()
+        try:
+            Governor.observe_market(self, snapshot)
+        finally:
+            TimedGovernor.spent_s += _perf_counter() - start
+            TimedGovernor._depth = 0
 
     def usd_per_quote(self, quote: str) -> Decimal | None:
         return cast("Decimal | None", self._timed(super().usd_per_quote, quote))
 
     def trading_state(self) -> TradingState:
-        return cast(TradingState, self._timed(Governor.trading_state, self))
+        if TimedGovernor._depth:
+            return Governor.trading_state(self)
+        TimedGovernor._depth = 1
+        start = _perf_counter()
+        try:
+            return Governor.trading_state(self)
+        finally:
+            TimedGovernor.spent_s += _perf_counter() - start
+            TimedGovernor._depth = 0
 
 
 class PassThroughGovernor(TimedGovernor):
