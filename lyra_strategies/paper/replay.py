@@ -161,23 +161,41 @@ def pick_strategies(names: str | list[str] | None) -> list[str]:
 _perf_counter = time.perf_counter
 
 
+class GovernorTimer:
+    """The governor share's count: wall seconds inside governor calls (`spent_s`), and whether
+    one is under way (`depth`: a call inside a call is counted once, by the outer one).
+
+    An instance, not class attributes of `TimedGovernor`: setting a class attribute (three
+    times a call) invalidates the class's entries in Python's attribute cache, so every `self.`
+    lookup inside the governor's own code then walked the class's MRO again. Measured: ~1 us a
+    per-tick call, 2.4 us -> 1.4 us for an observation, counted as the governor's."""
+
+    __slots__ = ("depth", "spent_s")
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.spent_s = 0.0
+
+
+#: The one timer of this process's timed governors (`run_replay` zeroes it and reads it).
+TIMER = GovernorTimer()
+
+
 class TimedGovernor(Governor):
     """A governor that adds up the wall time spent inside it (the bench's governor share):
-    every method a strategy calls, counted once at the outermost call."""
-
-    spent_s = 0.0
-    _depth = 0
+    every method a strategy calls, counted once at the outermost call (`TIMER`)."""
 
     def _timed(self, method: Callable[..., Any], *args: Any) -> Any:
-        if TimedGovernor._depth:
+        timer = TIMER
+        if timer.depth:
             return method(*args)
-        TimedGovernor._depth = 1
+        timer.depth = 1
         start = _perf_counter()
         try:
             return method(*args)
         finally:
-            TimedGovernor.spent_s += _perf_counter() - start
-            TimedGovernor._depth = 0
+            timer.spent_s += _perf_counter() - start
+            timer.depth = 0
 
     def review(self, proposal: OrderProposal) -> Decision:
         return cast(Decision, self._timed(super().review, proposal))
@@ -190,43 +208,46 @@ class TimedGovernor(Governor):
     # wrapper's own frame was a tenth of the governor's sampled time, counted as the governor's).
 
     def heartbeat(self) -> None:
-        if TimedGovernor._depth:
+        timer = TIMER
+        if timer.depth:
             return Governor.heartbeat(self)
-        TimedGovernor._depth = 1
+        timer.depth = 1
         start = _perf_counter()
         try:
             Governor.heartbeat(self)
         finally:
-            TimedGovernor.spent_s += _perf_counter() - start
-            TimedGovernor._depth = 0
+            timer.spent_s += _perf_counter() - start
+            timer.depth = 0
 
     def capacity_usd(self, exchange: str) -> Decimal:
         return cast(Decimal, self._timed(super().capacity_usd, exchange))
 
     def observe_market(self, snapshot: MarketSnapshot) -> None:
-        if TimedGovernor._depth:
+        timer = TIMER
+        if timer.depth:
             return Governor.observe_market(self, snapshot)
-        TimedGovernor._depth = 1
+        timer.depth = 1
         start = _perf_counter()
         try:
             Governor.observe_market(self, snapshot)
         finally:
-            TimedGovernor.spent_s += _perf_counter() - start
-            TimedGovernor._depth = 0
+            timer.spent_s += _perf_counter() - start
+            timer.depth = 0
 
     def usd_per_quote(self, quote: str) -> Decimal | None:
         return cast("Decimal | None", self._timed(super().usd_per_quote, quote))
 
     def trading_state(self) -> TradingState:
-        if TimedGovernor._depth:
+        timer = TIMER
+        if timer.depth:
             return Governor.trading_state(self)
-        TimedGovernor._depth = 1
+        timer.depth = 1
         start = _perf_counter()
         try:
             return Governor.trading_state(self)
         finally:
-            TimedGovernor.spent_s += _perf_counter() - start
-            TimedGovernor._depth = 0
+            timer.spent_s += _perf_counter() - start
+            timer.depth = 0
 
 
 class PassThroughGovernor(TimedGovernor):
@@ -239,7 +260,7 @@ class PassThroughGovernor(TimedGovernor):
             proposal_id=proposal.proposal_id, status=DecisionStatus.ALLOWED, reservation_id=new_id("res")
         )
         self.counts["ALLOWED"] = self.counts.get("ALLOWED", 0) + 1
-        TimedGovernor.spent_s += time.perf_counter() - start
+        TIMER.spent_s += time.perf_counter() - start
         return decision
 
     def on_order_event(self, event: OrderEvent) -> None:
@@ -468,7 +489,7 @@ async def _replay(
     governors: dict[str, TimedGovernor] = {}
     unmatched: list[dict[str, str]] = []
     traded: set[tuple[str, str]] = set()
-    TimedGovernor.spent_s = 0.0
+    TIMER.spent_s = 0.0
     # One writer for every governor of the run (its one SQLite connection): SQLite empties a
     # connection's page cache whenever another connection has committed, so with a connection
     # each, every governor's read after another's heartbeat or review read its pages afresh.
@@ -591,7 +612,7 @@ async def _replay(
                     executor.stop()
     result.wall_s = time.perf_counter() - started
     result.cpu_s = time.process_time() - cpu_started
-    result.governor_s = TimedGovernor.spent_s
+    result.governor_s = TIMER.spent_s
     result.end_equity_usd = valuer.equity(result.ticks_run - 1)[0]
     for role, gov in governors.items():
         result.role_decisions[role] = dict(sorted(gov.counts.items()))
