@@ -20,11 +20,28 @@ from lyra_governor.store_budget import StoreBusy
 
 log = logging.getLogger(__name__)
 ALLOWED = str(DecisionStatus.ALLOWED)  # counted once per allowed review (`.value` is a Python-level property)
+_ZERO = Decimal(0)
 _ALLOWED = DecisionStatus.ALLOWED  # read through its class, an enum member costs ~100 ns (EnumType.__getattr__)
-# The allowed decision validated by the model's own validator: `Decision(**fields)` runs the same
-# one through BaseModel.__init__ (a Python frame, the keywords packed, `self_instance`), ~5k of its
-# ~21k instructions (callgrind); the same model, its fields set the same (test_governor checks one)
-_validate_decision = Decision.__pydantic_validator__.validate_python
+# A decision built from fields already valid, as `Decision.model_construct` builds one (the
+# four slots set through `object.__setattr__`, the frozen model's own refusing): its values
+# are the ones validation would keep (the review's own enums, strings, a finite Decimal, an
+# int), and validating them again cost ~15k of an allowed review's ~450k instructions
+# (callgrind). `model_construct` itself loops over the fields in Python and costs more than
+# the validator. tests/unit/core/test_decision_model.py compares each kind with `Decision(...)`.
+_new = object.__new__
+_set = object.__setattr__
+ALLOWED_FIELDS = frozenset(Decision.model_fields) - {"code"}  # what `allowed` sets (model_fields_set)
+DENIED_FIELDS = frozenset({"proposal_id", "status", "code", "message", "notional_usd", "audit_seq"})
+
+
+def built(values: dict[str, object], fields_set: frozenset[str]) -> Decision:
+    """A `Decision` of `values` (every field, in the model's order), not validated again."""
+    decision: Decision = _new(Decision)
+    _set(decision, "__dict__", values)
+    _set(decision, "__pydantic_fields_set__", set(fields_set))
+    _set(decision, "__pydantic_extra__", None)
+    _set(decision, "__pydantic_private__", None)
+    return decision
 
 
 @dataclass(eq=False)
@@ -52,29 +69,33 @@ class Decisions:
                 log.error("could not audit the denial of %s: %s", p.proposal_id, exc)
                 code, message = DenialCode.STORE_UNAVAILABLE, f"{message} (and the store is unavailable)"
         self.seat.tally.count(code.value if status is DecisionStatus.DENIED else status.value)
-        return Decision(
-            proposal_id=p.proposal_id,
-            status=status,
-            code=code,
-            message=message,
-            notional_usd=notional if notional.is_finite() else Decimal(0),
-            audit_seq=seq,
-        )
+        values: dict[str, object] = {
+            "proposal_id": p.proposal_id,
+            "status": status,
+            "code": code,
+            "message": message,
+            "notional_usd": notional if notional.is_finite() else _ZERO,
+            "reservation_id": None,
+            "mandate_id": None,
+            "consensus_id": None,
+            "size_scale": 1.0,
+            "audit_seq": seq,
+        }
+        return built(values, DENIED_FIELDS)
 
     def allowed(self, r: Review, reservation_id: str, audit_seq: int) -> Decision:
         mandate = r.mandate
         self.seat.tally.count(ALLOWED)
-        decision: Decision = _validate_decision(
-            {
-                "proposal_id": r.p.proposal_id,
-                "status": _ALLOWED,
-                "message": "allowed",
-                "notional_usd": r.notional_usd,
-                "reservation_id": reservation_id,
-                "mandate_id": mandate.mandate_id if mandate else None,
-                "consensus_id": mandate.consensus_id if mandate else None,
-                "size_scale": mandate.size_scale if mandate else 1.0,
-                "audit_seq": audit_seq,
-            }
-        )
-        return decision
+        values: dict[str, object] = {
+            "proposal_id": r.p.proposal_id,
+            "status": _ALLOWED,
+            "code": None,
+            "message": "allowed",
+            "notional_usd": r.notional_usd,
+            "reservation_id": reservation_id,
+            "mandate_id": mandate.mandate_id if mandate else None,
+            "consensus_id": mandate.consensus_id if mandate else None,
+            "size_scale": mandate.size_scale if mandate else 1.0,
+            "audit_seq": audit_seq,
+        }
+        return built(values, ALLOWED_FIELDS)

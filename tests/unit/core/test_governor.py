@@ -44,8 +44,8 @@ def test_allowed_order_reserves_capital_and_is_audited(governor: Governor, propo
 
 
 def test_an_allowed_decision_is_the_model_its_fields_construct(governor: Governor, propose: Propose) -> None:
-    """`Decisions.allowed` validates through the model's own validator, not `Decision(...)`:
-    the same model, the same fields set, frozen as ever."""
+    """`Decisions.allowed` builds the model without validating it again (`decisions.built`):
+    the same model as `Decision(...)`, the same fields set, frozen as ever."""
     decision = allowed(governor, propose())
     fields = {name: getattr(decision, name) for name in decision.model_fields_set}
     built = Decision(**fields)
