@@ -29,6 +29,7 @@ from lyra_governor.models import (
     Denial,
     DenialCode,
     Mandate,
+    Order,
     OrderProposal,
     Side,
     TradingState,
@@ -37,7 +38,8 @@ from lyra_governor.models import (
 
 @dataclass(slots=True)
 class Review:
-    """One proposal and the facts the checks establish about it, in order."""
+    """One proposal and the facts the checks establish about it, in order. The checks read the
+    proposal's fields from `o`, its plain copy (`models.Order`: a tenth of a model field's read)."""
 
     p: OrderProposal
     now: float
@@ -49,6 +51,10 @@ class Review:
     notional_usd: Decimal = Decimal(0)  # 0 until `valued`
     closing: bool = False  # a reduce-only order that reduces this bot's position: no mandate
     mandate: Mandate | None = None
+    o: Order = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.o = Order.of(self.p)
 
     @property
     def book(self) -> str:
@@ -78,6 +84,41 @@ CLIENT_ORDER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # what every exchange Ly
 _HALTED, _REDUCING = TradingState.HALTED, TradingState.REDUCING
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The settings the checks read on every review, as plain attributes, taken once per
+    `Settings` object (`Checks.use`): a pydantic section's field costs ~400 instructions to
+    read, and `settings.risk.x` two of them. Settings are replaced, never edited in place
+    (`Governor.settings`)."""
+
+    price_collar_pct: float
+    stale_price_s: float
+    future_tolerance_s: float
+    reference_min_history_s: float
+    max_order_notional_usd: Decimal
+    order_rate_window_s: float
+    order_rate_max: int
+    max_open_orders: int
+    close_tolerance: Decimal  # 1 + close_tolerance_pct / 100
+    pairs: dict[str, list[str]]  # exchange -> its configured pairs
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        risk_ = settings.risk
+        return cls(
+            price_collar_pct=risk_.price_collar_pct,
+            stale_price_s=risk_.stale_price_s,
+            future_tolerance_s=risk_.future_tolerance_s,
+            reference_min_history_s=risk_.reference_min_history_s,
+            max_order_notional_usd=risk_.max_order_notional_usd,
+            order_rate_window_s=risk_.order_rate_window_s,
+            order_rate_max=risk_.order_rate_max,
+            max_open_orders=risk_.max_open_orders,
+            close_tolerance=risk.tolerance_factor(risk_.close_tolerance_pct),
+            pairs={name: config.pairs for name, config in settings.exchanges.items()},
+        )
+
+
 @dataclass(eq=False)
 class Checks:
     """The named checks, bound to one governor's facts; `pipeline` is their order."""
@@ -88,9 +129,15 @@ class Checks:
     mandates: MandateProvider
     breakers: BreakerBoard
     council_context: Callable[[Review], CouncilContext]
+    limits: Limits = field(init=False, repr=False)  # `settings`' (`use`)
     pipeline: tuple[Callable[[Review], Denial | None], ...] = field(init=False, repr=False)
 
+    def use(self, settings: Settings) -> None:
+        """New settings, and the limits the checks read of them."""
+        self.settings, self.limits = settings, Limits.of(settings)
+
     def __post_init__(self) -> None:
+        self.use(self.settings)
         self.pipeline = (
             self.trading_state,
             self.phase_permits,
@@ -110,22 +157,22 @@ class Checks:
         state = r.state.trading_state
         if state is _HALTED:
             return Denial(DenialCode.HALTED, halted(r.state.reason))
-        if state is _REDUCING and not r.p.reduce_only:
+        if state is _REDUCING and not r.o.reduce_only:
             return Denial(DenialCode.REDUCE_ONLY, reducing(r.state.reason))
-        if r.bot_reduce_only is not None and not r.p.reduce_only:
-            return Denial(DenialCode.BOT_REDUCE_ONLY, bot_reducing(r.p.bot_id, r.bot_reduce_only))
+        if r.bot_reduce_only is not None and not r.o.reduce_only:
+            return Denial(DenialCode.BOT_REDUCE_ONLY, bot_reducing(r.o.bot_id, r.bot_reduce_only))
         return None
 
     def phase_permits(self, r: Review) -> Denial | None:
-        return phases.connector_denial(r.state.phase, Settings.is_paper(r.p.connector))
+        return phases.connector_denial(r.state.phase, Settings.is_paper(r.o.connector))
 
     def inputs(self, r: Review) -> Denial | None:
         """Finite positive numbers, a known pair, a LIMIT with its own price, a fresh book
         (neither stale nor stamped in the future), a client order id an exchange would take."""
-        config, limits = self.settings.exchanges.get(r.exchange), self.settings.risk
-        pairs = config.pairs if config else None
-        denial = risk.check_inputs(r.p, pairs, r.now, limits.stale_price_s, limits.future_tolerance_s)
-        cid = r.p.client_order_id
+        o, limits = r.o, self.limits
+        pairs = limits.pairs.get(r.exchange)
+        denial = risk.check_inputs(o, pairs, r.now, limits.stale_price_s, limits.future_tolerance_s)
+        cid = o.client_order_id
         if denial is None and cid is not None and not CLIENT_ORDER_ID.fullmatch(cid):
             shown = cid[:24] + ("..." if len(cid) > 24 else "")
             denial = Denial(
@@ -138,7 +185,8 @@ class Checks:
         """The order's USD value: amount x price x the quote currency's USD rate (trusted only
         within the FX band). A MARKET order is valued at its worst price (mid plus the collar on
         the side it crosses)."""
-        quote = r.p.quote
+        o = r.o
+        quote = o.quote
         rate = self.watch.usd_per_quote(quote)
         if rate is None:
             missing = f"no USD rate for {quote}; add fx_usd.{quote} to the config"
@@ -146,14 +194,14 @@ class Checks:
         denial = self.watch.fx_denial(quote)
         if denial is not None:
             return denial
-        collar_pct = self.settings.risk.price_collar_pct
+        collar_pct = self.limits.price_collar_pct
         r.rate = rate
-        r.price = risk.valuation_price(r.p, collar_pct)
-        notional = r.p.amount * risk.notional_price(r.p, collar_pct) * rate
+        r.price = risk.valuation_price(o, collar_pct)
+        notional = o.amount * risk.notional_price(o, collar_pct) * rate
         if not notional.is_finite() or notional > MAX_ORDER_VALUE_USD:
             return Denial(
                 DenialCode.VALUE_OUT_OF_RANGE,
-                f"amount {r.p.amount:.6g} at {r.price:.6g} is worth {notional:.6g} USD, beyond any order Lyra can "
+                f"amount {o.amount:.6g} at {r.price:.6g} is worth {notional:.6g} USD, beyond any order Lyra can "
                 "place; check the order's amount and price",
             )
         r.notional_usd = notional
@@ -161,19 +209,20 @@ class Checks:
 
     def collar(self, r: Review) -> Denial | None:
         """The order's price within the collar of the proposal's mid."""
-        return risk.check_collar(r.price, r.p.mid_price, None, self.settings.risk.price_collar_pct)
+        return risk.check_collar(r.price, r.o.mid_price, None, self.limits.price_collar_pct)
 
     def reference(self, r: Review) -> Denial | None:
         """What the governor itself saw: enough history (else the order waits, PENDING), its
         last mid agrees with the proposal's, no flash move against the time-weighted reference.
         A reduce-only close skips it: a stop-loss fires exactly when the market jumps, and
         refusing it then would trap the position (its price is still collared)."""
-        if r.p.reduce_only:
+        o = r.o
+        if o.reduce_only:
             return None
-        limits = self.settings.risk
+        limits = self.limits
         denial = risk.check_reference(
-            r.p,
-            self.watch.history(r.p.connector, r.p.trading_pair),
+            o,
+            self.watch.history(o.connector, o.trading_pair),
             r.now,
             limits.reference_min_history_s,
             limits.stale_price_s,
@@ -184,16 +233,16 @@ class Checks:
         return denial
 
     def notional(self, r: Review) -> Denial | None:
-        return risk.check_notional(r.notional_usd, self.settings.risk.max_order_notional_usd)
+        return risk.check_notional(r.notional_usd, self.limits.max_order_notional_usd)
 
     def order_breakers(self, r: Review) -> Denial | None:
         """Quantity in base units, this bot's rejection-storm block, duplicate orders."""
-        trip = self.breakers.pre_trade(r.p, r.exchange, r.now)
+        trip = self.breakers.pre_trade(r.o, r.exchange, r.now)
         return None if trip is None else Denial(trip.code, trip.message)
 
     def throttle(self, r: Review) -> Denial | None:
         """Order rate and open orders, per bot and exchange."""
-        limits = self.settings.risk
+        limits = self.limits
         window = self.orders.rate_window(r.exchange)
         return risk.check_rate(window, r.now, limits.order_rate_window_s, limits.order_rate_max) or (
             risk.check_open_orders(self.orders.open_count(r.exchange), limits.max_open_orders)
@@ -206,28 +255,27 @@ class Checks:
         closes a short still adds capital to the exchange, so it must fit the caps like any
         buy. A close that would not reduce the position is refused in a gradual stop and
         otherwise judged as an ordinary order."""
-        p = r.p
-        if not p.reduce_only:
+        o = r.o
+        if not o.reduce_only:
             return None
-        key = (r.book, r.exchange, p.trading_pair)
+        key = (r.book, r.exchange, o.trading_pair)
         position = self.orders.position(key)
-        closable = (position if p.side is Side.SELL else -position) - self.orders.resting_closes(key, p.side.value)
-        tolerance = risk.tolerance_factor(self.settings.risk.close_tolerance_pct)
-        if p.amount <= max(closable, Decimal(0)) * tolerance:
+        closable = (position if o.side is Side.SELL else -position) - self.orders.resting_closes(key, o.side.value)
+        if o.amount <= max(closable, Decimal(0)) * self.limits.close_tolerance:
             r.closing = True
             return None
         if r.state.trading_state is TradingState.REDUCING:
             held = f"long {position}" if position > 0 else f"short {-position}" if position < 0 else "flat"
             return Denial(
                 DenialCode.REDUCE_ONLY,
-                f"gradual stop in force ({r.state.reason}); this {p.side.value.lower()} of {p.amount} {p.base} "
-                f"would not reduce this bot's position on {p.connector} {p.trading_pair} ({held})",
+                f"gradual stop in force ({r.state.reason}); this {o.side.value.lower()} of {o.amount} {o.base} "
+                f"would not reduce this bot's position on {o.connector} {o.trading_pair} ({held})",
             )
         return None
 
     def mandate(self, r: Review) -> Denial | None:
         """A live council mandate covers the order with room left in it; else one is requested
-        and the order waits (PENDING)."""
+        and the order waits (PENDING). The provider is asked with the proposal itself (its API)."""
         if r.closing:
             return None
         mandate = self.mandates.find(r.p, r.notional_usd, r.now)
@@ -314,7 +362,7 @@ def decision_payload(
 
 
 def decision_json(
-    p: OrderProposal,
+    o: Order,
     status: DecisionStatus,
     code: DenialCode | None,
     message: str,
@@ -322,22 +370,23 @@ def decision_json(
     reservation_id: str | None,
     r: Review | None,
 ) -> str:
-    """`chain.canonical_json(decision_payload(...))`, the same text, written directly: the keys
-    are known (here in their sorted order) and every value is a string, a bool or None, so no
-    dict is built, sorted and walked by the general encoder (~6 us against ~1.5 us). Each string
+    """`chain.canonical_json(decision_payload(...))` of the proposal `o` copies (`models.Order`),
+    the same text, written directly: the keys are known (here in their sorted order) and every
+    value is a string, a bool or None, so no dict is built, sorted and walked by the general
+    encoder (~6 us against ~1.5 us). Each string
     is escaped by the encoder's own function (`json.encoder.encode_basestring`, as
     `ensure_ascii=False` does). tests/unit/core/test_decision_json.py compares the two texts."""
     mandate = r.mandate if r is not None else None
-    price = p.price
+    price = o.price
     notional_usd = notional_text(notional)
     return (
-        f'{{"amount":{_quote(str(p.amount))},"code":{_quote(str(code)) if code else "null"},'
-        f'"connector":{_quote(p.connector)},'
+        f'{{"amount":{_quote(str(o.amount))},"code":{_quote(str(code)) if code else "null"},'
+        f'"connector":{_quote(o.connector)},'
         f'"consensus_id":{_quote(mandate.consensus_id) if mandate else "null"},'
         f'"mandate_id":{_quote(mandate.mandate_id) if mandate else "null"},"message":{_quote(message)},'
-        f'"mid":{_quote(str(p.mid_price))},"notional_usd":{_quote(notional_usd)},'
-        f'"pair":{_quote(p.trading_pair)},"price":{_quote(str(price)) if price is not None else "null"},'
-        f'"proposal_id":{_quote(p.proposal_id)},"reduce_only":{"true" if p.reduce_only else "false"},'
+        f'"mid":{_quote(str(o.mid_price))},"notional_usd":{_quote(notional_usd)},'
+        f'"pair":{_quote(o.trading_pair)},"price":{_quote(str(price)) if price is not None else "null"},'
+        f'"proposal_id":{_quote(o.proposal_id)},"reduce_only":{"true" if o.reduce_only else "false"},'
         f'"reservation_id":{_quote(reservation_id) if reservation_id is not None else "null"},'
-        f'"side":{_quote(str(p.side))},"status":{_quote(str(status))},"strategy":{_quote(p.strategy)}}}'
+        f'"side":{_quote(str(o.side))},"status":{_quote(str(status))},"strategy":{_quote(o.strategy)}}}'
     )

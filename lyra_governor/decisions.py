@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from lyra_governor.checks import Review, decision_json
-from lyra_governor.models import Decision, DecisionStatus, Denial, DenialCode, OrderProposal
+from lyra_governor.models import Decision, DecisionStatus, Denial, DenialCode, Order, OrderProposal
 from lyra_governor.seat import Seat
 from lyra_governor.store import STORE_ERRORS
 from lyra_governor.store_budget import StoreBusy
@@ -60,7 +60,7 @@ class Decisions:
         seq: int | None = None
         if not store_failed:
             try:
-                payload_json = decision_json(p, status, code, message, notional, None, None)
+                payload_json = decision_json(Order.of(p), status, code, message, notional, None, None)
                 seq = self.seat.store.audit("decision", payload_json, self.seat.bot_id, now)
             except StoreBusy as exc:
                 log.warning("could not audit the denial of %s: %s", p.proposal_id, exc)
@@ -87,7 +87,7 @@ class Decisions:
         mandate = r.mandate
         self.seat.tally.count(ALLOWED)
         values: dict[str, object] = {
-            "proposal_id": r.p.proposal_id,
+            "proposal_id": r.o.proposal_id,
             "status": _ALLOWED,
             "code": None,
             "message": "allowed",

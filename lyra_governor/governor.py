@@ -155,8 +155,9 @@ class Governor:
 
     @settings.setter
     def settings(self, settings: Settings) -> None:
-        """New settings reach every part that reads them (the checks, the market watch)."""
-        self._settings = self.checks.settings = self.watch.settings = settings
+        """New settings reach every part that reads them (the checks and their limits, the market watch)."""
+        self.checks.use(settings)
+        self._settings = self.watch.settings = settings
 
     # --- each tick: market facts (MarketWatch; the breakers' loss marks; the council's history)
 
@@ -223,11 +224,12 @@ class Governor:
             raise
         if isinstance(seq, tuple):
             return self.decisions.deny(p, *seq)
-        key = (row.book, row.exchange, p.trading_pair)
+        o = r.o
+        key = (row.book, row.exchange, o.trading_pair)
         mandate_id = r.mandate.mandate_id if r.mandate else None
-        self.orders.placed(row.reservation_id, key, row.side, p.amount, p.reduce_only, r.now, mandate_id,
+        self.orders.placed(row.reservation_id, key, row.side, o.amount, o.reduce_only, r.now, mandate_id,
                            r.notional_usd)  # fmt: skip
-        self.breakers.allowed(p, r.now, row.reservation_id)
+        self.breakers.allowed(o, r.now, row.reservation_id)
         return self.decisions.allowed(r, row.reservation_id, seq)
 
     # --- after the review: the exchange's events (OrderEvents) -------------------------------

@@ -12,11 +12,12 @@ Why these shapes:
 
 from __future__ import annotations
 
+import operator
 import os
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -201,6 +202,46 @@ class OrderProposal(BaseModel):
     def reference_price(self) -> Decimal:
         """The price the notional is computed at: the limit price, or mid for market orders."""
         return self.price if self.price is not None else self.mid_price
+
+
+class Order(NamedTuple):
+    """The fields of an `OrderProposal` that a review reads, copied once (`of`) from the
+    model's own ``__dict__`` (where pydantic keeps the validated values). Why: a pydantic
+    model's field costs ~400 instructions to read (`BaseModel.__getattr__` puts every read
+    through CPython's slot_tp_getattr_hook), a tuple's ~40, and one allowed review reads the
+    proposal's fields ~60 times. The same values, the same objects: only the reads are cheaper."""
+
+    proposal_id: str
+    bot_id: str
+    strategy: str
+    connector: str
+    trading_pair: str
+    side: Side
+    order_type: OrderType
+    amount: Decimal
+    price: Decimal | None
+    mid_price: Decimal
+    mid_price_ts: float
+    reduce_only: bool
+    client_order_id: str | None
+
+    @classmethod
+    def of(cls, proposal: OrderProposal) -> Order:
+        return cls._make(_order_fields(proposal.__dict__))
+
+    @property
+    def base(self) -> str:
+        """`OrderProposal.base`: ``BTC`` of ``BTC-USDT``."""
+        return self.trading_pair.split("-", 1)[0]
+
+    @property
+    def quote(self) -> str:
+        """`OrderProposal.quote`: ``USDT`` of ``BTC-USDT`` (empty without a dash)."""
+        parts = self.trading_pair.split("-", 1)
+        return parts[1] if len(parts) == 2 else ""
+
+
+_order_fields = operator.itemgetter(*Order._fields)
 
 
 RoleName = Annotated[str, StringConstraints(min_length=1, max_length=64)]

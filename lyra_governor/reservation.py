@@ -36,7 +36,7 @@ ALLOWED = DecisionStatus.ALLOWED  # read through its class, an enum member costs
 
 
 def reservation_row(r: Review, bot_id: str) -> ReservationRow:
-    p, mandate = r.p, r.mandate
+    p, mandate = r.o, r.mandate
     reserve = not r.closing or p.side is Side.BUY
     return ReservationRow(
         reservation_id=new_id("res"),
@@ -69,7 +69,7 @@ def reserve(
     state_changed: Callable[[], object],
 ) -> int | Refused:
     """Write `row` with its decision record; returns the audit sequence number, or why not."""
-    p = r.p
+    p = r.o
     payload_json = decision_json(p, ALLOWED, None, "", r.notional_usd, row.reservation_id, r)
     budget, limits = settings.breakers, settings.risk  # the exchange-wide budget is checked under the lock
 

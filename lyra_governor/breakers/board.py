@@ -13,7 +13,7 @@ from lyra_governor.breakers.loss import TOTAL, BookMarks, check_loss
 from lyra_governor.breakers.quantity import check_quantity
 from lyra_governor.breakers.storm import OutcomeTally, check_storm
 from lyra_governor.config import BreakerSettings
-from lyra_governor.models import DenialCode, OrderProposal, TradingState
+from lyra_governor.models import DenialCode, Order, TradingState
 
 DECIDED_KEPT = 50_000  # reservations remembered as answered (a bot's last 50,000 orders)
 
@@ -30,12 +30,13 @@ class BreakerBoard:
         # forgotten, never the lot (a clear made a duplicate of any recent answer count twice)
         self._decided: OrderedDict[str, None] = OrderedDict()
         self._last_state: TradingState | None = None
-        self._last_key: tuple[OrderProposal, OrderKey] | None = None  # `pre_trade`'s, for `allowed`
+        self._last_key: tuple[Order, OrderKey] | None = None  # `pre_trade`'s, for `allowed`
 
     # --- per order ----------------------------------------------------------------------
 
-    def pre_trade(self, p: OrderProposal, exchange: str, now: float) -> Trip | None:
-        """Order-level breakers, cheapest first: quantity, this bot's storm block, duplicate."""
+    def pre_trade(self, p: Order, exchange: str, now: float) -> Trip | None:
+        """Order-level breakers, cheapest first: quantity, this bot's storm block, duplicate
+        (`p`: the review's copy of the proposal, `checks.Review.o`)."""
         cfg = self.settings
         pair = p.trading_pair
         trip = check_quantity(p.amount, cfg.max_amount(pair), pair)
@@ -56,10 +57,10 @@ class BreakerBoard:
         return check_duplicate(key, self.recent.last(key), now, cfg.duplicate_window_s)
 
     @staticmethod
-    def order_key(p: OrderProposal) -> OrderKey:
+    def order_key(p: Order) -> OrderKey:
         return (p.connector, p.trading_pair, str(p.side), p.price, p.amount)  # str(): cheaper than `.value`
 
-    def allowed(self, p: OrderProposal, now: float, reservation_id: str) -> None:
+    def allowed(self, p: Order, now: float, reservation_id: str) -> None:
         last = self._last_key
         key = last[1] if last is not None and last[0] is p else self.order_key(p)
         self.recent.add(key, now, self.settings.duplicate_window_s, reservation_id)

@@ -8,15 +8,16 @@ from typing import Any
 import pytest
 
 from lyra_governor import risk
-from lyra_governor.models import DenialCode, OrderProposal
+from lyra_governor.models import DenialCode, Order
 from tests import fixtures
 
 NOW = 1_800_000_000.0
 PAIRS = ["BTC-USDT", "ETH-USDT"]
 
 
-def proposal(**overrides: Any) -> OrderProposal:
-    return fixtures.proposal(NOW, **overrides)
+def proposal(**overrides: Any) -> Order:
+    """The review's copy of a proposal (`Order.of`): what the pure checks read."""
+    return Order.of(fixtures.proposal(NOW, **overrides))
 
 
 def code(denial: risk.Denial | None) -> DenialCode | None:

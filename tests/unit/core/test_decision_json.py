@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from lyra_governor.chain import canonical_json
 from lyra_governor.checks import Review, decision_json, decision_payload
 from lyra_governor.ladder import LadderState
-from lyra_governor.models import DecisionStatus, DenialCode, OrderProposal, OrderType, Side, TradingState
+from lyra_governor.models import DecisionStatus, DenialCode, Order, OrderProposal, OrderType, Side, TradingState
 from tests.fixtures import START, proposal, wide_mandate
 
 TEXT = st.text(max_size=40)  # quotes, backslashes, control characters, any unicode
@@ -32,7 +32,7 @@ def review(p: OrderProposal, with_mandate: bool, consensus_id: str) -> Review:
 def same_text(p: OrderProposal, status: DecisionStatus, code: DenialCode | None, message: str, notional: Decimal,
               reservation_id: str | None, r: Review | None) -> None:  # fmt: skip
     expected = canonical_json(decision_payload(p, status, code, message, notional, reservation_id, r))
-    assert decision_json(p, status, code, message, notional, reservation_id, r) == expected
+    assert decision_json(Order.of(p), status, code, message, notional, reservation_id, r) == expected
 
 
 @settings(max_examples=300, deadline=None)
@@ -79,5 +79,5 @@ def test_a_notional_too_large_for_micro_dollars_is_recorded_as_it_is() -> None:
     p = proposal(START)
     same_text(p, DecisionStatus.DENIED, DenialCode.INVALID_AMOUNT, "too large", Decimal("1E+22"), None, None)
     assert '"notional_usd":"1E+22"' in decision_json(
-        p, DecisionStatus.DENIED, DenialCode.INVALID_AMOUNT, "too large", Decimal("1E+22"), None, None
+        Order.of(p), DecisionStatus.DENIED, DenialCode.INVALID_AMOUNT, "too large", Decimal("1E+22"), None, None
     )

@@ -12,7 +12,7 @@ import pytest
 from lyra_governor import risk
 from lyra_governor.config import Settings
 from lyra_governor.governor import Governor
-from lyra_governor.models import DecisionStatus, DenialCode, MarketSnapshot, OrderProposal, OrderType, Side
+from lyra_governor.models import DecisionStatus, DenialCode, MarketSnapshot, Order, OrderProposal, OrderType, Side
 
 from .conftest import Clock, decide, make_governor, watch
 
@@ -64,9 +64,9 @@ def test_a_market_buy_near_the_notional_limit_is_refused_at_its_worst_price(
 def test_pure_valuation() -> None:
     p = OrderProposal(bot_id="b", connector="c", trading_pair="BTC-USDT", side=Side.SELL, order_type=OrderType.MARKET,
                       amount=Decimal(1), mid_price=Decimal(100), mid_price_ts=0)  # fmt: skip
-    assert risk.valuation_price(p, 3.0) == Decimal(97)
-    assert risk.notional_price(p, 3.0) == Decimal(100)
-    assert risk.valuation_price(p.model_copy(update={"side": Side.BUY}), 3.0) == Decimal(103)
+    assert risk.valuation_price(Order.of(p), 3.0) == Decimal(97)
+    assert risk.notional_price(Order.of(p), 3.0) == Decimal(100)
+    assert risk.valuation_price(Order.of(p.model_copy(update={"side": Side.BUY})), 3.0) == Decimal(103)
 
 
 def test_a_book_from_the_future_is_refused_beyond_the_tolerance(
