@@ -338,15 +338,18 @@ class Mandate(BaseModel):
     verdict: Verdict = Verdict.PROCEED
 
     def covers(self, proposal: OrderProposal, notional_usd: Decimal, now: float) -> bool:
-        """True when this envelope admits the proposal (pure: no I/O, microseconds)."""
-        price = proposal.reference_price
+        """True when this envelope admits the proposal (pure: no I/O, microseconds). Asked on
+        every review: both models' fields are read as the items of their ``__dict__`` (where
+        pydantic keeps them), ~10 times cheaper than the attributes (see `Order`)."""
+        m, p = self.__dict__, proposal.__dict__
+        price = p["price"] if p["price"] is not None else p["mid_price"]  # `reference_price`
         return (
-            now < self.expires_at
-            and proposal.connector == self.connector
-            and proposal.trading_pair == self.trading_pair
-            and proposal.side in self.sides
-            and notional_usd <= self.max_order_notional_usd
-            and self.price_low <= price <= self.price_high
+            now < m["expires_at"]
+            and p["connector"] == m["connector"]
+            and p["trading_pair"] == m["trading_pair"]
+            and p["side"] in m["sides"]
+            and notional_usd <= m["max_order_notional_usd"]
+            and m["price_low"] <= price <= m["price_high"]
         )
 
 

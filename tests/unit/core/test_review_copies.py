@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from lyra_governor.checks import Limits
 from lyra_governor.config import Settings
 from lyra_governor.governor import Governor
-from lyra_governor.models import Order, OrderProposal, OrderType, Side
+from lyra_governor.models import Mandate, Order, OrderProposal, OrderType, Side
 from lyra_governor.risk import tolerance_factor
 
 TEXT = st.text(min_size=1, max_size=20)
@@ -56,3 +56,29 @@ def test_new_settings_bring_their_limits(governor: Governor) -> None:
     assert governor.checks.settings is local
     assert governor.checks.limits == Limits.of(local)
     assert governor.checks.limits.max_order_notional_usd == Decimal(7)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    side=st.sampled_from(list(Side)), sides=st.frozensets(st.sampled_from(list(Side))),
+    pair=st.sampled_from(["BTC-USDT", "ETH-USDT"]), connector=st.sampled_from(["binance", "kraken"]),
+    price=st.none() | st.decimals(min_value=1, max_value=200, places=2),
+    mid=st.decimals(min_value=1, max_value=200, places=2), notional=st.decimals(min_value=0, max_value=300, places=2),
+    now=st.floats(min_value=0, max_value=200),
+)  # fmt: skip
+def test_mandate_covers_reads_the_same_fields(
+    side: Side, sides: frozenset[Side], pair: str, connector: str, price: Decimal | None, mid: Decimal,
+    notional: Decimal, now: float,
+) -> None:  # fmt: skip
+    """`Mandate.covers` reads both models' fields from their ``__dict__``: the same answer as the
+    attributes give."""
+    p = OrderProposal(bot_id="b", connector=connector, trading_pair=pair, side=side, amount=Decimal(1), price=price,
+                      mid_price=mid, mid_price_ts=0.0)  # fmt: skip
+    m = Mandate(consensus_id="c", connector="binance", trading_pair="BTC-USDT", sides=sides,
+                max_order_notional_usd=Decimal(150), max_total_notional_usd=Decimal(1000), price_low=Decimal(50),
+                price_high=Decimal(150), issued_at=0.0, expires_at=100.0)  # fmt: skip
+    expected = (
+        now < m.expires_at and p.connector == m.connector and p.trading_pair == m.trading_pair and p.side in m.sides
+        and notional <= m.max_order_notional_usd and m.price_low <= p.reference_price <= m.price_high
+    )  # fmt: skip
+    assert m.covers(p, notional, now) is expected
