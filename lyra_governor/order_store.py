@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import operator
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -242,6 +243,22 @@ class Statements:
         self.insert_reservation = sql(reservations.insert(), RESERVATION_COLUMNS)
         if self.insert_reservation.order != RESERVATION_COLUMNS:  # pragma: no cover - a test checks it
             raise RuntimeError("ReservationRow's fields must follow lyra_reservations' column order")
+        # SQLite: a review's reservation (OPEN, nothing filled) with what is the same in every one
+        # of them written into the statement, not bound (`_review_literals`)
+        self.review_inserts: dict[tuple[bool, bool, bool], tuple[str, Callable[[ReservationRow], Any]]] = {}
+        if self.sqlite:
+            for flag, no_client_order_id, no_mandate in itertools.product((False, True), repeat=3):
+                literals = _review_literals(flag, no_client_order_id, no_mandate)
+                review_insert = reservations.insert().values(
+                    {name: sa.literal_column(literals[name]) if name in literals else b(f"v_{name}")
+                     for name in RESERVATION_COLUMNS}
+                )  # fmt: skip
+                bound = tuple(name for name in RESERVATION_COLUMNS if name not in literals)
+                compiled = sql(review_insert)
+                if compiled.order != tuple(f"v_{name}" for name in bound):  # pragma: no cover - a test checks it
+                    raise RuntimeError(f"{compiled.text!r} takes {compiled.order}")
+                pick = operator.attrgetter(*bound)
+                self.review_inserts[(flag, no_client_order_id, no_mandate)] = (compiled.text, pick)
         # the statements every decision runs get their parameters as tuples in this order
         # (`Sql.params` builds and merges a dict for each: five per decision), checked here
         for stmt, order in (
@@ -343,6 +360,20 @@ class Statements:
             .where(r.status == OPEN, bots.c.last_heartbeat < b("cutoff"))
             .order_by(r.reservation_id)
         )
+
+
+def _review_literals(reduce_only: bool, no_client_order_id: bool, no_mandate: bool) -> dict[str, str]:
+    """The SQL literals of a review's reservation written into its INSERT (`Statements.review_inserts`):
+    what every review's row holds (nothing filled, OPEN), its flag, and its absent ids (NULL).
+    sqlite3 binds a str, an int or a float as it is, but a bool or None only after asking the
+    adapters' registry, the protocol and the value for an adapter (~3.3k instructions each, two
+    in a review's row); a literal stores the same value (a bool is bound as the integer 0 or 1)."""
+    literals = {"reduce_only": "1" if reduce_only else "0", "filled_amount": "'0'", "status": f"'{OPEN}'"}
+    if no_client_order_id:
+        literals["client_order_id"] = "NULL"
+    if no_mandate:
+        literals["mandate_id"] = "NULL"
+    return literals
 
 
 # The parameters of the statements each decision runs, in their compiled order (`Statements`
@@ -1037,7 +1068,15 @@ class OrderStore:
                     if cur.rowcount != 2:
                         self._rollback(cur)
                         raise CapExceeded()
-            cur.execute(sql.insert_reservation.text, row.values())
+            insert = (
+                sql.review_inserts.get((row.reduce_only, row.client_order_id is None, row.mandate_id is None))
+                if row.status == OPEN and row.filled_amount == "0"
+                else None
+            )
+            if insert is not None:  # SQLite: see `Statements.review_inserts`
+                cur.execute(insert[0], insert[1](row))
+            else:
+                cur.execute(sql.insert_reservation.text, row.values())
             seq = self._append(cur, "decision", payload_json, actor, now)
             self._commit_keeping_reads(cur)  # a reservation, its capital's reserved_musd, its audit record
             self.memo.placed(row.book, row.exchange)

@@ -92,6 +92,64 @@ def test_every_statement_runs_against_the_tables(tmp_path: Path) -> None:
         engine.dispose()
 
 
+@pytest.mark.parametrize("reduce_only", [False, True])
+@pytest.mark.parametrize("client_order_id", [None, "cid-1"])
+@pytest.mark.parametrize("mandate_id", [None, "mnd-1"])
+def test_a_reviews_insert_stores_what_the_generic_insert_stores(
+    tmp_path: Path, reduce_only: bool, client_order_id: str | None, mandate_id: str | None
+) -> None:
+    """`Statements.review_inserts` writes a review's constants (nothing filled, OPEN), its flag
+    and its absent ids into the statement: the stored row, types included, is the same as the
+    generic INSERT binding every value stores."""
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'lyra.db'}")
+    create_schema(engine, 0.0)
+    stmts = order_store.statements(engine.dialect)
+    row = dataclasses.replace(
+        _close_of("bot", "0.002"), reduce_only=reduce_only, client_order_id=client_order_id, mandate_id=mandate_id
+    )
+    text, pick = stmts.review_inserts[(reduce_only, client_order_id is None, mandate_id is None)]
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute(stmts.insert_reservation.text, row.values())
+        cur.execute(text, pick(dataclasses.replace(row, reservation_id="res-review")))
+        columns = ", ".join(f"{c.name}, typeof({c.name})" for c in reservations.columns if c.name != "reservation_id")
+        generic, review = cur.execute(f"SELECT {columns} FROM lyra_reservations ORDER BY reservation_id").fetchall()
+        assert review == generic
+    finally:
+        raw.close()
+        engine.dispose()
+
+
+def test_a_review_reserves_through_its_own_insert(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`OrderStore.reserve` of a review's row (OPEN, nothing filled) runs a `review_inserts`
+    statement; any other row the generic INSERT."""
+    from decimal import Decimal
+
+    from lyra_governor.store import write_tx
+
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'lyra.db'}")
+    create_schema(engine, 0.0)
+    with write_tx(engine) as conn:
+        order_store.set_caps(conn, {"live:binance": 10**12, "live:TOTAL": 10**12})
+    store = order_store.OrderStore(engine)
+    picked: list[str] = []
+    key = (False, True, False)
+    text, pick = store.sql.review_inserts[key]
+    recording = (text, lambda row: picked.append(row.reservation_id) or pick(row))
+    monkeypatch.setitem(store.sql.review_inserts, key, recording)
+    try:
+        review = dataclasses.replace(_close_of("bot", "0.001", "BUY"), mandate_id="mnd-1")
+        store.reserve(review, "{}", "bot", 1.0, False, Decimal(1))
+        store.reserve(dataclasses.replace(review, reservation_id="res-2", filled_amount="0.0005"), "{}", "bot", 2.0,
+                      False, Decimal(1))  # fmt: skip
+        assert picked == [review.reservation_id]
+        assert store.reservation_status("res-2") is order_store.ReservationStatus.OPEN
+    finally:
+        store.close()
+        engine.dispose()
+
+
 def _close_of(bot: str, amount: str, side: str = "SELL") -> ReservationRow:
     return ReservationRow(
         reservation_id=f"res-{bot}-{side}-{amount}", bot_id=bot, connector="binance", book="live",
