@@ -9,6 +9,8 @@ other bots, a close that no longer reduces, a cap another bot filled) comes back
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -16,7 +18,7 @@ from lyra_governor.breakers.exchange_rate import check_exchange_rate
 from lyra_governor.checks import Review, bot_reducing, cap_denial, decision_json, halted, reducing
 from lyra_governor.config import Settings
 from lyra_governor.ledger import Exposure
-from lyra_governor.models import DecisionStatus, Denial, DenialCode, ReservationStatus, Side, TradingState, new_id
+from lyra_governor.models import DecisionStatus, Denial, DenialCode, ReservationStatus, Side, TradingState
 from lyra_governor.money import to_musd
 from lyra_governor.order_store import (
     BOT_REDUCE_ONLY,
@@ -35,11 +37,38 @@ OPEN = str(ReservationStatus.OPEN)
 ALLOWED = DecisionStatus.ALLOWED  # read through its class, an enum member costs ~100 ns (EnumType.__getattr__)
 
 
+class ReservationIds:
+    """This process's reservation ids: ``res-`` and 16 hex digits (64 bits from os.urandom, drawn
+    once per process: at import, and again in a forked child), then a counter in at least 6 hex
+    digits. Unique within the process by the counter (itertools.count: its next is atomic under
+    the GIL) and across processes and hosts unless two of them draw the same 64 bits; with one
+    random draw per id (48 bits, ~1.5 us: a getrandom call each) two ids of a long-lived store
+    collided with odds of 1 in 500 per million ids. A process's ids sort in the order it made them."""
+
+    __slots__ = ("_count", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix, self._count = "", itertools.count()
+        self.draw()
+
+    def draw(self) -> None:
+        self._prefix, self._count = f"res-{os.urandom(8).hex()}", itertools.count()
+
+    def new(self) -> str:
+        """A new reservation id, such as ``res-3f2a9c0d1b4e5a6b00002a``."""
+        return f"{self._prefix}{next(self._count):06x}"
+
+
+_IDS = ReservationIds()
+os.register_at_fork(after_in_child=_IDS.draw)
+reservation_id = _IDS.new
+
+
 def reservation_row(r: Review, bot_id: str) -> ReservationRow:
     p, mandate = r.o, r.mandate
     reserve = not r.closing or p.side is Side.BUY
     return ReservationRow(
-        reservation_id=new_id("res"),
+        reservation_id=reservation_id(),
         bot_id=bot_id,
         connector=p.connector,
         book=r.book,
