@@ -60,3 +60,34 @@ def test_calls_that_end_in_time_are_not_cut_and_do_not_wake_the_thread() -> None
     assert not cuts
     assert calls > 100
     assert looked <= 12, f"the watchdog looked {looked} times in 0.6 s for {calls} calls"
+
+
+def test_calls_armed_from_several_threads_without_its_lock_are_cut_on_time_and_leave_nothing() -> None:
+    """`arm` and `disarm` take no lock for a call due no earlier than the thread's planned wake:
+    threads arming and disarming short calls back to back while others block until cut. Every
+    blocked call is cut (within generous bounds), no short one is, and nothing stays armed or
+    fired."""
+    dog = Watchdog()
+    with dog.guard(0.05, lambda: None):  # the shortest budget: later calls take no lock
+        pass
+    cut_short: list[int] = []
+    blocked: list[tuple[float, bool]] = []
+    stop = time.monotonic() + 0.8
+
+    def short_calls() -> None:
+        while time.monotonic() < stop:
+            with dog.guard(0.5, lambda: cut_short.append(1)):
+                pass
+
+    def blocked_calls() -> None:
+        while time.monotonic() < stop:
+            blocked.append(_blocked_call(dog, 0.05, limit_s=2.0))
+
+    threads = [threading.Thread(target=short_calls) for _ in range(3)] + [threading.Thread(target=blocked_calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(blocked) >= 3 and not cut_short
+    assert all(fired and ran < 1.0 for ran, fired in blocked), blocked
+    assert not dog._armed and not dog._fired
