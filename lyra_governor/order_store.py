@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import itertools
 import operator
+import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -620,16 +621,16 @@ class _Call:
     us, bare), two per decision; the watchdog armed by its token, not through a `Guard` (an
     object and three calls fewer per store call)."""
 
-    __slots__ = ("_budget", "_budget_ms", "_cur", "_store", "_token")
+    __slots__ = ("_budget", "_budget_ms", "_cur", "_store", "_token", "_write")
 
-    def __init__(self, store: OrderStore, budget_ms: int | None) -> None:
-        self._store, self._budget_ms = store, budget_ms
+    def __init__(self, store: OrderStore, budget_ms: int | None, write: bool = False) -> None:
+        self._store, self._budget_ms, self._write = store, budget_ms, write
 
     def __enter__(self) -> Any:
         store = self._store
         store._lock.acquire()
         try:
-            self._cur, self._budget = store._open_cursor(self._budget_ms)
+            self._cur, self._budget = store._open_cursor(self._budget_ms, self._write)
             self._token = WATCHDOG.arm(self._budget / 1000, store._cut)
         except BaseException:
             store._lock.release()
@@ -645,10 +646,15 @@ class _Call:
                     if instead is not None:
                         raise instead from exc
             finally:
-                try:  # noqa: SIM105 - not `contextlib.suppress`: three more Python calls per store call
-                    cur.close()
-                except Exception:  # noqa: S110 - a broken connection's cursor: nothing left to close
-                    pass
+                # a write call's cursor is kept for the next one (its last statement a COMMIT or
+                # ROLLBACK: nothing left running on it), unless the call failed
+                if not self._write or exc is not None:
+                    if self._write and store._write_cursor is cur:
+                        store._write_cursor = None
+                    try:  # noqa: SIM105 - not `contextlib.suppress`: three more Python calls per store call
+                        cur.close()
+                    except Exception:  # noqa: S110 - a broken connection's cursor: nothing left to close
+                        pass
                 WATCHDOG.disarm(token)
         finally:
             store._lock.release()
@@ -671,6 +677,8 @@ class OrderStore:
         # every call is bounded by the store budget (lyra_governor/store_budget.py)
         self.budget_ms = budget_ms or DEFAULT_BUDGET_MS
         self._lock_budget = self.budget_ms  # what the connection's lock wait is set to
+        self._lock_wait_s = lock_wait_ms(self._lock_budget) / 1000  # SQLite: the write lock's wait
+        self._write_cursor: Any = None  # the write calls' cursor on this connection (`_Call`)
         self._connected_once = False
         self._reconnector = Reconnector(self._new_raw, self._install)
         self.memo = WriterMemo()
@@ -684,6 +692,7 @@ class OrderStore:
 
     def close(self, broken: bool = False) -> None:
         self.memo.forget()
+        self._write_cursor = None
         self._reads.clear()  # a new connection counts `PRAGMA data_version` afresh
         self._seen = None
         self._epoch += 1  # so no version a reader kept (`version_at`) can equal one of the next connection's
@@ -713,7 +722,8 @@ class OrderStore:
     def _install(self, raw: Any) -> None:
         with self._lock:
             if self._raw is None:
-                self._raw, self._cut, self._lock_budget = raw, cut_for(raw, self.sqlite), self.budget_ms
+                self._raw, self._cut = raw, cut_for(raw, self.sqlite)
+                self._set_lock_budget(self.budget_ms)
                 self._connected_once = True
                 return
         with contextlib.suppress(Exception):
@@ -724,27 +734,31 @@ class OrderStore:
         budget, or the longer one of order events (a fill is never dropped for a short wait)."""
         if budget_ms == self._lock_budget:
             return
-        if not self.sqlite:  # SQLite: `_begin_immediate` reads `_lock_budget`
+        if not self.sqlite:  # SQLite: `_begin_immediate` reads `_lock_wait_s`
             cur.execute(f"SET lock_timeout = {lock_wait_ms(budget_ms)}")
             cur.execute(f"SET statement_timeout = {budget_ms}")
             self._raw.commit()
-        self._lock_budget = budget_ms
+        self._set_lock_budget(budget_ms)
+
+    def _set_lock_budget(self, budget_ms: int) -> None:
+        self._lock_budget, self._lock_wait_s = budget_ms, lock_wait_ms(budget_ms) / 1000
 
     # --- connection and transactions --------------------------------------------------------
 
-    def _cursor(self, budget_ms: int | None = None) -> _Call:
+    def _cursor(self, budget_ms: int | None = None, write: bool = False) -> _Call:
         """A cursor on the dedicated connection, the whole block bounded by the store budget.
 
         Connects inline on SQLite and for PostgreSQL's first connection; a lost PostgreSQL
         connection is replaced in the background (connecting cannot be bounded below 2 s) while
         calls fail at once. A held write lock raises `StoreBusy`; a store that does not answer
         within the budget, or any other database error, drops the connection and raises
-        `StoreUnavailable` (`BudgetExceeded`). See `_Call`."""
-        return _Call(self, budget_ms)
+        `StoreUnavailable` (`BudgetExceeded`). `write`: a call that ends in a COMMIT or ROLLBACK
+        (a transaction of `_begin_write`), whose cursor is kept for the next one. See `_Call`."""
+        return _Call(self, budget_ms, write)
 
-    def _open_cursor(self, budget_ms: int | None) -> tuple[Any, int]:
-        """`_Call`'s start, under `_lock`: the connection (made if there is none), a cursor, the
-        call's budget and its lock wait."""
+    def _open_cursor(self, budget_ms: int | None, write: bool = False) -> tuple[Any, int]:
+        """`_Call`'s start, under `_lock`: the connection (made if there is none), a cursor (a
+        write call's kept one), the call's budget and its lock wait."""
         try:
             if self._raw is None:
                 if not self.sqlite and self._connected_once:
@@ -755,13 +769,21 @@ class OrderStore:
                         f"({reason}); no order is placed until it answers"
                     )
                 self._raw = self._new_raw()
-                self._lock_budget = self.budget_ms
+                self._set_lock_budget(self.budget_ms)
                 self._cut = cut_for(self._raw, self.sqlite)
                 self._connected_once = True
-            cur = self._raw.dbapi_connection.cursor()  # not the pool proxy's `cursor()`: ~0.9 us less
-            budget = max(budget_ms or 0, self.budget_ms)
-            self._fact = (budget_ms or 0) >= EVENT_BUDGET_MS  # events are given the longer budget
-            self._lock_wait(cur, budget)
+            cur = self._write_cursor if write else None
+            if cur is None:
+                cur = self._raw.dbapi_connection.cursor()  # not the pool proxy's `cursor()`: ~0.9 us less
+                if write:
+                    self._write_cursor = cur
+            if budget_ms is None:  # the order path's own budget
+                budget, self._fact = self.budget_ms, False
+            else:
+                budget = max(budget_ms, self.budget_ms)
+                self._fact = budget_ms >= EVENT_BUDGET_MS  # events are given the longer budget
+            if budget != self._lock_budget:
+                self._lock_wait(cur, budget)
         except StoreUnavailable:
             raise
         except Exception as exc:
@@ -809,27 +831,33 @@ class OrderStore:
             cur.execute(self.sql.ladder_for_bot.text, self.sql.ladder_for_bot.params(bid=bot_id))
             state, reason, restricted = cur.fetchone()
             return state, reason, restricted
-        self._make_room()
-        self._begin_immediate(cur)
+        wal = self._wal
+        if wal is not None and wal.over:  # `_make_room`
+            wal.make_room(self._lock_wait_s, self._fact)
+        try:  # `_begin_immediate`: its first try
+            cur.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            begin_immediate(cur, self._lock_wait_s)
         cur.execute(self.sql.head_and_states.text, (bot_id, 1))  # HEAD_AND_STATES_ORDER
         head_seq, head_hash, tip, state, reason, restricted = cur.fetchone()
         if tip == 1:
-            self._head = (int(head_seq), str(head_hash))
+            head = self._head = (int(head_seq), str(head_hash))
         else:  # no record yet, or a chain cut short (refused)
-            self._head = _tip_head(cur.execute, self.sql, (head_seq, head_hash, tip))
-        self.memo.at_head(self._head[0])
+            head = self._head = _tip_head(cur.execute, self.sql, (head_seq, head_hash, tip))
+        if head[0] != self.memo.seq:  # `WriterMemo.at_head`
+            self.memo.at_head(head[0])
         return state, reason, restricted
 
     def _begin_immediate(self, cur: Any) -> None:
         """SQLite's write lock, waited for up to this call's lock wait (`begin_immediate`)."""
-        begin_immediate(cur, lock_wait_ms(self._lock_budget) / 1000)
+        begin_immediate(cur, self._lock_wait_s)
 
     def _make_room(self) -> None:
         """Past the WAL's hard bound, the WAL starts over before this write adds to it, within
         this call's lock wait (store_budget.WalBound.make_room: a review is denied STORE_BUSY, an
         order event is written anyway). Otherwise one attribute read."""
         if self._wal is not None and self._wal.over:
-            self._wal.make_room(lock_wait_ms(self._lock_budget) / 1000, self._fact)
+            self._wal.make_room(self._lock_wait_s, self._fact)
 
     def _commit_keeping_reads(self, cur: Any) -> None:
         """`_commit` of a write that changes no column a cached read (`_cached`) returns: not the
@@ -988,7 +1016,7 @@ class OrderStore:
     def audit(self, event: str, payload_json: str, actor: str, now: float, budget_ms: int | None = None) -> int:
         """Append one audit record in its own transaction (no cached read returns the audit
         trail: what `_cached` kept stays kept, e.g. across a denied review's record)."""
-        with self._cursor(budget_ms) as cur:
+        with self._cursor(budget_ms, write=True) as cur:
             self._begin_write(cur)
             seq = self._append(cur, event, payload_json, actor, now)
             self._commit_keeping_reads(cur)
@@ -1021,7 +1049,7 @@ class OrderStore:
           pass its cap (nothing written).
         """
         sql = self.sql
-        with self._cursor() as cur:
+        with self._cursor(write=True) as cur:
             state, reason, restricted = self._begin_write_reading_states(cur, row.bot_id)
             if fresh is not None and not fresh():
                 self._rollback(cur)
@@ -1133,7 +1161,7 @@ class OrderStore:
         A reservation already closed is left as it is (states only move forward) and the event
         is audited with a note; an unknown reservation is audited as an ``orphan_event``.
         """
-        with self._cursor(EVENT_BUDGET_MS) as cur:
+        with self._cursor(EVENT_BUDGET_MS, write=True) as cur:
             self._begin_write(cur)
             cur.execute(self.sql.get_reservation.text, self.sql.get_reservation.params(rid=reservation_id))
             row = cur.fetchone()
@@ -1235,7 +1263,7 @@ class OrderStore:
           is booked all the same (it happened) and the store goes into a gradual stop at once.
         """
         sql = self.sql
-        with self._cursor(EVENT_BUDGET_MS) as cur:
+        with self._cursor(EVENT_BUDGET_MS, write=True) as cur:
             self._begin_write(cur)
             cur.execute(sql.fill_read.text, sql.fill_read.params(rid=reservation_id))
             found = cur.fetchone()
