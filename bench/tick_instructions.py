@@ -11,7 +11,10 @@ and callgrind collects inside `starmap_next` only. The first 60 simulated second
 counted; then `--seconds` (900: 60 beats per governor, every 4th with the sweep and checkpoint).
 No fills, so the loss-limit checks mark no positions (the replay's cost more).
 
-Usage: python bench/tick_instructions.py [--seconds S] [--kind all|heartbeat|trading_state|observe] [TREE ...]
+`--kind on_tick`: the same tick as one `Governor.on_tick(snapshots)` call per governor (a tree
+that has it), the beat, the state and the observations in one.
+
+Usage: python bench/tick_instructions.py [--seconds S] [--kind all|heartbeat|trading_state|observe|on_tick] [TREE ...]
 Needs valgrind on PATH. Prints one line per tree and, last, one JSON object (instructions per
 simulated second of the three governors).
 """
@@ -33,7 +36,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 WARM_UP_S = 60
-KINDS = ("all", "heartbeat", "trading_state", "observe")
+KINDS = ("all", "heartbeat", "trading_state", "observe", "on_tick")
 MARKETS = [("binance_paper_trade", "BTC-USDT"), ("okx_paper_trade", "BTC-USDT"), ("okx_paper_trade", "ETH-USDT")]
 PLAN = [[0], [0, 1], [1, 2]]  # the markets each governor observes (market making, arbitrage, rebalancer)
 
@@ -81,6 +84,9 @@ def worker(seconds: int, kind: str) -> None:
                 for c, p in MARKETS
             ]  # fmt: skip
             for gov, markets in zip(governors, PLAN, strict=True):
+                if kind == "on_tick":
+                    (counted if on else plain)(gov.on_tick, [snapshots[m] for m in markets])
+                    continue
                 beat(gov.heartbeat)
                 state(gov.trading_state)
                 for m in markets:

@@ -12,7 +12,14 @@ without updating its callers):
     governor.heartbeat()                            # each tick; reservations of silent bots expire
     governor.capacity_usd("binance")                # remaining USD for sizing proposals
     governor.trading_state()                        # ACTIVE | REDUCING | HALTED (from the store)
+    state = governor.on_tick(snapshots)             # each tick, all in one: see below
     governor.close()
+
+`on_tick(snapshots, before_state=None) -> TradingState` is a tick's three calls in one (what
+`GovernedStrategyV2Base.tick` uses; the separate calls stay for other callers): `heartbeat()`,
+then `before_state()` if given, then `trading_state()`, then, unless that is HALTED,
+`observe_market(s)` for each snapshot in order; it returns the state. The same effects in the same
+order as those calls, with fewer Python frames (they are most of a per-tick call's cost).
 
 `review` runs the checks of `checks.Checks.pipeline`, cheapest first, and audits every
 outcome: halted / reducing -> phase permits this connector -> input sanity -> valued in USD ->
@@ -37,7 +44,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 
 from lyra_governor import reservation
@@ -179,6 +186,42 @@ class Governor:
             due.pop(key, None)  # folded in the order last observed
             due[key] = usd_mid
         self.ladder_view.ahead()  # the ladder look the next review would take, when due: taken here
+
+    def on_tick(
+        self, snapshots: Iterable[MarketSnapshot], before_state: Callable[[], None] | None = None
+    ) -> TradingState:
+        """One tick: `heartbeat`, `before_state()` (if given), `trading_state`, and, unless HALTED,
+        `observe_market` of each snapshot in order; returns the state (see the module docstring).
+        The methods' bodies written out here: one frame a tick instead of one per call."""
+        beats = self.heartbeats
+        if beats.group.at is not None or self.clock() - beats.last >= HEARTBEAT_EVERY_S:
+            beats.beat()  # as `heartbeat`
+        if before_state is not None:
+            before_state()
+        view = self.ladder_view
+        cached = view.cached
+        if cached is not None and view.clock() - view.read_at <= view.refresh_s:  # as `trading_state`
+            state = cached.trading_state
+        else:
+            state = view.state().trading_state
+        if state is TradingState.HALTED:
+            return state
+        watch, history, due, ahead = self.watch, self.market_history, self._marks_due, view.ahead
+        for snapshot in snapshots:  # as `observe_market`
+            connector, pair = snapshot.connector, snapshot.trading_pair
+            if watch.observe(snapshot):
+                history.observe(
+                    connector, pair, snapshot.timestamp, snapshot.mid_price, snapshot.spread_pct, snapshot.depth_usd
+                )
+            else:
+                history.observe_book(connector, pair, snapshot.spread_pct, snapshot.depth_usd)
+            usd_mid = watch.usd_mid(snapshot)
+            if usd_mid is not None:
+                key = (connector, pair)
+                due.pop(key, None)
+                due[key] = usd_mid
+            ahead()
+        return state
 
     def observe_fx(self, currency: str, usd_per_unit: Decimal) -> None:
         """An observed USD rate; see `MarketWatch.observe_fx` (trusted only within the FX band)."""

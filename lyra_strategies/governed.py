@@ -330,17 +330,15 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
         if self.offline:  # candles from the paper books: this second's mids, before any strategy reads them
             self.market_data_provider.sample_candles(timestamp)
         self._publish_denials(timestamp)
-        self.lyra.heartbeat()
         if not self._reconciled:  # settle what a crash left behind before proposing anything
+            self.lyra.heartbeat()
             self._step_reconciliation()
             return
-        if self._state_changed.is_set():  # an MQTT halt/resume: don't wait for the cache to age
-            self._state_changed.clear()
-            self.lyra.ladder_state(fresh=True)
-        if not self.offline:
-            self._log_ladder_changes()
-            self._step_sweep()
-        state = self.lyra.trading_state()
+        # one governor call: the beat, `_before_state` (live, or after an MQTT halt/resume), the
+        # state, and, unless halted, this tick's observations (built first: `_snapshots`)
+        snapshots, depth_reads = self._snapshots(timestamp)
+        before = self._before_state if not self.offline or self._state_changed.is_set() else None
+        state = self.lyra.on_tick(snapshots, before)
         if state is TradingState.HALTED:
             if not self._was_halted:
                 self._was_halted = True
@@ -348,8 +346,18 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
                 self.cancel_all_orders()
             return  # no strategy logic while halted: nothing new is proposed
         self._was_halted = False
-        self.observe_markets(timestamp)
+        if depth_reads:
+            self._depth.update(depth_reads)
         super().tick(timestamp)
+
+    def _before_state(self) -> None:
+        """What a tick does between its heartbeat and its state read (`Governor.on_tick` calls it)."""
+        if self._state_changed.is_set():  # an MQTT halt/resume: don't wait for the cache to age
+            self._state_changed.clear()
+            self.lyra.ladder_state(fresh=True)
+        if not self.offline:
+            self._log_ladder_changes()
+            self._step_sweep()
 
     def start(self, clock: Any, timestamp: float) -> None:
         if self.offline:
@@ -417,9 +425,22 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
 
     def observe_markets(self, timestamp: float) -> None:
         """Hand the governor each market's latest facts (its flash-move reference and the
-        council's market inputs). Scripts that read one book in the same second (a replay's
-        scripts share each connector's book) hand their governors one snapshot, built once
-        (`_Quote`); each governor still takes in every observation."""
+        council's market inputs), one `observe_market` each; `tick` hands them to `on_tick`."""
+        snapshots, depth_reads = self._snapshots(timestamp)
+        for snapshot in snapshots:
+            self.lyra.observe_market(snapshot)
+        self._depth.update(depth_reads)
+
+    def _snapshots(
+        self, timestamp: float
+    ) -> tuple[list[MarketSnapshot], dict[tuple[str, str], tuple[float, float]]]:
+        """Each market's snapshot of this tick, and the depth reads taken for them (the council's
+        depth input, every `DEPTH_EVERY_S`), for the caller to keep once the snapshots are
+        observed: a halted tick observes nothing and reads no depth, as before. Scripts that
+        read one book in the same second (a replay's scripts share each connector's book) build
+        one snapshot (`_Quote`); each governor still takes in every observation."""
+        snapshots: list[MarketSnapshot] = []
+        depth_reads: dict[tuple[str, str], tuple[float, float]] = {}
         for connector_name, connector in self.connectors.items():
             for pair in self.markets.get(connector_name, ()) or _pairs_of(connector):
                 try:
@@ -431,10 +452,11 @@ class GovernedStrategyV2Base(StrategyV2Base):  # type: ignore[misc]
                     continue
                 ts = self.book_timestamp(connector_name, pair, timestamp) if self.book_timestamp else timestamp
                 read_at, depth = self._depth.get((connector_name, pair), (float("-inf"), 0.0))
-                if timestamp - read_at >= DEPTH_EVERY_S:  # the council's depth input, every 10 s
+                if timestamp - read_at >= DEPTH_EVERY_S:
                     depth = quote.depth(connector, timestamp)
-                    self._depth[(connector_name, pair)] = (timestamp, depth)
-                self.lyra.observe_market(quote.snapshot(timestamp, depth, max(0.0, timestamp - ts)))
+                    depth_reads[(connector_name, pair)] = (timestamp, depth)
+                snapshots.append(quote.snapshot(timestamp, depth, max(0.0, timestamp - ts)))
+        return snapshots, depth_reads
 
     def _publish_denials(self, timestamp: float) -> None:
         # only the denials queued before this tick: an executor that retries inside its failure

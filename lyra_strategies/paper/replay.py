@@ -25,7 +25,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -237,6 +237,20 @@ class TimedGovernor(Governor):
     def usd_per_quote(self, quote: str) -> Decimal | None:
         return cast("Decimal | None", self._timed(super().usd_per_quote, quote))
 
+    def on_tick(
+        self, snapshots: Iterable[MarketSnapshot], before_state: Callable[[], None] | None = None
+    ) -> TradingState:
+        timer = TIMER
+        if timer.depth:
+            return Governor.on_tick(self, snapshots, before_state)
+        timer.depth = 1
+        start = _perf_counter()
+        try:
+            return Governor.on_tick(self, snapshots, before_state)
+        finally:
+            timer.spent_s += _perf_counter() - start
+            timer.depth = 0
+
     def trading_state(self) -> TradingState:
         timer = TIMER
         if timer.depth:
@@ -268,6 +282,17 @@ class PassThroughGovernor(TimedGovernor):
 
     def heartbeat(self) -> None:
         return None
+
+    def on_tick(
+        self, snapshots: Iterable[MarketSnapshot], before_state: Callable[[], None] | None = None
+    ) -> TradingState:
+        if before_state is not None:  # no beat; the state and the observations timed, as separate calls
+            before_state()
+        state = self.trading_state()
+        if state is not TradingState.HALTED:
+            for snapshot in snapshots:
+                self.observe_market(snapshot)
+        return state
 
 
 @dataclass
