@@ -206,21 +206,27 @@ class Governor:
             state = view.state().trading_state
         if state is TradingState.HALTED:
             return state
-        watch, history, due, ahead = self.watch, self.market_history, self._marks_due, view.ahead
-        for snapshot in snapshots:  # as `observe_market`
-            connector, pair = snapshot.connector, snapshot.trading_pair
+        watch, history, due, store, wall_of = self.watch, self.market_history, self._marks_due, view.store, view.clock
+        for snapshot in snapshots:  # as `observe_market`; its fields read where pydantic keeps them
+            fields = snapshot.__dict__  # (a dict item ~40 instructions, a pydantic attribute ~400)
+            connector, pair = fields["connector"], fields["trading_pair"]
             if watch.observe(snapshot):
-                history.observe(
-                    connector, pair, snapshot.timestamp, snapshot.mid_price, snapshot.spread_pct, snapshot.depth_usd
-                )
+                history.observe(connector, pair, fields["timestamp"], fields["mid_price"], fields["spread_pct"],
+                                fields["depth_usd"])  # fmt: skip
             else:
-                history.observe_book(connector, pair, snapshot.spread_pct, snapshot.depth_usd)
+                history.observe_book(connector, pair, fields["spread_pct"], fields["depth_usd"])
             usd_mid = watch.usd_mid(snapshot)
             if usd_mid is not None:
                 key = (connector, pair)
                 due.pop(key, None)
                 due[key] = usd_mid
-            ahead()
+            wall = wall_of()  # `LadderView.ahead`'s test, its frame only when a look is due
+            if (
+                view.cached is None
+                or wall - view.read_at > view.refresh_s
+                or (wall != view.read_at and store.looked_at(wall))
+            ):
+                view.ahead(wall)
         return state
 
     def observe_fx(self, currency: str, usd_per_unit: Decimal) -> None:

@@ -56,14 +56,15 @@ class MarketWatch:
     def observe(self, snapshot: MarketSnapshot) -> bool:
         """The latest book facts of one market; its mid joins the reference's history. False when
         this very snapshot was taken in already (then its mid is in `points` too, see `Governor`)."""
-        key = (snapshot.connector, snapshot.trading_pair)
+        fields = snapshot.__dict__  # the fields where pydantic keeps them: a dict item, not an attribute read
+        key = (fields["connector"], fields["trading_pair"])
         if self._snapshots.get(key) is snapshot:
             return False  # taken in already (by a governor sharing this watch): the same again changes nothing
         self._snapshots[key] = snapshot
         history = self._history.get(key)
         if history is None:
             history = self._history[key] = risk.MidHistory(self._settings.risk.reference_window_s)
-        history.observe(snapshot.timestamp, snapshot.mid_price)
+        history.observe(fields["timestamp"], fields["mid_price"])
         return True
 
     def observe_fx(self, currency: str, usd_per_unit: Decimal) -> None:
@@ -95,11 +96,12 @@ class MarketWatch:
         """The snapshot's mid in USD at `usd_per_quote_of` its pair, None unless finite and
         positive (the loss limits' mark, `Governor.observe_market`). Worked out once per snapshot:
         the governors sharing this watch hand it the very same one (see the module docstring)."""
-        key = (snapshot.connector, snapshot.trading_pair)
+        fields = snapshot.__dict__  # as in `observe`
+        key = (fields["connector"], fields["trading_pair"])
         last = self._usd_mid.get(key)
         if last is not None and last[0] is snapshot:
             return last[1]
-        usd, mid = self.usd_per_quote_of(snapshot.trading_pair), snapshot.mid_price
+        usd, mid = self.usd_per_quote_of(key[1]), fields["mid_price"]
         value = None
         if usd is not None and mid.is_finite():
             usd_mid = mid * usd

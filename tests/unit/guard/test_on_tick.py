@@ -43,8 +43,9 @@ class World:
 
     def snapshots(self, i: int) -> list[MarketSnapshot]:
         return [
-            MarketSnapshot(connector=c, trading_pair=p, timestamp=self.clock.now, mid_price=Decimal(60000 + (i * 7 + k) % 40),
-                           spread_pct=0.01 + k / 1000, depth_usd=1000.0 + i)
+            MarketSnapshot(connector=c, trading_pair=p, timestamp=self.clock.now,
+                           mid_price=Decimal(60000 + (i * 7 + k) % 40), spread_pct=0.01 + k / 1000,
+                           depth_usd=1000.0 + i)
             for k, (c, p) in enumerate(MARKETS)
         ]  # fmt: skip
 
