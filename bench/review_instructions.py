@@ -9,7 +9,7 @@ themselves, not the start-up, the ticks, the cancels or the checkpoints. The fir
 SQLite's own instructions are included; the kernel's (the WAL's writes) are not, and OpenSSL's
 SHA-256 runs without its SHA-NI path under valgrind, so the hash counts more than it costs.
 
-Usage: python bench/review_instructions.py [--n N] [TREE ...]   (default: this checkout)
+Usage: python bench/review_instructions.py [--quick] [--n N] [TREE ...]   (default: this checkout)
 Needs valgrind on PATH. Prints one line per tree and, last, one JSON object.
 """
 
@@ -19,14 +19,14 @@ import argparse
 import itertools
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
+
+from _callgrind import count_instructions
 
 ROOT = Path(__file__).resolve().parents[1]
 WARM_UP = 20
@@ -73,35 +73,29 @@ def worker(n: int) -> None:
 
 def count(tree: Path, n: int) -> int:
     """Instructions of `n` reviews of `tree`'s governor."""
-    with tempfile.TemporaryDirectory() as tmp:
-        callgrind = ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=starmap_next",
-                     f"--callgrind-out-file={Path(tmp) / 'callgrind.out'}"]  # fmt: skip
-        done = subprocess.run(
-            [*callgrind, sys.executable, __file__, "--worker", "--n", str(n)],
-            env={**os.environ, "PYTHONPATH": str(tree)}, cwd=tree, capture_output=True, text=True, check=True,
-        )  # fmt: skip
-    found = re.search(r"Collected : ([\d,]+)", done.stderr)
-    if found is None:
-        raise SystemExit(f"no instruction count from callgrind:\n{done.stderr[-2000:]}")
-    return int(found.group(1).replace(",", ""))
+    return count_instructions(__file__, tree, ["--n", str(n)])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=500, help="reviews counted per tree")
+    parser.add_argument("--n", type=int, default=0, help="reviews counted per tree (default 500, quick 100)")
+    parser.add_argument("--quick", action="store_true", help="fewer reviews (under 60 s a tree)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("trees", nargs="*", type=Path, help="checkouts of Lyra (default: this one)")
     args = parser.parse_args()
+    args.n = args.n or (100 if args.quick else 500)
     if args.worker:
         worker(args.n)
         return 0
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
     figures: dict[str, float] = {"n": args.n}
+    first = None
     for tree in args.trees or [ROOT]:
         per_review = count(tree.resolve(), args.n) / args.n
         figures[str(tree)] = round(per_review)
-        print(f"{tree}: {per_review:,.0f} instructions per review")
+        first = first or per_review  # the baseline: the first tree named, counted in this run
+        print(f"{tree}: {per_review:,.0f} instructions per review, {per_review / first:.3f}x the first tree's")
     print(json.dumps(figures, sort_keys=True))
     return 0
 

@@ -14,7 +14,8 @@ No fills, so the loss-limit checks mark no positions (the replay's cost more).
 `--kind on_tick`: the same tick as one `Governor.on_tick(snapshots)` call per governor (a tree
 that has it), the beat, the state and the observations in one.
 
-Usage: python bench/tick_instructions.py [--seconds S] [--kind all|heartbeat|trading_state|observe|on_tick] [TREE ...]
+Usage: python bench/tick_instructions.py [--quick] [--seconds S]
+           [--kind all|heartbeat|trading_state|observe|on_tick] [TREE ...]
 Needs valgrind on PATH. Prints one line per tree and, last, one JSON object (instructions per
 simulated second of the three governors).
 """
@@ -25,14 +26,14 @@ import argparse
 import itertools
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from _callgrind import count_instructions
 
 ROOT = Path(__file__).resolve().parents[1]
 WARM_UP_S = 60
@@ -101,36 +102,31 @@ def worker(seconds: int, kind: str) -> None:
 
 def count(tree: Path, seconds: int, kind: str) -> int:
     """Instructions of `tree`'s per-tick calls over `seconds` simulated seconds."""
-    with tempfile.TemporaryDirectory() as tmp:
-        callgrind = ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=starmap_next",
-                     f"--callgrind-out-file={Path(tmp) / 'callgrind.out'}"]  # fmt: skip
-        done = subprocess.run(
-            [*callgrind, sys.executable, __file__, "--worker", "--seconds", str(seconds), "--kind", kind],
-            env={**os.environ, "PYTHONPATH": str(tree)}, cwd=tree, capture_output=True, text=True, check=True,
-        )  # fmt: skip
-    found = re.search(r"Collected : ([\d,]+)", done.stderr)
-    if found is None:
-        raise SystemExit(f"no instruction count from callgrind:\n{done.stderr[-2000:]}")
-    return int(found.group(1).replace(",", ""))
+    return count_instructions(__file__, tree, ["--seconds", str(seconds), "--kind", kind])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=900, help="simulated seconds counted per tree")
+    parser.add_argument("--seconds", type=int, default=0, help="simulated seconds counted per tree (900, quick 60)")
+    parser.add_argument("--quick", action="store_true", help="fewer simulated seconds (under 60 s a tree)")
     parser.add_argument("--kind", choices=KINDS, default="all", help="which calls are counted")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("trees", nargs="*", type=Path, help="checkouts of Lyra (default: this one)")
     args = parser.parse_args()
+    args.seconds = args.seconds or (60 if args.quick else 900)
     if args.worker:
         worker(args.seconds, args.kind)
         return 0
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
     figures: dict[str, Any] = {"seconds": args.seconds, "kind": args.kind}
+    first = None
     for tree in args.trees or [ROOT]:
         per_second = count(tree.resolve(), args.seconds, args.kind) / args.seconds
         figures[str(tree)] = round(per_second)
-        print(f"{tree}: {per_second:,.0f} instructions per simulated second ({args.kind}, three governors)")
+        first = first or per_second  # the baseline: the first tree named, counted in this run
+        print(f"{tree}: {per_second:,.0f} instructions per simulated second ({args.kind}, three governors), "
+              f"{per_second / first:.3f}x the first tree's")
     print(json.dumps(figures, sort_keys=True))
     return 0
 

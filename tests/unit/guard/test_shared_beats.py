@@ -79,19 +79,26 @@ def test_a_governor_alone_writes_each_beat_at_once(governor: Governor, clock: Cl
     assert _beats(governor)["bot-1"] == clock.now
 
 
-def test_a_silent_bots_reservations_are_still_orphaned_after_the_timeout(
-    pair: tuple[Governor, Governor], clock: Clock, propose: Propose
-) -> None:
-    first, second = pair
+def second_reserves(first: Governor, second: Governor, clock: Clock, propose: Propose) -> str:
+    """The market watched (through the first: the watch is shared), the second beats and holds
+    one reservation: its id."""
     watch(first, *BTC, 60010, clock.now - 30, 30)
     second.heartbeat()
     decision = decide(second, propose(bot_id="bot-2", mid_price_ts=clock.now))
     assert decision.allowed and decision.reservation_id is not None
+    return decision.reservation_id
+
+
+def test_a_silent_bots_reservations_are_still_orphaned_after_the_timeout(
+    pair: tuple[Governor, Governor], clock: Clock, propose: Propose
+) -> None:
+    first, second = pair
+    reservation_id = second_reserves(first, second, clock, propose)
     timeout = first.settings.risk.heartbeat_timeout_s
     for _ in range(int(timeout / HEARTBEAT_EVERY_S) + 6):  # the second stops calling; the first beats on
         clock.advance(HEARTBEAT_EVERY_S)
         first.heartbeat()
-    assert second.store.reservation_status(decision.reservation_id) is ReservationStatus.ORPHANED
+    assert second.store.reservation_status(reservation_id) is ReservationStatus.ORPHANED
     assert [o["bot_id"] for o in first.store.orphans()] == ["bot-2"]
 
 
@@ -101,10 +108,7 @@ def test_a_sweep_writes_a_waiting_beat_before_it_would_take_its_bot_for_silent(
     """The second bot was silent longer than the timeout and beats again at the very instant of
     the first's sweep, before it: as when each beat is written at once, it is not orphaned."""
     first, second = pair
-    watch(first, *BTC, 60010, clock.now - 30, 30)
-    second.heartbeat()
-    decision = decide(second, propose(bot_id="bot-2", mid_price_ts=clock.now))
-    assert decision.allowed and decision.reservation_id is not None
+    reservation_id = second_reserves(first, second, clock, propose)
     timeout = first.settings.risk.heartbeat_timeout_s
     beats = first.heartbeats.beats  # 1: `from_settings`'s, at this instant
     # the first beats on alone until the instant of its next sweep past the timeout (every 4th beat)
@@ -117,7 +121,7 @@ def test_a_sweep_writes_a_waiting_beat_before_it_would_take_its_bot_for_silent(
     second.heartbeat()  # back, before the sweep at this instant: its beat waits in the group
     assert first.heartbeats.group.rows and first.heartbeats.group.at == clock.now
     first.heartbeat()  # the sweep
-    assert second.store.reservation_status(decision.reservation_id) is ReservationStatus.OPEN
+    assert second.store.reservation_status(reservation_id) is ReservationStatus.OPEN
     assert _beats(first)["bot-2"] == clock.now
 
 
