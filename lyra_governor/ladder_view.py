@@ -56,7 +56,7 @@ class LadderView:
             return self._look(wall, fresh)
         return self.cached
 
-    def ahead(self, wall: float | None = None) -> None:
+    def ahead(self) -> None:
         """Between reviews: the look the next review would take (its cache older than
         `refresh_s`, or `look_again`; with nothing cached, a new governor's or after `drop`, the
         full read), taken now so that the review does not wait for it. A store error is left to
@@ -64,11 +64,8 @@ class LadderView:
 
         Also when another governor on this store has looked at this very instant (`looked_at`):
         the look then costs no PRAGMA, and it keeps the governors' looks on the same instants
-        (a fresh read shifts one governor's cadence; without this it would keep its own).
-
-        `wall`: `clock()` read by the caller already (`Governor.on_tick` tests first, as here)."""
-        if wall is None:
-            wall = self.clock()
+        (a fresh read shifts one governor's cadence; without this it would keep its own)."""
+        wall = self.clock()
         if (
             self.cached is None
             or wall - self.read_at > self.refresh_s
