@@ -59,7 +59,7 @@ from lyra_governor.decisions import Decisions
 from lyra_governor.heartbeat import HEARTBEAT_EVERY_S, Heartbeat
 from lyra_governor.ladder import LadderState
 from lyra_governor.ladder_view import LadderView
-from lyra_governor.ledger import Exposure, Ledger, exposure_from_rows
+from lyra_governor.ledger import Exposure, Ledger, exposure_from_rows, remaining_from_pair
 from lyra_governor.mandate_provider import MandateProvider, NoCouncil, default_mandate_provider
 from lyra_governor.market_context import MarketHistory
 from lyra_governor.market_watch import MarketWatch
@@ -329,11 +329,10 @@ class Governor:
         if book is None:
             return Decimal(0)
         try:  # the exchange's row and the total's, not the whole book's (`exposure`)
-            exposure = exposure_from_rows(book, self.store.capital_pair_rows(book, exchange))
+            rows = self.store.capital_pair_rows(book, exchange)
         except STORE_ERRORS:
             return Decimal(0)
-        ex = exposure.exchanges.get(exchange)
-        return min(ex.remaining_usd, exposure.total.remaining_usd) if ex is not None else Decimal(0)
+        return remaining_from_pair(exchange, rows)
 
     def close(self) -> None:
         self.heartbeats.close()  # its beat still waiting (governors sharing the store) written

@@ -35,6 +35,7 @@ __all__ = [  # the ladder's types are re-exported: callers read them with the le
     "ScopeExposure",
     "exposure_from_rows",
     "open_ledger",
+    "remaining_from_pair",
 ]
 
 
@@ -83,6 +84,35 @@ def exposure_from_rows(book: str, rows: list[tuple[str, int, int, int, int]]) ->
         else:
             per[name] = value
     return Exposure(book, dict(sorted(per.items())), total)
+
+
+_ZERO = Decimal(0)
+
+
+def _remaining(cap: int, reserved: int, deployed: int, orphaned: int) -> Decimal:
+    """`ScopeExposure.remaining_usd` of one row, by the same Decimal operations in the same
+    order (so the same value and the same exponent), without building the objects."""
+    return max(_ZERO, from_musd(cap) - (from_musd(reserved) + from_musd(deployed) + from_musd(orphaned)))
+
+
+def remaining_from_pair(exchange: str, rows: list[tuple[str, int, int, int, int]]) -> Decimal:
+    """What may still be reserved on `exchange`: the least of its row's and its book's total's
+    remaining USD, from `OrderStore.capital_pair_rows`' two rows; 0 without the exchange's row
+    (no total row: its remaining is 0). The same Decimal as
+    `min(e.remaining_usd, exposure.total.remaining_usd)` of `exposure_from_rows(book, rows)`'s
+    exchange `e` (the sizing read before every quote: two dataclasses, a dict, a sort and a
+    split fewer)."""
+    ex = total = None
+    for name_scope, cap, reserved, deployed, orphaned in rows:
+        name = name_scope.split(":", 1)[1]
+        if name == phases.TOTAL:
+            total = (cap, reserved, deployed, orphaned)
+        elif name == exchange:
+            ex = (cap, reserved, deployed, orphaned)
+    if ex is None:
+        return _ZERO
+    left = _remaining(*ex)
+    return min(left, _remaining(*total) if total is not None else _ZERO)
 
 
 class Ledger(Ladder):
