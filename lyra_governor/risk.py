@@ -261,7 +261,15 @@ def time_weighted_median(
     if end - first < min_history_s:
         return None
     start = max(first, end - math.ceil(window_s) + 1)
-    values: list[Decimal] = []
+    n, count = end - start + 1, len(buckets)
+    if 0 < n <= count and buckets[-1][0] == end and buckets[count - n][0] == start:
+        # every second of the window has its own bucket (n strictly increasing seconds from
+        # `start` to `end`: each one's), as when the market is observed every second: the
+        # window's mids are the last n buckets', the same list the loop below builds
+        values = [mid for _second, mid in buckets[count - n:]]
+        values.sort()
+        return values[(n - 1) // 2]
+    values = []
     i = 0
     current: Decimal | None = None
     for t in range(start, end + 1):
