@@ -46,6 +46,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from decimal import Decimal
+from typing import Any
 
 from lyra_governor import reservation
 from lyra_governor.bot_orders import BotOrders, Tally
@@ -62,7 +63,7 @@ from lyra_governor.ladder_view import LadderView
 from lyra_governor.ledger import Exposure, Ledger, exposure_from_rows, remaining_from_pair
 from lyra_governor.mandate_provider import MandateProvider, NoCouncil, default_mandate_provider
 from lyra_governor.market_context import MarketHistory
-from lyra_governor.market_watch import MarketWatch
+from lyra_governor.market_watch import MarketWatch, Taken
 from lyra_governor.models import (
     ConsensusResult,
     CouncilContext,
@@ -195,27 +196,39 @@ class Governor:
 
     def _observe(self, snapshots: Iterable[MarketSnapshot]) -> None:
         """Each snapshot in order (`observe_market`'s and `on_tick`'s one body): the market watch,
-        the council's history, the loss limits' mark, and the ladder look the next review would
-        take, when due (`LadderView.ahead`). The snapshot's fields are read where pydantic keeps
-        them (a dict item ~40 instructions, a pydantic attribute ~400)."""
-        watch, history, due, view = self.watch, self.market_history, self._marks_due, self.ladder_view
+        the council's history, the loss limits' mark; then the ladder look the next review would
+        take, when due (`LadderView.ahead`, once: nothing here moves the ladder view or the store).
+
+        A snapshot the watch has taken in already (the very object: governors sharing the watch
+        are handed the same one) costs two dict reads and two writes: what it gives (its USD mark,
+        its spread and depth) was worked out by the first (`MarketWatch.taken`). The snapshot's
+        fields are read where pydantic keeps them (a dict item ~40 instructions, an attribute ~400)."""
+        taken, book, due = self.watch.taken, self.market_history._book, self._marks_due
+        observed = False
         for snapshot in snapshots:
             fields = snapshot.__dict__
-            connector, pair = fields["connector"], fields["trading_pair"]
-            if watch.observe(snapshot):
-                history.observe(connector, pair, fields["timestamp"], fields["mid_price"], fields["spread_pct"],
-                                fields["depth_usd"])  # fmt: skip
-            else:  # this very snapshot's mid is sampled already (the points are the watch's)
-                history.observe_book(connector, pair, fields["spread_pct"], fields["depth_usd"])
+            key = (fields["connector"], fields["trading_pair"])
+            seen = taken.get(key)
+            if seen is None or seen[0] is not snapshot:
+                seen = self._take_in(snapshot, fields, key)
+            book[key] = seen[2]  # the council's latest spread and depth (`MarketHistory.observe_book`)
             # the loss limits' mark at the watch's rate, as `usd_per_quote` gives it, kept for their
-            # next check (`BreakerDesk.mark`'s checks here: a mark that would change nothing replaces
-            # none); worked out once per snapshot by the watch (governors sharing it hand it the same one)
-            usd_mid = watch.usd_mid(snapshot)
+            # next check (`BreakerDesk.mark`'s checks here: a mark that would change nothing replaces none)
+            usd_mid = seen[1]
             if usd_mid is not None:
-                key = (connector, pair)
                 due.pop(key, None)  # folded in the order last observed
                 due[key] = usd_mid
-            view.ahead()
+            observed = True
+        if observed:
+            self.ladder_view.ahead()
+
+    def _take_in(self, snapshot: MarketSnapshot, fields: dict[str, Any], key: tuple[str, str]) -> Taken:
+        """A snapshot new to the watch (or its rates): taken in, its mid sampled into the council's
+        history (unless the watch had it: the points are the watch's), what it gives worked out."""
+        if self.watch.observe(snapshot):
+            self.market_history.observe(key[0], key[1], fields["timestamp"], fields["mid_price"],
+                                        fields["spread_pct"], fields["depth_usd"])  # fmt: skip
+        return self.watch.taken_in(snapshot, key)
 
     def observe_fx(self, currency: str, usd_per_unit: Decimal) -> None:
         """An observed USD rate; see `MarketWatch.observe_fx` (trusted only within the FX band)."""

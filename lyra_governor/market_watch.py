@@ -17,6 +17,7 @@ absent where one governor alone would have had it, and stays time-weighted (`ris
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from lyra_governor import risk
 from lyra_governor.config import Settings
@@ -24,6 +25,8 @@ from lyra_governor.market_context import SampledMids
 from lyra_governor.models import Denial, MarketSnapshot
 
 Market = tuple[str, str]  # (connector, trading pair)
+Taken = tuple[MarketSnapshot, Decimal | None, tuple[float, float]]  # see `MarketWatch.taken`
+_ZERO = Decimal(0)  # a Decimal compared with a Decimal: no int converted each time
 
 
 class MarketWatch:
@@ -39,8 +42,10 @@ class MarketWatch:
         # asks): they depend on the observed rates and the settings only, forgotten when either changes
         self._usd: dict[str, Decimal | None] = {}
         self._usd_of_pair: dict[str, Decimal | None] = {}
-        # `usd_mid`'s last answer per market, for the snapshot it was worked out from
-        self._usd_mid: dict[Market, tuple[MarketSnapshot, Decimal | None]] = {}
+        #: per market, the last snapshot taken in and what each governor takes from it (`taken_in`):
+        #: (snapshot, its `usd_mid`, (spread %, depth USD)), worked out once for the governors sharing
+        #: this watch; forgotten with the rates (the mark depends on them) and on a new snapshot
+        self.taken: dict[Market, Taken] = {}
 
     @property
     def settings(self) -> Settings:
@@ -51,7 +56,7 @@ class MarketWatch:
         self._settings = settings
         self._usd.clear()
         self._usd_of_pair.clear()
-        self._usd_mid.clear()
+        self.taken.clear()
 
     def observe(self, snapshot: MarketSnapshot) -> bool:
         """The latest book facts of one market; its mid joins the reference's history. False when
@@ -61,6 +66,7 @@ class MarketWatch:
         if self._snapshots.get(key) is snapshot:
             return False  # taken in already (by a governor sharing this watch): the same again changes nothing
         self._snapshots[key] = snapshot
+        self.taken.pop(key, None)  # what was taken from the one before
         history = self._history.get(key)
         if history is None:
             history = self._history[key] = risk.MidHistory(self._settings.risk.reference_window_s)
@@ -75,7 +81,7 @@ class MarketWatch:
             self._fx_observed[currency] = usd_per_unit
             self._usd.clear()
             self._usd_of_pair.clear()
-            self._usd_mid.clear()
+            self.taken.clear()
 
     def usd_per_quote(self, quote: str) -> Decimal | None:
         try:
@@ -94,21 +100,28 @@ class MarketWatch:
 
     def usd_mid(self, snapshot: MarketSnapshot) -> Decimal | None:
         """The snapshot's mid in USD at `usd_per_quote_of` its pair, None unless finite and
-        positive (the loss limits' mark, `Governor.observe_market`). Worked out once per snapshot:
-        the governors sharing this watch hand it the very same one (see the module docstring)."""
+        positive (the loss limits' mark, `Governor.observe_market`). Worked out once per snapshot
+        taken in (`taken`): the governors sharing this watch hand it the very same one."""
         fields = snapshot.__dict__  # as in `observe`
-        key = (fields["connector"], fields["trading_pair"])
-        last = self._usd_mid.get(key)
-        if last is not None and last[0] is snapshot:
-            return last[1]
-        usd, mid = self.usd_per_quote_of(key[1]), fields["mid_price"]
-        value = None
+        taken = self.taken.get((fields["connector"], fields["trading_pair"]))
+        if taken is not None and taken[0] is snapshot:
+            return taken[1]
+        return self._usd_mid(fields)
+
+    def taken_in(self, snapshot: MarketSnapshot, key: Market) -> Taken:
+        """What a governor takes from `snapshot` of the market `key`, once `observe` has taken it in
+        (the latest: `taken` keeps it for the governors that hand it the same one)."""
+        fields = snapshot.__dict__
+        taken = self.taken[key] = (snapshot, self._usd_mid(fields), (fields["spread_pct"], fields["depth_usd"]))
+        return taken
+
+    def _usd_mid(self, fields: dict[str, Any]) -> Decimal | None:
+        usd, mid = self.usd_per_quote_of(fields["trading_pair"]), fields["mid_price"]
         if usd is not None and mid.is_finite():
-            usd_mid = mid * usd
-            if usd_mid.is_finite() and usd_mid > 0:
-                value = usd_mid
-        self._usd_mid[key] = (snapshot, value)
-        return value
+            usd_mid: Decimal = mid * usd
+            if usd_mid.is_finite() and usd_mid > _ZERO:
+                return usd_mid
+        return None
 
     def _rate(self, quote: str) -> Decimal | None:
         observed = self._fx_observed.get(quote)

@@ -108,7 +108,7 @@ def facts(world: World) -> dict[str, Any]:
         "snapshots": {k: s.model_dump() for k, s in watch._snapshots.items()},
         "mid_history": {k: list(h._buckets) for k, h in watch._history.items()},
         "points": {k: list(v) for k, v in first.market_history._points.items()},
-        "usd_mid": {k: v[1] for k, v in watch._usd_mid.items()},
+        "taken": {k: v[1:] for k, v in watch.taken.items()},
     }
     for gov in world.governors:
         view = gov.ladder_view

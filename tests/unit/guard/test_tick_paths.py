@@ -1,7 +1,7 @@
 """The per-tick calls' short paths give what the long ones would: `Governor.trading_state` from
 the ladder cache (a halt committed by another connection is seen by the first call after
 `refresh_s`, as `LadderView.state` sees it), `Governor.heartbeat` between beats, and the loss
-marks' USD mid worked out once per snapshot by the watch (`MarketWatch.usd_mid`)."""
+marks' USD mid worked out once per snapshot by the watch (`MarketWatch.taken`)."""
 
 from __future__ import annotations
 
@@ -53,11 +53,13 @@ def test_the_usd_mid_is_worked_out_once_per_snapshot_and_again_after_a_new_rate(
     aud = MarketSnapshot(connector="btc_markets_paper_trade", trading_pair="BTC-AUD", timestamp=1.0,
                          mid_price=Decimal(90000))  # fmt: skip
     assert watch.usd_mid(aud) == Decimal(90000) * Decimal("0.65")
-    watch._usd_mid[("btc_markets_paper_trade", "BTC-AUD")] = (aud, Decimal(1))  # what it kept is what it gives
+    governor.observe_market(aud)  # taken in: its mark worked out once, kept with it
+    assert watch.taken[("btc_markets_paper_trade", "BTC-AUD")][1] == Decimal(90000) * Decimal("0.65")
+    watch.taken[("btc_markets_paper_trade", "BTC-AUD")] = (aud, Decimal(1), (0.0, 0.0))  # what it kept is what it gives
     assert watch.usd_mid(aud) == Decimal(1)
     governor.observe_fx("AUD", Decimal("0.66"))  # a new rate: worked out again
     assert watch.usd_mid(aud) == Decimal(90000) * Decimal("0.66")
     nan = aud.model_copy(update={"mid_price": Decimal("NaN")})
     assert watch.usd_mid(nan) is None
-    governor.observe_market(nan)
-    assert ("btc_markets_paper_trade", "BTC-AUD") not in governor._marks_due  # no mark from a NaN mid
+    governor.observe_market(nan)  # no mark from a NaN mid: the one observed before stays due
+    assert governor._marks_due[("btc_markets_paper_trade", "BTC-AUD")] == Decimal(90000) * Decimal("0.65")
