@@ -275,6 +275,20 @@ class Statements:
             sa.select(r.book, r.exchange, r.reserved_musd, r.status).where(r.reservation_id == b("rid"))
         )
         self.fill_read = sql(sa.select(*(r[name] for name in FILL_READ_COLUMNS)).where(r.reservation_id == b("rid")))
+        # SQLite: an order event's first read under the write lock, the audit head and its
+        # reservation in one statement (as `head_and_states`: BEGIN IMMEDIATE holds the lock, so
+        # one read sees both as they are); no such reservation: its columns are NULL
+        def head_and(*columns: Any) -> Sql:
+            return sql(
+                sa.select(a.seq, a.hash, a.tip, *columns)
+                .select_from(
+                    ladder.outerjoin(audit_log, a.seq == last).outerjoin(reservations, r.reservation_id == b("rid"))
+                )
+                .where(ladder.c.id == 1)
+            )
+
+        self.head_and_reservation = head_and(r.book, r.exchange, r.reserved_musd, r.status)
+        self.head_and_fill_read = head_and(*(r[name] for name in FILL_READ_COLUMNS))
         self.close_reservation = sql(
             reservations.update()
             .where(r.reservation_id == b("rid"))
@@ -848,6 +862,31 @@ class OrderStore:
             self.memo.at_head(head[0])
         return state, reason, restricted
 
+    def _begin_write_reading(self, cur: Any, sql: Sql, reservation_id: str, plain: Sql) -> Any:
+        """`_begin_write`, then the reservation's row as `plain` reads it (None: no such
+        reservation). On SQLite the head and the row are one statement `sql` (the head's three
+        columns, then `plain`'s, NULL without the reservation: its first column is never NULL)."""
+        if not self.sqlite:
+            self._begin_write(cur)
+            cur.execute(plain.text, plain.params(rid=reservation_id))
+            return cur.fetchone()
+        self._make_room()
+        self._begin_immediate(cur)
+        cur.execute(sql.text, sql.params(rid=reservation_id))
+        found = cur.fetchone()
+        if found is None:  # no ladder row (a store not set up by `create_schema`): the two reads
+            self._head = _read_head(cur.execute, self.sql)
+            self.memo.at_head(self._head[0])
+            cur.execute(plain.text, plain.params(rid=reservation_id))
+            return cur.fetchone()
+        head_seq, head_hash, tip = found[0], found[1], found[2]
+        if tip == 1:
+            self._head = (int(head_seq), str(head_hash))
+        else:  # no record yet, or a chain cut short (refused)
+            self._head = _tip_head(cur.execute, self.sql, (head_seq, head_hash, tip))
+        self.memo.at_head(self._head[0])
+        return None if found[3] is None else found[3:]
+
     def _begin_immediate(self, cur: Any) -> None:
         """SQLite's write lock, waited for up to this call's lock wait (`begin_immediate`)."""
         begin_immediate(cur, self._lock_wait_s)
@@ -1162,9 +1201,8 @@ class OrderStore:
         is audited with a note; an unknown reservation is audited as an ``orphan_event``.
         """
         with self._cursor(EVENT_BUDGET_MS, write=True) as cur:
-            self._begin_write(cur)
-            cur.execute(self.sql.get_reservation.text, self.sql.get_reservation.params(rid=reservation_id))
-            row = cur.fetchone()
+            sql = self.sql
+            row = self._begin_write_reading(cur, sql.head_and_reservation, reservation_id, sql.get_reservation)
             if row is None:
                 self._append(cur, "orphan_event", canonical_json(payload), actor, now)
                 self._commit_keeping_reads(cur)  # an audit record only
@@ -1264,9 +1302,7 @@ class OrderStore:
         """
         sql = self.sql
         with self._cursor(EVENT_BUDGET_MS, write=True) as cur:
-            self._begin_write(cur)
-            cur.execute(sql.fill_read.text, sql.fill_read.params(rid=reservation_id))
-            found = cur.fetchone()
+            found = self._begin_write_reading(cur, sql.head_and_fill_read, reservation_id, sql.fill_read)
             facts = {"kind": "FILLED", "reservation_id": reservation_id, "client_order_id": client_order_id}
             if found is None:
                 self._append(cur, "orphan_event", canonical_json(facts), actor, now)
