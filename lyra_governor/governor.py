@@ -267,7 +267,7 @@ class Governor:
         row = reservation.reservation_row(r, self.bot_id)
         try:
             seq = reservation.reserve(
-                self.store, r, row, self._settings, self.clock, self.exposure, lambda: self.ladder_state(fresh=True)
+                self.store, r, row, self.checks.limits, self.clock, self.exposure, lambda: self.ladder_state(fresh=True)
             )
         except STORE_ERRORS:
             self.events.in_doubt.append(row.reservation_id)  # denied below; committed or not, settled later

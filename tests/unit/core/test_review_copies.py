@@ -6,14 +6,20 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lyra_governor.checks import Limits
+from lyra_governor.checks import Limits, Review
 from lyra_governor.config import Settings
 from lyra_governor.governor import Governor
-from lyra_governor.models import Mandate, Order, OrderProposal, OrderType, Side
+from lyra_governor.ladder import LadderState
+from lyra_governor.models import Mandate, Order, OrderProposal, OrderType, Side, TradingState
+from lyra_governor.money import to_musd
+from lyra_governor.order_store import ReservationRow
+from lyra_governor.reservation import reservation_row
 from lyra_governor.risk import tolerance_factor
+from tests.fixtures import START, proposal, wide_mandate
 
 TEXT = st.text(min_size=1, max_size=20)
 DECIMALS = st.decimals(allow_nan=True, allow_infinity=True)
@@ -46,6 +52,30 @@ def test_the_limits_are_the_settings_values(settings: Settings) -> None:
         assert getattr(limits, name) == getattr(risk, name), name
     assert limits.close_tolerance == tolerance_factor(risk.close_tolerance_pct)
     assert limits.pairs == {name: config.pairs for name, config in settings.exchanges.items()}
+    breakers = settings.breakers
+    assert limits.exchange_order_rate_window_s == breakers.exchange_order_rate_window_s
+    assert limits.exchange_order_rate_max == breakers.exchange_order_rate_max
+
+
+@pytest.mark.parametrize(("closing", "side", "with_mandate", "cid"),
+                         [(False, Side.BUY, True, None), (True, Side.SELL, False, "c-1"), (True, Side.BUY, True, "c")])
+def test_the_reservation_row_holds_each_value_in_its_column(
+    closing: bool, side: Side, with_mandate: bool, cid: str | None
+) -> None:  # fmt: skip
+    """`reservation.reservation_row` builds the row by position: each value in its own field."""
+    p = proposal(START, side=side, client_order_id=cid, reduce_only=closing)
+    r = Review(p, START, LadderState(3, TradingState.ACTIVE, "", {}, START, START), "binance")
+    r.rate, r.price, r.notional_usd, r.closing = Decimal("1.0001"), Decimal("59999.5"), Decimal("6.0000005"), closing
+    r.mandate = wide_mandate(p, START) if with_mandate else None
+    row = reservation_row(r, "bot-7")
+    reserved = 0 if closing and side is Side.SELL else to_musd(r.notional_usd)
+    assert row == ReservationRow(
+        reservation_id=row.reservation_id, bot_id="bot-7", connector=p.connector, book=r.book, exchange="binance",
+        trading_pair=p.trading_pair, side=str(side), reduce_only=closing, amount=str(p.amount), price="59999.5",
+        usd_per_quote="1.0001", reserved_musd=reserved, filled_amount="0", status="OPEN", client_order_id=cid,
+        mandate_id=r.mandate.mandate_id if r.mandate else None, created_at=START,
+    )  # fmt: skip
+    assert row.reservation_id.startswith("res-")
 
 
 def test_new_settings_bring_their_limits(governor: Governor) -> None:
