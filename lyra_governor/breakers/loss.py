@@ -96,20 +96,18 @@ def check_loss(
     """Pure: a trip when today's loss or the drawdown from the peak reaches its % of `cap_usd`."""
     if cap_usd <= 0:
         return None
-    action = Action.DEMOTE_AND_STOP if demote else Action.GRADUAL_STOP
     daily_loss, drawdown = day_start - pnl, peak - pnl
-    limits = (
-        (
-            DenialCode.BREAKER_DAILY_LOSS,
-            daily_loss,
-            daily_pct,
-            f"lost {daily_loss:.2f} USD today (realised + unrealised)",
-        ),
-        (DenialCode.BREAKER_DRAWDOWN, drawdown, drawdown_pct, f"is {drawdown:.2f} USD below its equity peak"),
-    )
-    for code, loss, pct, what in limits:  # the daily loss first
+    limits = ((DenialCode.BREAKER_DAILY_LOSS, daily_loss, daily_pct),
+              (DenialCode.BREAKER_DRAWDOWN, drawdown, drawdown_pct))  # fmt: skip
+    for code, loss, pct in limits:  # the daily loss first
         if loss * 100 >= cap_usd * Decimal(str(pct)):
+            # the message only for a trip: formatting two Decimals cost more than the whole check
+            if code is DenialCode.BREAKER_DAILY_LOSS:
+                what = f"lost {daily_loss:.2f} USD today (realised + unrealised)"
+            else:
+                what = f"is {drawdown:.2f} USD below its equity peak"
             share = f"{loss / cap_usd * 100:.1f} % of its {cap_usd:.2f} USD cap (limit {pct:g} %)"
+            action = Action.DEMOTE_AND_STOP if demote else Action.GRADUAL_STOP
             return Trip(
                 code, action, scope, f"{scope} {what}, {share}; gradual stop: review, then `lyra-governor resume`"
             )
