@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from lyra_governor.breakers import Action, Trip
-from lyra_governor.breakers.duplicate import OrderKey, RecentOrders, check_duplicate
+from lyra_governor.breakers.duplicate import LookupKey, RecentOrders, check_duplicate
 from lyra_governor.breakers.loss import TOTAL, BookMarks, check_loss
 from lyra_governor.breakers.quantity import check_quantity
 from lyra_governor.breakers.storm import OutcomeTally, check_storm
@@ -30,7 +30,7 @@ class BreakerBoard:
         # forgotten, never the lot (a clear made a duplicate of any recent answer count twice)
         self._decided: OrderedDict[str, None] = OrderedDict()
         self._last_state: TradingState | None = None
-        self._last_key: tuple[Order, OrderKey] | None = None  # `pre_trade`'s, for `allowed`
+        self._last_key: tuple[Order, LookupKey] | None = None  # `pre_trade`'s, for `allowed`
 
     # --- per order ----------------------------------------------------------------------
 
@@ -54,11 +54,20 @@ class BreakerBoard:
             self.tallies.pop(exchange, None)  # the cool-down is over: count afresh
         key = self.order_key(p)
         self._last_key = (p, key)  # the same proposal's `allowed` takes it, not a second one
-        return check_duplicate(key, self.recent.last(key), now, cfg.duplicate_window_s)
+        last = self.recent.last(key)
+        if last is None:
+            return None
+        shown = (p.connector, p.trading_pair, str(p.side), p.price, p.amount)
+        return check_duplicate(shown, last, now, cfg.duplicate_window_s)
 
     @staticmethod
-    def order_key(p: Order) -> OrderKey:
-        return (p.connector, p.trading_pair, str(p.side), p.price, p.amount)  # str(): cheaper than `.value`
+    def order_key(p: Order) -> LookupKey:
+        """The order's `OrderKey`: its price and amount as exact fractions (`duplicate.LookupKey`), str(side):
+        cheaper than `.value`."""
+        price, amount = p.price, p.amount
+        return (p.connector, p.trading_pair, str(p.side),
+                price.as_integer_ratio() if price is not None and price.is_finite() else price,
+                amount.as_integer_ratio() if amount.is_finite() else amount)  # fmt: skip
 
     def allowed(self, p: Order, now: float, reservation_id: str) -> None:
         last = self._last_key

@@ -11,22 +11,28 @@ from lyra_governor.breakers import Action, Trip
 from lyra_governor.models import DenialCode
 
 OrderKey = tuple[str, str, str, Decimal | None, Decimal]  # connector, pair, side, price, amount
+# How `RecentOrders` keys an order (`BreakerBoard.order_key`): a finite price and amount as their
+# exact fractions (`Decimal.as_integer_ratio`: equal exactly when the Decimals are equal, as the
+# Decimals' own keys were), not the Decimals: a Decimal's first hash costs ~6.6k instructions
+# with a negative exponent (0.0001: a modular power), its fraction ~2.2k and a cheap hash.
+Exact = tuple[int, int] | Decimal
+LookupKey = tuple[str, str, str, Exact | None, Exact]
 
 
 class RecentOrders:
-    """The live orders this bot was allowed in the last `window_s` seconds, by `OrderKey`."""
+    """The live orders this bot was allowed in the last `window_s` seconds, by `LookupKey`."""
 
     __slots__ = ("_keys", "_seen")
 
     def __init__(self) -> None:
-        self._seen: dict[OrderKey, tuple[float, str]] = {}
-        self._keys: dict[str, OrderKey] = {}  # reservation -> its key
+        self._seen: dict[LookupKey, tuple[float, str]] = {}
+        self._keys: dict[str, LookupKey] = {}  # reservation -> its key
 
-    def last(self, key: OrderKey) -> float | None:
+    def last(self, key: LookupKey) -> float | None:
         seen = self._seen.get(key)
         return seen[0] if seen is not None else None
 
-    def add(self, key: OrderKey, now: float, window_s: float, reservation_id: str) -> None:
+    def add(self, key: LookupKey, now: float, window_s: float, reservation_id: str) -> None:
         seen = self._seen
         seen[key] = (now, reservation_id)
         self._keys[reservation_id] = key

@@ -16,7 +16,7 @@ from lyra_governor.breakers.quantity import check_quantity
 from lyra_governor.breakers.storm import check_storm
 from lyra_governor.config import BreakerSettings, Settings
 from lyra_governor.governor import Governor
-from lyra_governor.models import DenialCode, OrderEvent, OrderEventKind, OrderProposal, Side, TradingState
+from lyra_governor.models import DenialCode, Order, OrderEvent, OrderEventKind, OrderProposal, Side, TradingState
 
 from .conftest import Clock, WideMandates, decide, make_governor, watch
 
@@ -81,6 +81,26 @@ def test_duplicate_quantity_and_rate_are_pure() -> None:
 
 
 # --- through the governor -------------------------------------------------------------------
+
+
+def test_the_duplicate_key_matches_equal_decimals_however_written() -> None:
+    """`BreakerBoard.order_key` keys a price and an amount by their exact fractions: an order is a
+    duplicate of an equal one (0.10 and 0.1, 6E+4 and 60000), never of one that differs at all."""
+    board = BreakerBoard(BreakerSettings(max_order_amount={"BTC": Decimal(10)}))
+    p = OrderProposal(bot_id="b", connector="binance", trading_pair="BTC-USDT", side=Side.BUY,
+                      amount=Decimal("0.10"), price=Decimal(60000), mid_price=Decimal(60000), mid_price_ts=1.0)
+    first = Order.of(p)
+    assert board.pre_trade(first, "binance", 1.0) is None
+    board.allowed(first, 1.0, "res-1")
+    for amount, price, duplicate in ((Decimal("0.1"), Decimal("6E+4"), True), (Decimal("0.1000"), None, False),
+                                     (Decimal("0.1000000000000000000000000000001"), Decimal(60000), False)):
+        again = Order.of(p.model_copy(update={"amount": amount, "price": price}))
+        trip = board.pre_trade(again, "binance", 1.5)
+        assert (trip is not None and trip.code is DenialCode.DUPLICATE_ORDER) is duplicate, (amount, price)
+        if duplicate:
+            assert f"of {amount} BTC-USDT at {price}" in trip.message  # the proposal's own figures
+    board.closed("res-1")
+    assert board.pre_trade(Order.of(p), "binance", 1.5) is None
 
 
 def test_ten_rejections_in_a_row_make_the_bot_reduce_only_there(
