@@ -203,7 +203,7 @@ class Governor:
         are handed the same one) costs two dict reads and two writes: what it gives (its USD mark,
         its spread and depth) was worked out by the first (`MarketWatch.taken`). The snapshot's
         fields are read where pydantic keeps them (a dict item ~40 instructions, an attribute ~400)."""
-        taken, book, due = self.watch.taken, self.market_history._book, self._marks_due
+        taken, book, due = self.watch.taken, self.market_history.book, self._marks_due
         observed = False
         for snapshot in snapshots:
             fields = snapshot.__dict__

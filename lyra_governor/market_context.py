@@ -347,7 +347,10 @@ class MarketHistory:
         # the sampled mids, or the ones of a market watch that governors share (`MarketWatch.points`:
         # what one of them observed of a market the others would have; their fills stay their own)
         self._points: SampledMids = {} if points is None else points
-        self._book: dict[tuple[str, str], tuple[float, float]] = {}
+        #: per market, the latest (spread %, depth USD): written by `observe`, `observe_book`, and
+        #: by `Governor._observe` directly for a snapshot the shared watch took in already (a dict
+        #: write a tick instead of a call)
+        self.book: dict[tuple[str, str], tuple[float, float]] = {}
         self._fills: dict[str, deque[Fill]] = {}
 
     def observe(self, connector: str, pair: str, ts: float, mid: Decimal | float, spread_pct: float = 0.0,
@@ -363,11 +366,11 @@ class MarketHistory:
                 points[-1] = (points[-1][0], mid)  # same sample slot: keep its latest price
         else:
             points.append((ts, mid))
-        self._book[key] = (spread_pct, depth_usd)
+        self.book[key] = (spread_pct, depth_usd)
 
     def observe_book(self, connector: str, pair: str, spread_pct: float = 0.0, depth_usd: float = 0.0) -> None:
         """`observe` of an observation whose mid the (shared) points already hold."""
-        self._book[(connector, pair)] = (spread_pct, depth_usd)
+        self.book[(connector, pair)] = (spread_pct, depth_usd)
 
     def observe_fill(self, pair: str, side: str, amount: Decimal | float, price: Decimal | float, ts: float,
                      fee: Decimal | float = 0) -> None:  # fmt: skip
@@ -382,5 +385,5 @@ class MarketHistory:
         valid = [(ts, p) for ts, p in ((ts, float(mid)) for ts, mid in points) if math.isfinite(p) and p > 0]
         if not valid:
             return None
-        spread, depth = self._book.get(key, (0.0, 0.0))
+        spread, depth = self.book.get(key, (0.0, 0.0))
         return build_context(connector, pair, now, valid, list(self._fills.get(pair, ())), spread, depth, capital)

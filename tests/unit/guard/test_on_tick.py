@@ -114,7 +114,7 @@ def facts(world: World) -> dict[str, Any]:
         view = gov.ladder_view
         out[gov.bot_id] = {
             "marks_due": dict(gov._marks_due),
-            "book": dict(gov.market_history._book),
+            "book": dict(gov.market_history.book),
             "beats": (gov.heartbeats.last, gov.heartbeats.beats),
             "waiting": list(gov.heartbeats.group.rows),
             "ladder": (_ladder(view.cached), view.read_at, view.version),

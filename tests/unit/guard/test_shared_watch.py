@@ -152,6 +152,6 @@ def test_the_councils_sampled_mids_are_the_watchs_the_fills_each_governors_own(
         with_fill = first.market_history.context(*BTC, clock.now)
         assert with_fill is not None and with_fill != own  # the first's fill is its own
         second.market_history.observe_book(*BTC, 0.5, 123.0)
-        assert first.market_history._book[BTC] != second.market_history._book[BTC]
+        assert first.market_history.book[BTC] != second.market_history.book[BTC]
     finally:
         alone.close()
