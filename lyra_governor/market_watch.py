@@ -43,7 +43,7 @@ class MarketWatch:
         self._usd: dict[str, Decimal | None] = {}
         self._usd_of_pair: dict[str, Decimal | None] = {}
         #: per market, the last snapshot taken in and what each governor takes from it (`taken_in`):
-        #: (snapshot, its `usd_mid`, (spread %, depth USD)), worked out once for the governors sharing
+        #: (snapshot, its USD mid (`_usd_mid`), (spread %, depth USD)), worked out once for the governors sharing
         #: this watch; forgotten with the rates (the mark depends on them) and on a new snapshot
         self.taken: dict[Market, Taken] = {}
 
@@ -98,16 +98,6 @@ class MarketWatch:
             rate = self._usd_of_pair[trading_pair] = self.usd_per_quote(trading_pair.rpartition("-")[2])
             return rate
 
-    def usd_mid(self, snapshot: MarketSnapshot) -> Decimal | None:
-        """The snapshot's mid in USD at `usd_per_quote_of` its pair, None unless finite and
-        positive (the loss limits' mark, `Governor.observe_market`). Worked out once per snapshot
-        taken in (`taken`): the governors sharing this watch hand it the very same one."""
-        fields = snapshot.__dict__  # as in `observe`
-        taken = self.taken.get((fields["connector"], fields["trading_pair"]))
-        if taken is not None and taken[0] is snapshot:
-            return taken[1]
-        return self._usd_mid(fields)
-
     def taken_in(self, snapshot: MarketSnapshot, key: Market) -> Taken:
         """What a governor takes from `snapshot` of the market `key`, once `observe` has taken it in
         (the latest: `taken` keeps it for the governors that hand it the same one)."""
@@ -116,6 +106,8 @@ class MarketWatch:
         return taken
 
     def _usd_mid(self, fields: dict[str, Any]) -> Decimal | None:
+        """The snapshot's mid in USD at `usd_per_quote_of` its pair, None unless finite and
+        positive (the loss limits' mark, `Governor._observe`)."""
         usd, mid = self.usd_per_quote_of(fields["trading_pair"]), fields["mid_price"]
         if usd is not None and mid.is_finite():
             usd_mid: Decimal = mid * usd

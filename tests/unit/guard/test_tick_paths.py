@@ -49,17 +49,19 @@ def test_heartbeat_between_beats_writes_nothing_and_the_next_beat_is_written(gov
 
 
 def test_the_usd_mid_is_worked_out_once_per_snapshot_and_again_after_a_new_rate(governor: Governor) -> None:
-    watch = governor.watch
+    watch, key = governor.watch, ("btc_markets_paper_trade", "BTC-AUD")
     aud = MarketSnapshot(connector="btc_markets_paper_trade", trading_pair="BTC-AUD", timestamp=1.0,
                          mid_price=Decimal(90000))  # fmt: skip
-    assert watch.usd_mid(aud) == Decimal(90000) * Decimal("0.65")
     governor.observe_market(aud)  # taken in: its mark worked out once, kept with it
-    assert watch.taken[("btc_markets_paper_trade", "BTC-AUD")][1] == Decimal(90000) * Decimal("0.65")
-    watch.taken[("btc_markets_paper_trade", "BTC-AUD")] = (aud, Decimal(1), (0.0, 0.0))  # what it kept is what it gives
-    assert watch.usd_mid(aud) == Decimal(1)
+    assert watch.taken[key][1] == governor._marks_due[key] == Decimal(90000) * Decimal("0.65")
+    watch.taken[key] = (aud, Decimal(1), (0.0, 0.0))  # what it kept is what it gives
+    governor.observe_market(aud)
+    assert governor._marks_due[key] == Decimal(1)
     governor.observe_fx("AUD", Decimal("0.66"))  # a new rate: worked out again
-    assert watch.usd_mid(aud) == Decimal(90000) * Decimal("0.66")
+    assert key not in watch.taken
+    governor.observe_market(aud)
+    assert watch.taken[key][1] == governor._marks_due[key] == Decimal(90000) * Decimal("0.66")
     nan = aud.model_copy(update={"mid_price": Decimal("NaN")})
-    assert watch.usd_mid(nan) is None
     governor.observe_market(nan)  # no mark from a NaN mid: the one observed before stays due
-    assert governor._marks_due[("btc_markets_paper_trade", "BTC-AUD")] == Decimal(90000) * Decimal("0.65")
+    assert watch.taken[key][1] is None
+    assert governor._marks_due[key] == Decimal(90000) * Decimal("0.66")
