@@ -53,6 +53,7 @@ from lyra_governor.bot_orders import BotOrders, Tally
 from lyra_governor.breakers import Trip
 from lyra_governor.breakers.board import BreakerBoard
 from lyra_governor.breakers.desk import BreakerDesk
+from lyra_governor.breakers.shared import SharedBooks
 from lyra_governor.checks import Checks, Review
 from lyra_governor.config import Settings
 from lyra_governor.council_link import CouncilLink
@@ -119,10 +120,11 @@ class Governor:
         self.counts = self.tally.counts  # outcome counts by ALLOWED / PENDING / denial code / breaker
         # the council's market context (returns, volatility, fills): its sampled mids the watch's
         self.market_history = MarketHistory(points=self.watch.points)
-        self.breakers = BreakerBoard(settings.breakers)
-        # the loss limits' marks observed since their last check, the latest per market (folded in
-        # by `check_loss_limits`, the only reader of the marks: each mark overwrites the one before)
-        self._marks_due: dict[tuple[str, str], Decimal] = {}
+        # the loss limits' books are the store's: governors sharing it evaluate them once (`SharedBooks`)
+        self.breakers = BreakerBoard(settings.breakers, SharedBooks.of(self.store))
+        # the loss limits' marks observed since their last evaluation, the latest per market, every
+        # governor's of this store (folded in by `BreakerDesk.check_loss_limits`, their only reader)
+        self._marks_due: dict[tuple[str, str], Decimal] = self.breakers.loss.due
         seat = Seat(bot_id, ledger, self.store, self.tally, clock, self.ladder_view.drop)
         self.desk = BreakerDesk(seat, self.breakers, mandates, lambda: self.settings.breakers)
         self.council = CouncilLink(seat, self.watch, self.market_history, self.exposure)
@@ -315,9 +317,6 @@ class Governor:
     def check_loss_limits(self, now: float | None = None) -> list[Trip]:
         """See `BreakerDesk.check_loss_limits` (on the heartbeat's housekeeping cadence)."""
         now = self.clock() if now is None else now
-        due, self._marks_due = self._marks_due, {}
-        for (connector, pair), usd_mid in due.items():
-            self.desk.mark_usd(connector, pair, usd_mid)
         return self.desk.check_loss_limits(now, self.store.caps, self.ladder_view.now)
 
     # --- what a strategy asks ---------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The counts the breakers read, kept by one governor (no I/O here: the governor feeds the
-board from its events and the store's fill rows, and audits what the board returns)."""
+board from its events and the store's fill rows, and audits what the board returns). The loss
+limits' books are the store's (`shared.SharedBooks`: one set for the governors sharing it)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from lyra_governor.breakers import Action, Trip
 from lyra_governor.breakers.duplicate import LookupKey, RecentOrders, check_duplicate
 from lyra_governor.breakers.loss import TOTAL, BookMarks, check_loss
 from lyra_governor.breakers.quantity import check_quantity
+from lyra_governor.breakers.shared import SharedBooks
 from lyra_governor.breakers.storm import OutcomeTally, check_storm
 from lyra_governor.config import BreakerSettings
 from lyra_governor.models import DenialCode, Order, TradingState
@@ -19,17 +21,17 @@ DECIDED_KEPT = 50_000  # reservations remembered as answered (a bot's last 50,00
 
 
 class BreakerBoard:
-    def __init__(self, settings: BreakerSettings) -> None:
+    def __init__(self, settings: BreakerSettings, loss: SharedBooks | None = None) -> None:
         self.settings = settings
+        self.loss = loss if loss is not None else SharedBooks()  # the loss limits' books, state and memo
         self.tallies: dict[str, OutcomeTally] = {}  # exchange -> this bot's order outcomes there
         self.blocked: dict[str, tuple[float, Trip]] = {}  # exchange -> (until, trip)
         self.recent = RecentOrders()
-        self.books: dict[str, BookMarks] = {}
+        self.books: dict[str, BookMarks] = self.loss.books  # the same dict
         self.trips: dict[str, int] = {}  # code -> trips by this governor
         # reservations whose outcome was counted, oldest first: past DECIDED_KEPT the oldest is
         # forgotten, never the lot (a clear made a duplicate of any recent answer count twice)
         self._decided: OrderedDict[str, None] = OrderedDict()
-        self._last_state: TradingState | None = None
         self._last_key: tuple[Order, LookupKey] | None = None  # `pre_trade`'s, for `allowed`
 
     # --- per order ----------------------------------------------------------------------
@@ -128,9 +130,9 @@ class BreakerBoard:
     ) -> list[Trip]:
         """Trips of the loss limits on `book` (none unless trading is ACTIVE: a stop already in
         force needs no second one). A resume seen since the last call re-bases the baselines."""
-        marks = self.book(book)
-        resumed = self._last_state is not None and self._last_state is not TradingState.ACTIVE
-        self._last_state = state
+        marks, loss = self.book(book), self.loss
+        resumed = loss.last_state is not None and loss.last_state is not TradingState.ACTIVE
+        loss.last_state = state
         if state is not TradingState.ACTIVE:
             return []
         if resumed:
@@ -153,13 +155,15 @@ class BreakerBoard:
                 trips.append(trip)
                 self._count(trip)
         if trips:
-            self._last_state = TradingState.REDUCING  # the governor applies the stop
+            loss.last_state = TradingState.REDUCING  # the governor applies the stop
         return trips
 
     def note_state(self, state: TradingState) -> None:
-        """Every review passes the state it saw, so a resume between two loss checks is seen."""
+        """Every review passes the state it saw, so a resume between two loss checks is seen
+        (by the next check, which then evaluates: no memo of an ACTIVE evaluation covers it)."""
         if state is not TradingState.ACTIVE:
-            self._last_state = state
+            loss = self.loss
+            loss.last_state, loss.evaluated = state, None
 
     # --- reporting ----------------------------------------------------------------------
 

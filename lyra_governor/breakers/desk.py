@@ -17,6 +17,7 @@ from decimal import Decimal
 from lyra_governor import audit, phases
 from lyra_governor.breakers import Action, Trip
 from lyra_governor.breakers.board import BreakerBoard
+from lyra_governor.breakers.shared import Evaluated
 from lyra_governor.config import BreakerSettings, Settings
 from lyra_governor.ladder import LadderState
 from lyra_governor.mandate_provider import MandateProvider
@@ -111,17 +112,34 @@ class BreakerDesk:
     def check_loss_limits(
         self, now: float, caps_musd: Callable[[str], dict[str, int]], current: Callable[[], LadderState]
     ) -> list[Trip]:
-        """Fold the book's new fills (every bot's) into its marks and apply the loss limits.
-        `caps_musd` reads a book's caps by scope (`OrderStore.caps`), `current` the store's
-        ladder state now. Returns the trips (already applied)."""
-        with self.seat.store.one_look():  # the state, the fills and the caps as at one moment
+        """Fold the marks observed since the last evaluation and the book's new fills (every
+        bot's) into its marks and apply the loss limits. `caps_musd` reads a book's caps by scope
+        (`OrderStore.caps`), `current` the store's ladder state now. Returns the trips (already
+        applied). The books are the store's: a check the last evaluation covers (another
+        governor's at this instant, or nothing changed since) reads the state and the store's
+        version and returns no trip (`shared.Evaluated.covers`)."""
+        store, board = self.seat.store, self.board
+        loss = board.loss
+        with store.one_look():  # the state, the fills and the caps as at one moment
             state = current()
+            version = store.version_at()  # the look's: the one the reads below are answered at
+            evaluated = loss.evaluated
+            if evaluated is not None and evaluated.covers(self, now, version, state, board.settings, bool(loss.due)):
+                return []
+            loss.evaluated = None
+            due = loss.due
+            if due:
+                for (connector, pair), usd_mid in list(due.items()):
+                    self.mark_usd(connector, pair, usd_mid)
+                due.clear()
             book = state.book
             if book is None:
                 return []
-            marks = self.board.book(book)
-            fills = self.seat.store.book_fills(book, marks.last_fill_ts, marks.last_fill_id)
+            marks = board.book(book)
+            fills = store.book_fills(book, marks.last_fill_ts, marks.last_fill_id)
             caps_of_book = caps_musd(book)
+            if version is not None and store.version_at() != version:
+                version = None  # a read found the store moved on: its answers are newer, not kept as the version's
         for fill_id, exchange, pair, side, amount, notional, fee, ts in fills:
             marks.last_fill_id = int(fill_id)
             marks.apply_fill(
@@ -135,7 +153,9 @@ class BreakerDesk:
             )
         caps = {name: from_musd(cap) for name, cap in sorted(caps_of_book.items())}
         total = caps.pop(TOTAL, Decimal(0))
-        trips = self.board.loss_trips(book, state.trading_state, now, total, caps, per_exchange=state.phase == 4)
+        trips = board.loss_trips(book, state.trading_state, now, total, caps, per_exchange=state.phase == 4)
+        if not trips and version is not None and state.trading_state is TradingState.ACTIVE:
+            loss.evaluated = Evaluated(self, now, version, state, board.settings)
         for trip in trips:  # each limit reached is audited; its exchange demoted in phase 4; one stop
             self.trip(trip, now)
         return trips

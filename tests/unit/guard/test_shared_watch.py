@@ -78,15 +78,15 @@ def test_a_snapshot_observed_by_every_governor_counts_once(pair: tuple[Governor,
         alone.close()
 
 
-def test_a_shared_watch_keeps_each_governors_loss_marks_its_own(
-    pair: tuple[Governor, Governor], clock: Clock
-) -> None:
-    """Only the watch is shared: the breakers' marks are of the markets each governor observed."""
+def test_governors_sharing_the_store_mark_one_loss_book(pair: tuple[Governor, Governor], clock: Clock) -> None:
+    """The loss limits' book is the store's (`breakers.shared.SharedBooks`): a market one governor
+    observed marks the book both check (each held its own, the other's markets at their first
+    fill price, until the books were shared)."""
     first, second = pair
     first.observe_market(_snapshot(clock.now, 60000))
-    first.check_loss_limits(), second.check_loss_limits()  # where the marks are read (folded in)
-    assert first.breakers.book("paper").marks == {("binance", "BTC-USDT"): Decimal(60000)}
-    assert second.breakers.book("paper").marks == {}
+    second.check_loss_limits(), first.check_loss_limits()  # where the marks are read (folded in)
+    assert first.breakers.book("paper") is second.breakers.book("paper")
+    assert second.breakers.book("paper").marks == {("binance", "BTC-USDT"): Decimal(60000)}
 
 
 def test_the_loss_marks_folded_at_the_check_are_the_ones_marked_each_tick(settings: Settings, clock: Clock) -> None:
