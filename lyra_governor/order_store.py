@@ -235,6 +235,27 @@ class Statements:
             .where(c.scope == b("key"))
             .values(reserved_musd=b("res"), deployed_musd=b("dep"), orphaned_musd=b("orph"))
         )
+        # `OrderStore._move` without reading the rows first: the exchange's row moves by the deltas
+        # only where no floor would engage (else nothing matches and `_move` reads them), and
+        # answers with what it holds after; the total then moves by those same deltas, floored
+        # at 0 (SQLite's two-argument max, PostgreSQL's GREATEST)
+        after = (c.cap_musd, c.reserved_musd, c.deployed_musd, c.orphaned_musd)
+        deltas: dict[str, Any] = {
+            "reserved_musd": b("d_res"), "deployed_musd": b("d_dep"), "orphaned_musd": b("d_orph")
+        }  # fmt: skip
+        self.capital_add = sql(
+            capital.update()
+            .where(c.scope == b("scope"), *(c[name] + delta >= zero for name, delta in deltas.items()))
+            .values({name: c[name] + delta for name, delta in deltas.items()})
+            .returning(*after)
+        )
+        at_least_zero = sa.func.max if self.sqlite else sa.func.greatest
+        self.capital_add_floored = sql(
+            capital.update()
+            .where(c.scope == b("scope"))
+            .values({name: at_least_zero(zero, c[name] + delta) for name, delta in deltas.items()})
+            .returning(*after)
+        )
         self.capital_like = sql(
             sa.select(c.scope, c.cap_musd, c.reserved_musd, c.deployed_musd, c.orphaned_musd).where(
                 c.scope.like(b("pattern"))
@@ -268,13 +289,19 @@ class Statements:
             (self.untip, UNTIP_ORDER),
             (self.head_and_states, HEAD_AND_STATES_ORDER),
             (self.reserve_scope, RESERVE_SCOPE_ORDER),
+            (self.capital_add, CAPITAL_ADD_ORDER),
+            (self.capital_add_floored, CAPITAL_ADD_FLOORED_ORDER),
         ):
             if stmt.order != order or any(stmt.fixed.get(name, 1) != 1 for name in order if name.startswith("id_")):
                 raise RuntimeError(f"{stmt.text!r} takes {stmt.order}, not {order}")  # pragma: no cover
         self.get_reservation = sql(
             sa.select(r.book, r.exchange, r.reserved_musd, r.status).where(r.reservation_id == b("rid"))
         )
-        self.fill_read = sql(sa.select(*(r[name] for name in FILL_READ_COLUMNS)).where(r.reservation_id == b("rid")))
+        # a fill's read of its reservation, and whether a fill with its trade key was booked already
+        # (the unique index `store.fills_by_trade` answers it: one seek; a NULL key matches none)
+        seen: Any = sa.exists().where(fills.c.reservation_id == b("rid"), fills.c.trade_key == b("key"))
+        fill_columns = (*(r[name] for name in FILL_READ_COLUMNS), seen)
+        self.fill_read = sql(sa.select(*fill_columns).where(r.reservation_id == b("rid")))
         # SQLite: an order event's first read under the write lock, the audit head and its
         # reservation in one statement (as `head_and_states`: BEGIN IMMEDIATE holds the lock, so
         # one read sees both as they are); no such reservation: its columns are NULL
@@ -288,7 +315,14 @@ class Statements:
             )
 
         self.head_and_reservation = head_and(r.book, r.exchange, r.reserved_musd, r.status)
-        self.head_and_fill_read = head_and(*(r[name] for name in FILL_READ_COLUMNS))
+        self.head_and_fill_read = head_and(*fill_columns)
+        # `OrderStore._begin_write_reading` binds the plain read's tuple, and the ladder row's id after it
+        for plain, order, joined in (
+            (self.get_reservation, GET_RESERVATION_ORDER, self.head_and_reservation),
+            (self.fill_read, FILL_READ_ORDER, self.head_and_fill_read),
+        ):
+            if plain.order != order or joined.order != (*order, "id_1") or joined.fixed != {"id_1": 1}:
+                raise RuntimeError(f"{joined.text!r} takes {joined.order}, not {order} and id_1")  # pragma: no cover
         self.close_reservation = sql(
             reservations.update()
             .where(r.reservation_id == b("rid"))
@@ -302,11 +336,6 @@ class Statements:
             )
         )
         self.insert_fill = sql(fills.insert(), FILL_COLUMNS)
-        self.fill_seen = sql(
-            sa.select(sa.func.count())
-            .select_from(fills)
-            .where(fills.c.reservation_id == b("rid"), fills.c.trade_key == b("key"))
-        )
         self.resting_closes = sql(  # this bot's open closes on one market and side
             sa.select(r.amount, r.filled_amount).where(
                 r.bot_id == b("bid"),
@@ -401,6 +430,10 @@ MOVE_HEAD_ORDER = ("new_seq", "new_hash", "id_1", "old_seq")
 UNTIP_ORDER = ("old_seq",)
 HEAD_AND_STATES_ORDER = ("bid", "id_1")
 RESERVE_SCOPE_ORDER = ("amount_musd", "scope", "amount_musd")
+GET_RESERVATION_ORDER = ("rid",)
+FILL_READ_ORDER = ("rid", "key", "rid")  # whether the trade key was seen, then the reservation
+CAPITAL_ADD_ORDER = ("d_res", "d_dep", "d_orph", "scope", "d_res", "d_dep", "d_orph")
+CAPITAL_ADD_FLOORED_ORDER = ("d_res", "d_dep", "d_orph", "scope")
 
 _COMPILED: dict[str, Statements] = {}
 
@@ -862,22 +895,24 @@ class OrderStore:
             self.memo.at_head(head[0])
         return state, reason, restricted
 
-    def _begin_write_reading(self, cur: Any, sql: Sql, reservation_id: str, plain: Sql) -> Any:
-        """`_begin_write`, then the reservation's row as `plain` reads it (None: no such
-        reservation). On SQLite the head and the row are one statement `sql` (the head's three
-        columns, then `plain`'s, NULL without the reservation: its first column is never NULL)."""
+    def _begin_write_reading(self, cur: Any, sql: Sql, plain: Sql, params: tuple[Any, ...]) -> Any:
+        """`_begin_write`, then the reservation's row as `plain` reads it given `params` (in
+        `plain.order`; None: no such reservation). On SQLite the head and the row are one
+        statement `sql` (the head's three columns, then `plain`'s, NULL without the reservation:
+        its first column is never NULL), whose parameters are `plain`'s and the ladder row's id
+        (`Statements` checks it)."""
         if not self.sqlite:
             self._begin_write(cur)
-            cur.execute(plain.text, plain.params(rid=reservation_id))
+            cur.execute(plain.text, params)
             return cur.fetchone()
         self._make_room()
         self._begin_immediate(cur)
-        cur.execute(sql.text, sql.params(rid=reservation_id))
+        cur.execute(sql.text, (*params, 1))
         found = cur.fetchone()
         if found is None:  # no ladder row (a store not set up by `create_schema`): the two reads
             self._head = _read_head(cur.execute, self.sql)
             self.memo.at_head(self._head[0])
-            cur.execute(plain.text, plain.params(rid=reservation_id))
+            cur.execute(plain.text, params)
             return cur.fetchone()
         head_seq, head_hash, tip = found[0], found[1], found[2]
         if tip == 1:
@@ -1168,8 +1203,29 @@ class OrderStore:
         """Apply signed deltas to the exchange's capital row (each floored at 0), and to the
         book's TOTAL row exactly what the exchange's row changed by: the total is always the
         sum over exchanges, so a sell on one exchange never nets a buy on another.
-        Returns both rows after, as (scope, cap, reserved, deployed, orphaned)."""
+        Returns both rows after, as (scope, cap, reserved, deployed, orphaned).
+
+        Two statements, not a read and two writes: where no floor engages on the exchange's row
+        (its used amounts cover what is given back, as the reservations it sums say) its UPDATE
+        adds the deltas themselves and answers with the row after (RETURNING), and the total's
+        adds the same deltas, floored. A row missing, or a floor that would engage, matches
+        nothing: `_move_floored` then reads both rows and works out what changed."""
         exchange_scope, total_scope = scopes(book, exchange)
+        sql = self.sql
+        cur.execute(sql.capital_add.text, (reserved, deployed, orphaned, exchange_scope, reserved, deployed, orphaned))
+        ex = cur.fetchone()  # CAPITAL_ADD_ORDER
+        if ex is None:
+            return self._move_floored(cur, exchange_scope, total_scope, reserved, orphaned, deployed)
+        cur.execute(sql.capital_add_floored.text, (reserved, deployed, orphaned, total_scope))
+        tot = cur.fetchone()  # CAPITAL_ADD_FLOORED_ORDER
+        if tot is None:  # no total row: it has nothing, against a cap of 0 (as `_move_floored` says)
+            tot = (0, max(0, reserved), max(0, deployed), max(0, orphaned))
+        return [(exchange_scope, *ex), (total_scope, *tot)]
+
+    def _move_floored(self, cur: Any, exchange_scope: str, total_scope: str, reserved: int, orphaned: int,
+                      deployed: int) -> list[tuple[str, int, int, int, int]]:  # fmt: skip
+        """`_move` when a floor engages or a row is missing: both rows read, each amount floored
+        at 0, the total moved by what the exchange's row moved."""
         sql = self.sql
         cur.execute(
             sql.capital_pair.text, sql.capital_pair.params(scope_exchange=exchange_scope, scope_total=total_scope)
@@ -1202,7 +1258,7 @@ class OrderStore:
         """
         with self._cursor(EVENT_BUDGET_MS, write=True) as cur:
             sql = self.sql
-            row = self._begin_write_reading(cur, sql.head_and_reservation, reservation_id, sql.get_reservation)
+            row = self._begin_write_reading(cur, sql.head_and_reservation, sql.get_reservation, (reservation_id,))
             if row is None:
                 self._append(cur, "orphan_event", canonical_json(payload), actor, now)
                 self._commit_keeping_reads(cur)  # an audit record only
@@ -1302,20 +1358,21 @@ class OrderStore:
         """
         sql = self.sql
         with self._cursor(EVENT_BUDGET_MS, write=True) as cur:
-            found = self._begin_write_reading(cur, sql.head_and_fill_read, reservation_id, sql.fill_read)
+            # the reservation and whether this trade key was booked for it, in its first read
+            found = self._begin_write_reading(
+                cur, sql.head_and_fill_read, sql.fill_read, (reservation_id, trade_key, reservation_id)
+            )  # FILL_READ_ORDER
             facts = {"kind": "FILLED", "reservation_id": reservation_id, "client_order_id": client_order_id}
             if found is None:
                 self._append(cur, "orphan_event", canonical_json(facts), actor, now)
                 self._commit(cur)
                 return Filled("unknown", {})
-            row = dict(zip(FILL_READ_COLUMNS, found, strict=True))
-            if trade_key is not None:
-                cur.execute(sql.fill_seen.text, sql.fill_seen.params(rid=reservation_id, key=trade_key))
-                if int(cur.fetchone()[0]):
-                    note = {**facts, "trade_key": trade_key, "note": "the same fill again: applied once"}
-                    self._append(cur, "order_event", canonical_json(note), actor, now)
-                    self._commit(cur)
-                    return Filled("duplicate", {})
+            row = dict(zip(FILL_READ_COLUMNS, found[:-1], strict=True))
+            if found[-1]:  # a NULL trade key is never seen: such a fill is not deduplicated
+                note = {**facts, "trade_key": trade_key, "note": "the same fill again: applied once"}
+                self._append(cur, "order_event", canonical_json(note), actor, now)
+                self._commit(cur)
+                return Filled("duplicate", {})
             impossible = _impossible_fill(row, filled_amount, fill_price, fee_musd)
             if impossible:
                 seen = {**facts, "amount": str(filled_amount), "price": str(fill_price)}

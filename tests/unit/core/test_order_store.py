@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from lyra_governor import order_store
 from lyra_governor.order_store import OrderStore, ReservationRow, Sql, Statements
-from lyra_governor.store import create_schema, create_store_engine, fills, reservations
+from lyra_governor.store import capital, create_schema, create_store_engine, fills, reservations
 from tests.store_faults import PinnedSnapshot, WriteLockInThread
 
 
@@ -378,3 +378,65 @@ def test_a_held_write_lock_is_tried_again_every_fraction_of_a_millisecond(tmp_pa
     assert events == ["warm", "after the lock"]
     store.close()
     engine.dispose()
+
+
+def _moved_by_reading(ex: list[int] | None, tot: list[int] | None, reserved: int, deployed: int,
+                      orphaned: int) -> tuple[list[int], list[int]]:  # fmt: skip
+    """What `OrderStore._move` did before it wrote without reading (a read, then the exchange's
+    amounts floored at 0 and the total moved by what the exchange's moved): the rows after,
+    (cap, reserved, deployed, orphaned), a missing row read as zeros."""
+    e, t = ex or [0, 0, 0, 0], tot or [0, 0, 0, 0]
+    after_ex = [e[0], max(0, e[1] + reserved), max(0, e[2] + deployed), max(0, e[3] + orphaned)]
+    moved = [after_ex[i] - e[i] for i in range(4)]
+    return after_ex, [t[0], *(max(0, t[i] + moved[i]) for i in (1, 2, 3))]
+
+
+def assert_moves_as_by_reading(url: str) -> None:
+    """`OrderStore._move` against the arithmetic it had when it read the rows first, on the
+    store at `url`: each row with some amounts, deltas that leave them, reach 0 exactly or would
+    go below it (a floor engages: the exchange's row then stops at 0 and the total moves by what
+    the exchange's moved, not by the delta), and a missing exchange or total row."""
+    engine = create_store_engine(url)
+    create_schema(engine, 0.0)
+    store = OrderStore(engine)
+    cases = [
+        ([10, 100, 50, 20], [30, 300, 80, 40], (-40, 25, 0)),  # no floor: the deltas themselves
+        ([10, 100, 50, 20], [30, 300, 80, 40], (-100, -50, -20)),  # each reaches 0 exactly
+        ([10, 30, 50, 20], [30, 300, 80, 40], (-40, 0, 0)),  # the exchange's floor: the total moves by -30
+        ([10, 30, 50, 20], [30, 10, 80, 40], (-40, -60, -5)),  # both floors
+        ([10, 0, 0, 5], [30, 0, 0, 0], (7, 0, -5)),  # the total below what the exchange gives back
+        (None, [30, 300, 80, 40], (5, -3, 0)),  # no exchange row: the total moves by max(0, delta)
+        ([10, 100, 50, 20], None, (-40, 25, 0)),  # no total row: nothing written to it, read as 0s
+        (None, None, (5, 0, 0)),
+    ]
+    try:
+        for ex, tot, (reserved, deployed, orphaned) in cases:
+            with engine.begin() as conn:
+                conn.execute(sa.delete(capital))
+                for scope, row in (("paper:kraken", ex), ("paper:TOTAL", tot)):
+                    if row is not None:
+                        names = ("cap_musd", "reserved_musd", "deployed_musd", "orphaned_musd")
+                        conn.execute(sa.insert(capital).values(scope=scope, **dict(zip(names, row, strict=True))))
+            with store._cursor(write=True) as cur:
+                store._begin_write(cur)
+                answer = store._move(cur, "paper", "kraken", reserved=reserved, orphaned=orphaned, deployed=deployed)
+                store._commit(cur)
+            after_ex, after_tot = _moved_by_reading(ex, tot, reserved, deployed, orphaned)
+            case = (ex, tot, reserved, deployed, orphaned)
+            assert answer == [("paper:kraken", *after_ex), ("paper:TOTAL", *after_tot)], case
+            with engine.connect() as conn:
+                rows = {r[0]: list(r[1:]) for r in conn.execute(sa.select(*capital.c)).all()}
+            assert rows == {
+                **({"paper:kraken": after_ex} if ex is not None else {}),
+                **({"paper:TOTAL": after_tot} if tot is not None else {}),
+            }, case
+    finally:
+        store.close()
+        engine.dispose()
+
+
+def test_capital_moves_without_a_read_as_they_did_with_one(tmp_path: Path) -> None:
+    """The exchange's row and the total's written without reading them first (UPDATE ...
+    RETURNING) hold what they held when `_move` read them, floors and missing rows included.
+    The same check runs on PostgreSQL in tests/services/core/test_capital_moves_pg.py."""
+    assert_moves_as_by_reading(f"sqlite:///{tmp_path / 'lyra.db'}")
