@@ -155,7 +155,7 @@ class BreakerDesk:
         total = caps.pop(TOTAL, Decimal(0))
         trips = board.loss_trips(book, state.trading_state, now, total, caps, per_exchange=state.phase == 4)
         if not trips and version is not None and state.trading_state is TradingState.ACTIVE:
-            loss.evaluated = Evaluated(self, now, version, state, board.settings)
+            loss.evaluated = Evaluated(self, now, version, state.phase, state.trading_state, board.settings)
         for trip in trips:  # each limit reached is audited; its exchange demoted in phase 4; one stop
             self.trip(trip, now)
         return trips

@@ -11,13 +11,14 @@ observed, the latest per market), the one book is marked at the latest mid of ev
 
 When a check may skip (`Evaluated.covers`): the last evaluation found trading ACTIVE and no trip,
 and since then the store has not changed (`OrderStore.version_at`, the version its reads were
-answered at: the same fills, caps and ladder row), the state read now is the one it read, the
-breaker settings and the UTC day are the same; and either no mark has been observed since (the
-evaluation would repeat itself exactly) or it is the same instant and another governor of the
-store evaluated it: the marks observed in this instant after that evaluation are folded in by
-the next one, at the latest at this governor's next beat. So a limit is never evaluated later
-than one beat after a governor's own check of its own marks would have evaluated it, and a new
-fill, a cap, a resume, a halt or a new day is evaluated at the first check that can read it.
+answered at: the same fills, caps and ladder row), the state read now has the phase and trading
+state it read (all it reads of the state), the breaker settings and the UTC day are the same;
+and either no mark has been observed since (the evaluation would repeat itself exactly) or it is
+the same instant and another governor of the store evaluated it: the marks observed in this
+instant after that evaluation are folded in by the next one, at the latest at this governor's
+next beat. So a limit is never evaluated later than one beat after a governor's own check of its
+own marks would have evaluated it, and a new fill, a cap, a resume, a halt or a new day is
+evaluated at the first check that can read it.
 A trip clears the memo (the next check evaluates again: the stop's state is read, or a failed
 stop is tried again), as does any review that saw trading not ACTIVE (`BreakerBoard.note_state`).
 
@@ -45,7 +46,8 @@ class Evaluated:
     by: object  # the evaluating governor's desk
     now: float
     version: tuple[int, int]
-    state: LadderState
+    phase: int  # what it read of the ladder state: the phase (its book, per exchange in phase 4)
+    trading: TradingState  # and the trading state
     settings: BreakerSettings
 
     def covers(
@@ -58,8 +60,10 @@ class Evaluated:
             return False
         if marks_due and (now != self.now or by is self.by):
             return False
-        return (state is self.state or state == self.state) and (
-            settings is self.settings or settings == self.settings
+        return (
+            state.trading_state is self.trading
+            and state.phase == self.phase
+            and (settings is self.settings or settings == self.settings)
         )
 
 
