@@ -326,7 +326,7 @@ class Statements:
         self.close_reservation = sql(
             reservations.update()
             .where(r.reservation_id == b("rid"))
-            .values(status=b("new_status"), reserved_musd=0, closed_at=b("closed"))
+            .values(status=b("new_status"), reserved_musd=zero, closed_at=b("closed"))
         )
         self.fill_reservation = sql(
             reservations.update()
@@ -336,6 +336,16 @@ class Statements:
             )
         )
         self.insert_fill = sql(fills.insert(), FILL_COLUMNS)
+        # and those of the order events (a dict per statement cost ~1-2k instructions; the fill
+        # row's INSERT merged twelve placeholders into it)
+        events: tuple[tuple[Sql, tuple[str, ...]], ...] = (
+            (self.close_reservation, CLOSE_ORDER),
+            (self.fill_reservation, FILL_RESERVATION_ORDER),
+            (self.insert_fill, FILL_COLUMNS),
+        )
+        for event_sql, event_order in events:
+            if event_sql.order != event_order:
+                raise RuntimeError(f"{event_sql.text!r} takes {event_sql.order}, not {event_order}")  # pragma: no cover
         self.resting_closes = sql(  # this bot's open closes on one market and side
             sa.select(r.amount, r.filled_amount).where(
                 r.bot_id == b("bid"),
@@ -431,6 +441,8 @@ UNTIP_ORDER = ("old_seq",)
 HEAD_AND_STATES_ORDER = ("bid", "id_1")
 RESERVE_SCOPE_ORDER = ("amount_musd", "scope", "amount_musd")
 GET_RESERVATION_ORDER = ("rid",)
+CLOSE_ORDER = ("new_status", "closed", "rid")
+FILL_RESERVATION_ORDER = ("left_musd", "done", "new_status", "closed", "rid")
 FILL_READ_ORDER = ("rid", "key", "rid")  # whether the trade key was seen, then the reservation
 CAPITAL_ADD_ORDER = ("d_res", "d_dep", "d_orph", "scope", "d_res", "d_dep", "d_orph")
 CAPITAL_ADD_FLOORED_ORDER = ("d_res", "d_dep", "d_orph", "scope")
@@ -564,21 +576,22 @@ class Filled:
     stopped: bool = False
 
 
-def _impossible_fill(row: dict[str, Any], amount: Decimal, price: Decimal, fee_musd: int) -> str:
-    """Why this fill cannot have happened, or "" (pure)."""
+def _impossible_fill(order_amount: Decimal, order_price: Decimal, filled_before: Decimal, usd_per_quote: Decimal,
+                     amount: Decimal, price: Decimal, fee_musd: int) -> str:  # fmt: skip
+    """Why this fill of `amount` at `price` cannot have happened on an order of `order_amount`
+    at `order_price` of which `filled_before` was filled, or "" (pure)."""
     if not (amount.is_finite() and amount > 0):
         return f"fill amount {amount} is not a finite number above zero"
     if not (price.is_finite() and price > 0):
         return f"fill price {price} is not a finite number above zero"
     if fee_musd < 0:
         return f"fee {from_musd(fee_musd)} USD is negative"
-    order_amount, order_price = Decimal(row["amount"]), Decimal(row["price"])
     if order_price > 0 and not order_price / PRICE_SANITY_FACTOR <= price <= order_price * PRICE_SANITY_FACTOR:
         return f"fill price {price} is more than {PRICE_SANITY_FACTOR}x away from the order's {order_price}"
-    done = Decimal(row["filled_amount"]) + amount
+    done = filled_before + amount
     if done > order_amount * (1 + OVERFILL_TOLERANCE):
         return f"fills reach {done} on an order of {order_amount} (more than {OVERFILL_TOLERANCE:.0%} over)"
-    if amount * price * Decimal(row["usd_per_quote"]) > MAX_FILL_USD:
+    if amount * price * usd_per_quote > MAX_FILL_USD:
         return f"a fill of {amount} at {price} is worth more than any order Lyra can place"
     return ""
 
@@ -1242,10 +1255,7 @@ class OrderStore:
         return [(exchange_scope, *after_ex), (total_scope, *after_tot)]  # type: ignore[list-item]
 
     def _close(self, cur: Any, reservation_id: str, status: ReservationStatus, now: float) -> None:
-        cur.execute(
-            self.sql.close_reservation.text,
-            self.sql.close_reservation.params(rid=reservation_id, new_status=status.value, closed=now),
-        )
+        cur.execute(self.sql.close_reservation.text, (status.value, now, reservation_id))  # CLOSE_ORDER
 
     def release(
         self, reservation_id: str, status: ReservationStatus, payload: dict[str, Any], actor: str, now: float
@@ -1373,7 +1383,12 @@ class OrderStore:
                 self._append(cur, "order_event", canonical_json(note), actor, now)
                 self._commit(cur)
                 return Filled("duplicate", {})
-            impossible = _impossible_fill(row, filled_amount, fill_price, fee_musd)
+            # the reservation's figures parsed once, for the checks and the arithmetic
+            order_amount, order_price = Decimal(row["amount"]), Decimal(row["price"])
+            usd_per_quote, filled_before = Decimal(row["usd_per_quote"]), Decimal(row["filled_amount"])
+            impossible = _impossible_fill(
+                order_amount, order_price, filled_before, usd_per_quote, filled_amount, fill_price, fee_musd
+            )
             if impossible:
                 seen = {**facts, "amount": str(filled_amount), "price": str(fill_price)}
                 self._anomaly(cur, str(row["bot_id"]), seen, impossible, actor, now)
@@ -1381,11 +1396,11 @@ class OrderStore:
                 return Filled("anomaly", {"reason": impossible})
             effect = fill_effect(
                 side=row["side"],
-                amount=Decimal(row["amount"]),
-                price=Decimal(row["price"]),
-                usd_per_quote=Decimal(row["usd_per_quote"]),
+                amount=order_amount,
+                price=order_price,
+                usd_per_quote=usd_per_quote,
                 reserved_musd=int(row["reserved_musd"]),
-                filled_before=Decimal(row["filled_amount"]),
+                filled_before=filled_before,
                 fill_amount=filled_amount,
                 fill_price=fill_price,
             )
@@ -1399,33 +1414,13 @@ class OrderStore:
             closed_at = now if effect.fully else None
             if late and not effect.fully:
                 status, closed_at = row["status"], now  # booked, but a closed reservation never reopens
-            cur.execute(
-                sql.fill_reservation.text,
-                sql.fill_reservation.params(
-                    rid=reservation_id,
-                    left_musd=int(row["reserved_musd"]) - release,
-                    done=str(effect.done),
-                    new_status=status,
-                    closed=closed_at,
-                ),
-            )
-            cur.execute(
-                sql.insert_fill.text,
-                sql.insert_fill.params(
-                    reservation_id=reservation_id,
-                    bot_id=row["bot_id"],
-                    book=row["book"],
-                    exchange=row["exchange"],
-                    trading_pair=row["trading_pair"],
-                    side=row["side"],
-                    amount=str(filled_amount),
-                    price=str(fill_price),
-                    notional_musd=effect.notional_musd,
-                    fee_musd=fee_musd,
-                    ts=now,
-                    trade_key=trade_key,
-                ),
-            )
+            left = int(row["reserved_musd"]) - release
+            cur.execute(sql.fill_reservation.text, (left, str(effect.done), status, closed_at, reservation_id))
+            fill_row = (
+                reservation_id, row["bot_id"], row["book"], row["exchange"], row["trading_pair"], row["side"],
+                str(filled_amount), str(fill_price), effect.notional_musd, fee_musd, now, trade_key,
+            )  # FILL_COLUMNS  # fmt: skip
+            cur.execute(sql.insert_fill.text, fill_row)
             payload = {
                 **facts,
                 "book": row["book"],
@@ -1436,7 +1431,7 @@ class OrderStore:
                 "released_usd": str(from_musd(release)),
                 "complete": effect.fully or late,
                 "late": late,
-                "overfill": effect.done > Decimal(row["amount"]),
+                "overfill": effect.done > order_amount,
                 "amount": str(filled_amount),
                 "price": str(fill_price),
             }
