@@ -402,7 +402,7 @@ def write_tx(engine: Engine) -> Iterator[Connection]:
             conn.execute(sa.select(audit_head.c.seq).where(audit_head.c.id == 1).with_for_update())
         yield conn
     if bound is not None:
-        bound.committed(between=True)
+        bound.committed(between=True, always=True)
 
 
 WAL_FACT_WAIT_S = 2.0  # how long a ladder change or evidence waits for the WAL to start over

@@ -302,10 +302,13 @@ class WalBound:
 
     - No Lyra connection checkpoints inside a commit (``wal_autocheckpoint=0`` everywhere).
     - After its commits the writer measures the WAL file (`committed`: one ``stat``; the file is
-      what the goal bounds): after every order event and ladder change, after every commit once
-      past the soft bound, otherwise (reviews, heartbeats) after every `measure_every`-th (16th)
-      commit: a stat is ~10 us, over 100 us behind another connection's fsync, and 16 reviews'
-      ~0.6 MB of staleness per writer fit the hard bound's margin. ``journal_size_limit`` cuts a WAL that
+      what the goal bounds): after every ladder change (`always`), after every commit once past
+      the soft bound, otherwise (reviews, heartbeats, order events) after every
+      `measure_every`-th (16th) commit of the process's writers: a stat is ~10 us, over 100 us
+      behind another connection's fsync, and 16 commits' staleness per writer process (a review
+      adds 23 KB to the WAL on average, at most 45 KB; an order event 7-29 KB, at most 41 KB:
+      measured) fit the hard bound's margin (an order event measured every time spent ~13 us
+      of its ~300 us on the stat in a paper replay). ``journal_size_limit`` cuts a WAL that
       started over back to `store.WAL_SIZE_LIMIT` (16 MB) at its next commit, so a file above
       `soft_bytes` (24 MB) means that many bytes are in use.
     - Past `soft_bytes` the writer copies the WAL into the database file (PASSIVE: no lock
@@ -366,7 +369,7 @@ class WalBound:
         self._thread_lock = threading.Lock()
         self._last_round = float("-inf")
         self._last_copy = float("-inf")
-        self._unmeasured = 0  # review commits since the last measure
+        self._unmeasured = 0  # commits since the last measure
         self._pause = every_s  # between two rounds
         # what it did (read by tests and benchmarks)
         self.rounds = 0  # the thread's rounds (each a PASSIVE, perhaps a RESTART)
@@ -388,19 +391,21 @@ class WalBound:
             self.size = 0
         return self.size
 
-    def committed(self, between: bool = False, start_over: bool = True) -> bool:
-        """A writer committed. Past the soft bound a writer `between` its decisions (an order
-        event, a ladder change: not a review) copies the WAL itself, at most every `every_s`:
+    def committed(self, between: bool = False, start_over: bool = True, always: bool = False) -> bool:
+        """A writer committed (`always`: measured whatever the cadence). Past the soft bound a
+        writer `between` its decisions (an order event, a ladder change: not a review) copies
+        the WAL itself, at most every `every_s`:
         none of its own writes can land during the copy, so with no reader inside its next write
         starts the WAL over. Past `restart_bytes` the thread is woken (copies did not do it).
         Returns whether it copied and left the WAL all copied: with `start_over=False` the
         caller then starts it over on its own connection (see `copy`)."""
-        if not between and self.size < self.soft_bytes:
-            # a review's commit measures every `measure_every`-th time only: a stat costs ~10 us
+        if not always and self.size < self.soft_bytes:
+            # a commit below the soft bound measures every `measure_every`-th time only: a stat costs ~10 us
             # and, behind another connection's fsync or ftruncate of the file, over 100 us
             # (p99's measure in bench/governor_review.py: ~200 us of review CPU p99). The
-            # staleness is bounded: 16 review commits (~36 KB each) per writer process, ~5 MB for
-            # eight bots, inside the 16 MB between the hard bound and the goal
+            # staleness is bounded: 16 commits (reviews or order events, at most 45 KB each,
+            # measured) per writer process, ~6 MB for eight bots, inside the 16 MB between the
+            # hard bound and the goal
             self._unmeasured += 1
             if self._unmeasured < self.measure_every:
                 return False

@@ -440,3 +440,27 @@ def test_capital_moves_without_a_read_as_they_did_with_one(tmp_path: Path) -> No
     RETURNING) hold what they held when `_move` read them, floors and missing rows included.
     The same check runs on PostgreSQL in tests/services/core/test_capital_moves_pg.py."""
     assert_moves_as_by_reading(f"sqlite:///{tmp_path / 'lyra.db'}")
+
+
+def test_below_the_soft_bound_order_events_measure_the_wal_on_the_writers_cadence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Below the soft bound an order event's commit (`between`) measures the WAL every
+    `measure_every`-th commit of the process's writers, as a review's does (one count for
+    both); a ladder change (`always`) and any commit once past the soft bound measure it every
+    time, so a copy past the soft bound still happens between decisions. On the old code every
+    order event ran the stat."""
+    from lyra_governor.store_budget import WalBound
+
+    bound = WalBound(str(tmp_path / "lyra.db"), measure_every=4)
+    measured: list[int] = []
+    monkeypatch.setattr(bound, "measure", lambda: measured.append(1) or bound.size)
+    for i in range(8):
+        bound.committed(between=i % 2 == 0)  # order events and reviews alike
+    assert len(measured) == 2
+    bound.committed(between=True, always=True)
+    assert len(measured) == 3
+    bound.size = bound.soft_bytes  # past the soft bound: every commit (a review's: no copy)
+    for _ in range(3):
+        bound.committed()
+    assert len(measured) == 6
