@@ -46,7 +46,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from decimal import Decimal
-from typing import Any
 
 from lyra_governor import reservation
 from lyra_governor.bot_orders import BotOrders, Tally
@@ -64,7 +63,7 @@ from lyra_governor.ladder_view import LadderView
 from lyra_governor.ledger import Exposure, Ledger, exposure_from_rows, remaining_from_pair
 from lyra_governor.mandate_provider import MandateProvider, NoCouncil, default_mandate_provider
 from lyra_governor.market_context import MarketHistory
-from lyra_governor.market_watch import MarketWatch, Taken
+from lyra_governor.market_watch import MarketWatch
 from lyra_governor.models import (
     ConsensusResult,
     CouncilContext,
@@ -180,23 +179,32 @@ class Governor:
         """One tick: `heartbeat`, `before_state()` (if given), `trading_state`, and, unless HALTED,
         `observe_market` of each snapshot in order; returns the state (see the module docstring).
         The beat's and the state's first tests written out, the observations in one `_observe`:
-        two frames a tick instead of one a call."""
-        beats = self.heartbeats
-        if beats.group.at is not None or self.clock() - beats.last >= HEARTBEAT_EVERY_S:
+        two frames a tick instead of one a call.
+
+        One reading of the clock serves the beat's test, the state's and the ladder look's
+        (`_observe`'s `wall`) when the ladder view's clock is the governor's (a replay's simulated
+        one: the same instant) and nothing ran in between (no beat, no `before_state`): two
+        clock calls and `LadderView.ahead`'s frame fewer a tick (~3k instructions)."""
+        beats, view, clock = self.heartbeats, self.ladder_view, self.clock
+        now = clock()
+        same = view.clock is clock  # one reading serves both while nothing runs in between
+        if beats.group.at is not None or now - beats.last >= HEARTBEAT_EVERY_S:
             beats.beat()  # as `heartbeat`
+            same = False  # the clock may have moved on: read it again
         if before_state is not None:
             before_state()
-        view = self.ladder_view
+            same = False
+        wall = now if same else view.clock()
         cached = view.cached
-        if cached is not None and view.clock() - view.read_at <= view.refresh_s:  # as `trading_state`
-            state = cached.trading_state
+        if cached is not None and wall - view.read_at <= view.refresh_s:  # as `trading_state`
+            state, fresh = cached.trading_state, True
         else:
-            state = view.state().trading_state
+            state, fresh = view.state().trading_state, False  # the view looked: `ahead` as before
         if state is not TradingState.HALTED:
-            self._observe(snapshots)
+            self._observe(snapshots, wall if fresh else None)
         return state
 
-    def _observe(self, snapshots: Iterable[MarketSnapshot]) -> None:
+    def _observe(self, snapshots: Iterable[MarketSnapshot], wall: float | None = None) -> None:
         """Each snapshot in order (`observe_market`'s and `on_tick`'s one body): the market watch,
         the council's history, the loss limits' mark; then the ladder look the next review would
         take, when due (`LadderView.ahead`, once: nothing here moves the ladder view or the store).
@@ -204,15 +212,20 @@ class Governor:
         A snapshot the watch has taken in already (the very object: governors sharing the watch
         are handed the same one) costs two dict reads and two writes: what it gives (its USD mark,
         its spread and depth) was worked out by the first (`MarketWatch.taken`). The snapshot's
-        fields are read where pydantic keeps them (a dict item ~40 instructions, an attribute ~400)."""
-        taken, book, due = self.watch.taken, self.market_history.book, self._marks_due
+        fields are read where pydantic keeps them (a dict item ~40 instructions, an attribute ~400).
+
+        `wall`: the ladder view's clock as `on_tick` read it for a state it took from a cache not
+        older than `refresh_s`; then of `ahead`'s tests only the last can pass (the cache is there
+        and, at that reading, fresh), and it is made here, `ahead` called only when it does."""
+        watch = self.watch
+        taken, take_in, book, due = watch.taken, watch.take_in, self.market_history.book, self._marks_due
         observed = False
         for snapshot in snapshots:
             fields = snapshot.__dict__
             key = (fields["connector"], fields["trading_pair"])
             seen = taken.get(key)
             if seen is None or seen[0] is not snapshot:
-                seen = self._take_in(snapshot, fields, key)
+                seen = take_in(snapshot, fields, key)  # new to the watch (or its rates)
             book[key] = seen[2]  # the council's latest spread and depth (`MarketHistory.observe_book`)
             # the loss limits' mark at the watch's rate, as `usd_per_quote` gives it, kept for their
             # next check (`BreakerDesk.mark`'s checks here: a mark that would change nothing replaces none)
@@ -221,16 +234,13 @@ class Governor:
                 due.pop(key, None)  # folded in the order last observed
                 due[key] = usd_mid
             observed = True
-        if observed:
-            self.ladder_view.ahead()
-
-    def _take_in(self, snapshot: MarketSnapshot, fields: dict[str, Any], key: tuple[str, str]) -> Taken:
-        """A snapshot new to the watch (or its rates): taken in, its mid sampled into the council's
-        history (unless the watch had it: the points are the watch's), what it gives worked out."""
-        if self.watch.observe(snapshot):
-            self.market_history.observe(key[0], key[1], fields["timestamp"], fields["mid_price"],
-                                        fields["spread_pct"], fields["depth_usd"])  # fmt: skip
-        return self.watch.taken_in(snapshot, key)
+        if not observed:
+            return
+        view = self.ladder_view
+        if wall is None:
+            view.ahead()
+        elif wall != view.read_at and view.store.looked_at(wall):
+            view.ahead(wall)
 
     def observe_fx(self, currency: str, usd_per_unit: Decimal) -> None:
         """An observed USD rate; see `MarketWatch.observe_fx` (trusted only within the FX band)."""

@@ -56,7 +56,7 @@ class LadderView:
             return self._look(wall, fresh)
         return self.cached
 
-    def ahead(self) -> None:
+    def ahead(self, wall: float | None = None) -> None:
         """Between reviews: the look the next review would take (its cache older than
         `refresh_s`, or `look_again`; with nothing cached, a new governor's or after `drop`, the
         full read), taken now so that the review does not wait for it. A store error is left to
@@ -64,8 +64,11 @@ class LadderView:
 
         Also when another governor on this store has looked at this very instant (`looked_at`):
         the look then costs no PRAGMA, and it keeps the governors' looks on the same instants
-        (a fresh read shifts one governor's cadence; without this it would keep its own)."""
-        wall = self.clock()
+        (a fresh read shifts one governor's cadence; without this it would keep its own).
+
+        `wall`: `clock()` as the caller has just read it (`Governor.on_tick`: one reading a tick)."""
+        if wall is None:
+            wall = self.clock()
         if (
             self.cached is None
             or wall - self.read_at > self.refresh_s

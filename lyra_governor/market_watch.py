@@ -16,25 +16,40 @@ absent where one governor alone would have had it, and stays time-weighted (`ris
 
 from __future__ import annotations
 
+from collections import deque
 from decimal import Decimal
 from typing import Any
 
 from lyra_governor import risk
 from lyra_governor.config import Settings
-from lyra_governor.market_context import SampledMids
+from lyra_governor.market_context import DAY_S, SAMPLE_S, SampledMids
 from lyra_governor.models import Denial, MarketSnapshot
 
 Market = tuple[str, str]  # (connector, trading pair)
 Taken = tuple[MarketSnapshot, Decimal | None, tuple[float, float]]  # see `MarketWatch.taken`
 _ZERO = Decimal(0)  # a Decimal compared with a Decimal: no int converted each time
+_UNKNOWN: Any = object()  # not in a rate cache yet (None is a rate: no rate)
+_POINTS_KEPT = int(DAY_S / SAMPLE_S) + 2  # `MarketHistory`'s bound on a market's sampled mids
+
+
+class _Feed:
+    """One market as the watch keeps it: the latest snapshot taken in, the flash-move
+    reference's history and the council's sampled mids (the deque `points` holds for it).
+    One dict read a snapshot reaches all three (they were three dicts of the watch, each read
+    and written again for every snapshot)."""
+
+    __slots__ = ("history", "points", "snapshot")
+
+    def __init__(self, history: risk.MidHistory, points: deque[tuple[float, Decimal | float]]) -> None:
+        self.history, self.points = history, points
+        self.snapshot: MarketSnapshot | None = None
 
 
 class MarketWatch:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._fx_observed: dict[str, Decimal] = {}
-        self._snapshots: dict[Market, MarketSnapshot] = {}
-        self._history: dict[Market, risk.MidHistory] = {}  # time-weighted reference per market
+        self._feeds: dict[Market, _Feed] = {}
         #: the council's sampled mids per market (`MarketHistory`'s points), filled with the history:
         #: shared with the watch, so each observation taken in here is sampled once
         self.points: SampledMids = {}
@@ -42,8 +57,8 @@ class MarketWatch:
         # asks): they depend on the observed rates and the settings only, forgotten when either changes
         self._usd: dict[str, Decimal | None] = {}
         self._usd_of_pair: dict[str, Decimal | None] = {}
-        #: per market, the last snapshot taken in and what each governor takes from it (`taken_in`):
-        #: (snapshot, its USD mid (`_usd_mid`), (spread %, depth USD)), worked out once for the governors sharing
+        #: per market, the last snapshot taken in and what each governor takes from it (`take_in`):
+        #: (snapshot, its USD mid, (spread %, depth USD)), worked out once for the governors sharing
         #: this watch; forgotten with the rates (the mark depends on them) and on a new snapshot
         self.taken: dict[Market, Taken] = {}
 
@@ -58,20 +73,59 @@ class MarketWatch:
         self._usd_of_pair.clear()
         self.taken.clear()
 
-    def observe(self, snapshot: MarketSnapshot) -> bool:
-        """The latest book facts of one market; its mid joins the reference's history. False when
-        this very snapshot was taken in already (then its mid is in `points` too, see `Governor`)."""
-        fields = snapshot.__dict__  # the fields where pydantic keeps them: a dict item, not an attribute read
-        key = (fields["connector"], fields["trading_pair"])
-        if self._snapshots.get(key) is snapshot:
-            return False  # taken in already (by a governor sharing this watch): the same again changes nothing
-        self._snapshots[key] = snapshot
-        self.taken.pop(key, None)  # what was taken from the one before
-        history = self._history.get(key)
-        if history is None:
-            history = self._history[key] = risk.MidHistory(self._settings.risk.reference_window_s)
-        history.observe(fields["timestamp"], fields["mid_price"])
-        return True
+    def take_in(self, snapshot: MarketSnapshot, fields: dict[str, Any], key: Market) -> Taken:
+        """A snapshot new to the watch (or to its rates; `Governor._observe` asks `taken` first):
+        the latest book facts of its market; its mid joins the flash-move reference's history and
+        is sampled for the council (`MarketHistory.observe`'s rule at its default `SAMPLE_S` and
+        `DAY_S`, into `points`); and what each governor takes from it, kept in `taken`: its mid
+        in USD at `usd_per_quote_of` its pair, None unless finite and positive (the loss limits'
+        mark), and its spread and depth (the council's book). `fields` are the snapshot's
+        (`__dict__`: a dict item, not a pydantic attribute read), `key` its market.
+
+        The very snapshot taken in already changes no history (observing the latest snapshot
+        again would leave it as it was): only what it gives is worked out again.
+
+        Why one frame: the watch's `observe`, `MarketHistory.observe` and `taken_in` it replaces,
+        with the four calls below them, cost ~24k instructions a new snapshot (three a simulated
+        second in bench/tick_instructions.py); tests/unit/guard/test_take_in.py checks that it
+        leaves what they left."""
+        feed = self._feeds.get(key)
+        if feed is None:
+            feed = self._feed(key)
+        if feed.snapshot is not snapshot:
+            feed.snapshot = snapshot
+            ts, mid = fields["timestamp"], fields["mid_price"]
+            feed.history.observe(ts, mid)
+            points = feed.points
+            if points:
+                slot = points[-1][0]
+                if ts < slot + SAMPLE_S:
+                    if ts >= slot:
+                        points[-1] = (slot, mid)  # same sample slot: keep its latest price
+                else:
+                    points.append((ts, mid))
+            else:
+                points.append((ts, mid))
+        pair, mid = fields["trading_pair"], fields["mid_price"]
+        usd = self._usd_of_pair.get(pair, _UNKNOWN)
+        if usd is _UNKNOWN:
+            usd = self.usd_per_quote_of(pair)
+        usd_mid: Decimal | None = None
+        if usd is not None and mid.is_finite():
+            usd_mid = mid * usd
+            if not (usd_mid.is_finite() and usd_mid > _ZERO):
+                usd_mid = None
+        taken = self.taken[key] = (snapshot, usd_mid, (fields["spread_pct"], fields["depth_usd"]))
+        return taken
+
+    def _feed(self, key: Market) -> _Feed:
+        """A market's first snapshot: its history, and its sampled mids unless the points had them
+        (a `MarketHistory` sharing them may have sampled it first)."""
+        points = self.points.get(key)
+        if points is None:
+            points = self.points[key] = deque(maxlen=_POINTS_KEPT)
+        feed = self._feeds[key] = _Feed(risk.MidHistory(self._settings.risk.reference_window_s), points)
+        return feed
 
     def observe_fx(self, currency: str, usd_per_unit: Decimal) -> None:
         """An observed USD rate (e.g. from an AUD-USDT book). It wins over the configured one only
@@ -98,23 +152,6 @@ class MarketWatch:
             rate = self._usd_of_pair[trading_pair] = self.usd_per_quote(trading_pair.rpartition("-")[2])
             return rate
 
-    def taken_in(self, snapshot: MarketSnapshot, key: Market) -> Taken:
-        """What a governor takes from `snapshot` of the market `key`, once `observe` has taken it in
-        (the latest: `taken` keeps it for the governors that hand it the same one)."""
-        fields = snapshot.__dict__
-        taken = self.taken[key] = (snapshot, self._usd_mid(fields), (fields["spread_pct"], fields["depth_usd"]))
-        return taken
-
-    def _usd_mid(self, fields: dict[str, Any]) -> Decimal | None:
-        """The snapshot's mid in USD at `usd_per_quote_of` its pair, None unless finite and
-        positive (the loss limits' mark, `Governor._observe`)."""
-        usd, mid = self.usd_per_quote_of(fields["trading_pair"]), fields["mid_price"]
-        if usd is not None and mid.is_finite():
-            usd_mid: Decimal = mid * usd
-            if usd_mid.is_finite() and usd_mid > _ZERO:
-                return usd_mid
-        return None
-
     def _rate(self, quote: str) -> Decimal | None:
         observed = self._fx_observed.get(quote)
         configured = self._settings.fx_usd.get(quote)
@@ -130,7 +167,9 @@ class MarketWatch:
         return risk.check_fx(observed, self._settings.fx_usd.get(quote), self._settings.risk.fx_band_pct, quote)
 
     def history(self, connector: str, pair: str) -> risk.MidHistory | None:
-        return self._history.get((connector, pair))
+        feed = self._feeds.get((connector, pair))
+        return None if feed is None else feed.history
 
     def snapshot(self, connector: str, pair: str) -> MarketSnapshot | None:
-        return self._snapshots.get((connector, pair))
+        feed = self._feeds.get((connector, pair))
+        return None if feed is None else feed.snapshot

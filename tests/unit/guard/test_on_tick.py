@@ -105,8 +105,8 @@ def facts(world: World) -> dict[str, Any]:
     watch = first.watch
     out: dict[str, Any] = {
         "bots": sorted((b.bot_id, b.last_heartbeat) for b in first.ledger.bots()),
-        "snapshots": {k: s.model_dump() for k, s in watch._snapshots.items()},
-        "mid_history": {k: list(h._buckets) for k, h in watch._history.items()},
+        "snapshots": {k: f.snapshot.model_dump() for k, f in watch._feeds.items() if f.snapshot is not None},
+        "mid_history": {k: list(f.history._buckets) for k, f in watch._feeds.items()},
         "points": {k: list(v) for k, v in first.market_history._points.items()},
         "taken": {k: v[1:] for k, v in watch.taken.items()},
     }
