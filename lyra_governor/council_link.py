@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from lyra_governor import audit
 from lyra_governor.checks import Review
-from lyra_governor.ledger import Exposure
+from lyra_governor.ledger import ScopeExposure
 from lyra_governor.mandate_provider import verdict_record
 from lyra_governor.market_context import MarketHistory, sampled_rate
 from lyra_governor.market_watch import MarketWatch
@@ -34,10 +34,12 @@ class CouncilLink:
     seat: Seat
     watch: MarketWatch
     history: MarketHistory
-    exposure: Callable[[str], Exposure]
+    # one exchange's capital in one book (`Governor.exchange_exposure`: its row and the total's
+    # read, not the whole book's with a LIKE), None without its row
+    exchange_exposure: Callable[[str, str], ScopeExposure | None]
 
     def context(self, r: Review) -> CouncilContext:
-        ex = self.exposure(r.book).exchanges.get(r.exchange)
+        ex = self.exchange_exposure(r.book, r.exchange)
         decisions, failures, denials = self.seat.tally.recent(r.now)
         return CouncilContext(
             phase=r.state.phase,

@@ -60,7 +60,14 @@ from lyra_governor.decisions import Decisions
 from lyra_governor.heartbeat import HEARTBEAT_EVERY_S, Heartbeat
 from lyra_governor.ladder import LadderState
 from lyra_governor.ladder_view import LadderView
-from lyra_governor.ledger import Exposure, Ledger, exposure_from_rows, remaining_from_pair
+from lyra_governor.ledger import (
+    Exposure,
+    Ledger,
+    ScopeExposure,
+    exchange_exposure_from_pair,
+    exposure_from_rows,
+    remaining_from_pair,
+)
 from lyra_governor.mandate_provider import MandateProvider, NoCouncil, default_mandate_provider
 from lyra_governor.market_context import MarketHistory
 from lyra_governor.market_watch import MarketWatch
@@ -126,7 +133,7 @@ class Governor:
         self._marks_due: dict[tuple[str, str], Decimal] = self.breakers.loss.due
         seat = Seat(bot_id, ledger, self.store, self.tally, clock, self.ladder_view.drop)
         self.desk = BreakerDesk(seat, self.breakers, mandates, lambda: self.settings.breakers)
-        self.council = CouncilLink(seat, self.watch, self.market_history, self.exposure)
+        self.council = CouncilLink(seat, self.watch, self.market_history, self.exchange_exposure)
         self.events = OrderEvents(seat, self.orders, self.desk, self.market_history, self.ladder_view.look_again)
         self.decisions = Decisions(seat)
         self.checks = Checks(settings, self.watch, self.orders, mandates, self.breakers, self.council.context)
@@ -344,6 +351,11 @@ class Governor:
     def exposure(self, book: str) -> Exposure:
         """The book's capital, read on the governor's own connection (fast, no write lock)."""
         return exposure_from_rows(book, self.store.capital_rows(book))
+
+    def exchange_exposure(self, book: str, exchange: str) -> ScopeExposure | None:
+        """One exchange's capital in `book` (None without its row): `exposure(book).exchanges.get(exchange)`
+        from the exchange's row and the total's only (`OrderStore.capital_pair_rows`)."""
+        return exchange_exposure_from_pair(exchange, self.store.capital_pair_rows(book, exchange))
 
     def capacity_usd(self, exchange: str) -> Decimal:
         """USD that may still be reserved on `exchange` in the current phase's book."""

@@ -451,6 +451,11 @@ def test_sizing_and_loss_limits_read_only_the_capital_rows_they_use(governor: Go
     assert governor.capacity_usd("binance") == expected == Decimal(1000) - Decimal(60)
     assert governor.capacity_usd("no-such-exchange") == Decimal(0)
     assert governor.check_loss_limits() == []
+    # the council's question: the exchange's figures from its pair of rows (old code: the whole
+    # book's rows, read with a LIKE), the same Decimals
+    assert governor.exchange_exposure("paper", "binance") == exposure.exchanges["binance"]
+    assert governor.exchange_exposure("paper", "no-such-exchange") is None
+    assert governor.exchange_exposure("paper", "TOTAL") is None  # the total is no exchange's
 
 
 def test_silent_bot_reservations_expire(settings: Settings, clock: FakeClock, propose: Propose) -> None:
