@@ -118,6 +118,9 @@ class Governor:
         # a long-lived user of the SQLite file: its WAL bound's thread (store_budget.WalBound) stops with the last one
         self._wal = acquire_checkpointer(ledger.engine.url.database if self.store.sqlite else None)
         self.ladder_view = LadderView(ledger, self.store, bot_id)
+        # a stop, halt, promotion or demotion this governor reads, whoever wrote it, ends the
+        # council's mandates it holds: they were granted for the conditions before (hole 6)
+        self.ladder_view.on_change = lambda why: self.mandates.revoke(None, f"{why}; the council is asked again")
         # its own, or one that governors of one process with the same settings share (the paper
         # run's: each market's reference history filled once a second, not once per governor)
         self.watch = watch if watch is not None else MarketWatch(settings)
@@ -171,8 +174,10 @@ class Governor:
 
     @settings.setter
     def settings(self, settings: Settings) -> None:
-        """New settings reach every part that reads them (the checks and their limits, the market watch)."""
+        """New settings reach every part that reads them (the checks and their limits, the market
+        watch, the circuit breakers' board: the loss limits and storm thresholds it applies)."""
         self.checks.use(settings)
+        self.breakers.settings = settings.breakers
         self._settings = self.watch.settings = settings
 
     # --- each tick: market facts (MarketWatch; the breakers' loss marks; the council's history)

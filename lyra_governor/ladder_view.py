@@ -17,6 +17,12 @@ Governors sharing one store (a paper replay's) that look at the same instant of 
 simulated second) share one `PRAGMA data_version` (`OrderStore._cached`'s `at`): a halt written
 elsewhere after it is seen by the next look, within `refresh_s` as before; a stop written from
 here (`drop`) makes the next look, any governor's, read afresh at once.
+
+A full read that finds the conditions changed (`LadderView.changed`: trading not ACTIVE, or a
+phase or rung other than the last full read's) tells the governor (`on_change`), which drops
+its council mandates: a mandate was granted for one phase's threshold and caps and for trading
+that was ACTIVE, and a stop or promotion written by another governor or process must end it
+here too, not only in the governor whose breaker tripped (issue 14, hole 6).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from collections.abc import Callable
 
 from lyra_governor.ladder import LadderState
 from lyra_governor.ledger import Ledger
+from lyra_governor.models import TradingState
 from lyra_governor.order_store import OrderStore
 from lyra_governor.store import STORE_ERRORS
 
@@ -48,6 +55,10 @@ class LadderView:
         # while it is the store's, a look costs one compare, no read (None: read)
         self.version: tuple[int, int] | None = None
         self.bot_reduce_only: str | None = None  # this bot's own restriction (refreshed with the state)
+        # told, with why, when a full read finds the conditions changed (`changed`): the governor
+        # drops its mandates. The last full read is kept across `drop` to compare with.
+        self.on_change: Callable[[str], object] | None = None
+        self._last_read: LadderState | None = None
 
     def state(self, fresh: bool = False) -> LadderState:
         """The review path's read: the cache, checked against the store every `refresh_s`."""
@@ -81,7 +92,7 @@ class LadderView:
         cached = self.cached
         if fresh or cached is None:
             self.version = None  # the authoritative read: no version taken, the next look reads
-            cached = self.cached = self.ledger.state()
+            cached = self.cached = self._read()
             self.bot_reduce_only = self.store.bot_restriction(self.bot_id)
         else:
             # the version first (a commit after it makes the next look read), then, unless it is
@@ -91,10 +102,19 @@ class LadderView:
             if version is None or version != self.version:
                 row, self.bot_reduce_only = self.store.ladder_look(self.bot_id, wall)
                 if not _matches(row, cached):
-                    cached = self.cached = self.ledger.state()
+                    cached = self.cached = self._read()
             self.version = version
         self.read_at = wall
         return cached
+
+    def _read(self) -> LadderState:
+        """The full read (`Ledger.state`), compared with the last one (`changed`)."""
+        state = self.ledger.state()
+        before, self._last_read = self._last_read, state
+        why = changed(before, state)
+        if why is not None and self.on_change is not None:
+            self.on_change(why)
+        return state
 
     def now(self) -> LadderState:
         """The store's ladder state now, without the review path's rhythm (and without touching
@@ -122,6 +142,21 @@ class LadderView:
 
     def _unchanged(self, cached: LadderState) -> bool:
         return _matches(self.store.ladder_row(self.clock()), cached)
+
+
+def changed(before: LadderState | None, after: LadderState) -> str | None:
+    """Why the conditions a council mandate was granted in no longer hold, or None: trading
+    is not ACTIVE (a stop, a halt: whoever wrote it), or the phase or a rung differs from the
+    last full read's (a promotion or demotion: another threshold, other caps)."""
+    if after.trading_state is not TradingState.ACTIVE:
+        return f"trading is {after.trading_state.value}"
+    if before is None:
+        return None
+    if after.phase != before.phase:
+        return f"the phase moved from {before.phase} to {after.phase}"
+    if after.rungs != before.rungs:
+        return "a phase-4 rung moved"
+    return None
 
 
 def _matches(row: tuple[int, str, str, dict[str, int]], cached: LadderState) -> bool:
