@@ -215,9 +215,14 @@ class MidHistory:
         self._cache: tuple[int, Decimal | None] | None = None  # (second, reference), until a new mid
 
     def observe(self, ts: float, mid: Decimal) -> None:
-        if not (math.isfinite(ts) and mid.is_finite() and mid > 0):
+        # `_ZERO`, not 0: a Decimal compared with an int converts it first (~400 of this call's
+        # ~4.8k instructions); an infinite or NaN `ts` is what `math.floor` refuses
+        if not (mid.is_finite() and mid > _ZERO):
             return
-        second = math.floor(ts)
+        try:
+            second = math.floor(ts)
+        except (ValueError, OverflowError):  # NaN, +-inf: no second to file it under
+            return
         buckets = self._buckets
         if buckets and second <= buckets[-1][0]:
             if second == buckets[-1][0]:

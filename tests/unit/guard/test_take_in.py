@@ -3,10 +3,12 @@ of the mid, `MarketHistory.observe`'s sample of it (default `SAMPLE_S`, `DAY_S`)
 (`usd_per_quote_of` the pair times the mid, None unless finite and positive), here rebuilt as
 the reference from those pieces. Random sequences of snapshots of a few markets: out-of-order,
 repeated and same-second timestamps, the very snapshot again, NaN, infinite, zero and negative
-mids (built as a replay builds them, unvalidated), new FX rates in between."""
+mids (built as a replay builds them, unvalidated), new FX rates in between. And `MidHistory.observe`
+leaves what it left before its Decimal zero and its `math.floor` test."""
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from typing import Any
 
@@ -89,3 +91,31 @@ def test_take_in_leaves_what_the_separate_calls_left(steps: list[tuple[Any, ...]
         for now in (clock, clock + 0.5, clock + 7, clock + 70):
             assert mine.reference(now, 5) == theirs.reference(now, 5)
     assert watch.taken == reference.taken
+
+
+def _observed_before(history: risk.MidHistory, ts: float, mid: Decimal) -> None:
+    """`MidHistory.observe` as it was before it compared with a Decimal zero and let
+    `math.floor` refuse a NaN or infinite `ts`."""
+    if not (math.isfinite(ts) and mid.is_finite() and mid > 0):
+        return
+    second = math.floor(ts)
+    buckets = history._buckets
+    if buckets and second <= buckets[-1][0]:
+        if second == buckets[-1][0]:
+            buckets[-1] = (second, mid)
+        return
+    buckets.append((second, mid))
+    while len(buckets) > 1 and buckets[1][0] <= second - history.window_s:
+        buckets.popleft()
+    history._cache = None
+
+
+@hsettings(max_examples=100, deadline=None, phases=[Phase.generate])
+@given(st.lists(st.tuples(st.one_of(st.floats(0, 400), st.sampled_from([math.nan, math.inf, -math.inf])), MIDS),
+                max_size=80))  # fmt: skip
+def test_mid_history_observe_is_what_it_was(observations: list[tuple[float, Decimal]]) -> None:
+    mine, theirs = risk.MidHistory(60), risk.MidHistory(60)
+    for ts, mid in observations:
+        mine.observe(ts, mid)
+        _observed_before(theirs, ts, mid)
+        assert list(mine._buckets) == list(theirs._buckets) and mine._cache == theirs._cache
