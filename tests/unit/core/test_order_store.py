@@ -191,6 +191,72 @@ def test_a_position_remembered_under_the_lock_is_read_again_after_another_writer
         engine.dispose()
 
 
+def test_the_states_read_under_the_lock_are_kept_only_while_nothing_else_committed(tmp_path: Path) -> None:
+    """SQLite: a review's head-and-states read is skipped while no other connection committed
+    and this one committed nothing a cached read returns; a halt committed by another
+    connection, and a restriction this store wrote itself, are each seen by the next review."""
+    from decimal import Decimal
+
+    from lyra_governor import audit
+    from lyra_governor.store import ladder, write_tx
+
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'lyra.db'}")
+    create_schema(engine, 0.0)
+    with write_tx(engine) as conn:
+        order_store.set_caps(conn, {"live:binance": 10**12, "live:TOTAL": 10**12})
+    store = order_store.OrderStore(engine)
+    one, reads = Decimal(1), []
+    head_read = store.sql.head_and_states.text.split("?")[0]  # the trace shows the values bound
+
+    def buy(n: int) -> ReservationRow:
+        return dataclasses.replace(_close_of("bot", "0.001", "BUY"), reservation_id=f"res-{n}")
+
+    def set_state(state: str) -> None:
+        with write_tx(engine) as conn:
+            conn.execute(ladder.update().where(ladder.c.id == 1).values(trading_state=state, reason="test"))
+
+    try:
+        store.heartbeat("bot", 0.5, "host", 1)  # a known bot: the fill below restricts it
+        store.reserve(buy(1), "{}", "bot", 1.0, False, one)
+        store._raw.dbapi_connection.set_trace_callback(lambda sql: reads.append(sql.startswith(head_read)))
+        store.reserve(buy(2), "{}", "bot", 2.0, False, one)
+        store.release("res-2", order_store.ReservationStatus.CANCELLED, {}, "bot", 2.5)
+        store.reserve(buy(3), "{}", "bot", 3.0, False, one)
+        assert not any(reads)  # the head its own commits left, the states as read for res-1
+        set_state("HALTED")
+        with pytest.raises(order_store.TradingStopped, match="halted"):
+            store.reserve(buy(4), "{}", "bot", 4.0, False, one)
+        assert reads.count(True) == 1
+        set_state("ACTIVE")
+        store.reserve(buy(5), "{}", "bot", 5.0, False, one)
+        assert reads.count(True) == 2
+        # an impossible fill restricts the bot through this store (a commit that changes a state)
+        store.fill("res-5", None, Decimal("0.001"), Decimal(6_000_000), 0, "bot", 6.0, "t1")
+        with pytest.raises(order_store.TradingStopped) as stopped:
+            store.reserve(buy(6), "{}", "bot", 7.0, False, one)
+        assert stopped.value.state == order_store.BOT_REDUCE_ONLY and reads.count(True) == 3
+        def other_bot(n: int, **changes: object) -> ReservationRow:
+            return dataclasses.replace(buy(n), bot_id="other", **changes)
+
+        store.reserve(other_bot(7), "{}", "other", 8.0, False, one)  # another bot: its states read
+        assert reads.count(True) == 4
+        # another connection appends; this store reads the head it left, then refuses (over the
+        # cap, rolled back): the next review reads again, the one after keeps what that read
+        elsewhere = order_store.OrderStore(engine)
+        elsewhere.reserve(dataclasses.replace(buy(8), bot_id="else"), "{}", "else", 9.0, False, one)
+        elsewhere.close()
+        with pytest.raises(order_store.CapExceeded):
+            store.reserve(other_bot(9, reserved_musd=10**13), "{}", "other", 10.0, False, one)
+        assert reads.count(True) == 5
+        store.reserve(other_bot(10), "{}", "other", 11.0, False, one)
+        store.reserve(other_bot(11), "{}", "other", 12.0, False, one)
+        assert reads.count(True) == 6
+        assert audit.verify(engine).ok
+    finally:
+        store.close()
+        engine.dispose()
+
+
 def test_past_the_wal_bound_a_review_is_refused_and_an_order_event_waits_for_the_wal_to_start_over(
     tmp_path: Path,
 ) -> None:
