@@ -7,7 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from lyra_governor.models import Decision, Mandate, OrderProposal, Side
+from lyra_governor.models import Decision, Mandate, OrderEvent, OrderEventKind, OrderProposal, Side
 
 START = 1_800_000_000.0
 
@@ -70,3 +70,12 @@ def decide(gov: Any, p: OrderProposal) -> Decision:
     if decision.status.value == "PENDING":
         decision = gov.review(p.model_copy(update={"proposal_id": p.proposal_id + "b"}))
     return decision
+
+
+def bought_and_filled(gov: Any, p: OrderProposal, fill_price: Decimal | int = 60000) -> Decision:
+    """`p` (a buy) allowed (`decide`) and filled whole at `fill_price`: a position to mark."""
+    bought = decide(gov, p)
+    assert bought.allowed, bought.message
+    gov.on_order_event(OrderEvent(kind=OrderEventKind.FILLED, reservation_id=bought.reservation_id,
+                                  filled_amount=p.amount, fill_price=Decimal(fill_price)))  # fmt: skip
+    return bought

@@ -86,3 +86,4 @@ def propose(clock: Clock) -> Callable[..., OrderProposal]:
 
 
 decide = fixtures.decide  # review; once more if the market's first proposal waited for its mandate
+bought_and_filled = fixtures.bought_and_filled  # a buy allowed and filled whole: a position to mark

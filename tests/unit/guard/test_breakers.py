@@ -18,7 +18,7 @@ from lyra_governor.config import BreakerSettings, Settings
 from lyra_governor.governor import Governor
 from lyra_governor.models import DenialCode, Order, OrderEvent, OrderEventKind, OrderProposal, Side, TradingState
 
-from .conftest import Clock, WideMandates, decide, make_governor, watch
+from .conftest import Clock, WideMandates, bought_and_filled, decide, make_governor, watch
 
 Propose = Callable[..., OrderProposal]
 
@@ -170,10 +170,7 @@ def test_max_order_quantity_in_base_units(governor: Governor, propose: Propose) 
 def test_a_daily_loss_stops_trading_gradually_and_can_be_resumed(
     governor: Governor, propose: Propose, clock: Clock
 ) -> None:
-    bought = decide(governor, propose(amount=Decimal("0.004"), price=Decimal(60000)))
-    assert bought.allowed
-    governor.on_order_event(OrderEvent(kind=OrderEventKind.FILLED, reservation_id=bought.reservation_id,
-                                       filled_amount=Decimal("0.004"), fill_price=Decimal(60000)))  # fmt: skip
+    bought_and_filled(governor, propose(amount=Decimal("0.004"), price=Decimal(60000)))
     # the market falls 25 %: 0.004 BTC loses 60 USD, 6 % of the 1,000 USD paper book (limit 5 %)
     clock.advance(20)
     watch(governor, "binance_paper_trade", "BTC-USDT", 45000, clock.now - 5, 5)
@@ -214,9 +211,7 @@ def test_the_exchange_wide_rate_budget_counts_every_bot(settings: Settings, cloc
 
 
 def test_sell_side_reject_storm_leaves_closes_alone(governor: Governor, propose: Propose, clock: Clock) -> None:
-    bought = decide(governor, propose(amount=Decimal("0.002")))
-    governor.on_order_event(OrderEvent(kind=OrderEventKind.FILLED, reservation_id=bought.reservation_id,
-                                       filled_amount=Decimal("0.002"), fill_price=Decimal(60000)))  # fmt: skip
+    bought_and_filled(governor, propose(amount=Decimal("0.002")))
     for i in range(5):
         clock.advance(1)
         watch(governor, "binance_paper_trade", "BTC-USDT", 60010, clock.now, 0)
@@ -251,10 +246,7 @@ def test_in_phase_four_a_loss_on_one_exchange_demotes_its_rung_and_stops(
     gov.ledger.set_phase(4, "test", "live micro capital")
     gov.ladder_state(fresh=True)
     watch(gov, "binance", "BTC-USDT", 60010, clock.now - 30, 30)
-    bought = decide(gov, propose(connector="binance", amount=Decimal("0.0015")))  # 90 USD of a 100 USD rung
-    assert bought.allowed, bought.message
-    gov.on_order_event(OrderEvent(kind=OrderEventKind.FILLED, reservation_id=bought.reservation_id,
-                                  filled_amount=Decimal("0.0015"), fill_price=Decimal(60000)))  # fmt: skip
+    bought_and_filled(gov, propose(connector="binance", amount=Decimal("0.0015")))  # 90 USD of a 100 USD rung
     clock.advance(10)
     watch(gov, "binance", "BTC-USDT", 55000, clock.now - 3, 3)  # -7.5 USD: 7.5 % of the rung (limit 5 %)
     trips = gov.check_loss_limits()

@@ -12,9 +12,9 @@ from lyra_governor.config import Settings
 from lyra_governor.governor import Governor
 from lyra_governor.ladder import LadderState
 from lyra_governor.ladder_view import changed
-from lyra_governor.models import DecisionStatus, DenialCode, OrderEvent, OrderEventKind, OrderProposal, TradingState
+from lyra_governor.models import DecisionStatus, DenialCode, OrderProposal, TradingState
 
-from .conftest import Clock, WideMandates, decide, make_governor, watch
+from .conftest import Clock, WideMandates, bought_and_filled, decide, make_governor, watch
 
 Propose = Callable[..., OrderProposal]
 
@@ -62,10 +62,7 @@ def test_a_stop_written_by_another_governor_ends_this_ones_mandates(
 
 
 def test_new_settings_reach_the_loss_limits(governor: Governor, propose: Propose, clock: Clock) -> None:
-    bought = decide(governor, propose(amount=Decimal("0.004"), price=Decimal(60000)))
-    assert bought.allowed
-    governor.on_order_event(OrderEvent(kind=OrderEventKind.FILLED, reservation_id=bought.reservation_id,
-                                       filled_amount=Decimal("0.004"), fill_price=Decimal(60000)))  # fmt: skip
+    bought_and_filled(governor, propose(amount=Decimal("0.004"), price=Decimal(60000)))
     # the market falls 10 %: 0.004 BTC loses 24 USD, 2.4 % of the 1,000 USD paper book
     clock.advance(20)
     watch(governor, "binance_paper_trade", "BTC-USDT", 54000, clock.now - 5, 5)

@@ -18,7 +18,7 @@ from lyra_governor.governor import Governor
 from lyra_governor.models import DenialCode, MarketSnapshot, OrderEvent, OrderEventKind, OrderProposal, TradingState
 from lyra_governor.store_budget import release_checkpointer
 
-from .conftest import Clock, WideMandates, decide, make_governor, watch
+from .conftest import Clock, WideMandates, bought_and_filled, decide, make_governor, watch
 
 Propose = Callable[..., OrderProposal]
 BTC = ("binance_paper_trade", "BTC-USDT")
@@ -39,6 +39,15 @@ def trio(settings: Settings, clock: Clock) -> Iterator[list[Governor]]:
 
 
 @pytest.fixture
+def elsewhere(trio: list[Governor], settings: Settings, clock: Clock) -> Iterator[Governor]:
+    """A governor on the trio's file with a store object of its own: another process, or a
+    restarted bot (its own books, read from the store's fills)."""
+    gov = make_governor(settings, clock, "bot-9")
+    yield gov
+    gov.close()
+
+
+@pytest.fixture
 def evaluations(monkeypatch: pytest.MonkeyPatch) -> list[BreakerBoard]:
     """The board of each loss-limit evaluation, in order."""
     seen: list[BreakerBoard] = []
@@ -55,10 +64,7 @@ def evaluations(monkeypatch: pytest.MonkeyPatch) -> list[BreakerBoard]:
 def _buy(gov: Governor, propose: Propose, clock: Clock, amount: str = "0.004") -> None:
     """A filled buy of `amount` BTC at 60,000 by `gov` (its market watched long enough first)."""
     watch(gov, *BTC, 60010, clock.now - 30, 30)
-    bought = decide(gov, propose(bot_id=gov.bot_id, amount=Decimal(amount), mid_price_ts=clock.now))
-    assert bought.allowed, bought.message
-    gov.on_order_event(OrderEvent(kind=OrderEventKind.FILLED, reservation_id=bought.reservation_id,
-                                  filled_amount=Decimal(amount), fill_price=Decimal(60000)))  # fmt: skip
+    bought_and_filled(gov, propose(bot_id=gov.bot_id, amount=Decimal(amount), mid_price_ts=clock.now))
 
 
 def _snapshot(ts: float, mid: int) -> MarketSnapshot:
@@ -172,41 +178,33 @@ def test_a_resume_rebases_the_shared_books_once(trio: list[Governor], clock: Clo
 
 
 def test_a_store_of_its_own_evaluates_for_itself(
-    trio: list[Governor], settings: Settings, clock: Clock, propose: Propose, evaluations: list[BreakerBoard]
+    trio: list[Governor], elsewhere: Governor, clock: Clock, propose: Propose, evaluations: list[BreakerBoard]
 ) -> None:
     """Another process (or a restarted bot): a store object of its own, its own books from the
     store's fills, its own evaluation at the same instant, the same limit seen."""
     first = trio[0]
     _buy(first, propose, clock)
     clock.advance(20)
-    elsewhere = make_governor(settings, clock, "bot-9")
-    try:
-        assert elsewhere.breakers.loss is not first.breakers.loss
-        watch(first, *BTC, 45000, clock.now - 5, 5)
-        watch(elsewhere, *BTC, 45000, clock.now - 5, 5)
-        assert [t.code for t in elsewhere.check_loss_limits()] == [DenialCode.BREAKER_DAILY_LOSS]
-        assert first.check_loss_limits() == []  # the stop is in force: nothing to trip twice
-        assert evaluations[-2:] == [elsewhere.breakers, first.breakers]
-        assert first.ladder_state(fresh=True).trading_state is TradingState.REDUCING
-        assert len(_trips(first)) == 1
-    finally:
-        elsewhere.close()
+    assert elsewhere.breakers.loss is not first.breakers.loss
+    watch(first, *BTC, 45000, clock.now - 5, 5)
+    watch(elsewhere, *BTC, 45000, clock.now - 5, 5)
+    assert [t.code for t in elsewhere.check_loss_limits()] == [DenialCode.BREAKER_DAILY_LOSS]
+    assert first.check_loss_limits() == []  # the stop is in force: nothing to trip twice
+    assert evaluations[-2:] == [elsewhere.breakers, first.breakers]
+    assert first.ladder_state(fresh=True).trading_state is TradingState.REDUCING
+    assert len(_trips(first)) == 1
 
 
 def test_a_fill_from_another_process_is_evaluated_at_the_next_instant_at_the_latest(
-    trio: list[Governor], settings: Settings, clock: Clock, propose: Propose
+    trio: list[Governor], elsewhere: Governor, clock: Clock, propose: Propose
 ) -> None:
     first, second, _third = trio
     watch(first, *BTC, 60010, clock.now - 30, 30)
-    elsewhere = make_governor(settings, clock, "bot-9")
-    try:
-        assert first.check_loss_limits() == []
-        _buy(elsewhere, propose, clock)  # committed on another connection, at the same instant
-        clock.advance(1)
-        watch(first, *BTC, 45000, clock.now - 1, 1)
-        assert [t.code for t in second.check_loss_limits()] == [DenialCode.BREAKER_DAILY_LOSS]
-    finally:
-        elsewhere.close()
+    assert first.check_loss_limits() == []
+    _buy(elsewhere, propose, clock)  # committed on another connection, at the same instant
+    clock.advance(1)
+    watch(first, *BTC, 45000, clock.now - 1, 1)
+    assert [t.code for t in second.check_loss_limits()] == [DenialCode.BREAKER_DAILY_LOSS]
 
 
 def test_a_governor_with_stricter_limits_evaluates_with_its_own(
