@@ -146,12 +146,16 @@ class LadderView:
 
 def changed(before: LadderState | None, after: LadderState) -> str | None:
     """Why the conditions a council mandate was granted in no longer hold, or None: trading
-    is not ACTIVE (a stop, a halt: whoever wrote it), or the phase or a rung differs from the
-    last full read's (a promotion or demotion: another threshold, other caps)."""
+    is not ACTIVE (a stop, a halt: whoever wrote it), or was not at the last full read (a
+    resume: a question asked before the stop may have been answered during it), or the phase
+    or a rung differs from the last full read's (a promotion or demotion: another threshold,
+    other caps)."""
     if after.trading_state is not TradingState.ACTIVE:
         return f"trading is {after.trading_state.value}"
     if before is None:
         return None
+    if before.trading_state is not TradingState.ACTIVE:
+        return f"trading resumed after {before.trading_state.value}"
     if after.phase != before.phase:
         return f"the phase moved from {before.phase} to {after.phase}"
     if after.rungs != before.rungs:

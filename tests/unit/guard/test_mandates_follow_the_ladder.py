@@ -31,6 +31,8 @@ def test_what_ends_a_mandate() -> None:
     assert changed(active, active) is None
     assert changed(active, _state(trading=TradingState.REDUCING)) == "trading is REDUCING"
     assert changed(None, _state(trading=TradingState.HALTED)) == "trading is HALTED"
+    # an answer to a question asked before the stop may have landed during it
+    assert changed(_state(trading=TradingState.REDUCING), active) == "trading resumed after REDUCING"
     assert changed(_state(4, rungs={"binance": 1}), _state(5, rungs={"binance": 1})) == "the phase moved from 4 to 5"
     assert changed(_state(4, rungs={"binance": 1}), _state(4, rungs={"binance": 2})) == "a phase-4 rung moved"
 
@@ -48,8 +50,10 @@ def test_a_stop_written_by_another_governor_ends_this_ones_mandates(
         other.ledger.reduce_only("breaker BREAKER_DAILY_LOSS: test", "breaker")
         assert gov.ladder_state(fresh=True).trading_state is TradingState.REDUCING
         assert ours.approved == set()  # read here: this governor's mandates are gone too
+        ours.approved.add(("binance_paper_trade", "BTC-USDT"))  # an answer to a question asked before the stop
         other.ledger.resume("operator", "loss reviewed")
         assert gov.ladder_state(fresh=True).trading_state is TradingState.ACTIVE
+        assert ours.approved == set()  # nothing granted before the resume outlives it
         clock.advance(1)
         watch(gov, "binance_paper_trade", "BTC-USDT", 60010, clock.now, 0)
         first = gov.review(propose(price=Decimal(59990), mid_price_ts=clock.now))
