@@ -60,14 +60,7 @@ from lyra_governor.decisions import Decisions
 from lyra_governor.heartbeat import HEARTBEAT_EVERY_S, Heartbeat
 from lyra_governor.ladder import LadderState
 from lyra_governor.ladder_view import LadderView
-from lyra_governor.ledger import (
-    Exposure,
-    Ledger,
-    ScopeExposure,
-    exchange_exposure_from_pair,
-    exposure_from_rows,
-    remaining_from_pair,
-)
+from lyra_governor.ledger import Exposure, Ledger, ScopeExposure, exposure_from_rows, remaining_from_pair
 from lyra_governor.mandate_provider import MandateProvider, NoCouncil, default_mandate_provider
 from lyra_governor.market_context import MarketHistory
 from lyra_governor.market_watch import MarketWatch
@@ -359,8 +352,9 @@ class Governor:
 
     def exchange_exposure(self, book: str, exchange: str) -> ScopeExposure | None:
         """One exchange's capital in `book` (None without its row): `exposure(book).exchanges.get(exchange)`
-        from the exchange's row and the total's only (`OrderStore.capital_pair_rows`)."""
-        return exchange_exposure_from_pair(exchange, self.store.capital_pair_rows(book, exchange))
+        from the exchange's row and the total's only (`OrderStore.capital_pair_rows`), not the
+        whole book's read with a LIKE (the council's question, a few times an hour)."""
+        return exposure_from_rows(book, self.store.capital_pair_rows(book, exchange)).exchanges.get(exchange)
 
     def capacity_usd(self, exchange: str) -> Decimal:
         """USD that may still be reserved on `exchange` in the current phase's book."""

@@ -18,11 +18,12 @@ simulated second) share one `PRAGMA data_version` (`OrderStore._cached`'s `at`):
 elsewhere after it is seen by the next look, within `refresh_s` as before; a stop written from
 here (`drop`) makes the next look, any governor's, read afresh at once.
 
-A full read that finds the conditions changed (`LadderView.changed`: trading not ACTIVE, or a
-phase or rung other than the last full read's) tells the governor (`on_change`), which drops
-its council mandates: a mandate was granted for one phase's threshold and caps and for trading
-that was ACTIVE, and a stop or promotion written by another governor or process must end it
-here too, not only in the governor whose breaker tripped (issue 14, hole 6).
+A full read that finds the conditions changed (`changed`: trading not ACTIVE, or ACTIVE again
+after a stop, or a phase or rung other than the last full read's) tells the governor
+(`on_change`), which drops its council mandates: a mandate was granted for one phase's
+threshold and caps and for trading that was ACTIVE, and a stop or promotion written by another
+governor or process must end it here too, not only in the governor whose breaker tripped
+(issue 14, hole 6).
 """
 
 from __future__ import annotations

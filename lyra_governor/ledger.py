@@ -33,7 +33,6 @@ __all__ = [  # the ladder's types are re-exported: callers read them with the le
     "Ledger",
     "PromotionOutcome",
     "ScopeExposure",
-    "exchange_exposure_from_pair",
     "exposure_from_rows",
     "open_ledger",
     "remaining_from_pair",
@@ -114,18 +113,6 @@ def remaining_from_pair(exchange: str, rows: list[tuple[str, int, int, int, int]
         return _ZERO
     left = _remaining(*ex)
     return min(left, _remaining(*total) if total is not None else _ZERO)
-
-
-def exchange_exposure_from_pair(exchange: str, rows: list[tuple[str, int, int, int, int]]) -> ScopeExposure | None:
-    """`exposure_from_rows(book, rows).exchanges.get(exchange)` from `OrderStore.capital_pair_rows`'
-    two rows (the same Decimals; None without the exchange's row): what the council's question
-    tells of the exchange's capital, without reading and converting the whole book's rows."""
-    if exchange == phases.TOTAL:  # the book's total is no exchange
-        return None
-    for name_scope, cap, reserved, deployed, orphaned in rows:
-        if name_scope.split(":", 1)[1] == exchange:
-            return ScopeExposure(from_musd(cap), from_musd(reserved), from_musd(deployed), from_musd(orphaned))
-    return None
 
 
 class Ledger(Ladder):
