@@ -227,7 +227,10 @@ class MarketBook:
             return None
         mid = self.mid[i]
         step = max(mid * self.spread_bps[i] / 1e4, mid * 1e-6)
-        low, high, volume = mid - BOOK_LEVELS * step, mid + BOOK_LEVELS * step, self.depth_step[i]
+        # a spread wider than 1/BOOK_LEVELS of mid (250 bps: an illiquid market, a recording's
+        # bad moment) would put the deepest bids at or below zero: the book stops at half a step
+        low = max(mid - BOOK_LEVELS * step, step / 2)
+        high, volume = mid + BOOK_LEVELS * step, self.depth_step[i]
         self.rebuilds += 1
         if self.book is None:  # the first quote: each account's engine learns the pair
             for exchange in self.exchanges:

@@ -291,3 +291,23 @@ def test_a_snapshot_is_what_pydantics_model_construct_builds() -> None:
     assert ours.model_fields_set == theirs.model_fields_set
     assert (ours.__pydantic_extra__, ours.__pydantic_private__) == (theirs.__pydantic_extra__, None)
     assert ours.model_dump_json() == theirs.model_dump_json() and hash(ours) == hash(theirs)
+
+
+def test_a_spread_wider_than_the_book_keeps_every_price_positive() -> None:
+    """A recording's 500 bps spread (an illiquid moment) put half of the 40 bid levels at or
+    below zero, on the first quote's Hummingbot book as on the refilled one: a MARKET sell
+    walking it would have sold for nothing or less."""
+    asyncio.run(_wide_spread())
+
+
+async def _wide_spread() -> None:
+    series = _series([20_000.0, 20_100.0], [500.0, 900.0], [0.01, 0.01])
+    account = PaperExchange(name="wide")
+    account.set_quantization_param(QuantizationParams(PAIR, 6, 6, 6, 6))
+    market = MarketBook(series, [account])
+    for i in range(2):
+        market.show(i)
+        bids, asks = _rows(account.get_order_book(PAIR))
+        step = series.mid[i] * series.spread_bps[i] / 1e4
+        assert bids and asks and min(r.price for r in bids) >= step / 2 > 0
+        assert bids[0].price == series.mid[i] - step / 2 and len(asks) == BOOK_LEVELS
