@@ -50,6 +50,8 @@ class Feed:
     events: list[dict[str, object]] = field(default_factory=list)  # what the generator injected, for the report
     source: str = ""  # "generator seed 7" or the recording's path, for the report
     gaps: list[dict[str, object]] = field(default_factory=list)  # recording gaps: market, at, seconds
+    #: a recording's rows read and, per reason, those left out (None: not a recording)
+    rows_dropped: dict[str, int] | None = None
 
     def market(self, connector: str, trading_pair: str) -> MarketSeries:
         for m in self.markets:

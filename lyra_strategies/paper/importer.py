@@ -1,12 +1,20 @@
 """Import real recordings: a CSV of top-of-book snapshots, one row per market per update.
 
-Columns (header required): ``timestamp,connector,trading_pair,best_bid,best_ask`` and optional
-``bid_size``. Timestamps are Unix seconds and may be fractional (receive times). Rows are
-resampled to one per simulated second: each second shows the last row at or before it (a row
-at 12.7 s is first seen at 13 s), `updated_at` keeps that row's own time, so a gap in the
-recording shows up as a stale feed, and before a market's first row it has no book at all.
-A connector named by its exchange (``binance``) is that exchange's paper connector
-(``binance_paper_trade``).
+Columns (header required, any order, others ignored): ``timestamp,connector,trading_pair,
+best_bid,best_ask`` and optional ``bid_size``. Timestamps are Unix epoch times, in seconds
+(fractional receive times are fine), milliseconds, microseconds or nanoseconds (the unit is
+read off their size: 1.6e9 is seconds, 1.6e12 milliseconds, ...), or ISO-8601 strings
+(``2022-07-01T00:00:00.250Z``; without an offset, UTC). Rows may come in any order.
+
+Rows are resampled to one per simulated second: each second shows the last row at or before it
+(a row at 12.7 s is first seen at 13 s; of two rows of one market at the same time, the later
+in the file), `updated_at` keeps that row's own time, so a gap in the recording shows up as a
+stale feed, and before a market's first row it has no book at all. Rows that cannot be a book
+(an empty field, a price at or below zero, a bid at or above the ask) are left out and counted
+(`Feed.rows_dropped`, in the report); a field that is not a number at all is a damaged file:
+a `ConfigError` naming its row. A connector named by its exchange (``binance``, ``Binance``)
+is that exchange's paper connector (``binance_paper_trade``); a pair written ``BTC/USDT``,
+``btc_usdt`` or ``BTCUSDT`` is Hummingbot's ``BTC-USDT``.
 """
 
 from __future__ import annotations
@@ -22,57 +30,175 @@ from lyra_strategies.paper.feed import Feed, MarketSeries
 
 REQUIRED = ("timestamp", "connector", "trading_pair", "best_bid", "best_ask")
 GAP_S = 10.0  # a longer silence between two rows of one market is reported as a gap
+DEFAULT_SIZE = 0.01  # base volume per book level when the recording has no (or an empty) bid_size
+#: Epoch units by size: below 1e11 seconds (year 5138), below 1e14 milliseconds, below 1e17
+#: microseconds, else nanoseconds.
+EPOCH_UNITS = ((1e11, 1.0, "seconds"), (1e14, 1e3, "milliseconds"), (1e17, 1e6, "microseconds"),
+               (float("inf"), 1e9, "nanoseconds"))
+#: Quote assets a pair written without a separator (``BTCUSDT``) may end with, longest first.
+QUOTES = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD", "DAI", "USD", "EUR", "BTC", "ETH")
+MAX_HOURS = 168  # the longest run `lyra-governor paper --hours` allows
+DROP_EMPTY = "an empty field"
+DROP_PRICE = "a price at or below zero"
+DROP_CROSSED = "a crossed or locked book (bid at or above ask)"
 
 
 def paper_connector(name: str) -> str:
-    """`binance` -> `binance_paper_trade`; a paper connector name is kept."""
-    name = name.strip()
+    """`binance` (or `Binance`) -> `binance_paper_trade`; a paper connector name is kept."""
+    name = name.strip().lower()
     return name if name.endswith(PAPER_SUFFIX) else f"{name}{PAPER_SUFFIX}"
+
+
+def hummingbot_pair(name: str) -> str:
+    """`BTC/USDT`, `btc_usdt`, `BTCUSDT` -> `BTC-USDT` (Hummingbot's spelling)."""
+    pair = name.strip().upper().replace("/", "-").replace("_", "-")
+    if "-" not in pair:
+        for quote in QUOTES:
+            if pair.endswith(quote) and len(pair) > len(quote):
+                return f"{pair[: -len(quote)]}-{quote}"
+    return pair
+
+
+def _utc(ts: float) -> str:
+    return str(pd.Timestamp(ts, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M:%S UTC"))
+
+
+def _row(frame: pd.DataFrame, mask: pd.Series) -> tuple[int, object]:
+    """(1-based data row, the index label) of the first row where mask holds."""
+    label = mask[mask].index[0]
+    return int(label) + 1, label
+
+
+def _numbers(path: Path, frame: pd.DataFrame, column: str) -> pd.Series:
+    """The column as floats (an empty or non-finite field NaN); text that is no number is an error."""
+    raw = frame[column]
+    values = pd.to_numeric(raw, errors="coerce")
+    bad = raw.notna() & values.isna()
+    if bad.any():
+        row, label = _row(frame, bad)
+        raise ConfigError(
+            f"{path}: data row {row}: {column} {str(raw[label])!r} is not a number; "
+            "correct that row or delete it (an empty field is skipped)"
+        )
+    return values.astype(np.float64).where(np.isfinite(values.astype(np.float64)))
+
+
+def _epoch_seconds(path: Path, frame: pd.DataFrame) -> pd.Series:
+    """The timestamp column as Unix seconds (NaN where empty): epoch numbers in any unit, or
+    ISO-8601 strings."""
+    raw = frame["timestamp"]
+    values = pd.to_numeric(raw, errors="coerce")
+    text = raw.notna() & values.isna()
+    if text.any():
+        if text.sum() * 2 < raw.notna().sum():  # mostly epoch numbers: the text is the damage
+            row, label = _row(frame, text)
+            raise ConfigError(f"{path}: data row {row}: timestamp {str(raw[label])!r} is not a time; "
+                              "correct that row or delete it")
+        if not text[raw.notna()].all():
+            row, label = _row(frame, raw.notna() & ~text)
+            raise ConfigError(f"{path}: data row {row}: timestamp {str(raw[label])!r} is a number where the others "
+                              "are dates; write every timestamp one way (epoch seconds or ISO-8601)")
+        parsed = pd.to_datetime(raw, utc=True, errors="coerce", format="ISO8601")
+        bad = raw.notna() & parsed.isna()
+        if bad.any():
+            row, label = _row(frame, bad)
+            raise ConfigError(f"{path}: data row {row}: timestamp {str(raw[label])!r} is neither an epoch time "
+                              "nor an ISO-8601 date (2022-07-01T00:00:00Z); correct that row or delete it")
+        return (parsed - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+    seconds = values.astype(np.float64)
+    finite = seconds[np.isfinite(seconds)]
+    if finite.empty:
+        return seconds
+    if (finite <= 0).any():
+        row, label = _row(frame, np.isfinite(seconds) & (seconds <= 0))
+        raise ConfigError(f"{path}: data row {row}: timestamp {str(raw[label])!r} is not a Unix time after 1970; "
+                          "correct that row or delete it")
+    units = [next(i for i, (below, _, _) in enumerate(EPOCH_UNITS) if v < below) for v in (finite.min(), finite.max())]
+    if units[0] != units[1]:
+        low, high = (EPOCH_UNITS[u][2] for u in units)
+        raise ConfigError(f"{path}: timestamps mix units ({finite.min():.0f} looks like {low}, {finite.max():.0f} "
+                          f"like {high}); write them all in one unit")
+    return seconds / EPOCH_UNITS[units[0]][1]
 
 
 def load_csv(path: Path, hours: float | None = None) -> Feed:
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such recording; record one with `lyra-governor record`") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a folder, not a recording; pass the CSV file itself") from None
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise ConfigError(f"{path}: not a readable CSV ({exc})") from None
+        raise ConfigError(f"{path}: not a readable CSV ({exc}); expected a header line "
+                          f"{','.join(REQUIRED)} and one row per quote") from None
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise ConfigError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(REQUIRED)}")
-    frame = frame.dropna(subset=list(REQUIRED))
-    frame = frame[(frame.best_bid > 0) & (frame.best_ask > frame.best_bid)]
-    if frame.empty:
-        raise ConfigError(f"{path}: no usable rows (need positive bids below asks)")
-    frame = frame.assign(connector=frame.connector.astype(str).map(paper_connector))
-    start = float(np.ceil(frame.timestamp.min()))  # the first whole second with a quote behind it
-    end = float(np.floor(frame.timestamp.max()))
+    read = len(frame)
+    stamps = _epoch_seconds(path, frame)
+    bid, ask = _numbers(path, frame, "best_bid"), _numbers(path, frame, "best_ask")
+    size = _numbers(path, frame, "bid_size").fillna(DEFAULT_SIZE) if "bid_size" in frame else None
+    names = frame.connector.astype("string").str.strip().replace("", pd.NA)
+    pairs = frame.trading_pair.astype("string").str.strip().replace("", pd.NA)
+    empty = (stamps.isna() | bid.isna() | ask.isna() | names.isna() | pairs.isna()).to_numpy(dtype=bool)
+    price = ~empty & ((bid <= 0) | (ask <= 0)).to_numpy(dtype=bool)
+    crossed = ~empty & ~price & (bid >= ask).to_numpy(dtype=bool)
+    keep = ~(empty | price | crossed)
+    dropped = {DROP_EMPTY: int(empty.sum()), DROP_PRICE: int(price.sum()), DROP_CROSSED: int(crossed.sum())}
+    if not keep.any():
+        why = "; ".join(f"{n} with {reason}" for reason, n in dropped.items() if n) or "the file has no rows"
+        raise ConfigError(f"{path}: no usable rows ({why}); each row needs a timestamp, a connector, a trading "
+                          "pair and a positive bid below its ask")
+    clean = pd.DataFrame({
+        "timestamp": stamps[keep].to_numpy(dtype=np.float64),
+        "connector": names[keep].map(paper_connector).to_numpy(dtype=object),
+        "trading_pair": pairs[keep].map(hummingbot_pair).to_numpy(dtype=object),
+        "best_bid": bid[keep].to_numpy(dtype=np.float64),
+        "best_ask": ask[keep].to_numpy(dtype=np.float64),
+        "bid_size": (size[keep].to_numpy(dtype=np.float64) if size is not None
+                     else np.full(int(keep.sum()), DEFAULT_SIZE)),
+    })
+    start = float(np.ceil(clean.timestamp.min()))  # the first whole second with a quote behind it
+    end = float(np.floor(clean.timestamp.max()))
     seconds = max(1, int(end - start) + 1)
+    if hours is None and seconds > MAX_HOURS * 3600:
+        rows = np.flatnonzero(keep) + 1  # the data row of each kept row
+        first, last = rows[int(clean.timestamp.idxmin())], rows[int(clean.timestamp.idxmax())]
+        raise ConfigError(
+            f"{path}: the rows span {seconds / 3600:,.1f} h ({_utc(start)} to {_utc(end)}), more than the "
+            f"{MAX_HOURS} h one run replays; a timestamp far from the others is damage (data rows {first} and "
+            f"{last} hold the first and the last: correct or delete it), else replay the start with --hours"
+        )
     if hours is not None:
         seconds = min(seconds, max(1, int(hours * 3600)))
     grid = start + np.arange(seconds, dtype=np.float64)
-    feed = Feed(start=start, seconds=seconds, source=str(path))
-    for (connector, pair), group in frame.groupby(["connector", "trading_pair"], sort=True):
+    feed = Feed(start=start, seconds=seconds, source=str(path),
+                rows_dropped={"rows_read": read, **{k: v for k, v in dropped.items() if v}})
+    for (connector, pair), group in clean.groupby(["connector", "trading_pair"], sort=True):
         rows = group.sort_values("timestamp", kind="stable")
-        stamps = rows.timestamp.to_numpy(dtype=np.float64)
-        idx = np.searchsorted(stamps, grid, side="right") - 1  # the last row at or before each second
+        times = rows.timestamp.to_numpy(dtype=np.float64)
+        idx = np.searchsorted(times, grid, side="right") - 1  # the last row at or before each second
         before = idx < 0  # no row yet: no book (no look-ahead)
         idx = np.clip(idx, 0, len(rows) - 1)
-        bid = rows.best_bid.to_numpy(dtype=np.float64)[idx]
-        ask = rows.best_ask.to_numpy(dtype=np.float64)[idx]
-        mid = (bid + ask) / 2
-        size = rows.bid_size.to_numpy(dtype=np.float64)[idx] if "bid_size" in rows else np.full(seconds, 0.01)
-        updated = stamps[idx]
+        bids = rows.best_bid.to_numpy(dtype=np.float64)[idx]
+        asks = rows.best_ask.to_numpy(dtype=np.float64)[idx]
+        mid = (bids + asks) / 2
+        depth = rows.bid_size.to_numpy(dtype=np.float64)[idx]
+        updated = times[idx]
         mid[before] = np.nan
         updated[before] = np.nan
         feed.markets.append(
-            MarketSeries(str(connector), str(pair), mid, (ask - bid) / mid * 1e4, np.clip(size, 1e-6, None), updated)
+            MarketSeries(str(connector), str(pair), mid, (asks - bids) / mid * 1e4, np.clip(depth, 1e-6, None), updated)
         )
-        inside = stamps[(stamps >= start) & (stamps <= grid[-1])]
+        inside = times[(times >= start) & (times <= grid[-1])]
         silent = np.diff(inside)
         for at, length in zip(inside[:-1][silent > GAP_S], silent[silent > GAP_S], strict=True):
             feed.gaps.append({"connector": str(connector), "trading_pair": str(pair), "at": float(at),
                               "seconds": round(float(length), 3)})
+        if inside.size and grid[-1] - inside[-1] > GAP_S:  # the market's recording ends before the run does
+            feed.gaps.append({"connector": str(connector), "trading_pair": str(pair), "at": float(inside[-1]),
+                              "seconds": round(float(grid[-1] - inside[-1]), 3), "to_end": True})
     return feed
 
 

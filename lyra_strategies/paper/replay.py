@@ -329,7 +329,8 @@ class ReplayResult:
         for miss in self.unmatched:
             by_role.setdefault(miss["script"], []).append(f"{miss['trading_pair']} on {miss['connector']}")
         parts = [f"{role} ({', '.join(markets)})" for role, markets in by_role.items()]
-        return f"No data in this feed for {'; '.join(parts)}: those scripts cannot trade those markets."
+        recorded = f" (the feed has {', '.join(self.unused)}, which no script trades)" if self.unused else ""
+        return f"No data in this feed for {'; '.join(parts)}: those scripts cannot trade those markets{recorded}."
 
 
 def load_script(name: str, scripts_dir: Path = SCRIPTS_DIR) -> tuple[type[Any], type[Any]]:

@@ -334,6 +334,8 @@ def summarize(result: ReplayResult, settings: Settings) -> dict[str, Any]:
         "unused_markets": result.unused,
         "fees": result.fees,
     }
+    if feed.rows_dropped is not None:  # a recording: its rows read, and those that could be no book
+        data["rows_dropped"] = feed.rows_dropped
     pnl = {
         "start_equity_usd": _r(result.start_equity_usd),
         "end_equity_usd": _r(result.end_equity_usd),
@@ -536,6 +538,10 @@ def markdown(s: dict[str, Any]) -> str:
         lines += [d["unmatched_note"], ""]
     if d["unused_markets"]:
         lines += [f"Recorded but traded by no script: {', '.join(d['unused_markets'])}.", ""]
+    dropped = {k: v for k, v in d.get("rows_dropped", {}).items() if k != "rows_read"}
+    if "rows_dropped" in d:
+        lines += [f"Rows read: {d['rows_dropped']['rows_read']:,}; left out: "
+                  + (", ".join(f"{n:,} with {reason}" for reason, n in dropped.items()) or "none") + ".", ""]
     lines += [f"Gaps in the recording (> 10 s without a quote): {d['gaps_total']}" + _periods(d["gaps"]), "",
               "Stale periods (book older than the governor's stale limit, no trading on it): "
               f"{d['stale_periods_total']}" + _periods(d["stale_periods"]), ""]
@@ -561,7 +567,7 @@ def _periods(periods: list[dict[str, Any]]) -> str:
     if not periods:
         return ""
     shown = "; ".join(f"{g['trading_pair']} on {g['connector']} at {_utc(g['at'])} for {g['seconds']:g} s"
-                      for g in periods[:10])
+                      + (" (its recording ends there)" if g.get("to_end") else "") for g in periods[:10])
     return f": {shown}" + (" ..." if len(periods) > 10 else "")
 
 
