@@ -71,6 +71,12 @@ class ReplayCandles(CandlesBase):  # type: ignore[misc]
         self._candles = self.builder.closed
         return closed
 
+    def warmth(self) -> dict[str, Any]:
+        """This feed's market and interval, its closed candles and how many a reader asked for
+        (`max_records`): a strategy reads an indicator off them only once there are enough."""
+        return {"connector": self._connector_name, "trading_pair": self._trading_pair, "interval": self.interval,
+                "closed": len(self._candles), "needed": self.max_records}
+
     @property
     def last_closed(self) -> float | None:
         """Open time of the newest closed candle (None before the first one closes)."""

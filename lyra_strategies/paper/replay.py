@@ -50,6 +50,7 @@ from lyra_governor.models import (
 )
 from lyra_governor.order_store import OrderStore
 from lyra_strategies.paper.books import MarketBook
+from lyra_strategies.paper.candles import ReplayCandles
 from lyra_strategies.paper.feed import Feed, MarketSeries
 
 SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "scripts"
@@ -319,6 +320,8 @@ class ReplayResult:
     fees: dict[str, dict[str, str]] = field(default_factory=dict)  # connector -> maker/taker fraction
     #: per strategy role: proposed, approved, denied, pending, fills (the report's per-strategy lines)
     per_strategy: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: per strategy role: its candle feeds that never held the candles it reads (`ReplayCandles.warmth`)
+    cold_candles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def unmatched_note(self) -> str:
@@ -622,6 +625,12 @@ async def _replay(
         result.council_requests += int(council.get("requests", 0))
         result.ai_cost_usd += float(council.get("cost_usd", 0.0))
     result.role_failures = {role: int(s.exchange_failures) for role, s in strategies.items()}
+    for role, strategy in strategies.items():
+        feeds = [feed.warmth() for feed in strategy.market_data_provider.candles_feeds.values()
+                 if isinstance(feed, ReplayCandles)]
+        cold = [w for w in feeds if w["closed"] < w["needed"]]
+        if cold:
+            result.cold_candles[role] = cold
     result.exchange_failures = sum(result.role_failures.values())
     if "arbitrage" in strategies:
         result.arbitrage_seen = int(strategies["arbitrage"].seen)

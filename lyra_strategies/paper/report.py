@@ -308,7 +308,8 @@ def summarize(result: ReplayResult, settings: Settings) -> dict[str, Any]:
         reasons.append("no order was filled")
     untested = untested_strategies(result.per_strategy)
     if untested:
-        reasons.append(f"strategies not tested (each must propose, be approved and fill): {', '.join(untested)}")
+        why = [f"{role} ({why_untested(role, result, decision_rows)})" for role in untested]
+        reasons.append(f"strategies not tested (each must propose, be approved and fill): {'; '.join(why)}")
 
     stale = stale_periods(result, settings.risk.stale_price_s)
     feed = result.feed
@@ -398,6 +399,45 @@ def untested_strategies(per_strategy: dict[str, dict[str, int]]) -> list[str]:
         for role, c in per_strategy.items()
         if not (c.get("proposed", 0) and c.get("approved", 0) and c.get("fills", 0))
     ]
+
+
+def why_untested(role: str, result: ReplayResult, decision_rows: list[dict[str, Any]]) -> str:
+    """Why a strategy was not tested, in the figures that show it: no proposal; no approval
+    (the governor's codes); or approvals that never filled, with how far from mid the approved
+    opening orders were priced (a quote always re-placed further away than the market moves
+    before it is refreshed never fills, a legitimate outcome of the script's parameters); and
+    whether the candles its indicator reads were ever all there (a recording shorter than
+    its warm-up: a dynamic market maker quotes its widest spread until its NATR is known)."""
+    cold = "".join(f"; its {w['interval']} candles of {w['trading_pair']} on {w['connector']} never reached the "
+                   f"{w['needed']} it reads ({w['closed']} closed in {result.ticks_run} s of data), so its "
+                   "indicator was never known" for w in result.cold_candles.get(role, []))
+    return _why_untested(role, result, decision_rows) + cold
+
+
+def _why_untested(role: str, result: ReplayResult, decision_rows: list[dict[str, Any]]) -> str:
+    counts = result.per_strategy.get(role, {})
+    proposed, approved = counts.get("proposed", 0), counts.get("approved", 0)
+    if not proposed:
+        return "proposed no order"
+    bot = result.role_bots.get(role, f"paper-{role}")
+    mine = [d for d in decision_rows if d.get("actor") == bot]
+    if not approved:
+        codes: dict[str, int] = {}
+        for d in mine:
+            code = "deferred for a council mandate" if d.get("status") == "PENDING" else str(d.get("code"))
+            codes[code] = codes.get(code, 0) + 1
+        shown = ", ".join(f"{code} {n}" for code, n in sorted(codes.items(), key=lambda kv: (-kv[1], kv[0])))
+        return f"none of its {proposed} proposals approved: {shown}"
+    away = []
+    for d in mine:
+        if d.get("status") == "ALLOWED" and not d.get("reduce_only") and d.get("price") and d.get("mid"):
+            mid = float(d["mid"])
+            away.append(abs(float(d["price"]) - mid) / mid * 1e4 if mid > 0 else 0.0)
+    if not away:
+        return f"{approved} orders approved, none filled"
+    return (f"{approved} orders approved, none filled: its opening orders were priced a median "
+            f"{float(np.median(away)):.1f} bps from mid (nearest {min(away):.1f} bps), and the market "
+            "never reached them before they were replaced")
 
 
 def _first_quote(start: float, tick: int | None) -> str | None:

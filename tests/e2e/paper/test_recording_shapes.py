@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -192,3 +193,29 @@ def test_a_market_whose_recording_ends_is_a_gap_to_the_end_and_trades_no_more(
     assert late and {d["status"] for d in late} == {"DENIED"} and {d["code"] for d in late} == {"STALE_PRICE"}
     assert late_fills == 0
 
+
+
+def test_a_strategy_approved_but_never_filled_is_explained(capture: pd.DataFrame, lyra_home: Path) -> None:
+    """Why dynamic market making never fills on `build_recording`'s 15 minutes (and the gate is
+    not passed): its NATR reads 15 closed one-minute candles, which a 15-minute recording
+    never holds (the replay's candles come from the replayed books only: nothing before the
+    recording's start is known), so it quotes its widest spread (60 bps, 30 a side) and
+    re-places a quote whenever mid moves 10 bps: the market never reaches one. (On 45 minutes
+    of the same shape its NATR is known from minute 15 on and it fills.) The gate reason said
+    only "strategies not tested: dynamic_market_making"; it now says why."""
+    path = _write(capture, lyra_home / "capture.csv")
+    settings = _settings(lyra_home)
+    result = run_replay(settings, importer.load_csv(path, hours=0.05), lyra_home / "out",
+                        strategies="dynamic_market_making")
+    summary = report.summarize(result, settings)
+    approved = result.per_strategy["dynamic_market_making"]["approved"]
+    assert approved > 10 and result.fills == 0
+    [reason] = [r for r in summary["gate_reasons"] if r.startswith("strategies not tested")]
+    found = re.search(r"dynamic_market_making \((\d+) orders approved, none filled: its opening orders were "
+                      r"priced a median (\d+\.\d) bps from mid \(nearest (\d+\.\d) bps\), and the market never "
+                      r"reached them before they were replaced; its 1m candles of BTC-USDT on binance_paper_trade "
+                      r"never reached the 15 it reads \((\d) closed in 180 s of data\), so its indicator was never "
+                      r"known\)$", reason)
+    assert found, reason
+    assert int(found[1]) == approved and 25 < float(found[2]) < 35 and float(found[3]) > 20
+    assert int(found[4]) in (2, 3)
