@@ -24,7 +24,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.simulation import Simulation
+from lyra_governor import audit
+from tests.simulation import SIM_BUDGET_MS, Simulation
 
 
 def run(db_url: str, steps: int, seed: int, bots: int, budget_ms: int | None = None) -> dict[str, Any]:
@@ -44,9 +45,13 @@ def run(db_url: str, steps: int, seed: int, bots: int, budget_ms: int | None = N
 
     try:
         report = sim.run(steps, progress)
+        head_seq, head_hash = audit.head(sim.operator.engine)
     finally:
         sim.close()
     figures = report.as_dict()
+    # the audit chain's head: every decision, fill and stop of the run in one hash, the same for
+    # the same seed on every run (tests/simulation.py: the run is a pure function of its seed)
+    figures["trail_head"] = f"{head_seq}:{head_hash[:16]}"
     figures["wall_s"] = round(time.perf_counter() - started, 1)
     figures["seed"] = seed
     figures["store_budget_ms"] = sim.settings.store.budget_ms
@@ -71,7 +76,8 @@ def summary(name: str, f: dict[str, Any]) -> None:
     print(f"{name}: seed {f['seed']}, {f['steps']} steps in {f['wall_s']} s (store budget {f['store_budget_ms']} ms), "
           f"{f['proposals']} proposals, "
           f"{f['allowed']} ALLOWED ({f['allowed'] / max(1, f['proposals']):.0%}), {f['fills']} fills booked, "
-          f"{f['violations']} violations ({f['violations_core_holes']} in holes 3/4/7/8/9/10)")  # fmt: skip
+          f"{f['violations']} violations ({f['violations_core_holes']} in holes 3/4/7/8/9/10), "
+          f"trail head {f['trail_head']}")  # fmt: skip
     print(f"  denials by code: {json.dumps(f['denials'], sort_keys=True)}")
     for v in f["first_violations"]:
         print("  ", v)
@@ -136,7 +142,9 @@ def main() -> int:
     parser.add_argument("--pg-url", default=os.environ.get("LYRA_BENCH_PG_URL", ""))
     parser.add_argument("--pg-only", action="store_true", help="skip the SQLite run")
     parser.add_argument("--budget-ms", type=int, default=0,
-                        help="store budget per call (default: the configured 200 ms; a loaded machine misses it)")
+                        help=f"store budget per call (default {SIM_BUDGET_MS} ms, which no healthy run meets: "
+                             "the run is a pure function of its seed; 200, the production budget, is missed on a "
+                             "loaded machine, and the run then differs from one run to the next)")
     parser.add_argument("--kill9", type=int, default=0, metavar="N",
                         help="instead: N kill -9 of real bot processes on one store (tests/kill9.py)")
     parser.add_argument("--workers", type=int, default=3, help="bot processes for --kill9")

@@ -102,8 +102,12 @@ class Governor:
         strategy: str = "unknown",
         store: OrderStore | None = None,
         watch: MarketWatch | None = None,
+        reservation_ids: Callable[[], str] = reservation.reservation_id,
     ) -> None:
         self._settings = settings
+        # where its reservations' ids come from: the process's (`reservation.ReservationIds`:
+        # a random prefix and a counter) unless given (a seeded simulation replays its ids)
+        self.reservation_ids = reservation_ids
         self.ledger, self.bot_id, self.strategy, self.mandates, self.clock = ledger, bot_id, strategy, mandates, clock
         # its own writer on the ledger's store, or one several governors of a process share (the
         # paper run's: one connection, whose page cache the others' commits do not throw away)
@@ -148,6 +152,7 @@ class Governor:
         clock: Callable[[], float] = time.time,
         strategy: str = "unknown",
         ledger: Ledger | None = None,
+        reservation_ids: Callable[[], str] = reservation.reservation_id,
     ) -> Governor:
         """Open the store named by settings and attach the council.
 
@@ -157,7 +162,7 @@ class Governor:
         """
         ledger = ledger or Ledger.open(settings, clock)
         provider = mandates if mandates is not None else default_mandate_provider(settings)
-        governor = cls(settings, ledger, bot_id, provider, clock, strategy)
+        governor = cls(settings, ledger, bot_id, provider, clock, strategy, reservation_ids=reservation_ids)
         governor.heartbeat()
         return governor
 
@@ -281,7 +286,7 @@ class Governor:
             denial = check(r)
             if denial is not None:
                 return self.decisions.deny(p, denial, r.notional_usd)
-        row = reservation.reservation_row(r, self.bot_id)
+        row = reservation.reservation_row(r, self.bot_id, self.reservation_ids)
         try:
             seq = reservation.reserve(
                 self.store, r, row, self.checks.limits, self.clock, self.exposure, lambda: self.ladder_state(fresh=True)

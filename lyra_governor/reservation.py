@@ -41,16 +41,20 @@ class ReservationIds:
     digits. Unique within the process by the counter (itertools.count: its next is atomic under
     the GIL) and across processes and hosts unless two of them draw the same 64 bits; with one
     random draw per id (48 bits, ~1.5 us: a getrandom call each) two ids of a long-lived store
-    collided with odds of 1 in 500 per million ids. A process's ids sort in the order it made them."""
+    collided with odds of 1 in 500 per million ids. A process's ids sort in the order it made them.
 
-    __slots__ = ("_count", "_prefix")
+    `entropy(n)` gives the prefix's n random bytes: os.urandom live; a seeded simulation passes
+    its own (`random.Random(seed).randbytes`, one `ReservationIds` for all its governors, handed
+    to each as `Governor(reservation_ids=ids.new)`), so that a seed replays the same ids."""
 
-    def __init__(self) -> None:
-        self._prefix, self._count = "", itertools.count()
+    __slots__ = ("_count", "_entropy", "_prefix")
+
+    def __init__(self, entropy: Callable[[int], bytes] = os.urandom) -> None:
+        self._prefix, self._count, self._entropy = "", itertools.count(), entropy
         self.draw()
 
     def draw(self) -> None:
-        self._prefix, self._count = f"res-{os.urandom(8).hex()}", itertools.count()
+        self._prefix, self._count = f"res-{self._entropy(8).hex()}", itertools.count()
 
     def new(self) -> str:
         """A new reservation id, such as ``res-3f2a9c0d1b4e5a6b00002a``."""
@@ -62,13 +66,14 @@ os.register_at_fork(after_in_child=_IDS.draw)
 reservation_id = _IDS.new
 
 
-def reservation_row(r: Review, bot_id: str) -> ReservationRow:
-    """The review's new reservation. Its fields by position, in `ReservationRow`'s order (a
+def reservation_row(r: Review, bot_id: str, new_id: Callable[[], str] = reservation_id) -> ReservationRow:
+    """The review's new reservation (its id `new_id()`: this process's `reservation_id` unless
+    the governor was given its own). Its fields by position, in `ReservationRow`'s order (a
     slotted dataclass called with 17 keywords cost ~12k instructions, by position ~3.7k)."""
     p, mandate = r.o, r.mandate
     reserve = not r.closing or p.side is Side.BUY
     return ReservationRow(
-        reservation_id(),  # reservation_id
+        new_id(),  # reservation_id
         bot_id,  # bot_id
         p.connector,  # connector
         r.book,  # book

@@ -12,8 +12,17 @@ It drives only the public API (`Governor.review`, `on_order_event`, `observe_mar
 of what is behind them. Short in CI (tests/unit/guard/test_simulation.py), long in
 `bench/simulate.py` (>= 10^5 steps, on SQLite and PostgreSQL).
 
-Invariants (a violation is recorded with its step; the seed reproduces the schedule, the
-governor's state cache ages on the wall clock, so timing can vary a run a little):
+A run is a pure function of its seed (and the code): the same seed gives the same decisions,
+the same audit chain record for record (ids and hashes included) and the same report, so a
+seed that finds a violation replays it. Nothing the governor decides on reads a clock or an
+entropy source of the machine's: every governor's clock and its ladder view's cache clock are
+the simulated one (`Simulation.clock`), the ids (proposals, mandates, reservations) are drawn
+from a generator seeded apart from the schedule's, and the store's wall-clock budget is one no
+healthy run reaches (`SIM_BUDGET_MS`; a call cut short by it is a fault the seed does not
+schedule: it is counted, `store_failed:*` and STORE_BUSY/STORE_UNAVAILABLE, and a run that has
+one is reproducible only up to it). tests/unit/guard/test_simulation.py runs a seed twice.
+
+Invariants (a violation is recorded with its step and the seed that replays it):
 - caps: deployed + reserved + orphaned <= cap in every scope of the paper book, and the sum
   over the exchanges <= the total cap, whenever trading is ACTIVE (a fill past a cap, from
   slippage, an overfill or a late fill, is booked and stops trading at once; `resume` is
@@ -45,6 +54,7 @@ from lyra_governor.config import Settings, load_settings
 from lyra_governor.errors import LyraError, StoreUnavailable
 from lyra_governor.governor import Governor
 from lyra_governor.invariants import TrailCursor, stopped_but_allowed
+from lyra_governor.ladder_view import STATE_REFRESH_S
 from lyra_governor.ledger import Ledger
 from lyra_governor.models import (
     CouncilContext,
@@ -57,14 +67,26 @@ from lyra_governor.models import (
     OrderType,
     Side,
     TradingState,
+    new_id,
 )
 from lyra_governor.order_store import OrderStore
+from lyra_governor.reservation import ReservationIds
 from lyra_governor.store import STORE_ERRORS, read_tx
 
 CONNECTORS = ("binance_paper_trade", "okx_paper_trade", "kraken_paper_trade")
 PAIR = "BTC-USDT"
 START = 1_800_000_000.0
 START_MID = Decimal(60000)
+#: The store's budget per call in a simulation (the most `store.budget_ms` allows): a wall-clock
+#: bound, the one thing the simulated clock cannot drive, set where a healthy run never meets it
+#: so that no call's fate depends on the machine's speed (`bench/simulate.py --budget-ms 200`
+#: runs with the production budget, as a loaded machine misses it: then not reproducible).
+SIM_BUDGET_MS = 10_000
+#: The ladder view's cache lifetimes drawn from (simulated seconds, one per governor started):
+#: live it is `STATE_REFRESH_S` (0.25 s); when it aged on the wall clock here, a cache lived
+#: ~300 steps on an idle machine (0.8 ms a step: ~85 simulated s) and ~50 under load (~14 s),
+#: so a bot saw another's commits (a restriction lifted, a stop) that much later: kept, seeded.
+VIEW_REFRESH_S = (STATE_REFRESH_S, 1.0, 5.0, 30.0, 90.0)
 
 
 def hostile_proposal(
@@ -75,12 +97,14 @@ def hostile_proposal(
     now: float,
     position: Callable[[], Decimal],
     fullness: Callable[[], tuple[float, bool]],
+    proposal_id: str | None = None,
 ) -> OrderProposal:
     """One random proposal as a strategy under attack makes them: mostly ordinary LIMIT quotes
     within 1 % of mid, and MARKET orders, NaN/zero/negative/1e30 prices and amounts, fat
     fingers, reduce-only closes (of the whole `position()` or half, or of nothing), a mid that
     lies. `fullness()` is (share of the total cap used, whether this exchange holds deployed
-    capital): as the cap fills, the book sells its inventory off, as a strategy would."""
+    capital): as the cap fills, the book sells its inventory off, as a strategy would.
+    `proposal_id`: the proposal's id (None: a random one, `models.new_id`)."""
     side = rng.choice((Side.BUY, Side.SELL))
     used, deployed = fullness()
     if deployed and rng.random() < used:  # the book works its inventory off as the cap fills
@@ -108,7 +132,8 @@ def hostile_proposal(
         if amount > held:
             amount, side = (held, Side.SELL) if held > 0 else (amount, Side.BUY)
     mid_seen = mid if rng.random() > 0.02 else mid * Decimal("1.2")  # a proposal lying about its mid
-    return OrderProposal(bot_id=bot_id, connector=connector, trading_pair=PAIR, side=side, order_type=order_type,
+    ids = {} if proposal_id is None else {"proposal_id": proposal_id}
+    return OrderProposal(**ids, bot_id=bot_id, connector=connector, trading_pair=PAIR, side=side, order_type=order_type,
                          amount=amount, price=price, mid_price=mid_seen, mid_price_ts=now,
                          reduce_only=reduce_only)  # fmt: skip
 
@@ -146,13 +171,18 @@ def deliver_event(gov: Governor, event: OrderEvent, counts: Counter[str]) -> Non
 
 
 class SimMandates:
-    """A standing mandate per market (the council is not under test; the code path is real)."""
+    """A standing mandate per market (the council is not under test; the code path is real).
+    `new_id(prefix)` names its mandates (a seeded simulation's: `Simulation.new_id`)."""
 
     per_order = False
 
+    def __init__(self, new_id: Callable[[str], str] = new_id) -> None:
+        self.new_id = new_id
+
     def find(self, proposal: OrderProposal, notional_usd: Decimal, now: float) -> Mandate | None:
         return Mandate(
-            consensus_id="cns-sim", connector=proposal.connector, trading_pair=proposal.trading_pair,
+            mandate_id=self.new_id("mnd"), consensus_id="cns-sim", connector=proposal.connector,
+            trading_pair=proposal.trading_pair,
             sides=frozenset(Side), max_order_notional_usd=Decimal(10**6), max_total_notional_usd=Decimal(10**15),
             price_low=Decimal(0), price_high=Decimal(10**12), issued_at=now, expires_at=now + 900,
         )  # fmt: skip
@@ -247,12 +277,15 @@ class Simulation:
         self, db_url: str, seed: int, bots: int = 3, verify_every: int = 2000, budget_ms: int | None = None
     ) -> None:
         self.rng = random.Random(seed)
+        # the ids and the governors' cache lifetimes: seeded, apart from the schedule's draws
+        self.ids = random.Random(f"{seed}:ids")
+        self.reservation_ids = ReservationIds(self.ids.randbytes)  # one source: ids unique over restarts
         self.seed = seed
         self.now = START
         self.settings: Settings = load_settings(
             None, use_env=False, db_url=db_url,
             risk={"order_rate_max": 50, "max_open_orders": 30},
-            store={"budget_ms": budget_ms} if budget_ms else {},
+            store={"budget_ms": budget_ms or SIM_BUDGET_MS},
             # loss limits wide: the random walk is not a strategy, and the unit tests cover them
             breakers={"storm_cooldown_s": 30, "duplicate_window_s": 0.5, "daily_loss_pct": 50, "drawdown_pct": 50},
         )  # fmt: skip
@@ -276,6 +309,10 @@ class Simulation:
     def clock(self) -> float:
         return self.now
 
+    def new_id(self, prefix: str) -> str:
+        """An id in `models.new_id`'s form, from the seeded id generator."""
+        return f"{prefix}-{self.ids.randbytes(6).hex()}"
+
     def _start(self, bot_id: str) -> Bot:
         # A new governor (its own dedicated store connection, its memory empty) on the bot's
         # Ledger, opened once: the Ledger holds no state but its engine, and opening one checks
@@ -283,7 +320,10 @@ class Simulation:
         ledger = self._ledgers.get(bot_id)
         if ledger is None:
             ledger = self._ledgers[bot_id] = Ledger.open(self.settings, self.clock)
-        gov = Governor.from_settings(self.settings, bot_id, mandates=SimMandates(), clock=self.clock, ledger=ledger)
+        gov = Governor.from_settings(self.settings, bot_id, mandates=SimMandates(self.new_id), clock=self.clock,
+                                     ledger=ledger, reservation_ids=self.reservation_ids.new)  # fmt: skip
+        # its cache of the ladder state ages on the simulated clock too (live: the wall clock's)
+        gov.ladder_view.clock, gov.ladder_view.refresh_s = self.clock, self.ids.choice(VIEW_REFRESH_S)
         bot = Bot(bot_id, gov)
         for row in gov.ledger.open_reservations(bot_id):  # what a restarted bot learns from the store
             bot.orders.append(Order(row["reservation_id"], row["connector"], Side(row["side"]), Decimal(row["amount"]),
@@ -361,7 +401,7 @@ class Simulation:
             return
         c = self.rng.choice(CONNECTORS)
         proposal = hostile_proposal(self.rng, bot.bot_id, c, self.mids[c], self.now, lambda: self.position(bot, c),
-                                    lambda: self._fullness(c))  # fmt: skip
+                                    lambda: self._fullness(c), self.new_id("prp"))  # fmt: skip
         side, amount, reduce_only, price = proposal.side, proposal.amount, proposal.reduce_only, proposal.price
         mid = self.mids[c]
         state_before = self.operator.state().trading_state

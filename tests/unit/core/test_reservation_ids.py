@@ -5,15 +5,22 @@ years: no two may ever be equal, whichever processes made them."""
 from __future__ import annotations
 
 import os
+import random
 import re
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from lyra_governor import reservation
+from lyra_governor.config import Settings
+from lyra_governor.governor import Governor
+from lyra_governor.models import OrderProposal
+from lyra_governor.reservation import ReservationIds
+from tests.unit.core.conftest import EnvelopeMandates, FakeClock, allowed
 
 ID = re.compile(r"res-[0-9a-f]{16}[0-9a-f]{6,}")
 ROOT = Path(__file__).resolve().parents[3]
@@ -72,3 +79,26 @@ def test_a_forked_child_draws_its_own_prefix() -> None:
     parent = [reservation.reservation_id() for _ in range(100)]
     assert len(child) == 100 and not set(child) & set(parent)
     assert {i[:20] for i in child} != {before[:20]} == {i[:20] for i in parent}
+
+
+def test_ids_from_an_injected_entropy_are_the_same_on_every_run(
+    settings: Settings, clock: FakeClock, mandates: EnvelopeMandates, propose: Callable[..., OrderProposal]
+) -> None:
+    """A seeded simulation replays its run, ids included: `ReservationIds(entropy)` draws its
+    prefix from the entropy given (the same seed, the same ids; a fork draws again from it), and
+    a governor given `reservation_ids` reserves under those ids, not the process's."""
+    made = [ReservationIds(random.Random(7).randbytes) for _ in range(2)]
+    first, second = ([ids.new() for _ in range(3)] for ids in made)
+    assert first == second and all(ID.fullmatch(i) for i in first) and first == sorted(first)
+    assert first[0][:20] == f"res-{random.Random(7).randbytes(8).hex()}"
+    made[0].draw()  # as in a forked child: a new prefix from the same source, the counter from 0
+    assert made[0].new()[:20] != first[0][:20] and made[0].new().endswith("000001")
+    ids = ReservationIds(random.Random(7).randbytes)
+    gov = Governor.from_settings(settings, "bot-1", mandates=mandates, clock=clock, reservation_ids=ids.new)
+    try:
+        gov.ledger.set_phase(3, "test", "paper trading under test")
+        decision = allowed(gov, propose())
+        assert decision.allowed and decision.reservation_id == first[0]
+        assert [r["reservation_id"] for r in gov.ledger.open_reservations("bot-1")] == [first[0]]
+    finally:
+        gov.close()
