@@ -40,19 +40,24 @@ _new_row = tuple.__new__  # OrderBookRow(...) through its Python __new__ costs t
 
 
 def balanced_rows(
-    mid: float, min_price: float, max_price: float, step: float, volume_step: float
+    mid: float, min_price: float, max_price: float, step: float, volume_step: float,
+    best: tuple[float, float] | None = None,
 ) -> tuple[list[OrderBookRow], list[OrderBookRow]]:
     """(bids, asks) exactly as `MockPaperExchange.c_set_balanced_order_book` builds them: the
     first level half a step from mid, each next one a step further (added, not multiplied,
-    as Hummingbot does, so the prices are its doubles) and `volume_step` deeper."""
+    as Hummingbot does, so the prices are its doubles) and `volume_step` deeper. With `best`
+    (a recording's own bid and ask) the first levels are those prices, exactly: mid - step/2
+    in doubles is often an ulp off the recorded bid (20066.440000000002 for 20066.44), and a
+    MARKET fill took that price."""
+    bid, ask = best if best is not None else (mid - step / 2, mid + step / 2)
     bids: list[OrderBookRow] = []
-    price, size = mid - step / 2, volume_step
+    price, size = bid, volume_step
     while price >= min_price:
         bids.append(_new_row(OrderBookRow, (price, size, 1)))
         price -= step
         size += volume_step
     asks: list[OrderBookRow] = []
-    price, size = mid + step / 2, volume_step
+    price, size = ask, volume_step
     while price <= max_price:
         asks.append(_new_row(OrderBookRow, (price, size, 1)))
         price += step
@@ -64,8 +69,11 @@ def changed_ticks(series: MarketSeries) -> list[bool]:
     """Per tick: does this market show a quote other than the last one it showed? False
     before its first quote (no book: nothing may see the future) and while a quote repeats."""
     out: list[bool] = []
-    last: tuple[float, float, float] | None = None
-    for quote in zip(series.mid.tolist(), series.spread_bps.tolist(), series.depth_step.tolist(), strict=True):
+    last: tuple[float, ...] | None = None
+    columns = [series.mid, series.spread_bps, series.depth_step]
+    if series.bid is not None and series.ask is not None:  # a recording's own prices: they are the quote
+        columns += [series.bid, series.ask]
+    for quote in zip(*(c.tolist() for c in columns), strict=True):
         fresh = math.isfinite(quote[0]) and quote != last  # NaN: no quote yet
         if fresh:
             last = quote
@@ -99,24 +107,30 @@ class ReplayBook(CompositeOrderBook):  # type: ignore[misc]
 
     def __init__(self) -> None:
         super().__init__()
-        self._pending: tuple[float, float, float, float, float] | None = None
+        self._pending: tuple[float, float, float, float, float, tuple[float, float]] | None = None
         self._best: tuple[OrderBookRow, OrderBookRow] | None = None
         self._sized = False  # the C++ book has rows on both sides (Hummingbot checks its size)
         self.builds = 0  # quotes whose rows were built
 
-    def set_quote(self, mid: float, low: float, high: float, step: float, volume: float) -> None:
-        """Show this balanced quote from now on (Hummingbot's `set_balanced_order_book` book)."""
+    def set_quote(
+        self, mid: float, low: float, high: float, step: float, volume: float, best: tuple[float, float] | None = None
+    ) -> None:
+        """Show this balanced quote from now on (Hummingbot's `set_balanced_order_book` book;
+        with `best`, its first levels at those prices: `balanced_rows`)."""
         self.clear_traded_order_book()
-        bid, ask = mid - step / 2, mid + step / 2
+        quote = best if best is not None else (mid - step / 2, mid + step / 2)
+        bid, ask = quote
         if self._sized and bid >= low and ask <= high:  # a level each side (always, after the first)
-            self._pending = (mid, low, high, step, volume)
+            self._pending = (mid, low, high, step, volume, quote)
             self._best = (_new_row(OrderBookRow, (bid, volume, 1)), _new_row(OrderBookRow, (ask, volume, 1)))
         else:  # the first quote, or an empty side: built now, as Hummingbot builds it
             self._pending = None
-            self._build(mid, low, high, step, volume)
+            self._build(mid, low, high, step, volume, quote)
 
-    def _build(self, mid: float, low: float, high: float, step: float, volume: float) -> None:
-        bids, asks = balanced_rows(mid, low, high, step, volume)
+    def _build(
+        self, mid: float, low: float, high: float, step: float, volume: float, best: tuple[float, float]
+    ) -> None:
+        bids, asks = balanced_rows(mid, low, high, step, volume, best)
         CompositeOrderBook.apply_snapshot(self, bids, asks, 1)
         self._sized = bool(bids) and bool(asks)
         self.builds += 1
@@ -144,16 +158,16 @@ class ReplayBook(CompositeOrderBook):  # type: ignore[misc]
         pending = self._pending
         if pending is None:
             return None
-        quote_mid, low, high, step, volume = pending
+        _, low, high, step, volume, (bid, ask) = pending
         total = 0.0
-        price, size = quote_mid - step / 2, volume
+        price, size = bid, volume
         while price >= low:
             if price < mid * (1 - band):
                 break
             total += price * size
             price -= step
             size += volume
-        price, size = quote_mid + step / 2, volume
+        price, size = ask, volume
         while price <= high:
             if price > mid * (1 + band):
                 break
@@ -215,6 +229,10 @@ class MarketBook:
         self.spread_bps: list[float] = series.spread_bps.tolist()
         self.depth_step: list[float] = series.depth_step.tolist()
         self.updated_at: list[float] = series.updated_at.tolist()
+        bid, ask = series.bid, series.ask  # a recording's own best prices, shown exactly
+        self.best: list[tuple[float, float]] | None = (
+            list(zip(bid.tolist(), ask.tolist(), strict=True)) if bid is not None and ask is not None else None
+        )
         self.changed = changed_ticks(series)
         self.book: Any = None  # the first account's book, then the shared ReplayBook
         self._shared = False
@@ -231,10 +249,14 @@ class MarketBook:
         # bad moment) would put the deepest bids at or below zero: the book stops at half a step
         low = max(mid - BOOK_LEVELS * step, step / 2)
         high, volume = mid + BOOK_LEVELS * step, self.depth_step[i]
+        best = self.best[i] if self.best is not None else None
         self.rebuilds += 1
         if self.book is None:  # the first quote: each account's engine learns the pair
             for exchange in self.exchanges:
                 exchange.set_balanced_order_book(self.trading_pair, mid, low, high, step, volume)
+                if best is not None:  # the recording's own best prices (`balanced_rows`)
+                    book = exchange.order_book_tracker._order_books[self.trading_pair]
+                    book.apply_snapshot(*balanced_rows(mid, low, high, step, volume, best), 1)
             if self.exchanges:
                 self.book = self.exchanges[0].order_book_tracker._order_books[self.trading_pair]
             return Decimal(repr(mid))
@@ -245,7 +267,7 @@ class MarketBook:
             for exchange in self.exchanges:
                 exchange.order_book_tracker._order_books[self.trading_pair] = shared
             self.book, self._shared = shared, True
-        self.book.set_quote(mid, low, high, step, volume)
+        self.book.set_quote(mid, low, high, step, volume, best)
         return Decimal(repr(mid))
 
     def seen_at(self, i: int, now: float) -> float:

@@ -28,6 +28,9 @@ class MarketSeries:
     spread_bps: FloatArray
     depth_step: FloatArray  # base volume added per book level
     updated_at: FloatArray  # time of the quote shown at each tick (<= the tick); NaN before the first
+    #: a recording's own best bid and ask at each tick (None: the book's are mid -/+ half its spread)
+    bid: FloatArray | None = None
+    ask: FloatArray | None = None
 
     def has_book(self, i: int) -> bool:
         return bool(np.isfinite(self.mid[i]))

@@ -188,9 +188,9 @@ def load_csv(path: Path, hours: float | None = None) -> Feed:
         updated = times[idx]
         mid[before] = np.nan
         updated[before] = np.nan
-        feed.markets.append(
-            MarketSeries(str(connector), str(pair), mid, (asks - bids) / mid * 1e4, np.clip(depth, 1e-6, None), updated)
-        )
+        bids[before], asks[before] = np.nan, np.nan
+        feed.markets.append(MarketSeries(str(connector), str(pair), mid, (asks - bids) / mid * 1e4,
+                                         np.clip(depth, 1e-6, None), updated, bids, asks))
         inside = times[(times >= start) & (times <= grid[-1])]
         silent = np.diff(inside)
         for at, length in zip(inside[:-1][silent > GAP_S], silent[silent > GAP_S], strict=True):

@@ -219,3 +219,25 @@ def test_a_strategy_approved_but_never_filled_is_explained(capture: pd.DataFrame
     assert found, reason
     assert int(found[1]) == approved and 25 < float(found[2]) < 35 and float(found[3]) > 20
     assert int(found[4]) in (2, 3)
+
+
+def test_fills_take_the_recordings_own_prices(capture: pd.DataFrame, lyra_home: Path) -> None:
+    """Prices to the cent, as exchanges send them: the book's best levels are the recorded bid
+    and ask exactly, so a MARKET fill is at a recorded price (the old books, mid -/+ half the
+    spread in doubles, filled grid's and bollinger's closes at 20066.439999999995 and
+    20120.180000000004 for 20066.44 and 20120.18)."""
+    cents = capture.assign(best_bid=capture.best_bid.round(2), best_ask=capture.best_ask.round(2))
+    feed = importer.load_csv(_write(cents, lyra_home / "cents.csv"))
+    binance = feed.markets[0]
+    rows = cents[cents.connector == "binance"].sort_values("timestamp", kind="stable")
+    last = np.searchsorted(rows.timestamp.to_numpy(), feed.start + np.arange(feed.seconds), side="right") - 1
+    assert binance.bid is not None and binance.ask is not None
+    np.testing.assert_array_equal(binance.bid[last >= 0], rows.best_bid.to_numpy()[last[last >= 0]])
+    np.testing.assert_array_equal(binance.ask[last >= 0], rows.best_ask.to_numpy()[last[last >= 0]])
+    result = run_replay(_settings(lyra_home), feed, lyra_home / "out", strategies="grid,bollinger")
+    engine = create_store_engine(f"sqlite:///{result.db_path}")
+    with engine.connect() as conn:
+        prices = [str(p) for (p,) in conn.execute(sa.select(fills.c.price))]
+    engine.dispose()
+    assert len(prices) > 10
+    assert [p for p in prices if len(p.partition(".")[2]) > 2] == []

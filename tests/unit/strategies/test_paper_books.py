@@ -311,3 +311,48 @@ async def _wide_spread() -> None:
         step = series.mid[i] * series.spread_bps[i] / 1e4
         assert bids and asks and min(r.price for r in bids) >= step / 2 > 0
         assert bids[0].price == series.mid[i] - step / 2 and len(asks) == BOOK_LEVELS
+
+
+def test_a_recordings_own_bid_and_ask_are_the_books_best_prices_exactly() -> None:
+    """A recording's bid and ask (20066.44, 20070.46) are the book's first levels, exactly: the
+    book built them as mid -/+ half its spread in doubles, an ulp off for 59 % of random
+    two-decimal quotes (20066.439999999995), and a MARKET sell filled at that price. Pending,
+    built, on the first quote's Hummingbot book and the shared ReplayBook alike; the deeper
+    levels keep their step."""
+    asyncio.run(_exact_best())
+
+
+async def _exact_best() -> None:
+    rng = random.Random(5)
+    bids = [round(rng.uniform(15_000, 70_000), 2) for _ in range(60)]
+    asks = [round(b + rng.choice([0.01, 0.1, 1.37, 4.02]), 2) for b in bids]
+    mids = [(b + a) / 2 for b, a in zip(bids, asks, strict=True)]
+    off = sum(repr(m - (a - b) / 2) != repr(b) for b, a, m in zip(bids, asks, mids, strict=True))
+    assert off > 10  # the old construction's bids
+    series = _series(mids, [(a - b) / m * 1e4 for b, a, m in zip(bids, asks, mids, strict=True)], [0.5] * 60)
+    series.bid, series.ask = np.array(bids), np.array(asks)
+    account = PaperExchange(name="exact")
+    account.set_quantization_param(QuantizationParams(PAIR, 6, 6, 6, 6))
+    account.set_balance("BTC", Decimal(100))
+    fills: list[float] = []
+    from hummingbot.core.event.event_forwarder import SourceInfoEventForwarder
+    from hummingbot.core.event.events import MarketEvent
+
+    heard = SourceInfoEventForwarder(lambda _tag, _src, e: fills.append(float(e.price)))
+    account.add_listener(MarketEvent.OrderFilled, heard)
+    clock = Clock(ClockMode.BACKTEST, 1.0, 100.0, 200.0)
+    clock.add_iterator(account)
+    market = MarketBook(series, [account])
+    for i in range(60):
+        market.show(i)
+        clock.backtest_til(100.0 + i)
+        book = account.get_order_book(PAIR)
+        assert (repr(book.get_price(False)), repr(book.get_price(True))) == (repr(bids[i]), repr(asks[i]))
+        if i % 3 == 0:
+            rows = _rows(book)  # built
+            step = max(mids[i] * series.spread_bps[i] / 1e4, mids[i] * 1e-6)
+            assert (rows[0][0].price, rows[1][0].price) == (bids[i], asks[i])
+            assert rows[0][1].price == bids[i] - step and rows[1][1].price == asks[i] + step
+        if i % 10 == 2:
+            account.sell(PAIR, Decimal("0.1"), OrderType.MARKET)  # filled a few seconds on, at that bid
+    assert len(fills) == 6 and all(repr(price) in {repr(b) for b in bids} for price in fills), fills
