@@ -1,10 +1,12 @@
 """Import real recordings: a CSV of top-of-book snapshots, one row per market per update.
 
 Columns (header required, any order, others ignored): ``timestamp,connector,trading_pair,
-best_bid,best_ask`` and optional ``bid_size``. Timestamps are Unix epoch times, in seconds
-(fractional receive times are fine), milliseconds, microseconds or nanoseconds (the unit is
-read off their size: 1.6e9 is seconds, 1.6e12 milliseconds, ...), or ISO-8601 strings
-(``2022-07-01T00:00:00.250Z``; without an offset, UTC). Rows may come in any order.
+best_bid,best_ask`` and optional ``bid_size``; separated by commas, or by semicolons or tabs as
+a spreadsheet saves them (then with decimal commas or points). Timestamps are Unix epoch
+times, in seconds (fractional receive times are fine), milliseconds, microseconds or
+nanoseconds (the unit is read off their size: 1.6e9 is seconds, 1.6e12 milliseconds, ...), or
+ISO-8601 strings (``2022-07-01T00:00:00.250Z``; without an offset, UTC). Rows may come in any
+order.
 
 Rows are resampled to one per simulated second: each second shows the last row at or before it
 (a row at 12.7 s is first seen at 13 s; of two rows of one market at the same time, the later
@@ -121,9 +123,25 @@ def _epoch_seconds(path: Path, frame: pd.DataFrame) -> pd.Series:
     return seconds / EPOCH_UNITS[units[0]][1]
 
 
+def _dialect(path: Path) -> dict[str, str]:
+    """How a spreadsheet saved the file: its header's separator (`;` or a tab where a locale's
+    decimal mark is the comma: then the comma is the decimal mark too); {} for a plain CSV
+    (or a file that cannot be read: `pd.read_csv` says why)."""
+    try:
+        with path.open(encoding="utf-8-sig", errors="replace") as handle:
+            header = handle.readline()
+            first = handle.readline()
+    except OSError:
+        return {}
+    for sep in (";", "\t"):
+        if sep in header and "," not in header:
+            return {"sep": sep, "decimal": ","} if "," in first else {"sep": sep}
+    return {}
+
+
 def load_csv(path: Path, hours: float | None = None) -> Feed:
     try:
-        frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True)
+        frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True, **_dialect(path))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such recording; record one with `lyra-governor record`") from None
     except IsADirectoryError:

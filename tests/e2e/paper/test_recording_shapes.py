@@ -241,3 +241,28 @@ def test_fills_take_the_recordings_own_prices(capture: pd.DataFrame, lyra_home: 
     engine.dispose()
     assert len(prices) > 10
     assert [p for p in prices if len(p.partition(".")[2]) > 2] == []
+
+
+def test_a_spreadsheets_semicolons_and_decimal_commas(capture: pd.DataFrame, tmp_path: Path) -> None:
+    """A recording saved by a spreadsheet in a locale whose decimal mark is the comma: `;`
+    between fields and `20066,44`. The old importer read one column named
+    "timestamp;connector;..." and said every column was missing."""
+    plain = importer.load_csv(_write(capture, tmp_path / "plain.csv"))
+    (tmp_path / "semi.csv").write_text(capture.to_csv(index=False, sep=";", decimal=","))
+    (tmp_path / "semi_points.csv").write_text(capture.to_csv(index=False, sep=";"))
+    (tmp_path / "tabs.csv").write_text(capture.to_csv(index=False, sep="\t"))
+    for name in ("semi.csv", "semi_points.csv", "tabs.csv"):
+        _same_feed(importer.load_csv(tmp_path / name), plain)
+
+
+def test_of_two_rows_at_one_time_the_later_in_the_file_is_the_quote(tmp_path: Path) -> None:
+    """Duplicate timestamps (an exchange's two updates in one millisecond, a file appended
+    twice): the later row in the file is the market's quote from that time on, whatever
+    order the other rows come in; two loads give the same feed."""
+    rows = [(T0 + 0.5, "binance", "BTC-USDT", 100.0, 101.0), (T0 + 3.0, "binance", "BTC-USDT", 104.0, 105.0),
+            (T0 + 2.0, "binance", "BTC-USDT", 102.0, 103.0), (T0 + 2.0, "binance", "BTC-USDT", 106.0, 107.0)]
+    frame = pd.DataFrame(rows, columns=list(importer.REQUIRED))
+    feed = importer.load_csv(_write(frame, tmp_path / "dup.csv"))
+    assert feed.start == T0 + 1 and feed.markets[0].mid.tolist() == [100.5, 106.5, 104.5]
+    again = importer.load_csv(tmp_path / "dup.csv")
+    assert again.markets[0].mid.tolist() == feed.markets[0].mid.tolist()
