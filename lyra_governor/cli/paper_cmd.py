@@ -90,6 +90,8 @@ def paper_cmd(
         console.print(table)
         if result.unmatched:
             err_console.print(f"[yellow]{result.unmatched_note}[/]")
+        if summary["data"]["sparse_quotes_note"]:
+            err_console.print(f"[yellow]{summary['data']['sparse_quotes_note']}[/]")
         others = ", ".join(f.name for f in files if f.name != "report.html")
         console.print(f"report: {out / 'report.html'} (and {others})")
         console.print(f"evidence: {summary['evidence']}")

@@ -45,6 +45,7 @@ import sqlalchemy as sa
 from lyra_governor import audit
 from lyra_governor.config import Settings
 from lyra_governor.store import audit_log, create_store_engine, fills
+from lyra_strategies.paper.feed import MarketSeries
 from lyra_strategies.paper.replay import QUOTE_ASSETS, ReplayResult
 
 MINUTES_PER_YEAR = 365 * 24 * 60
@@ -57,6 +58,10 @@ def _utc(ts: float) -> str:
 
 def _r(x: float, nd: int = 4) -> float:
     return round(float(x), nd) if math.isfinite(x) else 0.0
+
+
+def _interval(seconds: float | None) -> float | None:
+    return None if seconds is None else _r(seconds, 3)
 
 
 # --- what the store says ---------------------------------------------------------------------
@@ -166,6 +171,34 @@ def curve_stats(equity: list[float]) -> dict[str, float]:
         "sharpe": _r(mean / std * scale, 3) if std > 1e-15 else 0.0,
         "sortino": _r(mean / down * scale, 3) if down > 1e-15 else 0.0,
     }
+
+
+def refresh_interval_s(series: MarketSeries, ticks: int) -> float | None:
+    """The median seconds between the refreshes of a market's book over the run's first
+    `ticks` (None: fewer than two): the times of the quotes the replay showed, at most one a
+    simulated second (the last row at or before it). Minute bars give 60; a tick-level capture
+    about 1 (a second without a row keeps the quote before: 1.1 on the suite's capture of
+    two rows a second)."""
+    seen = series.updated_at[:ticks]
+    times = np.unique(seen[np.isfinite(seen)])
+    return float(np.median(np.diff(times))) if times.size >= 2 else None
+
+
+def sparse_quotes_note(markets: list[dict[str, Any]], stale_s: float) -> str:
+    """One sentence on the markets whose quotes come further apart than the governor's stale
+    limit ('' if none): most of their seconds are refused as stale, which is the governor doing
+    its job on bars, not a failure of the scripts."""
+    sparse = [m for m in markets if (m.get("refresh_interval_s") or 0.0) > stale_s]
+    if not sparse:
+        return ""
+    named = ", ".join(f"{m['trading_pair']} on {m['connector']} (a new quote every {m['refresh_interval_s']:g} s)"
+                      for m in sparse)
+    return (f"Quotes further apart than the governor's stale limit of {stale_s:g} s: {named}. Between two "
+            "quotes their books are refused as stale (STALE_PRICE) once older than that limit, so these "
+            "markets trade little or not at all. Replay a tick-level recording (`lyra-governor record`), "
+            "or, for a run on bars only, raise `risk.stale_price_s` (at most 120) for that run: "
+            "`LYRA_RISK__STALE_PRICE_S=60 lyra-governor paper --data ...` (a live bot with that setting "
+            "would accept books that old too).")
 
 
 def stale_periods(result: ReplayResult, stale_s: float) -> list[dict[str, Any]]:
@@ -314,18 +347,20 @@ def summarize(result: ReplayResult, settings: Settings) -> dict[str, Any]:
     stale = stale_periods(result, settings.risk.stale_price_s)
     feed = result.feed
     span_end = feed.start + max(result.ticks_run - 1, 0)
+    markets: list[dict[str, Any]] = [
+        {"connector": m.connector, "trading_pair": m.trading_pair,
+         "first_quote_utc": _first_quote(feed.start, m.first_tick()),
+         "distinct_quotes": int(np.unique(m.mid[np.isfinite(m.mid)]).size),
+         "first_mid": _r(m.first_mid() or 0.0, 6),
+         "refresh_interval_s": _interval(refresh_interval_s(m, result.ticks_run))}
+        for m in feed.markets
+    ]
     data = {
         "source": feed.source or "generator",
         "start_utc": _utc(feed.start),
         "end_utc": _utc(span_end),
         "simulated_s": result.ticks_run,
-        "markets": [
-            {"connector": m.connector, "trading_pair": m.trading_pair,
-             "first_quote_utc": _first_quote(feed.start, m.first_tick()),
-             "distinct_quotes": int(np.unique(m.mid[np.isfinite(m.mid)]).size),
-             "first_mid": _r(m.first_mid() or 0.0, 6)}
-            for m in feed.markets
-        ],
+        "markets": markets,
         "gaps": feed.gaps[:50],
         "gaps_total": len(feed.gaps),
         "stale_periods": stale[:50],
@@ -337,6 +372,9 @@ def summarize(result: ReplayResult, settings: Settings) -> dict[str, Any]:
     }
     if feed.rows_dropped is not None:  # a recording: its rows read, and those that could be no book
         data["rows_dropped"] = feed.rows_dropped
+    sparse = data["sparse_quotes_note"] = sparse_quotes_note(markets, settings.risk.stale_price_s)
+    if reasons and sparse:  # the likely why of a gate not passed on bars
+        reasons.append(sparse)
     pnl = {
         "start_equity_usd": _r(result.start_equity_usd),
         "end_equity_usd": _r(result.end_equity_usd),
@@ -569,11 +607,14 @@ def markdown(s: dict[str, Any]) -> str:
     lines += ["", "## The data", "", f"Source: {d['source']}; {d['start_utc']} to {d['end_utc']} "
               f"({d['simulated_s']:,} simulated seconds). Paper fees (maker/taker): "
               + ", ".join(f"{c} {float(f['maker']):.4%}/{float(f['taker']):.4%}" for c, f in d["fees"].items()) + ".",
-              "", "| market | first quote | distinct quotes | first mid |", "|---|---|---|---|"]
+              "", "| market | first quote | distinct quotes | refreshed every | first mid |", "|---|---|---|---|---|"]
     for m in d["markets"]:
+        every = "-" if m["refresh_interval_s"] is None else f"{m['refresh_interval_s']:g} s"
         lines.append(f"| {m['trading_pair']} on {m['connector']} | {m['first_quote_utc'] or 'never'} "
-                     f"| {m['distinct_quotes']:,} | {m['first_mid']:,} |")
+                     f"| {m['distinct_quotes']:,} | {every} | {m['first_mid']:,} |")
     lines += [""]
+    if d["sparse_quotes_note"]:
+        lines += [d["sparse_quotes_note"], ""]
     if d["unmatched_note"]:
         lines += [d["unmatched_note"], ""]
     if d["unused_markets"]:

@@ -266,3 +266,37 @@ def test_of_two_rows_at_one_time_the_later_in_the_file_is_the_quote(tmp_path: Pa
     assert feed.start == T0 + 1 and feed.markets[0].mid.tolist() == [100.5, 106.5, 104.5]
     again = importer.load_csv(tmp_path / "dup.csv")
     assert again.markets[0].mid.tolist() == feed.markets[0].mid.tolist()
+
+
+def test_minute_bars_are_named_with_their_cadence_and_the_way_out(capture: pd.DataFrame, lyra_home: Path) -> None:
+    """A recording of one-minute quote bars (the issue's second kind of real data): a book is
+    older than the governor's 10 s stale limit for 49 of every 60 s, so the scripts are refused
+    STALE_PRICE most of the time. The old report showed a gap and a stale period per bar and no
+    word on why; it now gives each market's quote cadence and one sentence naming the markets,
+    the limit and the two ways out. With `risk.stale_price_s` at 60 the same bars are fresh."""
+    bars = (capture.assign(minute=capture.timestamp // 60).sort_values("timestamp", kind="stable")
+            .groupby(["connector", "trading_pair", "minute"], as_index=False).last())
+    bars = bars.assign(timestamp=(bars.minute + 1) * 60.0).drop(columns="minute")  # stamped at the bar's close
+    path = _write(bars, lyra_home / "bars.csv")
+    settings = _settings(lyra_home)
+    feed = importer.load_csv(path, hours=0.15)
+    result = run_replay(settings, feed, lyra_home / "out", strategies="market_making")
+    summary = report.summarize(result, settings)
+    assert {m["refresh_interval_s"] for m in summary["data"]["markets"]} == {60.0}
+    note = summary["data"]["sparse_quotes_note"]
+    assert note.startswith("Quotes further apart than the governor's stale limit of 10 s: BTC-USDT on "
+                           "binance_paper_trade (a new quote every 60 s), ")
+    assert "raise `risk.stale_price_s` (at most 120)" in note and "`lyra-governor record`" in note
+    markdown = report.markdown(summary)
+    assert note in markdown and "| 60 s |" in markdown
+    assert result.decisions.get("STALE_PRICE", 0) > 0
+
+    tolerant = settings.model_copy(update={"risk": settings.risk.model_copy(update={"stale_price_s": 60.0})})
+    calm = report.summarize(run_replay(tolerant, feed, lyra_home / "out60", strategies="market_making"), tolerant)
+    assert calm["data"]["sparse_quotes_note"] == "" and calm["data"]["stale_periods_total"] == 0
+
+    ticks = report.summarize(run_replay(settings, importer.load_csv(_write(capture, lyra_home / "ticks.csv"),
+                                                                    hours=0.05), lyra_home / "outt",
+                                        strategies="market_making"), settings)
+    assert ticks["data"]["sparse_quotes_note"] == ""
+    assert all(m["refresh_interval_s"] is not None and m["refresh_interval_s"] < 1.5 for m in ticks["data"]["markets"])
