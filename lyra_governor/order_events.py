@@ -25,7 +25,6 @@ from lyra_governor.money import to_musd
 from lyra_governor.order_store import ReservationRow
 from lyra_governor.phases import LIVE_BOOK, PAPER_BOOK
 from lyra_governor.seat import Seat
-from lyra_governor.store import STORE_ERRORS
 from lyra_governor.store_budget import EVENT_BUDGET_MS
 
 log = logging.getLogger(__name__)
@@ -110,12 +109,12 @@ class OrderEvents:
     def cancel_requested(self, reservation_id: str) -> None:
         """The strategy asked the exchange to cancel one of its orders (a stop-loss replacing
         its take-profit cancels the take-profit first): a resting close being cancelled no
-        longer counts against the closes that may follow."""
-        try:
-            if self.seat.store.cancel_requested(reservation_id, self.seat.clock()):
-                self.orders.close_cancelling(reservation_id)
-        except STORE_ERRORS as exc:
-            log.error("could not record the cancel request for %s: %s", reservation_id, exc)
+        longer counts against the closes that may follow. The store writes the mark with its
+        next write (`OrderStore.cancel_requested`), on an OPEN reservation only; this view
+        drops the close at once (it keeps this bot's placed orders, which the store holds OPEN
+        but for an ORPHANED one: the store's own check under the lock still counts that one)."""
+        self.seat.store.cancel_requested(reservation_id, self.seat.clock())
+        self.orders.close_cancelling(reservation_id)
 
     def stray(self, order: StrayOrder, usd_per_quote: Decimal) -> str:
         """A resting order no reservation holds (`OrderStore.book_stray`): booked as this bot's

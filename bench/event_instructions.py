@@ -1,0 +1,104 @@
+"""Instructions per order event, counted by valgrind's callgrind (exact, as
+bench/review_instructions.py counts reviews): the governor, settings and loop of
+review_instructions.py, but what is counted is what follows each allowed review: the
+strategy's cancel request and the exchange's CANCELLED event (`--path cancel`, what a quote
+replaced by the market-making script costs), or the CANCELLED event alone (`--path release`).
+The reviews themselves are not counted, nor the first 20 orders.
+
+Usage: python bench/event_instructions.py [--quick] [--n N] [--path cancel|release] [TREE ...]
+Needs valgrind on PATH. Prints one line per tree and, last, one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+from _callgrind import count_instructions
+
+ROOT = Path(__file__).resolve().parents[1]
+WARM_UP = 20
+
+
+def worker(n: int, path: str) -> None:
+    """The order loop (run under callgrind by `main`), on the tree first on sys.path."""
+    sys.path.insert(0, os.getcwd())
+    sys.path.insert(0, str(ROOT / "bench"))
+    from governor_review import held_mandates
+
+    from lyra_governor.config import load_settings
+    from lyra_governor.governor import Governor
+    from lyra_governor.models import MarketSnapshot, OrderEvent, OrderEventKind, OrderProposal, Side
+    from tests.standing_mandate import StandingMandate
+    from tests.watched import UNTHROTTLED
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(None, use_env=False, db_url=f"sqlite:///{Path(tmp) / 'lyra.db'}", **UNTHROTTLED)
+        gov = Governor.from_settings(settings, "bench", mandates=held_mandates(StandingMandate)())
+        gov.ledger.set_phase(3, "bench", "benchmark")
+
+        def cancel(rid: str) -> None:
+            if path == "cancel":
+                gov.cancel_requested(rid)
+            gov.on_order_event(OrderEvent(kind=OrderEventKind.CANCELLED, reservation_id=rid))
+
+        for i in range(n + WARM_UP):
+            now = time.time()
+            for t in (now - 10, now):
+                snap = MarketSnapshot(connector="binance_paper_trade", trading_pair="BTC-USDT", timestamp=t,
+                                      mid_price=Decimal(60005))  # fmt: skip
+                gov.observe_market(snap)
+            proposal = OrderProposal(
+                bot_id="bench", connector="binance_paper_trade", trading_pair="BTC-USDT",
+                side=Side.BUY if i % 2 else Side.SELL, amount=Decimal("0.0001"), price=Decimal(60000),
+                mid_price=Decimal(60005), mid_price_ts=time.time(),
+            )  # fmt: skip
+            decision = gov.review(proposal)
+            if not decision.allowed:
+                raise SystemExit(f"bench proposal was refused: {decision.code} {decision.message}")
+            rid = decision.reservation_id or ""
+            if i < WARM_UP:
+                cancel(rid)
+            else:  # counted: callgrind collects inside starmap_next only
+                list(itertools.starmap(cancel, ((rid,),)))
+            if i % 500 == 499:
+                gov.store.checkpoint()
+        gov.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=0, help="orders counted per tree (default 500, quick 100)")
+    parser.add_argument("--quick", action="store_true", help="fewer orders (under 60 s a tree)")
+    parser.add_argument("--path", choices=("cancel", "release"), default="cancel", help="what is counted")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("trees", nargs="*", type=Path, help="checkouts of Lyra (default: this one)")
+    args = parser.parse_args()
+    args.n = args.n or (100 if args.quick else 500)
+    if args.worker:
+        worker(args.n, args.path)
+        return 0
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    figures: dict[str, float | str] = {"n": args.n, "path": args.path}
+    first = None
+    for tree in args.trees or [ROOT]:
+        per_order = count_instructions(__file__, tree.resolve(), ["--n", str(args.n), "--path", args.path]) / args.n
+        figures[str(tree)] = round(per_order)
+        first = first or per_order  # the baseline: the first tree named, counted in this run
+        ratio = per_order / first
+        print(f"{tree}: {per_order:,.0f} instructions per order ({args.path}), {ratio:.3f}x the first tree's")
+    print(json.dumps(figures, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
