@@ -21,7 +21,9 @@ is that exchange's paper connector (``binance_paper_trade``); a pair written ``B
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import pandas as pd
@@ -108,6 +110,7 @@ def _epoch_seconds(path: Path, frame: pd.DataFrame) -> pd.Series:
                               "nor an ISO-8601 date (2022-07-01T00:00:00Z); correct that row or delete it")
         return (parsed - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
     seconds = values.astype(np.float64)
+    seconds = seconds.where(np.isfinite(seconds))  # `inf`, `-inf`: no time, an empty field (not a crash)
     finite = seconds[np.isfinite(seconds)]
     if finite.empty:
         return seconds
@@ -130,13 +133,29 @@ def _dialect(path: Path) -> dict[str, str]:
     try:
         with path.open(encoding="utf-8-sig", errors="replace") as handle:
             header = handle.readline()
-            first = handle.readline()
+            for sep in (";", "\t"):
+                if sep in header and "," not in header:
+                    # a decimal comma anywhere (not only in the first row: its prices may be whole
+                    # numbers, `20066;20067`, and a later row's `20066,5` was then "not a number")
+                    return {"sep": sep, "decimal": ","} if _decimal_comma(handle) else {"sep": sep}
     except OSError:
-        return {}
-    for sep in (";", "\t"):
-        if sep in header and "," not in header:
-            return {"sep": sep, "decimal": ","} if "," in first else {"sep": sep}
+        pass
     return {}
+
+
+_DECIMAL_COMMA = re.compile(r"\d,\d")
+_SNIFF_CHARS = 1 << 20  # read a spreadsheet's file this much at a time looking for a decimal comma
+
+
+def _decimal_comma(handle: TextIO) -> bool:
+    """Whether the rest of the file holds a digit, a comma and a digit (a decimal comma), read in
+    chunks until the first one (a file of decimal commas: in its first row)."""
+    tail = ""
+    while chunk := handle.read(_SNIFF_CHARS):
+        if _DECIMAL_COMMA.search(tail + chunk):
+            return True
+        tail = chunk[-2:]
+    return False
 
 
 def load_csv(path: Path, hours: float | None = None) -> Feed:

@@ -1,0 +1,53 @@
+"""Recordings at the importer's edges (found in review): non-finite timestamps, a spreadsheet's
+decimal commas that its first row does not show."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lyra_strategies.paper import importer
+
+T0 = 1_656_633_600  # 2022-07-01 00:00:00 UTC
+HEADER = "timestamp,connector,trading_pair,best_bid,best_ask,bid_size\n"
+
+
+@pytest.mark.parametrize("stamp", ["inf", "-inf", "Infinity"])
+def test_an_infinite_timestamp_is_an_empty_field_not_a_crash(tmp_path: Path, stamp: str) -> None:
+    """`inf` in the timestamp column (a logger's division by zero) passed every check and
+    crashed load_csv with OverflowError (cannot convert float infinity to integer), a
+    traceback through `lyra-governor paper --data`; it is now left out as an empty field, as
+    an `inf` price already was."""
+    path = tmp_path / "inf.csv"
+    path.write_text(HEADER + f"{stamp},binance,BTC-USDT,100,101,1\n{T0},binance,BTC-USDT,100,101,1\n"
+                    f"{T0 + 2},binance,BTC-USDT,102,103,1\n")
+    feed = importer.load_csv(path)
+    assert (feed.start, feed.seconds) == (T0, 3)
+    assert feed.rows_dropped == {"rows_read": 3, importer.DROP_EMPTY: 1}
+    assert feed.markets[0].mid.tolist() == [100.5, 100.5, 102.5]
+
+
+def test_decimal_commas_after_a_first_row_of_whole_numbers(tmp_path: Path) -> None:
+    """A spreadsheet's `;` file whose first row holds whole numbers only (epoch milliseconds,
+    prices 20066 and 20067, size 1): the decimal mark was sniffed on that row alone, so the
+    file was read with decimal points and the second row's `20066,5` was "not a number" (a
+    ConfigError on a well-formed file). Semicolons with decimal points, and text with a comma
+    but no decimal comma, read as before."""
+    ms = T0 * 1000
+    semi = tmp_path / "semi.csv"
+    semi.write_text("timestamp;connector;trading_pair;best_bid;best_ask;bid_size\n"
+                    f"{ms};binance;BTC-USDT;20066;20067;1\n{ms + 1000};binance;BTC-USDT;20066,5;20067,25;0,5\n")
+    feed = importer.load_csv(semi)
+    assert (feed.start, feed.seconds) == (T0, 2)
+    market = feed.markets[0]
+    assert market.mid.tolist() == [20066.5, 20066.875]
+    assert market.bid is not None and market.ask is not None
+    assert (market.bid.tolist(), market.ask.tolist()) == ([20066.0, 20066.5], [20067.0, 20067.25])
+    points = tmp_path / "points.csv"
+    points.write_text("timestamp;connector;trading_pair;best_bid;best_ask;note\n"
+                      f"{T0}.25;binance;BTC-USDT;20066.5;20067.5;a,b\n"
+                      f"{T0 + 1}.5;binance;BTC-USDT;20066.25;20067.25;x\n")
+    read = importer.load_csv(points)
+    np.testing.assert_array_equal(read.markets[0].mid, [20067.0])  # the row at .25 s, seen at 1 s
