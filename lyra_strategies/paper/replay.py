@@ -32,6 +32,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
 
+import numpy as np
 import yaml
 
 from lyra_governor import audit
@@ -336,6 +337,23 @@ class ReplayResult:
         return f"No data in this feed for {'; '.join(parts)}: those scripts cannot trade those markets{recorded}."
 
 
+PRICE_DIGITS = 6  # significant digits of a paper price (Hummingbot's price_precision)
+
+
+def price_decimals(series: MarketSeries) -> int:
+    """The decimals a market's paper prices keep: 6, or more for a market priced below 1 so
+    that its lowest price still has `PRICE_DIGITS` significant digits. Hummingbot's paper
+    price quantum is the coarser of 10**-decimals and the significant-digit one: with 6
+    decimals a coin at 0.00002 (SHIB, PEPE) was priced in steps of 0.000001, 5 % of its price,
+    so every order and even the mid a script reads were off by up to 5 % (the collar refused
+    every order)."""
+    prices = series.bid if series.bid is not None else series.mid
+    finite = prices[np.isfinite(prices) & (prices > 0)]
+    if not finite.size:
+        return 6
+    return max(6, PRICE_DIGITS - math.ceil(math.log10(float(finite.min()))))
+
+
 def load_script(name: str, scripts_dir: Path = SCRIPTS_DIR) -> tuple[type[Any], type[Any]]:
     """(strategy class, config class) picked the way Hummingbot's loader picks them: the first
     StrategyV2Base subclass and the first BaseClientModel subclass in the module."""
@@ -472,7 +490,8 @@ async def _replay(
             account.exchange.set_balance(asset, amount)
     for series in feed.markets:
         for exchange in books_of.get(series.connector, []):
-            exchange.set_quantization_param(QuantizationParams(series.trading_pair, 6, 6, 6, 6))
+            exchange.set_quantization_param(
+                QuantizationParams(series.trading_pair, PRICE_DIGITS, price_decimals(series), 6, 6))
     for same_book in books_of.values():  # one quantization and one book per connector: one price memo
         for exchange in same_book[1:]:
             exchange.share_prices(same_book[0])
