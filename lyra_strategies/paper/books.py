@@ -245,11 +245,13 @@ class MarketBook:
             return None
         mid = self.mid[i]
         step = max(mid * self.spread_bps[i] / 1e4, mid * 1e-6)
-        # a spread wider than 1/BOOK_LEVELS of mid (250 bps: an illiquid market, a recording's
-        # bad moment) would put the deepest bids at or below zero: the book stops at half a step
-        low = max(mid - BOOK_LEVELS * step, step / 2)
-        high, volume = mid + BOOK_LEVELS * step, self.depth_step[i]
         best = self.best[i] if self.best is not None else None
+        # a spread wider than 1/BOOK_LEVELS of mid (250 bps: an illiquid market, a recording's
+        # bad moment) would put the deepest bids at or below zero: the book stops at half a step,
+        # or at the recorded bid when that is lower (a stub quote, bid 1 and ask 100,000: a
+        # spread wider than mid, whose bid side was otherwise empty and unpriceable)
+        low = max(mid - BOOK_LEVELS * step, step / 2 if best is None else min(step / 2, best[0]))
+        high, volume = mid + BOOK_LEVELS * step, self.depth_step[i]
         self.rebuilds += 1
         if self.book is None:  # the first quote: each account's engine learns the pair
             for exchange in self.exchanges:

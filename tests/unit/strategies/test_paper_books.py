@@ -356,3 +356,29 @@ async def _exact_best() -> None:
         if i % 10 == 2:
             account.sell(PAIR, Decimal("0.1"), OrderType.MARKET)  # filled a few seconds on, at that bid
     assert len(fills) == 6 and all(repr(price) in {repr(b) for b in bids} for price in fills), fills
+
+
+def test_a_stub_quote_wider_than_its_mid_keeps_its_recorded_bid() -> None:
+    """A recording's stub quote (bid 1, ask 100,000: a thin market's resting placeholders; any
+    quote whose ask is more than three times its bid) has a spread wider than its mid. The
+    book, stopping at half a step above zero (49,999.5 here), had no bid level at all: every
+    `get_price` of the bid side raised "Order book is empty - no price quote is possible", on
+    the first quote's Hummingbot book as on the shared one. It now keeps the recorded bid as
+    its one bid level; a normal quote after it is built as before."""
+    asyncio.run(_stub_quote())
+
+
+async def _stub_quote() -> None:
+    bids, asks = [1.0, 20_000.0, 1.0], [100_000.0, 20_001.0, 100_000.0]
+    mids = [(b + a) / 2 for b, a in zip(bids, asks, strict=True)]
+    series = _series(mids, [(a - b) / m * 1e4 for b, a, m in zip(bids, asks, mids, strict=True)], [0.01] * 3)
+    series.bid, series.ask = np.array(bids), np.array(asks)
+    account = PaperExchange(name="stub")
+    account.set_quantization_param(QuantizationParams(PAIR, 6, 6, 6, 6))
+    market = MarketBook(series, [account])
+    for i, sizes in enumerate(((1, BOOK_LEVELS), (BOOK_LEVELS, BOOK_LEVELS), (1, BOOK_LEVELS))):
+        market.show(i)
+        book_bids, book_asks = _rows(account.get_order_book(PAIR))
+        assert (len(book_bids), len(book_asks)) == sizes
+        assert (book_bids[0].price, book_asks[0].price) == (bids[i], asks[i])
+        assert float(account.get_price(PAIR, False)) == bids[i] and float(account.get_price(PAIR, True)) == asks[i]
