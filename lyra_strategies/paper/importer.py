@@ -22,6 +22,7 @@ is that exchange's paper connector (``binance_paper_trade``); a pair written ``B
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -33,6 +34,7 @@ from lyra_governor.errors import ConfigError
 from lyra_strategies.paper.feed import Feed, MarketSeries
 
 REQUIRED = ("timestamp", "connector", "trading_pair", "best_bid", "best_ask")
+TEXT = ("connector", "trading_pair")  # read as categories: a recording repeats a few names millions of times
 GAP_S = 10.0  # a longer silence between two rows of one market is reported as a gap
 DEFAULT_SIZE = 0.01  # base volume per book level when the recording has no (or an empty) bid_size
 #: Epoch units by size: below 1e11 seconds (year 5138), below 1e14 milliseconds, below 1e17
@@ -158,9 +160,21 @@ def _decimal_comma(handle: TextIO) -> bool:
     return False
 
 
+def _spelled(column: pd.Series, spelling: Callable[[str], str]) -> tuple[list[str], np.ndarray]:
+    """A name column in Hummingbot's spelling: (the distinct names, sorted; per row the index
+    of its name, -1 where empty). Read as categories, each distinct name is spelled once, not
+    each of a recording's millions of rows, and no row holds a string of its own."""
+    column = column if isinstance(column.dtype, pd.CategoricalDtype) else column.astype("category")
+    spelled = [spelling(str(name)) if str(name).strip() else None for name in column.cat.categories]
+    names = sorted({name for name in spelled if name is not None})
+    recode = np.array([names.index(name) if name is not None else -1 for name in spelled] + [-1], dtype=np.int64)
+    return names, recode[column.cat.codes.to_numpy()]  # code -1 (an empty field) -> the last entry, -1
+
+
 def load_csv(path: Path, hours: float | None = None) -> Feed:
     try:
-        frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True, **_dialect(path))
+        frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True, **_dialect(path),
+                            dtype={c: "category" for c in TEXT})
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such recording; record one with `lyra-governor record`") from None
     except IsADirectoryError:
@@ -176,9 +190,10 @@ def load_csv(path: Path, hours: float | None = None) -> Feed:
     stamps = _epoch_seconds(path, frame)
     bid, ask = _numbers(path, frame, "best_bid"), _numbers(path, frame, "best_ask")
     size = _numbers(path, frame, "bid_size").fillna(DEFAULT_SIZE) if "bid_size" in frame else None
-    names = frame.connector.astype("string").str.strip().replace("", pd.NA)
-    pairs = frame.trading_pair.astype("string").str.strip().replace("", pd.NA)
-    empty = (stamps.isna() | bid.isna() | ask.isna() | names.isna() | pairs.isna()).to_numpy(dtype=bool)
+    connectors, connector = _spelled(frame.connector, paper_connector)
+    pairs, pair = _spelled(frame.trading_pair, hummingbot_pair)
+    del frame  # the columns needed are out: a recording of millions of rows is not held twice
+    empty = (stamps.isna() | bid.isna() | ask.isna()).to_numpy(dtype=bool) | (connector < 0) | (pair < 0)
     price = ~empty & ((bid <= 0) | (ask <= 0)).to_numpy(dtype=bool)
     crossed = ~empty & ~price & (bid >= ask).to_numpy(dtype=bool)
     keep = ~(empty | price | crossed)
@@ -187,21 +202,17 @@ def load_csv(path: Path, hours: float | None = None) -> Feed:
         why = "; ".join(f"{n} with {reason}" for reason, n in dropped.items() if n) or "the file has no rows"
         raise ConfigError(f"{path}: no usable rows ({why}); each row needs a timestamp, a connector, a trading "
                           "pair and a positive bid below its ask")
-    clean = pd.DataFrame({
-        "timestamp": stamps[keep].to_numpy(dtype=np.float64),
-        "connector": names[keep].map(paper_connector).to_numpy(dtype=object),
-        "trading_pair": pairs[keep].map(hummingbot_pair).to_numpy(dtype=object),
-        "best_bid": bid[keep].to_numpy(dtype=np.float64),
-        "best_ask": ask[keep].to_numpy(dtype=np.float64),
-        "bid_size": (size[keep].to_numpy(dtype=np.float64) if size is not None
-                     else np.full(int(keep.sum()), DEFAULT_SIZE)),
-    })
-    start = float(np.ceil(clean.timestamp.min()))  # the first whole second with a quote behind it
-    end = float(np.floor(clean.timestamp.max()))
+    timestamp = stamps.to_numpy(dtype=np.float64)[keep]
+    best_bid, best_ask = bid.to_numpy(dtype=np.float64)[keep], ask.to_numpy(dtype=np.float64)[keep]
+    bid_size = size.to_numpy(dtype=np.float64)[keep] if size is not None else np.full(timestamp.size, DEFAULT_SIZE)
+    del stamps, bid, ask, size
+    market = connector[keep] * len(pairs) + pair[keep]  # (connector, pair) in sorted order
+    start = float(np.ceil(timestamp.min()))  # the first whole second with a quote behind it
+    end = float(np.floor(timestamp.max()))
     seconds = max(1, int(end - start) + 1)
     if hours is None and seconds > MAX_HOURS * 3600:
         rows = np.flatnonzero(keep) + 1  # the data row of each kept row
-        first, last = rows[int(clean.timestamp.idxmin())], rows[int(clean.timestamp.idxmax())]
+        first, last = rows[int(timestamp.argmin())], rows[int(timestamp.argmax())]
         raise ConfigError(
             f"{path}: the rows span {seconds / 3600:,.1f} h ({_utc(start)} to {_utc(end)}), more than the "
             f"{MAX_HOURS} h one run replays; a timestamp far from the others is damage (data rows {first} and "
@@ -212,29 +223,32 @@ def load_csv(path: Path, hours: float | None = None) -> Feed:
     grid = start + np.arange(seconds, dtype=np.float64)
     feed = Feed(start=start, seconds=seconds, source=str(path),
                 rows_dropped={"rows_read": read, **{k: v for k, v in dropped.items() if v}})
-    for (connector, pair), group in clean.groupby(["connector", "trading_pair"], sort=True):
-        rows = group.sort_values("timestamp", kind="stable")
-        times = rows.timestamp.to_numpy(dtype=np.float64)
+    order = np.lexsort((timestamp, market))  # by market, then time; stable: at one time, file order
+    bounds = np.flatnonzero(np.diff(market[order])) + 1
+    for rows in np.split(order, bounds):
+        code = int(market[rows[0]])
+        connector_name, pair_name = connectors[code // len(pairs)], pairs[code % len(pairs)]
+        times = timestamp[rows]
         idx = np.searchsorted(times, grid, side="right") - 1  # the last row at or before each second
         before = idx < 0  # no row yet: no book (no look-ahead)
-        idx = np.clip(idx, 0, len(rows) - 1)
-        bids = rows.best_bid.to_numpy(dtype=np.float64)[idx]
-        asks = rows.best_ask.to_numpy(dtype=np.float64)[idx]
+        idx = rows[np.clip(idx, 0, len(rows) - 1)]
+        bids = best_bid[idx]
+        asks = best_ask[idx]
         mid = (bids + asks) / 2
-        depth = rows.bid_size.to_numpy(dtype=np.float64)[idx]
-        updated = times[idx]
+        depth = bid_size[idx]
+        updated = timestamp[idx]
         mid[before] = np.nan
         updated[before] = np.nan
         bids[before], asks[before] = np.nan, np.nan
-        feed.markets.append(MarketSeries(str(connector), str(pair), mid, (asks - bids) / mid * 1e4,
+        feed.markets.append(MarketSeries(connector_name, pair_name, mid, (asks - bids) / mid * 1e4,
                                          np.clip(depth, 1e-6, None), updated, bids, asks))
         inside = times[(times >= start) & (times <= grid[-1])]
         silent = np.diff(inside)
         for at, length in zip(inside[:-1][silent > GAP_S], silent[silent > GAP_S], strict=True):
-            feed.gaps.append({"connector": str(connector), "trading_pair": str(pair), "at": float(at),
+            feed.gaps.append({"connector": connector_name, "trading_pair": pair_name, "at": float(at),
                               "seconds": round(float(length), 3)})
         if inside.size and grid[-1] - inside[-1] > GAP_S:  # the market's recording ends before the run does
-            feed.gaps.append({"connector": str(connector), "trading_pair": str(pair), "at": float(inside[-1]),
+            feed.gaps.append({"connector": connector_name, "trading_pair": pair_name, "at": float(inside[-1]),
                               "seconds": round(float(grid[-1] - inside[-1]), 3), "to_end": True})
     return feed
 
