@@ -217,6 +217,30 @@ def stale_periods(result: ReplayResult, stale_s: float) -> list[dict[str, Any]]:
     return out
 
 
+#: Periods (gaps, stale stretches) listed one by one: summary.json, summary.md.
+LISTED_JSON, LISTED_MD = 50, 10
+
+
+def longest(periods: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """The n longest periods, in their own order. A day's capture has hundreds of short quiet
+    stretches; the first n of them would hide the lost connections of minutes behind them."""
+    if len(periods) <= n:
+        return periods
+    keep = sorted(sorted(range(len(periods)), key=lambda i: -float(periods[i]["seconds"]))[:n])
+    return [periods[i] for i in keep]
+
+
+def per_market(periods: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per market (`PAIR on CONNECTOR`): how many periods, their seconds in all, the longest."""
+    out: dict[str, dict[str, float]] = {}
+    for p in periods:
+        row = out.setdefault(f"{p['trading_pair']} on {p['connector']}", {"count": 0, "seconds": 0.0, "longest_s": 0.0})
+        row["count"] += 1
+        row["seconds"] = round(row["seconds"] + float(p["seconds"]), 3)
+        row["longest_s"] = max(row["longest_s"], float(p["seconds"]))
+    return dict(sorted(out.items()))
+
+
 # --- the summary -------------------------------------------------------------------------------
 
 
@@ -361,9 +385,9 @@ def summarize(result: ReplayResult, settings: Settings) -> dict[str, Any]:
         "end_utc": _utc(span_end),
         "simulated_s": result.ticks_run,
         "markets": markets,
-        "gaps": feed.gaps[:50],
+        "gaps": longest(feed.gaps, LISTED_JSON),
         "gaps_total": len(feed.gaps),
-        "stale_periods": stale[:50],
+        "stale_periods": longest(stale, LISTED_JSON),
         "stale_periods_total": len(stale),
         "unmatched": result.unmatched,
         "unmatched_note": result.unmatched_note,
@@ -372,6 +396,7 @@ def summarize(result: ReplayResult, settings: Settings) -> dict[str, Any]:
     }
     if feed.rows_dropped is not None:  # a recording: its rows read, and those that could be no book
         data["rows_dropped"] = feed.rows_dropped
+        data["gaps_by_market"], data["stale_by_market"] = per_market(feed.gaps), per_market(stale)
     sparse = data["sparse_quotes_note"] = sparse_quotes_note(markets, settings.risk.stale_price_s)
     if reasons and sparse:  # the likely why of a gate not passed on bars
         reasons.append(sparse)
@@ -623,9 +648,11 @@ def markdown(s: dict[str, Any]) -> str:
     if "rows_dropped" in d:
         lines += [f"Rows read: {d['rows_dropped']['rows_read']:,}; left out: "
                   + (", ".join(f"{n:,} with {reason}" for reason, n in dropped.items()) or "none") + ".", ""]
-    lines += [f"Gaps in the recording (> 10 s without a quote): {d['gaps_total']}" + _periods(d["gaps"]), "",
+    lines += [f"Gaps in the recording (> 10 s without a quote): {d['gaps_total']}"
+              + _periods(d["gaps"], d["gaps_total"], d.get("gaps_by_market")), "",
               "Stale periods (book older than the governor's stale limit, no trading on it): "
-              f"{d['stale_periods_total']}" + _periods(d["stale_periods"]), ""]
+              f"{d['stale_periods_total']}" + _periods(d["stale_periods"], d["stale_periods_total"],
+                                                       d.get("stale_by_market")), ""]
     if s["feed_events"]:
         lines += ["Injected feed events: " + "; ".join(
             f"{e['kind']} on {e['trading_pair']} {e['connector']} at {_utc(float(e['at']))}" for e in s["feed_events"])
@@ -644,12 +671,23 @@ def markdown(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _periods(periods: list[dict[str, Any]]) -> str:
+def _periods(periods: list[dict[str, Any]], total: int, markets: dict[str, dict[str, float]] | None) -> str:
+    """The periods one by one, or, more than `LISTED_MD` of them, per market and the longest."""
     if not periods:
         return ""
+    listed = longest(periods, LISTED_MD)
     shown = "; ".join(f"{g['trading_pair']} on {g['connector']} at {_utc(g['at'])} for {g['seconds']:g} s"
-                      + (" (its recording ends there)" if g.get("to_end") else "") for g in periods[:10])
-    return f": {shown}" + (" ..." if len(periods) > 10 else "")
+                      + (" (its recording ends there)" if g.get("to_end") else "") for g in listed)
+    if total <= LISTED_MD:
+        return f": {shown}"
+    split = "; ".join(f"{name} {row['count']:,.0f} ({_length(row['seconds'])} in all, longest "
+                      f"{_length(row['longest_s'])})" for name, row in (markets or {}).items())
+    return (f" ({split})" if split else "") + f"; the {len(listed)} longest: {shown}"
+
+
+def _length(seconds: float) -> str:
+    return f"{seconds:,.0f} s" if seconds < 120 else f"{seconds / 60:,.1f} min" if seconds < 7200 else \
+        f"{seconds / 3600:,.1f} h"
 
 
 def _marks(ax: Any, summary: dict[str, Any], t0: float) -> None:

@@ -12,7 +12,11 @@ import pandas as pd
 import pytest
 
 from bench.recording import MARKETS, make_recording
-from lyra_strategies.paper import importer
+from lyra_strategies.paper import importer, report
+from lyra_strategies.paper.replay import run_replay
+from tests.e2e.paper.test_recordings import _settings
+
+LISTED = 10  # periods the report's summary.md lists one by one
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +58,30 @@ def test_the_importer_holds_a_capture_in_little_more_than_its_numbers(hour: Path
     finally:
         tracemalloc.stop()
     assert peak < 3 * size, f"peak {peak / 1e6:.1f} MB for a {size / 1e6:.1f} MB recording"
+
+
+def test_a_report_of_many_gaps_names_them_per_market_and_lists_the_longest(hour: Path, tmp_path: Path) -> None:
+    """A capture's quiet minutes make dozens of short silences an hour (hundreds a day: 708 on
+    `bench/recording.py`'s day) beside the few lost connections of minutes. The old report
+    listed the first ten (summary.json: the first 50) in market order: the binance ones, the
+    okx lost connection was not named. Now: each market's count, time in all and longest, and
+    the ten longest, in their own order."""
+    feed = importer.load_csv(hour)
+    assert len(feed.gaps) > 3 * LISTED
+    settings = _settings(tmp_path)
+    result = run_replay(settings, feed, tmp_path / "out", strategies="market_making")
+    summary = report.summarize(result, settings)
+    data = summary["data"]
+    by_length = sorted(feed.gaps, key=lambda g: -float(g["seconds"]))
+    line = next(ln for ln in report.markdown(summary).splitlines() if ln.startswith("Gaps in the recording"))
+    for g in by_length[:LISTED]:
+        assert f"{g['trading_pair']} on {g['connector']} at {report._utc(float(g['at']))}" in line
+    assert line.count(" at 2022-") == LISTED
+    markets = {f"{g['trading_pair']} on {g['connector']}" for g in feed.gaps}
+    assert set(data["gaps_by_market"]) == markets and len(markets) == 3
+    assert sum(row["count"] for row in data["gaps_by_market"].values()) == data["gaps_total"] == len(feed.gaps)
+    for name, row in data["gaps_by_market"].items():
+        own = [float(g["seconds"]) for g in feed.gaps if f"{g['trading_pair']} on {g['connector']}" == name]
+        assert row["longest_s"] == max(own) and row["seconds"] == pytest.approx(sum(own))
+        assert f"{name} {row['count']:,.0f} (" in line
+    assert report.longest(feed.gaps, 5) == [g for g in feed.gaps if g in by_length[:5]]  # summary.json: 50
