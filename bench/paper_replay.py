@@ -14,7 +14,13 @@ arbitrage, rebalancer) in <= 60 s, of all eight in <= 120 s, governor share <= 5
 shared machine wall time depends on the other processes: the CPU seconds of the replay are
 printed next to it (`cpu_s`, `projected_24h_cpu_s`).
 
-Usage: python bench/paper_replay.py [--quick] [--hours H] [--strategies all|ROLE,ROLE] [--data CSV]
+With `--make-recording H` the feed is `bench/recording.py`'s real-shaped capture of H hours
+(tick-level rows at fractional times, bursts, quiet minutes, lost connections, a late market;
+~2.8 M rows a day), written to a temporary directory. With a recording, the importer's wall and
+CPU seconds and the process's peak RSS after it are printed too (`import_s`, `import_rss_mb`).
+
+Usage: python bench/paper_replay.py [--quick] [--hours H] [--strategies all|ROLE,ROLE]
+       [--data CSV | --make-recording H]
 The last line printed is one JSON object of the figures.
 """
 
@@ -22,8 +28,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from lyra_governor.config import load_settings
@@ -44,15 +53,29 @@ def main() -> int:
     parser.add_argument("--hours", type=float, default=0.0, help="simulated hours (default 24, quick 0.1)")
     parser.add_argument("--strategies", default="all", help="all (the eight) or comma-separated roles")
     parser.add_argument("--data", type=Path, default=None, help="a recording (CSV) instead of generated books")
+    parser.add_argument("--make-recording", type=float, default=0.0, metavar="H",
+                        help="replay bench/recording.py's real-shaped capture of H hours (a temp CSV)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the ungoverned run (long replays)")
     args = parser.parse_args()
     roles = pick_strategies(args.strategies)
-    if args.data is not None:
-        feed = load_csv(args.data, args.hours or (QUICK_HOURS if args.quick else None))
-    else:
-        feed = generate(args.hours or (QUICK_HOURS if args.quick else 24.0), seed=7)
-    hours = feed.seconds / 3600
+    imported: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        if args.make_recording:
+            args.data = Path(tmp) / "recording.csv"  # written by another process: the RSS below is the import's
+            subprocess.run([sys.executable, str(Path(__file__).with_name("recording.py")), str(args.data),
+                            "--hours", str(args.make_recording)], check=True)
+        if args.data is not None:
+            wall, cpu = time.perf_counter(), time.process_time()
+            feed = load_csv(args.data, args.hours or (QUICK_HOURS if args.quick else None))
+            imported = {"import_s": round(time.perf_counter() - wall, 3),
+                        "import_cpu_s": round(time.process_time() - cpu, 3),
+                        "import_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                        "recording_mb": round(args.data.stat().st_size / 1e6, 1)}
+            print(f"import: {imported['import_s']} s wall, {imported['import_cpu_s']} s CPU, peak RSS "
+                  f"{imported['import_rss_mb']} MB ({imported['recording_mb']} MB file)")
+        else:
+            feed = generate(args.hours or (QUICK_HOURS if args.quick else 24.0), seed=7)
+        hours = feed.seconds / 3600
         settings = load_settings(None, use_env=False, db_url=f"sqlite:///{Path(tmp) / 'main.db'}", data_dir=tmp)
         baseline = None if args.no_baseline else run_replay(
             settings, feed, Path(tmp) / "ungoverned", governed=False, strategies=roles
@@ -87,6 +110,7 @@ def main() -> int:
         "within_day_goal": governed.wall_s * 24 / hours <= goal_s,
         "within_day_goal_cpu": governed.cpu_s * 24 / hours <= goal_s,
         "within_governor_share_goal": governed.governor_s / governed.wall_s <= GOVERNOR_SHARE_GOAL,
+        **imported,
     }
     print(f"governed replay: {hours:g} simulated h ({feed.seconds} one-second ticks, {len(roles)} scripts) in "
           f"{figures['wall_s']} s = {figures['sim_hours_per_wall_s']} sim h per wall s; governor "
