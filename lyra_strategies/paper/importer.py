@@ -247,9 +247,14 @@ def load_csv(path: Path, hours: float | None = None) -> Feed:
         for at, length in zip(inside[:-1][silent > GAP_S], silent[silent > GAP_S], strict=True):
             feed.gaps.append({"connector": connector_name, "trading_pair": pair_name, "at": float(at),
                               "seconds": round(float(length), 3)})
-        if inside.size and grid[-1] - inside[-1] > GAP_S:  # the market's recording ends before the run does
-            feed.gaps.append({"connector": connector_name, "trading_pair": pair_name, "at": float(inside[-1]),
-                              "seconds": round(float(grid[-1] - inside[-1]), 3), "to_end": True})
+        if inside.size and grid[-1] - inside[-1] > GAP_S:
+            after = int(np.searchsorted(times, grid[-1], side="right"))  # its first row after the run's end
+            if after == times.size:  # the market's recording ends before the run does
+                feed.gaps.append({"connector": connector_name, "trading_pair": pair_name, "at": float(inside[-1]),
+                                  "seconds": round(float(grid[-1] - inside[-1]), 3), "to_end": True})
+            else:  # a silence the run's end (--hours) cuts: the recording goes on, a gap like the others
+                feed.gaps.append({"connector": connector_name, "trading_pair": pair_name, "at": float(inside[-1]),
+                                  "seconds": round(float(times[after] - inside[-1]), 3)})
     return feed
 
 
