@@ -252,9 +252,10 @@ def load_csv(path: Path, hours: float | None = None) -> Feed:
             if after == times.size:  # the market's recording ends before the run does
                 feed.gaps.append({"connector": connector_name, "trading_pair": pair_name, "at": float(inside[-1]),
                                   "seconds": round(float(grid[-1] - inside[-1]), 3), "to_end": True})
-            else:  # a silence the run's end (--hours) cuts: the recording goes on, a gap like the others
+            else:  # a silence the run's end (--hours) cuts: the recording goes on, a gap like the others,
+                # to the run's end (as long as the run saw it: a report's gap time stays within the run)
                 feed.gaps.append({"connector": connector_name, "trading_pair": pair_name, "at": float(inside[-1]),
-                                  "seconds": round(float(times[after] - inside[-1]), 3)})
+                                  "seconds": round(float(grid[-1] - inside[-1]), 3)})
     return feed
 
 

@@ -56,8 +56,9 @@ def test_decimal_commas_after_a_first_row_of_whole_numbers(tmp_path: Path) -> No
 def test_a_silence_that_the_runs_end_cuts_is_a_gap_not_the_recordings_end(tmp_path: Path) -> None:
     """A run cut short with --hours inside a market's silence: the report said "(its recording
     ends there)" (`to_end`) though the recording goes on (every market of a minute-bar
-    recording replayed for 0.15 h: three such false ends). It is now a gap like the others,
-    as long as the recording's silence; a market whose rows do end keeps `to_end`."""
+    recording replayed for 0.15 h: three such false ends). It is now a gap like the others, to
+    the run's end (the run's share of the silence, 39 of its 80 s: the report's gap time stays
+    within the run); a market whose rows do end keeps `to_end`."""
     rows = [f"{T0 + t},binance,BTC-USDT,100,101,1" for t in [*range(0, 21), *range(100, 200)]]
     rows += [f"{T0 + t},okx,BTC-USDT,100,101,1" for t in range(0, 200)]
     rows += [f"{T0 + t},kraken,BTC-USDT,100,101,1" for t in range(0, 31)]
@@ -66,7 +67,7 @@ def test_a_silence_that_the_runs_end_cuts_is_a_gap_not_the_recordings_end(tmp_pa
     cut = importer.load_csv(path, hours=60 / 3600)
     assert cut.seconds == 60
     assert cut.gaps == [
-        {"connector": "binance_paper_trade", "trading_pair": "BTC-USDT", "at": T0 + 20.0, "seconds": 80.0},
+        {"connector": "binance_paper_trade", "trading_pair": "BTC-USDT", "at": T0 + 20.0, "seconds": 39.0},
         {"connector": "kraken_paper_trade", "trading_pair": "BTC-USDT", "at": T0 + 30.0, "seconds": 29.0,
          "to_end": True},
     ]
