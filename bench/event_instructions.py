@@ -2,10 +2,11 @@
 bench/review_instructions.py counts reviews): the governor, settings and loop of
 review_instructions.py, but what is counted is what follows each allowed review: the
 strategy's cancel request and the exchange's CANCELLED event (`--path cancel`, what a quote
-replaced by the market-making script costs), or the CANCELLED event alone (`--path release`).
+replaced by the market-making script costs), the CANCELLED event alone (`--path release`), or
+a FILLED event of the whole order (`--path fill`).
 The reviews themselves are not counted, nor the first 20 orders.
 
-Usage: python bench/event_instructions.py [--quick] [--n N] [--path cancel|release] [TREE ...]
+Usage: python bench/event_instructions.py [--quick] [--n N] [--path cancel|release|fill] [TREE ...]
 Needs valgrind on PATH. Prints one line per tree and, last, one JSON object.
 """
 
@@ -46,6 +47,10 @@ def worker(n: int, path: str) -> None:
         gov.ledger.set_phase(3, "bench", "benchmark")
 
         def cancel(rid: str) -> None:
+            if path == "fill":  # the whole order at its price
+                gov.on_order_event(OrderEvent(kind=OrderEventKind.FILLED, reservation_id=rid,
+                                              filled_amount=Decimal("0.0001"), fill_price=Decimal(60000)))  # fmt: skip
+                return
             if path == "cancel":
                 gov.cancel_requested(rid)
             gov.on_order_event(OrderEvent(kind=OrderEventKind.CANCELLED, reservation_id=rid))
@@ -78,7 +83,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=0, help="orders counted per tree (default 500, quick 100)")
     parser.add_argument("--quick", action="store_true", help="fewer orders (under 60 s a tree)")
-    parser.add_argument("--path", choices=("cancel", "release"), default="cancel", help="what is counted")
+    parser.add_argument("--path", choices=("cancel", "release", "fill"), default="cancel", help="what is counted")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("trees", nargs="*", type=Path, help="checkouts of Lyra (default: this one)")
     args = parser.parse_args()

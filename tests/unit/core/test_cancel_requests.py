@@ -193,20 +193,3 @@ def assert_marks_ride_on_writes(url: str) -> None:
 def test_marks_ride_on_writes_on_sqlite(tmp_path: Path) -> None:
     assert_marks_ride_on_writes(f"sqlite:///{tmp_path / 'lyra.db'}")
 
-
-def test_a_release_reads_no_capital_rows_back(governor: Governor, propose: Propose, settings: Settings) -> None:
-    """A release gives its capital back with two UPDATEs that answer nothing (`_give_back`): it
-    uses no row after them (the old code's UPDATE ... RETURNING fetched both)."""
-    resting = allowed(governor, propose())
-    seen: list[str] = []
-    driver = governor.store._raw.driver_connection
-    driver.set_trace_callback(seen.append)
-    try:
-        governor.on_order_event(OrderEvent(kind=OrderEventKind.CANCELLED, reservation_id=resting.reservation_id or ""))
-    finally:
-        driver.set_trace_callback(None)
-    capital_writes = [s for s in seen if s.startswith("UPDATE lyra_capital")]
-    assert len(capital_writes) == 2 and not any("RETURNING" in s for s in capital_writes)
-    exposure = governor.ledger.exposure("paper")
-    assert exposure.exchanges["binance"].reserved_usd == 0 and exposure.total.reserved_usd == 0
-    assert governor.ledger.totals_agree()[0]
