@@ -112,11 +112,14 @@ def _epoch_seconds(path: Path, frame: pd.DataFrame) -> pd.Series:
         return (parsed - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
     seconds = values.astype(np.float64)
     seconds = seconds.where(np.isfinite(seconds))  # `inf`, `-inf`: no time, an empty field (not a crash)
-    finite = seconds[np.isfinite(seconds)]
+    # a row missing another field is left out as empty anyway (a recorder killed mid-line:
+    # `16566336` of `1656633600123`): its number decides no unit and is no damage
+    whole = frame[[c for c in REQUIRED if c != "timestamp"]].notna().all(axis=1)
+    finite = seconds[np.isfinite(seconds) & whole]
     if finite.empty:
         return seconds
     if (finite <= 0).any():
-        row, label = _row(frame, np.isfinite(seconds) & (seconds <= 0))
+        row, label = _row(frame, np.isfinite(seconds) & whole & (seconds <= 0))
         raise ConfigError(f"{path}: data row {row}: timestamp {str(raw[label])!r} is not a Unix time after 1970; "
                           "correct that row or delete it")
     units = [next(i for i, (below, _, _) in enumerate(EPOCH_UNITS) if v < below) for v in (finite.min(), finite.max())]

@@ -1,5 +1,6 @@
 """Recordings at the importer's edges (found in review): non-finite timestamps, a spreadsheet's
-decimal commas that its first row does not show."""
+decimal commas that its first row does not show, a run cut inside a silence, a last line cut
+short."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lyra_governor.errors import ConfigError
 from lyra_strategies.paper import importer
 
 T0 = 1_656_633_600  # 2022-07-01 00:00:00 UTC
@@ -74,3 +76,20 @@ def test_a_silence_that_the_runs_end_cuts_is_a_gap_not_the_recordings_end(tmp_pa
     whole = importer.load_csv(path)
     assert [(g["connector"], g["seconds"], g.get("to_end", False)) for g in whole.gaps] == [
         ("binance_paper_trade", 80.0, False), ("kraken_paper_trade", 169.0, True)]
+
+
+def test_a_last_line_cut_short_does_not_reject_a_millisecond_recording(tmp_path: Path) -> None:
+    """A recorder killed mid-line leaves `16566336` of `1656633600123` as the last row, its
+    other fields empty. Its number took part in the unit decision: "timestamps mix units
+    (16566336 looks like seconds, 1656633609000 like milliseconds)", and the whole recording
+    was refused. A row missing a field is left out as empty anyway: it now decides nothing."""
+    ms = T0 * 1000
+    path = tmp_path / "killed.csv"
+    path.write_text(HEADER + "".join(f"{ms + 1000 * k},binance,BTC-USDT,100,101,1\n" for k in range(10))
+                    + str(ms)[:8])
+    feed = importer.load_csv(path)
+    assert (feed.start, feed.seconds) == (T0, 10)
+    assert feed.rows_dropped == {"rows_read": 11, importer.DROP_EMPTY: 1}
+    (tmp_path / "zero.csv").write_text(HEADER + f"{T0},binance,BTC-USDT,100,101,1\n0,binance,BTC-USDT,100,101,1\n")
+    with pytest.raises(ConfigError, match="data row 2: timestamp '0' is not a Unix time after 1970"):
+        importer.load_csv(tmp_path / "zero.csv")  # a whole row with a bad time is still damage
