@@ -3,10 +3,11 @@ bench/review_instructions.py counts reviews): the governor, settings and loop of
 review_instructions.py, but what is counted is what follows each allowed review: the
 strategy's cancel request and the exchange's CANCELLED event (`--path cancel`, what a quote
 replaced by the market-making script costs), the CANCELLED event alone (`--path release`), or
-a FILLED event of the whole order (`--path fill`).
+a FILLED event of the whole order (`--path fill`); or, `--path deny`, a review refused by its
+checks (a price far from the mid: PRICE_COLLAR), its decision audited in its own transaction.
 The reviews themselves are not counted, nor the first 20 orders.
 
-Usage: python bench/event_instructions.py [--quick] [--n N] [--path cancel|release|fill] [TREE ...]
+Usage: python bench/event_instructions.py [--quick] [--n N] [--path cancel|release|fill|deny] [TREE ...]
 Needs valgrind on PATH. Prints one line per tree and, last, one JSON object.
 """
 
@@ -70,7 +71,16 @@ def worker(n: int, path: str) -> None:
             if not decision.allowed:
                 raise SystemExit(f"bench proposal was refused: {decision.code} {decision.message}")
             rid = decision.reservation_id or ""
-            if i < WARM_UP:
+            if path == "deny":  # a proposal priced far from the mid: refused, its decision audited
+                far = proposal.model_copy(update={"price": Decimal(30000), "proposal_id": f"far-{i}"})
+                if i < WARM_UP:
+                    refused = gov.review(far)
+                else:  # counted
+                    (refused,) = itertools.starmap(gov.review, ((far,),))
+                if refused.allowed or refused.audit_seq is None:
+                    raise SystemExit(f"the far proposal was not refused and audited: {refused}")
+                gov.on_order_event(OrderEvent(kind=OrderEventKind.CANCELLED, reservation_id=rid))
+            elif i < WARM_UP:
                 cancel(rid)
             else:  # counted: callgrind collects inside starmap_next only
                 list(itertools.starmap(cancel, ((rid,),)))
@@ -83,7 +93,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=0, help="orders counted per tree (default 500, quick 100)")
     parser.add_argument("--quick", action="store_true", help="fewer orders (under 60 s a tree)")
-    parser.add_argument("--path", choices=("cancel", "release", "fill"), default="cancel", help="what is counted")
+    paths = ("cancel", "release", "fill", "deny")
+    parser.add_argument("--path", choices=paths, default="cancel", help="what is counted")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("trees", nargs="*", type=Path, help="checkouts of Lyra (default: this one)")
     args = parser.parse_args()

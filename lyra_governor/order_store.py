@@ -777,6 +777,7 @@ class OrderStore:
         # under the write lock with the version they were read at (`_begin_write_reading_states`)
         self._committed_head: Head | None = None
         self._states_read: tuple[tuple[int, int], str, tuple[Any, Any, Any]] | None = None
+        self._head_version: int | None = None  # the `PRAGMA data_version` `_committed_head` is known at
         # SQLite: the answers of repeated reads, kept while the store is as they were read (`_cached`)
         self._reads: dict[tuple[str, str], tuple[tuple[int, int], tuple[Any, ...], Any]] = {}
         self._epoch = 0  # this connection's commits that may change what `_cached` keeps
@@ -791,7 +792,7 @@ class OrderStore:
 
     def close(self, broken: bool = False) -> None:
         self.memo.forget()
-        self._committed_head = self._states_read = None
+        self._committed_head = self._states_read = self._head_version = None
         self._write_cursor = None
         self._reads.clear()  # a new connection counts `PRAGMA data_version` afresh
         self._seen = None
@@ -895,7 +896,7 @@ class OrderStore:
         """`_Call`'s end after the block raised `exc`: the transaction rolled back, and what to
         raise instead (None: `exc` itself)."""
         self.memo.forget()
-        self._states_read = None  # read the head and the states again
+        self._states_read = self._head_version = None  # read the head and the states again
         self._rollback(cur)
         if not isinstance(exc, (sa.exc.SQLAlchemyError, self._dbapi_error())):
             return None
@@ -916,11 +917,24 @@ class OrderStore:
     def _begin_write(self, cur: Any) -> None:
         """The store's write lock before anything is read: BEGIN IMMEDIATE on SQLite, the audit
         head row locked on PostgreSQL (as `write_tx` does); then the head, which tells whether
-        another writer wrote since this one's last transaction (`WriterMemo`)."""
+        another writer wrote since this one's last transaction (`WriterMemo`).
+
+        SQLite: when no other connection has committed since this one last knew the head
+        (`PRAGMA data_version`, under the lock, equal to `_head_version`), the head is the one
+        its own last commit or read left (`_committed_head`), as `_begin_write_reading_states`
+        finds it: the PRAGMA instead of the tip record's read (a denial's own transaction)."""
         if self.sqlite:
             self._make_room()
             self._begin_immediate(cur)
-        self._head = _read_head(cur.execute, self.sql)
+            cur.execute("PRAGMA data_version")
+            version = int(cur.fetchone()[0])
+            head = self._committed_head
+            if head is None or version != self._head_version:
+                head = self._committed_head = _read_head(cur.execute, self.sql)
+                self._head_version = version
+            self._head = head
+        else:
+            self._head = _read_head(cur.execute, self.sql)
         self.memo.at_head(self._head[0])
         if self._marks:
             self._write_marks(cur)
@@ -966,6 +980,7 @@ class OrderStore:
         else:  # no record yet, or a chain cut short (refused)
             head = self._head = _tip_head(cur.execute, self.sql, (head_seq, head_hash, tip))
         self._committed_head = head  # the store's head at `version`, if this transaction rolls back too
+        self._head_version = version[0]
         if head[0] != self.memo.seq:  # `WriterMemo.at_head`
             self.memo.at_head(head[0])
         return state, reason, restricted
