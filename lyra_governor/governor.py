@@ -337,7 +337,7 @@ class Governor:
     def check_loss_limits(self, now: float | None = None) -> list[Trip]:
         """See `BreakerDesk.check_loss_limits` (on the heartbeat's housekeeping cadence)."""
         now = self.clock() if now is None else now
-        return self.desk.check_loss_limits(now, self.store.caps, self.ladder_view.now)
+        return self.desk.check_loss_limits(now, self.store.caps, self.ladder_view)
 
     # --- what a strategy asks ---------------------------------------------------------------
 

@@ -140,7 +140,7 @@ class BreakerBoard:
         day = int(now // 86_400)
         if marks.day is None or day > marks.day:
             marks.roll_day(day)
-        marks.note_peaks()
+        pnls = marks.note_peaks()  # each scope's `pnl`, worked out once for the peaks and the limits
         cfg = self.settings
         trips: list[Trip] = []
         scopes = [(TOTAL, total_cap_usd, False)]
@@ -148,7 +148,7 @@ class BreakerBoard:
             scopes += [(ex, cap, True) for ex, cap in exchange_caps_usd.items() if ex in marks.cash]
         for scope, cap, demote in scopes:
             trip = check_loss(
-                f"{book}:{scope}", marks.pnl(scope), marks.day_start.get(scope, Decimal(0)),
+                f"{book}:{scope}", pnls[scope], marks.day_start.get(scope, Decimal(0)),
                 marks.peak.get(scope, Decimal(0)), cap, cfg.daily_loss_pct, cfg.drawdown_pct, demote,
             )  # fmt: skip
             if trip is not None:

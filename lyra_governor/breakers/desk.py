@@ -13,18 +13,21 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from lyra_governor import audit, phases
 from lyra_governor.breakers import Action, Trip
 from lyra_governor.breakers.board import BreakerBoard
-from lyra_governor.breakers.shared import Evaluated
+from lyra_governor.breakers.shared import Evaluated, Read
 from lyra_governor.config import BreakerSettings, Settings
-from lyra_governor.ladder import LadderState
 from lyra_governor.mandate_provider import MandateProvider
 from lyra_governor.models import MarketSnapshot, Side, TradingState
 from lyra_governor.money import TOTAL, from_musd
 from lyra_governor.seat import Seat
 from lyra_governor.store import STORE_ERRORS
+
+if TYPE_CHECKING:
+    from lyra_governor.ladder_view import LadderView
 
 log = logging.getLogger(__name__)
 
@@ -110,36 +113,62 @@ class BreakerDesk:
             log.exception("could not apply breaker %s", trip.code.value)
 
     def check_loss_limits(
-        self, now: float, caps_musd: Callable[[str], dict[str, int]], current: Callable[[], LadderState]
+        self, now: float, caps_musd: Callable[[str], dict[str, int]], view: LadderView
     ) -> list[Trip]:
         """Fold the marks observed since the last evaluation and the book's new fills (every
         bot's) into its marks and apply the loss limits. `caps_musd` reads a book's caps by scope
-        (`OrderStore.caps`), `current` the store's ladder state now. Returns the trips (already
-        applied). The books are the store's: a check the last evaluation covers (another
-        governor's at this instant, or nothing changed since) reads the state and the store's
-        version and returns no trip (`shared.Evaluated.covers`)."""
+        (`OrderStore.caps`), `view` gives the store's ladder state now (`LadderView.now`). Returns
+        the trips (already applied). The books are the store's: a check the last evaluation
+        covers (another governor's at this instant, or nothing changed since) returns no trip
+        (`shared.Evaluated.covers`).
+
+        Such a check reads nothing when it can tell without a read what `view.now()` and the
+        store's version would answer: the store's version at the view's instant is known
+        (`OrderStore.seen_version`: a read at this instant took it) and is the one the view's
+        cache was read at, so `view.now()` answers the cache and the look takes that version.
+        Otherwise the state and the version are read (one look), as they always were.
+
+        An evaluation at the version the last one's reads were answered at (`shared.Read`: no
+        fill, no cap committed since, by any connection) reads neither again: no new fill, the
+        same caps."""
         store, board = self.seat.store, self.board
         loss = board.loss
+        evaluated = loss.evaluated
+        if evaluated is not None:
+            cached, kept = view.cached, view.version
+            if (
+                cached is not None
+                and kept is not None
+                and kept == store.seen_version(view.clock())
+                and evaluated.covers(self, now, kept, cached, board.settings, bool(loss.due))
+            ):
+                return []
         with store.one_look():  # the state, the fills and the caps as at one moment
-            state = current()
+            state = view.now()
             version = store.version_at()  # the look's: the one the reads below are answered at
-            evaluated = loss.evaluated
             if evaluated is not None and evaluated.covers(self, now, version, state, board.settings, bool(loss.due)):
                 return []
             loss.evaluated = None
             due = loss.due
             if due:
-                for (connector, pair), usd_mid in list(due.items()):
-                    self.mark_usd(connector, pair, usd_mid)
-                due.clear()
+                self._fold(due)
             book = state.book
             if book is None:
                 return []
             marks = board.book(book)
-            fills = store.book_fills(book, marks.last_fill_ts, marks.last_fill_id)
-            caps_of_book = caps_musd(book)
-            if version is not None and store.version_at() != version:
-                version = None  # a read found the store moved on: its answers are newer, not kept as the version's
+            read = loss.read
+            if read is not None and version is not None and read.version == version and read.book == book:
+                fills: list[tuple[Any, ...]] = []  # nothing committed since those reads: no new fill, the same caps
+                total, caps = read.total, read.caps
+            else:
+                loss.read = None
+                fills = store.book_fills(book, marks.last_fill_ts, marks.last_fill_id)
+                caps = {name: from_musd(cap) for name, cap in sorted(caps_musd(book).items())}
+                total = caps.pop(TOTAL, Decimal(0))
+                if version is not None and store.version_at() != version:
+                    version = None  # a read found the store moved on: its answers are newer, not kept as the version's
+                if version is not None:
+                    loss.read = Read(version, book, total, caps)
         for fill_id, exchange, pair, side, amount, notional, fee, ts in fills:
             marks.last_fill_id = int(fill_id)
             marks.apply_fill(
@@ -151,11 +180,23 @@ class BreakerDesk:
                 from_musd(int(fee)),
                 float(ts),
             )
-        caps = {name: from_musd(cap) for name, cap in sorted(caps_of_book.items())}
-        total = caps.pop(TOTAL, Decimal(0))
         trips = board.loss_trips(book, state.trading_state, now, total, caps, per_exchange=state.phase == 4)
         if not trips and version is not None and state.trading_state is TradingState.ACTIVE:
             loss.evaluated = Evaluated(self, now, version, state.phase, state.trading_state, board.settings)
         for trip in trips:  # each limit reached is audited; its exchange demoted in phase 4; one stop
             self.trip(trip, now)
         return trips
+
+    def _fold(self, due: dict[tuple[str, str], Decimal]) -> None:
+        """`mark_usd` of each mark due, in order (the book and exchange of each connector worked
+        out once, as there), then none due."""
+        where_of, book_of = self._where, self.board.book
+        for (connector, pair), usd_per_base in due.items():
+            where = where_of.get(connector)
+            if where is None:
+                book = phases.PAPER_BOOK if Settings.is_paper(connector) else phases.LIVE_BOOK
+                where = where_of[connector] = (book, Settings.exchange_of(connector))
+            marks = book_of(where[0]).marks
+            if usd_per_base.is_finite() and usd_per_base > 0:  # `BookMarks.mark`
+                marks[(where[1], pair)] = usd_per_base
+        due.clear()

@@ -10,6 +10,7 @@ the equity at that moment (the operator accepted the loss so far).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -67,11 +68,37 @@ class BookMarks:
     def scopes(self) -> list[str]:
         return [TOTAL, *sorted(self.cash)]
 
-    def note_peaks(self) -> None:
-        for scope in self.scopes():
-            pnl = self.pnl(scope)
-            if pnl > self.peak.get(scope, Decimal(0)):
-                self.peak[scope] = pnl
+    def pnls(self) -> dict[str, Decimal]:
+        """`pnl` of every scope (`scopes`, in order) in one pass over the cash and the positions:
+        each scope's sum takes the same terms in the same order as `pnl` (the same Decimals),
+        each position's value is multiplied out once, not once per scope it counts in."""
+        zero = Decimal(0)
+        total = zero
+        own: dict[str, Decimal] = {}
+        for ex, cash in self.cash.items():
+            total += cash
+            own[ex] = zero + cash
+        marks = self.marks
+        for key, qty in self.positions.items():
+            if qty:
+                value = qty * marks.get(key, zero)
+                total += value
+                ex = key[0]
+                own[ex] = own.get(ex, zero) + value
+        pnls = {TOTAL: total}
+        for ex in sorted(self.cash):
+            if ex != TOTAL:  # (no exchange is named so; `pnl` would sum the book for it)
+                pnls[ex] = own[ex]
+        return pnls
+
+    def note_peaks(self) -> dict[str, Decimal]:
+        """Each scope's peak raised to its PnL now; returns the PnLs (`pnls`)."""
+        pnls = self.pnls()
+        peak = self.peak
+        for scope, pnl in pnls.items():
+            if pnl > peak.get(scope, Decimal(0)):
+                peak[scope] = pnl
+        return pnls
 
     def roll_day(self, day: int) -> None:
         self.day = day
@@ -81,6 +108,12 @@ class BookMarks:
         """An operator resumed: today's loss and the drawdown are measured from here on."""
         self.day_start = {scope: self.pnl(scope) for scope in self.scopes()}
         self.peak = dict(self.day_start)
+
+
+@functools.lru_cache(maxsize=64, typed=True)
+def _percent(pct: float) -> Decimal:
+    """A limit's percentage as the Decimal of its shortest repr (built once, not per check)."""
+    return Decimal(str(pct))
 
 
 def check_loss(
@@ -100,7 +133,7 @@ def check_loss(
     limits = ((DenialCode.BREAKER_DAILY_LOSS, daily_loss, daily_pct),
               (DenialCode.BREAKER_DRAWDOWN, drawdown, drawdown_pct))  # fmt: skip
     for code, loss, pct in limits:  # the daily loss first
-        if loss * 100 >= cap_usd * Decimal(str(pct)):
+        if loss * 100 >= cap_usd * _percent(pct):
             # the message only for a trip: formatting two Decimals cost more than the whole check
             if code is DenialCode.BREAKER_DAILY_LOSS:
                 what = f"lost {daily_loss:.2f} USD today (realised + unrealised)"

@@ -21,6 +21,14 @@ own marks would have evaluated it, and a new fill, a cap, a resume, a halt or a 
 evaluated at the first check that can read it.
 A trip clears the memo (the next check evaluates again: the stop's state is read, or a failed
 stop is tried again), as does any review that saw trading not ACTIVE (`BreakerBoard.note_state`).
+A skipping check reads nothing at all when the store's version at the instant is known without a
+read and is the one its governor's cached ladder state was read at (`BreakerDesk.check_loss_limits`):
+the state and the version it would have read are then those, the same answer without the look.
+
+What an evaluation reads of the store (the book's new fills, its caps) is kept with the version it
+was answered at (`Read`): the next evaluation at that same version (marks moved, the store did
+not: most of them) folds no fill and measures against the same caps without reading either; any
+commit that can add a fill or move a cap, through this connection or another, changes the version.
 
 Governors in different processes, or on store objects of their own, share nothing here: each
 evaluates its own books, as before.
@@ -67,6 +75,19 @@ class Evaluated:
         )
 
 
+@dataclass(frozen=True, eq=False)
+class Read:
+    """What an evaluation read of the store for one book, at one version (`OrderStore.version_at`):
+    its fills were folded into the book's marks, and its caps (in USD, the total apart). While the
+    store's version is still this one, nothing any connection committed can have added a fill or
+    moved a cap: the next evaluation of this book would read no new fill and these caps."""
+
+    version: tuple[int, int]
+    book: str
+    total: Decimal
+    caps: dict[str, Decimal]  # by exchange (never changed: each evaluation is handed the same dict)
+
+
 @dataclass(eq=False)
 class SharedBooks:
     """The loss limits' books of the governors sharing one store object (see the module docstring)."""
@@ -79,6 +100,7 @@ class SharedBooks:
     due: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     last_state: TradingState | None = None  # the state the last evaluation or review saw (a resume re-bases)
     evaluated: Evaluated | None = None
+    read: Read | None = None  # what the last evaluation's reads found, and the version they were answered at
 
     @classmethod
     def of(cls, store: object) -> SharedBooks:
@@ -89,4 +111,4 @@ class SharedBooks:
         return shared
 
 
-__all__ = ["Evaluated", "SharedBooks"]
+__all__ = ["Evaluated", "Read", "SharedBooks"]

@@ -68,6 +68,27 @@ def test_loss_limits_are_pure_and_measured_from_the_peak() -> None:
     assert marks.pnl() == Decimal("-10.1") and marks.pnl("binance") == Decimal("-10.1") and marks.pnl("okx") == 0
 
 
+def test_every_scopes_pnl_in_one_pass_is_the_same_decimal_as_pnl_gives() -> None:
+    """`BookMarks.pnls` (what the peaks and the limits use) sums each scope's terms in `pnl`'s
+    order: the same Decimal, digits and exponent, also where the order of the sums would round
+    differently (28-digit marks, as a rate worked out by division gives)."""
+    marks = BookMarks()
+    third = Decimal(1) / Decimal(3)
+    for i, (exchange, pair) in enumerate([("okx", "BTC-USDT"), ("binance", "BTC-USDT"), ("okx", "ETH-USDT"),
+                                          ("binance", "SOL-USDT"), ("kraken", "BTC-USD")]):  # fmt: skip
+        marks.apply_fill(exchange, pair, i % 2 == 0, Decimal("0.123456789") * (i + 1), Decimal("7407.40734") * (i + 1),
+                         Decimal("0.000001") * i, float(i))  # fmt: skip
+        marks.mark(exchange, pair, Decimal(60000 + i) * third)
+    marks.apply_fill("kraken", "BTC-USD", False, Decimal("0.61728394"), Decimal("37037.1"), Decimal(0), 9.0)  # flat
+    marks.cash["bitstamp"] = Decimal("-0.00")  # cash and no position
+    pnls = marks.pnls()
+    assert list(pnls) == marks.scopes()
+    for scope, pnl in pnls.items():
+        assert (pnl, str(pnl)) == (marks.pnl(scope), str(marks.pnl(scope)))
+    assert marks.note_peaks() == pnls and all(marks.peak.get(s, Decimal(0)) >= pnls[s] for s in pnls)
+    assert BookMarks().pnls() == {"TOTAL": Decimal(0)}
+
+
 def test_duplicate_quantity_and_rate_are_pure() -> None:
     key = ("binance", "BTC-USDT", "BUY", Decimal(1), Decimal(1))
     assert check_duplicate(key, None, 10.0, 1.0) is None

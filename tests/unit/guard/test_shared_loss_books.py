@@ -15,6 +15,7 @@ from lyra_governor import audit
 from lyra_governor.breakers.board import BreakerBoard
 from lyra_governor.config import Settings
 from lyra_governor.governor import Governor
+from lyra_governor.ledger import Ledger
 from lyra_governor.models import DenialCode, MarketSnapshot, OrderEvent, OrderEventKind, OrderProposal, TradingState
 from lyra_governor.store_budget import release_checkpointer
 
@@ -220,3 +221,97 @@ def test_a_governor_with_stricter_limits_evaluates_with_its_own(
     assert [t.code for t in second.check_loss_limits()] == [DenialCode.BREAKER_DAILY_LOSS]
 
 
+
+
+def _count(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[object]:
+    """Each call of `owner.name` (a class's method or an object's), counted and passed on."""
+    calls: list[object] = []
+    method = getattr(owner, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0] if args else None)
+        return method(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
+def _on_the_governors_clock(trio: list[Governor], clock: Clock) -> None:
+    """The ladder views on the governors' clock (as `replay.run_replay` sets them), each having
+    looked at this instant (one PRAGMA for the three: `OrderStore._cached`'s `at`)."""
+    for gov in trio:
+        gov.ladder_view.clock = clock
+        gov.ladder_view.look_again()
+        gov.ladder_view.ahead()
+    assert trio[0].ladder_view.version is not None
+    assert all(gov.ladder_view.version == trio[0].ladder_view.version for gov in trio)
+
+
+def test_a_covered_check_at_an_instant_already_looked_at_reads_nothing(
+    trio: list[Governor], clock: Clock, evaluations: list[BreakerBoard], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second and third governors' checks after the first's evaluation at this instant: the
+    store's version at the instant is known and is their views' caches', so neither the state
+    (`LadderView.now`) nor the version is asked, no statement runs, and no trip; an instant not
+    looked at yet, or an own commit since the look, and the check reads as before."""
+    first, second, third = trio
+    _on_the_governors_clock(trio, clock)
+    first.observe_market(_snapshot(clock.now, 60000))
+    assert first.check_loss_limits() == [] and evaluations == [first.breakers]
+    first.observe_market(_snapshot(clock.now, 60100))  # due, after the evaluation of this instant
+    statements: list[str] = []
+    first.store._raw.driver_connection.set_trace_callback(statements.append)
+    looks = _count(monkeypatch, type(first.ladder_view), "now")
+    try:
+        assert second.check_loss_limits() == [] and third.check_loss_limits() == []
+        assert looks == [] and statements == [] and evaluations == [first.breakers]
+        clock.advance(15)  # nothing has looked at this instant: the state and the version are read
+        assert second.check_loss_limits() == []
+        assert looks == [second.ladder_view] and evaluations == [first.breakers, second.breakers]
+        assert statements == ["PRAGMA data_version"]  # the one of this instant; the fills and caps kept
+        first.store.heartbeat("bot-new", clock.now, "host", 1)  # a commit that counts (a bot's row created)
+        third.observe_market(_snapshot(clock.now, 60200))
+        assert third.check_loss_limits() == [] and looks == [second.ladder_view, third.ladder_view]
+        assert evaluations[-1] is third.breakers
+        assert first.breakers.book("paper").marks[("binance", "BTC-USDT")] == 60200
+    finally:
+        first.store._raw.driver_connection.set_trace_callback(None)
+
+
+def test_an_evaluation_at_the_version_of_the_last_reads_reads_no_fill_and_no_cap_again(
+    trio: list[Governor], clock: Clock, propose: Propose, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Marks move every instant, the store does not: the evaluations after the first read neither
+    the book's fills nor its caps (`shared.Read`), and a fill (this connection's) or a cap written
+    by another connection is read by the next evaluation, which trips on it."""
+    first, second, _third = trio
+    _buy(first, propose, clock)
+    fills = _count(monkeypatch, type(first.store), "book_fills")
+    caps = _count(monkeypatch, type(first.store), "caps")
+    clock.advance(1)
+    first.observe_market(_snapshot(clock.now, 60000))
+    assert first.check_loss_limits() == [] and len(fills) == len(caps) == 1  # the fill folded in
+    book = first.breakers.book("paper")
+    assert book.positions[("binance", "BTC-USDT")] == Decimal("0.004")
+    for mid in (59900, 59800, 59700):
+        clock.advance(15)
+        second.observe_market(_snapshot(clock.now, mid))
+        assert second.check_loss_limits() == []
+    assert len(fills) == len(caps) == 1 and book.marks[("binance", "BTC-USDT")] == 59700
+    _buy(second, propose, clock)  # a second position, committed through the store
+    clock.advance(15)
+    second.observe_market(_snapshot(clock.now, 54000))
+    assert second.check_loss_limits() == [] and len(fills) == len(caps) == 2
+    assert book.positions[("binance", "BTC-USDT")] == Decimal("0.008")  # -48 USD: 4.8 % of 1,000
+    clock.advance(15)
+    first.observe_market(_snapshot(clock.now, 54000))
+    assert first.check_loss_limits() == [] and len(fills) == len(caps) == 2
+    other = Ledger.open(settings, clock)  # another connection, as another process would write
+    try:
+        with other.engine.begin() as conn:  # the book's cap cut to 900 USD elsewhere: -48 is 5.3 %
+            conn.exec_driver_sql("UPDATE lyra_capital SET cap_musd = 900000000 WHERE scope = 'paper:TOTAL'")
+    finally:
+        other.close()
+    clock.advance(15)
+    first.observe_market(_snapshot(clock.now, 54000))
+    assert [t.code for t in first.check_loss_limits()] == [DenialCode.BREAKER_DAILY_LOSS] and len(caps) == 3
