@@ -433,6 +433,9 @@ class Statements:
             .values(last_heartbeat=b("beat"), host=b("new_host"), pid=b("new_pid"))
         )
         self.new_bot = sql(bots.insert(), ("bot_id", "last_heartbeat", "host", "pid"))
+        for beat_sql, beat_order in ((self.beat, BEAT_ORDER), (self.new_bot, NEW_BOT_ORDER)):
+            if beat_sql.order != beat_order:
+                raise RuntimeError(f"{beat_sql.text!r} takes {beat_sql.order}, not {beat_order}")  # pragma: no cover
         holding = sa.exists().where(r.bot_id == bots.c.bot_id, r.status == OPEN)
         self.silent = sql(sa.select(bots.c.bot_id).where(bots.c.last_heartbeat < b("cutoff"), holding))
         self.open_of_silent = sql(
@@ -476,6 +479,8 @@ CAPITAL_ADD_ORDER = ("d_res", "d_dep", "d_orph", "scope", "d_res", "d_dep", "d_o
 CAPITAL_ADD_FLOORED_ORDER = ("d_res", "d_dep", "d_orph", "scope")
 CANCEL_REQUESTED_ORDER = ("at", "rid", "status_1")
 CAPITAL_ROW_ORDER = ("scope",)
+BEAT_ORDER = ("beat", "new_host", "new_pid", "bid")  # the heartbeats' (`OrderStore.heartbeats`)
+NEW_BOT_ORDER = ("bot_id", "last_heartbeat", "host", "pid")
 
 _COMPILED: dict[str, Statements] = {}
 
@@ -1702,18 +1707,22 @@ class OrderStore:
         """`heartbeat` of several bots, (bot id, beat, host, pid) each, in one transaction (the
         governors sharing this store: `heartbeat.BeatGroup`)."""
         beat, new_bot = self.sql.beat, self.sql.new_bot
+        beats = [(now, host, pid, bot_id) for bot_id, now, host, pid in rows]  # BEAT_ORDER
         with self._cursor() as cur:
             if self.sqlite:
                 self._make_room()
                 self._begin_immediate(cur)
             if self._marks:
                 self._write_marks(cur)
-            known = True
-            for bot_id, now, host, pid in rows:
-                cur.execute(beat.text, beat.params(beat=now, new_host=host, new_pid=pid, bid=bot_id))
-                if cur.rowcount == 0:
-                    known = False
-                    cur.execute(new_bot.text, new_bot.params(bot_id=bot_id, last_heartbeat=now, host=host, pid=pid))
+            # one statement for them all (SQLite counts every row it changed); a bot without its
+            # row (none, but for a row deleted since its first beat): each written on its own
+            cur.executemany(beat.text, beats)
+            known = cur.rowcount == len(beats)
+            if not known:
+                for now, host, pid, bot_id in beats:
+                    cur.execute(beat.text, (now, host, pid, bot_id))
+                    if cur.rowcount == 0:
+                        cur.execute(new_bot.text, (bot_id, now, host, pid))  # NEW_BOT_ORDER
             if known:  # beats change no column a cached read returns
                 self._commit_keeping_reads(cur)
             else:

@@ -13,6 +13,7 @@ from lyra_governor.config import Settings
 from lyra_governor.governor import Governor
 from lyra_governor.heartbeat import HEARTBEAT_EVERY_S, BeatGroup
 from lyra_governor.models import OrderProposal, ReservationStatus
+from lyra_governor.order_store import Sql
 from lyra_governor.store_budget import release_checkpointer
 
 from .conftest import Clock, WideMandates, decide, make_governor, watch
@@ -133,3 +134,35 @@ def test_closing_writes_the_beat_still_waiting(pair: tuple[Governor, Governor], 
     assert isinstance(second.heartbeats.group, BeatGroup) and second.heartbeats.group.rows
     second.heartbeats.close()
     assert _beats(first)["bot-2"] == clock.now and not first.heartbeats.group.rows
+
+
+def test_one_instants_beats_are_bound_as_tuples_in_one_statement_a_lost_row_written_again(
+    pair: tuple[Governor, Governor], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group's write binds its rows as they are (`BEAT_ORDER`), no parameter dict built per
+    row (`Sql.params`: what the old code did, a beat each), in one `executemany`; a bot whose row
+    went missing since its first beat (none, but for a row deleted) is written on its own, row
+    and all, and the others' beats stay written."""
+    first, second = pair
+    second.heartbeat()
+    built: list[object] = []
+    params = Sql.params
+
+    def counted(sql: Sql, **values: object) -> tuple[object, ...]:
+        if sql in (first.store.sql.beat, first.store.sql.new_bot):
+            built.append(sql)
+        return params(sql, **values)
+
+    monkeypatch.setattr(Sql, "params", counted)
+    clock.advance(HEARTBEAT_EVERY_S)
+    first.heartbeat(), second.heartbeat()
+    clock.advance(1)
+    first.heartbeat()
+    assert built == [] and _beats(first) == {"bot-1": clock.now - 1, "bot-2": clock.now - 1}
+    with first.ledger.engine.begin() as conn:  # bot-2's row deleted behind the group's back
+        conn.exec_driver_sql("DELETE FROM lyra_bots WHERE bot_id = 'bot-2'")
+    clock.advance(HEARTBEAT_EVERY_S - 1)
+    first.heartbeat(), second.heartbeat()
+    clock.advance(1)
+    second.heartbeat()
+    assert _beats(first) == {"bot-1": clock.now - 1, "bot-2": clock.now - 1}
