@@ -308,6 +308,7 @@ class Statements:
             (self.capital_add_quiet, CAPITAL_ADD_ORDER),
             (self.capital_add_floored_quiet, CAPITAL_ADD_FLOORED_ORDER),
             (self.capital_row, CAPITAL_ROW_ORDER),
+            (self.capital_pair, CAPITAL_PAIR_ORDER),
         ):
             if stmt.order != order or any(stmt.fixed.get(name, 1) != 1 for name in order if name.startswith("id_")):
                 raise RuntimeError(f"{stmt.text!r} takes {stmt.order}, not {order}")  # pragma: no cover
@@ -479,6 +480,7 @@ CAPITAL_ADD_ORDER = ("d_res", "d_dep", "d_orph", "scope", "d_res", "d_dep", "d_o
 CAPITAL_ADD_FLOORED_ORDER = ("d_res", "d_dep", "d_orph", "scope")
 CANCEL_REQUESTED_ORDER = ("at", "rid", "status_1")
 CAPITAL_ROW_ORDER = ("scope",)
+CAPITAL_PAIR_ORDER = ("scope_exchange", "scope_total")  # `scopes`' pair, as `capital_pair_rows` binds it
 BEAT_ORDER = ("beat", "new_host", "new_pid", "bid")  # the heartbeats' (`OrderStore.heartbeats`)
 NEW_BOT_ORDER = ("bot_id", "last_heartbeat", "host", "pid")
 
@@ -806,6 +808,9 @@ class OrderStore:
         # SQLite: the answers of repeated reads, kept while the store is as they were read (`_cached`)
         self._reads: dict[tuple[str, str], tuple[tuple[int, int], tuple[Any, ...], Any]] = {}
         self._epoch = 0  # this connection's commits that may change what `_cached` keeps
+        # this connection's commits that may move a capital row (every one but a beat's or an audit
+        # record's alone, a cancel request's mark with them or not): what `capital_pair_rows` keeps is keyed on it too
+        self._capital_epoch = 0
         self._look: tuple[int, list[tuple[int, int] | None]] | None = None  # inside `one_look`: (thread, version)
         self._seen: tuple[float, tuple[int, int]] | None = None  # (instant, version): `_cached`'s `at`
         self._swept_cutoff: float | None = None  # the last `orphan_silent_bots` sweep's cutoff
@@ -1053,18 +1058,23 @@ class OrderStore:
         if self._wal is not None and self._wal.over:
             self._wal.make_room(self._lock_wait_s, self._fact)
 
-    def _commit_keeping_reads(self, cur: Any) -> None:
+    def _commit_keeping_reads(self, cur: Any, capital_moved: bool = True) -> None:
         """`_commit` of a write that changes no column a cached read (`_cached`) returns: not the
         ladder, its rungs, a bot's restriction, a cap or a fill (a known bot's heartbeat, a
         reservation, its release, a cancel request, an audit record alone). What was kept stays kept; if the commit
-        raises, it is read again."""
-        epoch = self._epoch
+        raises, it is read again. `capital_moved=False`: nor a capital row's used amounts (a beat, an
+        audit record alone, the cancel requests' marks written with them), so what
+        `capital_pair_rows` kept stays kept too."""
+        epoch, capital_epoch = self._epoch, self._capital_epoch
         self._commit(cur)
         self._epoch = epoch
+        if not capital_moved:
+            self._capital_epoch = capital_epoch
 
     def _commit(self, cur: Any) -> None:
-        """COMMIT; what `_cached` kept is read again (`_epoch`)."""
+        """COMMIT; what `_cached` kept is read again (`_epoch`, `_capital_epoch`)."""
         self._epoch += 1
+        self._capital_epoch += 1
         if self.sqlite:
             cur.execute("COMMIT")
             # one stat of the WAL file (an order event may copy it, then this connection starts it over)
@@ -1221,7 +1231,7 @@ class OrderStore:
         with self._cursor(budget_ms, write=True) as cur:
             self._begin_write(cur)
             seq = self._append(cur, event, payload_json, actor, now)
-            self._commit_keeping_reads(cur)
+            self._commit_keeping_reads(cur, capital_moved=False)
             return seq
 
     def reserve(
@@ -1430,13 +1440,13 @@ class OrderStore:
             mark_at = self._own_mark
             if row is None:
                 self._append(cur, "orphan_event", canonical_json(payload), actor, now)
-                self._commit_keeping_reads(cur)  # an audit record only
+                self._commit_keeping_reads(cur, capital_moved=False)  # an audit record only
                 return Released(None, None)
             book, exchange, left, current = row[0], row[1], int(row[2]), str(row[3])
             if current not in HELD:
                 note = {**payload, "note": f"reservation already {current}"}
                 self._append(cur, "order_event", canonical_json(note), actor, now)
-                self._commit_keeping_reads(cur)  # an audit record only
+                self._commit_keeping_reads(cur, capital_moved=False)  # an audit record only
                 return Released(current, None)
             if left:
                 if current == ORPHANED:
@@ -1699,7 +1709,7 @@ class OrderStore:
                 new_bot = self.sql.new_bot.params(bot_id=bot_id, last_heartbeat=now, host=host, pid=pid)
                 cur.execute(self.sql.new_bot.text, new_bot)
             if known:  # a beat changes no column a cached read returns
-                self._commit_keeping_reads(cur)
+                self._commit_keeping_reads(cur, capital_moved=False)
             else:
                 self._commit(cur)
 
@@ -1724,7 +1734,7 @@ class OrderStore:
                     if cur.rowcount == 0:
                         cur.execute(new_bot.text, (bot_id, now, host, pid))  # NEW_BOT_ORDER
             if known:  # beats change no column a cached read returns
-                self._commit_keeping_reads(cur)
+                self._commit_keeping_reads(cur, capital_moved=False)
             else:
                 self._commit(cur)
 
@@ -1888,10 +1898,17 @@ class OrderStore:
 
     def capital_pair_rows(self, book: str, exchange: str) -> list[tuple[str, int, int, int, int]]:
         """`capital_rows` of one exchange and its book's total only (the two rows sizing reads
-        before every quote; the whole book's rows cost twice as much to read and convert)."""
-        exchange_scope, total_scope = scopes(book, exchange)
-        rows = self._query(self.sql.capital_pair, scope_exchange=exchange_scope, scope_total=total_scope)
-        return _capital_tuples(rows)  # not cached: read right after this bot's own writes, it would rarely be kept
+        before every quote; the whole book's rows cost twice as much to read and convert).
+        Cached (`_cached`), and kept only while this connection has committed nothing that may
+        move a capital row (`_capital_epoch`: a reservation, a release, a fill, a sweep do; a
+        beat or an audit record alone does not): between two quotes a store often
+        only heard the bots' beats (106 of the 243 capacity reads of an hour's paper replay)."""
+        params = scopes(book, exchange)  # CAPITAL_PAIR_ORDER
+        rows: tuple[tuple[str, int, int, int, int], ...] = self._cached(
+            "capital_pair", params[0], (params, self._capital_epoch),
+            lambda cur: tuple(_capital_tuples(self._rows(cur, self.sql.capital_pair, params))),
+        )  # fmt: skip
+        return list(rows)
 
     def caps(self, book: str) -> dict[str, int]:
         """Every scope's cap in micro-dollars for one book (scope name without the book): what

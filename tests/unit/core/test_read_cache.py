@@ -12,7 +12,7 @@ import pytest
 
 from lyra_governor.config import Settings
 from lyra_governor.governor import Governor
-from lyra_governor.ledger import Ledger
+from lyra_governor.ledger import Ledger, remaining_from_pair
 from lyra_governor.models import DenialCode, OrderEvent, OrderEventKind, OrderProposal, TradingState
 from lyra_governor.order_store import OrderStore
 from lyra_governor.store import bots
@@ -304,3 +304,49 @@ def test_the_loss_limits_state_is_the_kept_one_while_the_store_is_unchanged(
         assert governor.ladder_view.now().trading_state is TradingState.HALTED
     finally:
         other.close()
+
+
+def test_a_capacity_read_is_kept_until_a_commit_that_may_move_capital(
+    governor: Governor, statements: list[str], settings: Settings, clock: FakeClock, propose: Propose
+) -> None:
+    """`capital_pair_rows` (every quote's sizing: `capacity_usd`) on a store that only heard beats,
+    a cancel request or audit records since: one PRAGMA, no read of the rows (the old code read
+    them every time); a reservation, its release, a fill, a cap written elsewhere: read again, and
+    the capacity follows each."""
+    store = governor.store
+    full = governor.capacity_usd("binance")
+    governor.store.heartbeats([("bot-1", clock.now, "host", 1)])
+    store.audit("decision", "{}", "bot-1", clock.now)
+    statements.clear()
+    assert governor.capacity_usd("binance") == full and statements == ["PRAGMA data_version"]
+    bought = allowed(governor, propose())  # 60 USD reserved: a commit that keeps the other reads
+    statements.clear()
+    assert governor.capacity_usd("binance") == full - Decimal(60) and "lyra_capital" in statements[-1]
+    governor.cancel_requested(bought.reservation_id)
+    statements.clear()
+    assert governor.capacity_usd("binance") == full - Decimal(60) and statements == ["PRAGMA data_version"]
+    governor.on_order_event(OrderEvent(kind=OrderEventKind.CANCELLED, reservation_id=bought.reservation_id))
+    assert governor.capacity_usd("binance") == full  # released
+    bought = allowed(governor, propose(amount=Decimal("0.002")))
+    governor.capacity_usd("binance")
+    governor.on_order_event(OrderEvent(kind=OrderEventKind.FILLED, reservation_id=bought.reservation_id,
+                                       filled_amount=Decimal("0.002"), fill_price=Decimal(60000)))  # fmt: skip
+    assert governor.capacity_usd("binance") == full - Decimal(120)  # deployed by the fill
+    other = Ledger.open(settings, clock)
+    try:
+        with other.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE lyra_capital SET cap_musd = cap_musd - 1000000 WHERE scope = 'paper:binance'")
+    finally:
+        other.close()
+    assert governor.capacity_usd("binance") == full - Decimal(121)  # another connection's cap: seen at once
+
+
+def test_the_remaining_of_the_same_rows_is_worked_out_once() -> None:
+    """`remaining_from_pair` is a pure function of its rows: the same rows give the same Decimal
+    object (its eight divisions not done again), other rows their own."""
+    rows = [("paper:binance", 100_000_000, 1_500_000, 0, 0), ("paper:TOTAL", 1_000_000_000, 2_000_000, 0, 0)]
+    first = remaining_from_pair("binance", rows)
+    assert first == Decimal("98.5") and str(first) == "98.5"
+    assert remaining_from_pair("binance", [(str(r[0]), *r[1:]) for r in rows]) is first  # equal rows, new objects
+    assert remaining_from_pair("binance", [("paper:binance", 100_000_000, 2_000_000, 0, 0), rows[1]]) == Decimal(98)
+    assert remaining_from_pair("okx", rows) == Decimal(0)
