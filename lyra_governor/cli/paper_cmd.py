@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -162,6 +162,30 @@ def _redacted(url: str) -> str:
     return url
 
 
+RECORDING_HEADER = "timestamp,connector,trading_pair,best_bid,best_ask,bid_size"
+
+
+def open_recording(out: Path) -> TextIO:
+    """`out` opened to append snapshot rows: a missing or empty file gets the header first; a
+    file whose last line a killed recorder cut short (no newline at its end) gets a newline, so
+    the first new row starts a line of its own (the cut row stays cut: the importer leaves out a
+    row missing a field)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    handle = out.open("a+b")
+    try:
+        size = handle.seek(0, 2)
+        if size == 0:
+            handle.write(RECORDING_HEADER.encode() + b"\r\n")  # csv.writer's own line ending
+        else:
+            handle.seek(size - 1)
+            if handle.read(1) not in (b"\n", b"\r"):
+                handle.write(b"\r\n")
+        handle.flush()
+    finally:
+        handle.close()
+    return out.open("a", newline="", encoding="utf-8")
+
+
 def record_cmd(
     ctx: typer.Context,
     exchange: str = typer.Option("binance", "--exchange", help="Exchange name in the config (its ccxt_id is used)."),
@@ -184,14 +208,10 @@ def record_cmd(
         )
     client = getattr(ccxt, spec.ccxt_id)({"enableRateLimit": True, "timeout": 10_000})
     symbol = pair.replace("-", "/")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    new_file = not out.exists()
     end = time.time() + minutes * 60
     rows = 0
-    with out.open("a", newline="", encoding="utf-8") as handle:
+    with open_recording(out) as handle:
         writer = csv.writer(handle)
-        if new_file:
-            writer.writerow(["timestamp", "connector", "trading_pair", "best_bid", "best_ask", "bid_size"])
         while time.time() < end:
             try:
                 book = client.fetch_order_book(symbol, limit=5)
