@@ -153,7 +153,8 @@ class LyraDynamicMarketMaking(governed.GovernedStrategyV2Base):
         params = quotes.QuoteParams(spread_bps=widths.spread_bps, levels=cfg.levels,
                                     level_step_bps=widths.level_step_bps, order_amount=per_quote / mid,
                                     target_base_ratio=cfg.target_base_ratio,
-                                    skew_bps_at_full=widths.skew_bps_at_full)
+                                    skew_bps_at_full=widths.skew_bps_at_full,
+                                    price_step=quotes.market_price_step(connector, cfg.trading_pair, mid))
         base_value = Decimal(connector.get_balance(base)) * mid
         barrier = TripleBarrierConfig(
             stop_loss=cfg.stop_loss, take_profit=cfg.take_profit, time_limit=cfg.time_limit_s,

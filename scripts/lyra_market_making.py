@@ -187,7 +187,8 @@ class LyraMarketMaking(governed.GovernedStrategyV2Base):
         base_value = Decimal(connector.get_balance(base)) * mid
         quote_value = Decimal(connector.get_balance(quote_asset))
         params = quotes.QuoteParams(spread_bps=cfg.spread_bps, levels=cfg.levels, level_step_bps=cfg.level_step_bps,
-                                    order_amount=cfg.order_amount, target_base_ratio=cfg.target_base_ratio)
+                                    order_amount=cfg.order_amount, target_base_ratio=cfg.target_base_ratio,
+                                    price_step=quotes.market_price_step(connector, cfg.trading_pair, mid))
         per_order: Decimal | None = None  # the governor's capacity read once a level's balance allows it
         barrier = TripleBarrierConfig(
             stop_loss=cfg.stop_loss, take_profit=cfg.take_profit, time_limit=cfg.time_limit_s,
