@@ -9,6 +9,8 @@ import random
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lyra_governor.checks import Review
 from lyra_governor.config import Settings
@@ -263,3 +265,59 @@ def test_one_stopped_out_quote_is_no_strategy_drawdown(settings: Settings) -> No
     gov.market_history.observe_fill("BTC-USDT", "SELL", big, entry * 0.89, clock[0] - 40)
     assert risk_assessor(gov.council.context(review)).decision is VoteDecision.REJECT
     gov.close()
+
+
+def _minute_closes_by_loop(points: list[tuple[float, float]], now: float, span_s: float = 86_400.0) -> list[float]:
+    """`minute_closes` as it was (a loop over the points, 9ffd467): the reference."""
+    if not points:
+        return []
+    start = max(points[0][0], now - span_s)
+    n = int((now - start) // 60.0) + 1
+    closes: list[float | None] = [None] * n
+    base = now - (n - 1) * 60.0
+    for ts, price in points:
+        if ts < start - 60.0 or ts > now:
+            continue
+        closes[min(max(math.ceil((ts - base) / 60.0 - 1e-9), 0), n - 1)] = price
+    out: list[float] = []
+    last: float | None = None
+    for close in closes:
+        last = close if close is not None else last
+        if last is not None:
+            out.append(last)
+    return out
+
+
+_times = st.floats(min_value=T0 - 3 * 86_400, max_value=T0 + 3 * 86_400, allow_nan=False)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.tuples(_times, st.floats(min_value=1e-9, max_value=1e9)), max_size=300),
+    _times,
+    st.sampled_from([60.0, 3_600.0, 86_400.0, 0.5]),
+    st.booleans(),
+)
+def test_minute_closes_are_the_loops_on_random_points(
+    points: list[tuple[float, float]], now: float, span_s: float, in_order: bool
+) -> None:
+    """The numpy `minute_closes` gives the loop's closes exactly (same floats, same count), in
+    time order as the history keeps them and in any order, on bar edges and off them."""
+    if in_order:
+        points = sorted(points)
+    points += [(math.floor(now / 60.0) * 60.0 - 60.0 * k, 100.0 + k) for k in range(3)]  # on the bars' edges
+    if in_order:
+        points = sorted(points)
+    try:
+        expected = _minute_closes_by_loop(points, now, span_s)
+    except IndexError:  # the loop's one failure: a first point after `now` (no minute), then one before it
+        assert points[0][0] > now
+        expected = []
+    assert minute_closes(points, now, span_s) == expected
+
+
+def test_a_days_closes_are_the_loops() -> None:
+    """A full day of the history's points (8,642, one per 10 s) gives the loop's 1,441 closes."""
+    day = [(T0 + 10.0 * i, 100.0 + math.sin(i / 50.0)) for i in range(8_642)]
+    closes = minute_closes(day, T0 + 86_410.0)
+    assert closes == _minute_closes_by_loop(day, T0 + 86_410.0) and len(closes) == 1_441
