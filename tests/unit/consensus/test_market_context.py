@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import deque
 from decimal import Decimal
 
 import pytest
@@ -19,6 +20,7 @@ from lyra_governor.consensus.local import fault_detector, market_analyst, risk_a
 from lyra_governor.governor import Governor
 from lyra_governor.market_context import (
     Fill,
+    FloatMids,
     MarketHistory,
     bollinger_position,
     build_context,
@@ -321,3 +323,38 @@ def test_a_days_closes_are_the_loops() -> None:
     day = [(T0 + 10.0 * i, 100.0 + math.sin(i / 50.0)) for i in range(8_642)]
     closes = minute_closes(day, T0 + 86_410.0)
     assert closes == _minute_closes_by_loop(day, T0 + 86_410.0) and len(closes) == 1_441
+
+
+_mids = st.one_of(
+    st.decimals(min_value=Decimal("-5"), max_value=Decimal("1e6"), places=4, allow_nan=False),
+    st.sampled_from([Decimal("NaN"), Decimal("Infinity"), Decimal(0), float("nan"), float("inf"), 0.0, 2.5]),
+    st.floats(min_value=-1.0, max_value=1e6),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.tuples(st.just("observe"), st.floats(min_value=-30, max_value=400,
+                                                                     allow_nan=False), _mids),
+                          st.tuples(st.just("context"), st.just(0.0), st.just(0.0)),
+                          st.tuples(st.just("new deque"), st.just(0.0), st.just(0.0))), max_size=80))
+def test_the_points_as_floats_are_those_converted_afresh(ops: list[tuple[str, float, Decimal | float]]) -> None:
+    """`FloatMids.valid`, kept in step between contexts, equals the conversion of the whole
+    deque each time (the old `[(ts, float(mid)) ... if finite and > 0]`): on random observations
+    (appends, the last slot replaced, old ones ignored, the front falling off a short deque,
+    NaN, inf, zero and negative mids), the deque swapped for another, contexts in between."""
+    history = MarketHistory(sample_s=10.0, span_s=40.0)  # five points kept: the front falls off often
+    key, now = ("binance_paper_trade", "BTC-USDT"), 0.0
+    floats, seldom = FloatMids(), FloatMids()  # asked after every step; only at a context (many steps between)
+    for op, ts, mid in ops:
+        if op == "observe":
+            now = max(now, T0 + ts)
+            history.observe(*key, T0 + ts, mid)
+        elif op == "new deque" and key in history._points:
+            history._points[key] = deque(history._points[key], maxlen=5)
+        points = history._points.get(key)
+        if points:
+            afresh = [(t, p) for t, p in ((t, float(m)) for t, m in points) if math.isfinite(p) and p > 0]
+            assert floats.valid(points) == afresh
+        if op == "context" and points:
+            assert seldom.valid(points) == afresh
+            history.context(*key, now)
