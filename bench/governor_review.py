@@ -24,6 +24,7 @@ The last line printed is one JSON object of the figures.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sqlite3
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,43 @@ def bench_baseline(path: Path, n: int) -> list[float]:
         out.append(time.perf_counter() - start)
     conn.close()
     return out
+
+
+@contextlib.contextmanager
+def counted_governor() -> Iterator[Any]:
+    """The governor the callgrind benches count (review_instructions, event_instructions), of
+    the tree first on sys.path: a fresh SQLite store in a temporary folder, phase 3, throttles
+    off, one held standing mandate per market; closed on the way out."""
+    from lyra_governor.config import load_settings
+    from lyra_governor.governor import Governor
+    from tests.standing_mandate import StandingMandate
+    from tests.watched import UNTHROTTLED
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(None, use_env=False, db_url=f"sqlite:///{Path(tmp) / 'lyra.db'}", **UNTHROTTLED)
+        gov = Governor.from_settings(settings, "bench", mandates=held_mandates(StandingMandate)())
+        gov.ledger.set_phase(3, "bench", "benchmark")
+        try:
+            yield gov
+        finally:
+            gov.close()
+
+
+def observed_proposal(gov: Any, i: int) -> Any:
+    """The counted benches' i-th order: the market observed at its last two instants (a fresh
+    book and a reference), then a 0.0001 BTC limit order at 60,000 against a mid of 60,005,
+    buying and selling in turn."""
+    from lyra_governor.models import MarketSnapshot, OrderProposal, Side
+
+    now = time.time()
+    for t in (now - 10, now):
+        gov.observe_market(MarketSnapshot(connector="binance_paper_trade", trading_pair="BTC-USDT", timestamp=t,
+                                          mid_price=Decimal(60005)))  # fmt: skip
+    return OrderProposal(
+        bot_id="bench", connector="binance_paper_trade", trading_pair="BTC-USDT",
+        side=Side.BUY if i % 2 else Side.SELL, amount=Decimal("0.0001"), price=Decimal(60000),
+        mid_price=Decimal(60005), mid_price_ts=time.time(),
+    )  # fmt: skip
 
 
 def held_mandates(standing: type) -> type:

@@ -21,9 +21,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
-import time
-from decimal import Decimal
 from pathlib import Path
 
 from _callgrind import count_instructions
@@ -36,29 +33,13 @@ def worker(n: int) -> None:
     """The review loop (run under callgrind by `main`), on the tree first on sys.path."""
     sys.path.insert(0, os.getcwd())
     sys.path.insert(0, str(ROOT / "bench"))
-    from governor_review import held_mandates
+    from governor_review import counted_governor, observed_proposal
 
-    from lyra_governor.config import load_settings
-    from lyra_governor.governor import Governor
-    from lyra_governor.models import MarketSnapshot, OrderEvent, OrderEventKind, OrderProposal, Side
-    from tests.standing_mandate import StandingMandate
-    from tests.watched import UNTHROTTLED
+    from lyra_governor.models import OrderEvent, OrderEventKind
 
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(None, use_env=False, db_url=f"sqlite:///{Path(tmp) / 'lyra.db'}", **UNTHROTTLED)
-        gov = Governor.from_settings(settings, "bench", mandates=held_mandates(StandingMandate)())
-        gov.ledger.set_phase(3, "bench", "benchmark")
+    with counted_governor() as gov:
         for i in range(n + WARM_UP):
-            now = time.time()
-            for t in (now - 10, now):
-                snap = MarketSnapshot(connector="binance_paper_trade", trading_pair="BTC-USDT", timestamp=t,
-                                      mid_price=Decimal(60005))  # fmt: skip
-                gov.observe_market(snap)
-            proposal = OrderProposal(
-                bot_id="bench", connector="binance_paper_trade", trading_pair="BTC-USDT",
-                side=Side.BUY if i % 2 else Side.SELL, amount=Decimal("0.0001"), price=Decimal(60000),
-                mid_price=Decimal(60005), mid_price_ts=time.time(),
-            )  # fmt: skip
+            proposal = observed_proposal(gov, i)
             if i < WARM_UP:
                 decision = gov.review(proposal)
             else:  # counted: callgrind collects inside starmap_next only
@@ -68,7 +49,6 @@ def worker(n: int) -> None:
             gov.on_order_event(OrderEvent(kind=OrderEventKind.CANCELLED, reservation_id=decision.reservation_id or ""))
             if i % 500 == 499:
                 gov.store.checkpoint()
-        gov.close()
 
 
 def count(tree: Path, n: int) -> int:

@@ -63,6 +63,23 @@ def build_recording(path: Path, markets: tuple[str, ...] = ALL_MARKETS, seed: in
     frame.sample(frac=1.0, random_state=seed).to_csv(path, index=False)  # row order must not matter
 
 
+TINY = 1e-9  # `build_tiny_recording`'s scale: BTC near 20,000 priced near 0.00002
+
+
+def build_tiny_recording(folder: Path) -> tuple[Path, Settings]:
+    """`build_recording`'s capture (folder/capture.csv) priced `TINY` times lower, its sizes as
+    many times higher (folder/tiny.csv), and settings on a store in `folder` whose per-order
+    amount caps allow that many coins. A SHIB-like market, for the tests of tiny prices."""
+    build_recording(folder / "capture.csv")
+    capture = pd.read_csv(folder / "capture.csv")
+    tiny = capture.assign(best_bid=capture.best_bid * TINY, best_ask=capture.best_ask * TINY,
+                          bid_size=capture.bid_size / TINY)
+    tiny.to_csv(folder / "tiny.csv", index=False)
+    settings = load_settings(None, use_env=False, db_url=f"sqlite:///{folder / 'lyra.db'}", data_dir=str(folder),
+                             breakers={"max_order_amount": {"BTC": 1e12, "ETH": 1e12}})
+    return folder / "tiny.csv", settings
+
+
 def expected_mids(path: Path, connector: str, pair: str, grid: np.ndarray) -> list[float]:
     """Per second: the mid of the last row at or before it (NaN before the first row)."""
     frame = pd.read_csv(path)

@@ -11,15 +11,12 @@ import shutil
 from decimal import Decimal
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from lyra_governor.config import load_settings
 from lyra_strategies import quotes
 from lyra_strategies.paper import importer, replay
-from tests.e2e.paper.test_recordings import build_recording
+from tests.e2e.paper.test_recordings import build_tiny_recording
 
-SCALE = 1e-9  # the suite's capture, BTC near 20,000, priced near 0.00002
 MID = Decimal("0.0000199934")
 
 
@@ -77,14 +74,8 @@ def test_both_market_makers_quote_a_shib_like_market_without_an_exception(
     mm = conf / "conf_lyra_market_making.yml"
     mm.write_text(mm.read_text().replace("order_amount: 0.001\n", "order_amount: 1000000\n"))
     monkeypatch.setattr(replay, "CONF_DIR", conf)
-    build_recording(tmp_path / "capture.csv")
-    capture = pd.read_csv(tmp_path / "capture.csv")
-    tiny = capture.assign(best_bid=capture.best_bid * SCALE, best_ask=capture.best_ask * SCALE,
-                          bid_size=capture.bid_size / SCALE)
-    tiny.to_csv(tmp_path / "tiny.csv", index=False)
-    feed = importer.load_csv(tmp_path / "tiny.csv", hours=0.05)
-    settings = load_settings(None, use_env=False, db_url=f"sqlite:///{tmp_path / 'lyra.db'}", data_dir=str(tmp_path),
-                             breakers={"max_order_amount": {"BTC": 1e12, "ETH": 1e12}})
+    tiny, settings = build_tiny_recording(tmp_path)
+    feed = importer.load_csv(tiny, hours=0.05)
     seen = _Records()
     root = logging.getLogger()
     root.addHandler(seen)

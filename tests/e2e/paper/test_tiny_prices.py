@@ -5,16 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
 import sqlalchemy as sa
 
-from lyra_governor.config import load_settings
 from lyra_governor.store import audit_log, create_store_engine, fills
 from lyra_strategies.paper import importer
 from lyra_strategies.paper.replay import price_decimals, run_replay
-from tests.e2e.paper.test_recordings import build_recording
-
-SCALE = 1e-9  # the suite's capture, BTC near 20,000, priced near 0.00002
+from tests.e2e.paper.test_recordings import build_tiny_recording
 
 
 def test_a_coin_priced_below_a_cent_keeps_six_significant_digits(tmp_path: Path) -> None:
@@ -25,16 +21,10 @@ def test_a_coin_priced_below_a_cent_keeps_six_significant_digits(tmp_path: Path)
     proposed: its range collapsed, limit 0.000019 not below start 0.000019). Now a market's
     decimals keep 6 significant digits at its lowest price: orders are approved and fill at
     prices of 6 significant digits. (BTC-USDT's per-order cap is raised: the coins are many.)"""
-    build_recording(tmp_path / "capture.csv")
-    capture = pd.read_csv(tmp_path / "capture.csv")
-    tiny = capture.assign(best_bid=capture.best_bid * SCALE, best_ask=capture.best_ask * SCALE,
-                          bid_size=capture.bid_size / SCALE)
-    tiny.to_csv(tmp_path / "tiny.csv", index=False)
-    feed = importer.load_csv(tmp_path / "tiny.csv", hours=0.05)
+    tiny, settings = build_tiny_recording(tmp_path)
+    feed = importer.load_csv(tiny, hours=0.05)
     assert [price_decimals(m) for m in feed.markets] == [10, 10, 11]  # BTC near 0.00002, ETH near 0.000001
     assert price_decimals(importer.load_csv(tmp_path / "capture.csv", hours=0.05).markets[0]) == 6
-    settings = load_settings(None, use_env=False, db_url=f"sqlite:///{tmp_path / 'lyra.db'}", data_dir=str(tmp_path),
-                             breakers={"max_order_amount": {"BTC": 1e12, "ETH": 1e12}})
     result = run_replay(settings, feed, tmp_path / "out", strategies="dca,grid,xemm")
     engine = create_store_engine(f"sqlite:///{result.db_path}")
     with engine.connect() as conn:

@@ -17,7 +17,15 @@ import sqlalchemy as sa
 from lyra_governor.audit import verify
 from lyra_governor.config import Settings
 from lyra_governor.governor import Governor
-from lyra_governor.models import DenialCode, OrderEvent, OrderEventKind, OrderProposal, ReservationStatus, Side
+from lyra_governor.models import (
+    Decision,
+    DenialCode,
+    OrderEvent,
+    OrderEventKind,
+    OrderProposal,
+    ReservationStatus,
+    Side,
+)
 from lyra_governor.order_store import OrderStore, ReservationRow
 from lyra_governor.store import create_schema, create_store_engine, reservations
 from lyra_governor.store_budget import MarketMovedOn
@@ -45,6 +53,18 @@ def _long(governor: Governor, propose: Propose, amount: str) -> None:
         OrderEvent(kind=OrderEventKind.FILLED, reservation_id=bought.reservation_id,
                    filled_amount=Decimal(amount), fill_price=Decimal(60000))
     )  # fmt: skip
+
+
+def _resting_close_in_a_gradual_stop(governor: Governor, propose: Propose) -> tuple[dict[str, Any], Decision]:
+    """A long of 0.002, then a gradual stop, and the close of the whole position allowed and
+    resting: (the close's proposal fields, its decision)."""
+    _long(governor, propose, "0.002")
+    governor.ledger.reduce_only("gradual stop", "council")
+    governor.ladder_state(fresh=True)
+    close: dict[str, Any] = {"side": Side.SELL, "amount": Decimal("0.002"), "reduce_only": True}
+    first = governor.review(propose(**close))
+    assert first.allowed and first.reservation_id
+    return close, first
 
 
 def test_a_cancel_request_runs_no_statement_and_rides_on_the_next_write(
@@ -82,12 +102,7 @@ def test_a_close_after_a_cancel_request_is_judged_without_it_even_after_a_rollba
     """In a gradual stop the store judges each close under the lock against the resting closes
     it holds: the cancelled one no longer counts, though its mark was not committed when the
     close was reviewed, nor by a write rolled back in between."""
-    _long(governor, propose, "0.002")
-    governor.ledger.reduce_only("gradual stop", "council")
-    governor.ladder_state(fresh=True)
-    close = {"side": Side.SELL, "amount": Decimal("0.002"), "reduce_only": True}
-    first = governor.review(propose(**close))
-    assert first.allowed and first.reservation_id
+    close, first = _resting_close_in_a_gradual_stop(governor, propose)
     assert governor.review(propose(**close)).code is DenialCode.REDUCE_ONLY  # it would stack
     governor.cancel_requested(first.reservation_id)
     # a write transaction that rolls back (the market data found stale under the lock) rolls the
@@ -107,12 +122,7 @@ def test_a_cancel_request_lost_in_a_crash_leaves_the_close_counted(
     governor: Governor, propose: Propose, clock: FakeClock, settings: Settings
 ) -> None:
     """A mark not yet written is lost with the process the safe way: the close still counts."""
-    _long(governor, propose, "0.002")
-    governor.ledger.reduce_only("gradual stop", "council")
-    governor.ladder_state(fresh=True)
-    close = {"side": Side.SELL, "amount": Decimal("0.002"), "reduce_only": True}
-    first = governor.review(propose(**close))
-    assert first.allowed and first.reservation_id
+    close, first = _resting_close_in_a_gradual_stop(governor, propose)
     governor.cancel_requested(first.reservation_id)  # then the process dies
     restarted = Governor.from_settings(settings, "bot-1", mandates=EnvelopeMandates(), clock=clock)
     assert restarted.review(propose(**close)).code is DenialCode.REDUCE_ONLY

@@ -34,6 +34,17 @@ def statements(governor: Governor) -> Iterator[list[str]]:
     driver.set_trace_callback(None)
 
 
+def _commit_elsewhere(settings: Settings, clock: FakeClock, sql: str) -> None:
+    """`sql` committed by another connection of the store (another process, as far as the
+    governor's own connection can tell)."""
+    other = Ledger.open(settings, clock)
+    try:
+        with other.engine.begin() as conn:
+            conn.exec_driver_sql(sql)
+    finally:
+        other.close()
+
+
 def _reads(store: OrderStore, bot_id: str) -> tuple[Any, ...]:
     return (store.ladder_look(bot_id), store.ladder_row(), store.caps("paper"), store.book_fills("paper", 0.0, 0))
 
@@ -120,12 +131,7 @@ def test_the_loss_limits_read_with_one_look(governor: Governor, statements: list
     statements.clear()
     assert governor.check_loss_limits() == []
     assert statements == ["PRAGMA data_version"]
-    other = Ledger.open(settings, clock)
-    try:
-        with other.engine.begin() as conn:
-            conn.exec_driver_sql("UPDATE lyra_capital SET cap_musd = cap_musd + 1 WHERE scope = 'paper:TOTAL'")
-    finally:
-        other.close()
+    _commit_elsewhere(settings, clock, "UPDATE lyra_capital SET cap_musd = cap_musd + 1 WHERE scope = 'paper:TOTAL'")
     statements.clear()
     governor.check_loss_limits()
     assert statements.count("PRAGMA data_version") >= 2 and any("lyra_capital" in s for s in statements)
@@ -332,12 +338,8 @@ def test_a_capacity_read_is_kept_until_a_commit_that_may_move_capital(
     governor.on_order_event(OrderEvent(kind=OrderEventKind.FILLED, reservation_id=bought.reservation_id,
                                        filled_amount=Decimal("0.002"), fill_price=Decimal(60000)))  # fmt: skip
     assert governor.capacity_usd("binance") == full - Decimal(120)  # deployed by the fill
-    other = Ledger.open(settings, clock)
-    try:
-        with other.engine.begin() as conn:
-            conn.exec_driver_sql("UPDATE lyra_capital SET cap_musd = cap_musd - 1000000 WHERE scope = 'paper:binance'")
-    finally:
-        other.close()
+    _commit_elsewhere(settings, clock,
+                      "UPDATE lyra_capital SET cap_musd = cap_musd - 1000000 WHERE scope = 'paper:binance'")
     assert governor.capacity_usd("binance") == full - Decimal(121)  # another connection's cap: seen at once
 
 
