@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 SAMPLE_S = 10.0  # one stored mid per 10 s per market
@@ -108,6 +107,11 @@ def minute_closes(points: Sequence[tuple[float, float]], now: float, span_s: flo
     n = int((now - start) // BAR_S) + 1
     if n <= 0:
         return []
+    # here, not at the top: the operator's `halt`, `resume` and `status` import this module and
+    # must start without numpy (tests/unit/cli/test_lazy_commands.py); after the first context
+    # the import is a dictionary lookup
+    import numpy as np
+
     base = now - (n - 1) * BAR_S
     table = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     ts = table[:, 0]
