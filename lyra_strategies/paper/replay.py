@@ -619,6 +619,16 @@ async def _replay(
             _sample(result, ledger, valuer, i, t)
             break
 
+    # the candles the strategies could read while they traded: taken before the close-out tick,
+    # which may close one more candle that no strategy then trades on (a 15-minute recording's
+    # 15th minute: its NATR was "reached" at the very end, and the report did not say why)
+    for role, strategy in strategies.items():
+        feeds = [feed.warmth() for feed in strategy.market_data_provider.candles_feeds.values()
+                 if isinstance(feed, ReplayCandles)]
+        cold = [w for w in feeds if w["closed"] < w["needed"]]
+        if cold:
+            result.cold_candles[role] = cold
+
     # close out: executors stop and hold what they bought (no more orders), open orders are
     # cancelled so every reservation is settled, tick once more
     for strategy in strategies.values():
@@ -644,12 +654,6 @@ async def _replay(
         result.council_requests += int(council.get("requests", 0))
         result.ai_cost_usd += float(council.get("cost_usd", 0.0))
     result.role_failures = {role: int(s.exchange_failures) for role, s in strategies.items()}
-    for role, strategy in strategies.items():
-        feeds = [feed.warmth() for feed in strategy.market_data_provider.candles_feeds.values()
-                 if isinstance(feed, ReplayCandles)]
-        cold = [w for w in feeds if w["closed"] < w["needed"]]
-        if cold:
-            result.cold_candles[role] = cold
     result.exchange_failures = sum(result.role_failures.values())
     if "arbitrage" in strategies:
         result.arbitrage_seen = int(strategies["arbitrage"].seen)

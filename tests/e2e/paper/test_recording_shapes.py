@@ -300,3 +300,16 @@ def test_minute_bars_are_named_with_their_cadence_and_the_way_out(capture: pd.Da
                                         strategies="market_making"), settings)
     assert ticks["data"]["sparse_quotes_note"] == ""
     assert all(m["refresh_interval_s"] is not None and m["refresh_interval_s"] < 1.5 for m in ticks["data"]["markets"])
+
+
+def test_the_whole_recordings_missing_candle_is_named_though_the_close_out_closes_it(
+    capture: pd.DataFrame, lyra_home: Path
+) -> None:
+    """On the whole 899 s the 15th one-minute candle closes only at the close-out tick, after the
+    last second any strategy trades: the report counted it and left out why the indicator was
+    never known (the candles were taken after the close-out)."""
+    path = _write(capture, lyra_home / "capture.csv")
+    settings = _settings(lyra_home)
+    result = run_replay(settings, importer.load_csv(path), lyra_home / "out", strategies="dynamic_market_making")
+    [reason] = [r for r in report.summarize(result, settings)["gate_reasons"] if r.startswith("strategies not tested")]
+    assert "never reached the 15 it reads (14 closed in 899 s of data)" in reason, reason
