@@ -1220,9 +1220,7 @@ class OrderStore:
         it would take a PRAGMA (or a look is open: ask `version_at`). For a caller that needs no
         read at all when the store is as it last saw it (the loss limits' skipped check)."""
         seen = self._seen
-        if seen is not None and seen[0] == at and seen[1][1] == self._epoch and self._look is None:
-            return seen[1]
-        return None
+        return seen[1] if seen is not None and self._look is None and self.looked_at(at) else None
 
     def forget_instant(self) -> None:
         """The next read given an instant (`_cached`'s `at`) takes its own PRAGMA: something this

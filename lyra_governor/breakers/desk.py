@@ -188,15 +188,7 @@ class BreakerDesk:
         return trips
 
     def _fold(self, due: dict[tuple[str, str], Decimal]) -> None:
-        """`mark_usd` of each mark due, in order (the book and exchange of each connector worked
-        out once, as there), then none due."""
-        where_of, book_of = self._where, self.board.book
+        """`mark_usd` of each mark due, in order, then none due."""
         for (connector, pair), usd_per_base in due.items():
-            where = where_of.get(connector)
-            if where is None:
-                book = phases.PAPER_BOOK if Settings.is_paper(connector) else phases.LIVE_BOOK
-                where = where_of[connector] = (book, Settings.exchange_of(connector))
-            marks = book_of(where[0]).marks
-            if usd_per_base.is_finite() and usd_per_base > 0:  # `BookMarks.mark`
-                marks[(where[1], pair)] = usd_per_base
+            self.mark_usd(connector, pair, usd_per_base)
         due.clear()

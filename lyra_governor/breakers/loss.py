@@ -102,11 +102,11 @@ class BookMarks:
 
     def roll_day(self, day: int) -> None:
         self.day = day
-        self.day_start = {scope: self.pnl(scope) for scope in self.scopes()}
+        self.day_start = self.pnls()
 
     def rebase(self) -> None:
         """An operator resumed: today's loss and the drawdown are measured from here on."""
-        self.day_start = {scope: self.pnl(scope) for scope in self.scopes()}
+        self.day_start = self.pnls()
         self.peak = dict(self.day_start)
 
 
