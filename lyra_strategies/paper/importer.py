@@ -252,14 +252,13 @@ def load_csv(path: Path, hours: float | None = None) -> Feed:
             feed.gaps.append({"connector": connector_name, "trading_pair": pair_name, "at": float(at),
                               "seconds": round(float(length), 3)})
         if inside.size and grid[-1] - inside[-1] > GAP_S:
-            after = int(np.searchsorted(times, grid[-1], side="right"))  # its first row after the run's end
-            if after == times.size:  # the market's recording ends before the run does
-                feed.gaps.append({"connector": connector_name, "trading_pair": pair_name, "at": float(inside[-1]),
-                                  "seconds": round(float(grid[-1] - inside[-1]), 3), "to_end": True})
-            else:  # a silence the run's end (--hours) cuts: the recording goes on, a gap like the others,
-                # to the run's end (as long as the run saw it: a report's gap time stays within the run)
-                feed.gaps.append({"connector": connector_name, "trading_pair": pair_name, "at": float(inside[-1]),
-                                  "seconds": round(float(grid[-1] - inside[-1]), 3)})
+            # a silence to the run's end, counted to it (a report's gap time stays within the run):
+            # the market's recording ends there, or the run's end (--hours) cuts a gap like the others
+            gap: dict[str, object] = {"connector": connector_name, "trading_pair": pair_name,
+                                      "at": float(inside[-1]), "seconds": round(float(grid[-1] - inside[-1]), 3)}
+            if int(np.searchsorted(times, grid[-1], side="right")) == times.size:  # no row after the run's end
+                gap["to_end"] = True
+            feed.gaps.append(gap)
     return feed
 
 
